@@ -1,0 +1,145 @@
+"""Frozen configurations: the thesis' DQN hyperparameters per environment, and input checks.
+
+Every value here is from the thesis' appendices A and B, with the open choices fixed by
+PROTOCOL.md (epsilon decays per episode on CartPole, per step on Acrobot; a time-limit
+truncation is not terminal). Configs are frozen dataclasses so that a config *is* the
+identity of a result: `ebnb.store` names outputs by a hash of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from ebnb.envs import resolve_env_id
+
+
+def check_positive_int(name: str, value) -> int:
+    """`value` as an int >= 1, or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_fraction(name: str, value) -> float:
+    """A pruning fraction strictly between 0 and 1, or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Everything that defines how one DQN agent learns (thesis appendices A and B)."""
+
+    env_id: str
+    hidden: tuple[int, ...]  # hidden layer widths of the Q-network (ReLU)
+    lr: float  # Adam learning rate
+    batch_size: int
+    buffer_size: int  # replay capacity, in transitions
+    learning_starts: int  # no gradient step before this many transitions
+    train_freq: int  # a gradient step whenever the transition count is a multiple of this
+    eps_decay: float  # epsilon <- max(eps_floor, epsilon * eps_decay) ...
+    eps_decay_per: Literal["episode", "step"]  # ... at the end of each episode / after each step
+    solved_return: float  # an episode with at least this return counts towards early stopping
+    gamma: float = 0.99
+    eps_start: float = 1.0
+    eps_floor: float = 0.01
+    solved_streak: int = 10  # early stopping after this many solved episodes in a row
+    max_episodes: int = 500
+    truncation_is_terminal: bool = False  # True: the old Gym behaviour (no bootstrap at time limits)
+
+    def __post_init__(self):
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("buffer_size", self.buffer_size)
+        check_positive_int("train_freq", self.train_freq)
+        check_positive_int("max_episodes", self.max_episodes)
+        check_positive_int("solved_streak", self.solved_streak)
+        if self.learning_starts < self.batch_size:
+            raise ValueError(
+                f"learning_starts must be >= batch_size ({self.batch_size}), "
+                f"got {self.learning_starts}"
+            )
+        if self.eps_decay_per not in ("episode", "step"):
+            raise ValueError(f"eps_decay_per must be 'episode' or 'step', got {self.eps_decay_per!r}")
+        for name in ("lr", "eps_decay", "gamma", "eps_start", "eps_floor"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {value}")
+
+    def replace(self, **changes) -> DQNConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+CARTPOLE = DQNConfig(
+    env_id="CartPole-v0",
+    hidden=(128, 128),
+    lr=0.0025,
+    batch_size=32,
+    buffer_size=1000,
+    learning_starts=200,
+    train_freq=4,
+    eps_decay=0.95,
+    eps_decay_per="episode",
+    solved_return=200.0,
+)
+
+ACROBOT = DQNConfig(
+    env_id="Acrobot-v1",
+    hidden=(128,),
+    lr=0.001,
+    batch_size=64,
+    buffer_size=2000,
+    learning_starts=1000,
+    train_freq=1,
+    eps_decay=0.999,
+    eps_decay_per="step",
+    solved_return=-100.0,
+)
+
+THESIS_PRESETS = {CARTPOLE.env_id: CARTPOLE, ACROBOT.env_id: ACROBOT}
+
+
+def dqn_config(env: str, **overrides) -> DQNConfig:
+    """The thesis' DQN config for `env` (short name or gymnasium id), with optional overrides.
+
+    Environments the thesis did not use get CartPole's hyperparameters and the early-stopping
+    threshold from their gymnasium spec (`reward_threshold`); pass `solved_return=` where the
+    spec has none.
+    """
+    import gymnasium
+
+    env_id = resolve_env_id(env)
+    if env_id in THESIS_PRESETS:
+        return THESIS_PRESETS[env_id].replace(**overrides)
+    threshold = gymnasium.spec(env_id).reward_threshold
+    if threshold is None and "solved_return" not in overrides:
+        raise ValueError(
+            f"solved_return: {env_id} has no reward_threshold in its gymnasium spec; "
+            "pass solved_return=<early-stopping return>"
+        )
+    defaults = {"env_id": env_id, "solved_return": threshold}
+    return CARTPOLE.replace(**{**defaults, **overrides})
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Seeds from '3', '0-9' or '1,4,7' (mixes like '0-2,7' work too); empty is an error."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise ValueError(f"seeds: cannot read {part!r}; allowed: '3', '0-9' or '1,4,7'")
+        low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if high < low:
+            raise ValueError(f"seeds: range {part!r} is empty; write low-high with low <= high")
+        seeds.extend(range(low, high + 1))
+    if not seeds:
+        raise ValueError("seeds: the seed list is empty; allowed: '3', '0-9' or '1,4,7'")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: {text!r} names a seed twice")
+    return tuple(seeds)

@@ -1,0 +1,307 @@
+"""The batched DQN engine: K independent agents advancing in lockstep as one computation.
+
+Every per-agent quantity has a leading agent axis: stacked Q-network weights (`ebnb.qnet`),
+Adam moments and step counts (`ebnb.optim`), replay buffers (`ebnb.replay`), one
+environment per agent (`ebnb.envs`, same-step autoreset), epsilon, counters and random
+streams (`ebnb.rng`). Reading `_step` top to bottom is reading DQN (CleanRL's order): act
+epsilon-greedily, step the envs, store, learn where due, copy targets at episode ends.
+
+Agents leave the batch as soon as they stop (early stopping, episode cap, or a callback's
+`stop`), so a population costs what its live agents cost. Callbacks at episode ends see the
+population and may snapshot agents, draw masks from their weights, prune them, or stop them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ebnb import envs, qnet, rng
+from ebnb.agent import AgentState, env_dims
+from ebnb.config import DQNConfig, check_positive_int
+from ebnb.optim import StackedAdam
+from ebnb.replay import FIELDS, StackedReplay
+
+STOP_REASONS = ("early_stop", "max_episodes", "callback")
+
+
+@dataclass
+class EpisodeEnds:
+    """Agents that finished an episode in this step (one entry each)."""
+
+    agents: np.ndarray  # agent ids: positions in the list the population was built from
+    episodes: np.ndarray  # the agent's lifetime episode count, including the one just ended
+    returns: np.ndarray
+    lengths: np.ndarray
+    converged: np.ndarray  # True where this episode completes the first solved streak
+
+
+@dataclass
+class PopulationResult:
+    """Per-episode log, per-agent summary, and each agent's state when it stopped."""
+
+    episodes: pd.DataFrame  # agent, episode, return, length, epsilon (at the episode's start)
+    agents: pd.DataFrame  # agent, seed, stop_reason, episodes_run, converged_episode
+    final: list[AgentState]
+
+
+Callback = Callable[["Population", EpisodeEnds], None]
+
+
+class Population:
+    """K DQN agents sharing one config, trained in lockstep until each one stops.
+
+    `agents` are starting states (fresh from `ebnb.agent.fresh_agent`, or snapshots to resume).
+    `max_episodes` counts from each agent's start; with `early_stop` an agent stops after
+    `cfg.solved_streak` solved episodes in a row (the streak counts from the start of this run).
+    """
+
+    def __init__(
+        self,
+        cfg: DQNConfig,
+        agents: Sequence[AgentState],
+        *,
+        early_stop: bool = True,
+        max_episodes: int | None = None,
+        callback: Callback | None = None,
+        device: str | torch.device = "cpu",
+        progress: bool = False,
+    ):
+        if not agents:
+            raise ValueError("agents: a population needs at least one agent")
+        max_episodes = check_positive_int("max_episodes", cfg.max_episodes if max_episodes is None else max_episodes)
+        self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
+        self.device = torch.device(device)
+        self.obs_dim, self.n_actions = env_dims(cfg.env_id)
+        n = len(agents)
+        self.ids = np.arange(n)  # live agents, in batch order
+        self.seeds = np.array([a.seed for a in agents], dtype=np.int64)
+        self.epsilon = np.array([a.epsilon for a in agents], dtype=np.float64)
+        self.transitions = np.array([a.transitions for a in agents], dtype=np.int64)
+        self.updates = np.array([a.updates for a in agents], dtype=np.int64)
+        self.episodes = np.array([a.episodes for a in agents], dtype=np.int64)
+        self.episode_limit = self.episodes + max_episodes
+        self.streak = np.zeros(n, dtype=np.int64)
+        self.episode_return = np.zeros(n)
+        self.episode_length = np.zeros(n, dtype=np.int64)
+        self.episode_epsilon = self.epsilon.copy()
+
+        def stacked(field):
+            return [t.to(self.device) for t in qnet.stack([[torch.from_numpy(np.array(a[None])) for a in getattr(s, field)] for s in agents])]
+
+        self.optimizer = StackedAdam(stacked("params"), cfg.lr)
+        self.optimizer.load(stacked("exp_avg"), stacked("exp_avg_sq"), torch.tensor([a.adam_steps for a in agents], device=self.device))
+        self.params = self.optimizer.params  # the same list: compaction re-indexes it in place
+        self.dtype = self.params[0].dtype
+        for p in self.params:
+            p.requires_grad_(True)
+        self.target = stacked("target")
+        self.mask = None
+        if any(a.mask is not None for a in agents):
+            self.mask = [
+                torch.stack([torch.as_tensor(a.mask[layer]) if a.mask is not None else torch.ones(w.shape[1:], dtype=torch.bool)
+                             for a in agents]).to(self.device, self.dtype)
+                for layer, w in enumerate(qnet.weights(self.params))
+            ]  # fmt: skip
+        self.replay = StackedReplay(n, cfg.buffer_size, self.obs_dim, self.device)
+        for name in FIELDS:
+            self.replay.data[name].copy_(torch.from_numpy(np.stack([a.replay[name] for a in agents])))
+
+        self.env = envs.make(cfg.env_id, n, self.seeds.tolist(), start_episodes=self.episodes.tolist())
+        self.obs = self.env.reset()[0]
+        self._stop_requested = np.zeros(n, dtype=bool)
+        self._converged_episode = np.full(n, -1, dtype=np.int64)
+        self._stop_reason = [""] * n
+        self._episodes_run = np.zeros(n, dtype=np.int64)
+        self._final: list[AgentState | None] = [None] * n
+        self._log: list[tuple] = []
+        self._progress = tqdm(total=int(max_episodes * n), unit="episode", disable=not progress, smoothing=0.05)
+        self._progress.set_postfix(live=n)
+
+    # ---- the public surface for callbacks -------------------------------------------------
+
+    def positions(self, agents) -> np.ndarray:
+        """Batch positions of live agent ids."""
+        where = {agent: position for position, agent in enumerate(self.ids)}
+        return np.array([where[int(a)] for a in np.atleast_1d(agents)], dtype=np.int64)
+
+    def weights(self, agents) -> list[torch.Tensor]:
+        """Current weight matrices `[k, in, out]` of live `agents` (copies; for drawing masks)."""
+        index = torch.from_numpy(self.positions(agents)).to(self.device)
+        return [w.detach().index_select(0, index) for w in qnet.weights(self.params)]
+
+    def snapshot(self, agents) -> list[AgentState]:
+        """Full states of live `agents` (copies), e.g. to resume them later."""
+        return [self._state_at(int(p)) for p in self.positions(agents)]
+
+    def set_mask(self, agents, mask: Sequence[torch.Tensor]) -> None:
+        """Prune live `agents` with `mask` (`[k, in, out]` per weight matrix) from now on."""
+        index = torch.from_numpy(self.positions(agents)).to(self.device)
+        if self.mask is None:
+            self.mask = [torch.ones_like(w.detach()) for w in qnet.weights(self.params)]
+        with torch.no_grad():
+            for layer, m in enumerate(mask):
+                self.mask[layer][index] = m.to(self.device, self.dtype)
+                for tensors in (self.params, self.target):
+                    tensors[2 * layer][index] *= self.mask[layer][index]
+
+    def stop(self, agents) -> None:
+        """Stop live `agents` at the end of the current step (reason 'callback')."""
+        self._stop_requested[self.positions(agents)] = True
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> PopulationResult:
+        """Train until every agent has stopped; return logs and final states."""
+        while len(self.ids):
+            self._step()
+        self._progress.close()
+        columns = ["agent", "episode", "return", "length", "epsilon"]
+        log = pd.DataFrame(
+            {c: np.concatenate([row[i] for row in self._log]) if self._log else [] for i, c in enumerate(columns)}
+        ).sort_values(["agent", "episode"], kind="stable", ignore_index=True)  # fmt: skip
+        agents = pd.DataFrame({
+            "agent": np.arange(len(self._final)), "seed": [s.seed for s in self._final],
+            "stop_reason": self._stop_reason, "episodes_run": self._episodes_run,
+            "converged_episode": self._converged_episode,
+        })  # fmt: skip
+        return PopulationResult(episodes=log, agents=agents, final=list(self._final))
+
+    def _step(self) -> None:
+        cfg = self.cfg
+        obs = torch.from_numpy(self.obs).to(self.device)
+        with torch.no_grad():
+            greedy = qnet.forward(self.params, obs[:, None, :].to(self.dtype))[:, 0].argmax(1).cpu().numpy()
+        explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
+        random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
+        action = np.where(explore, random_action, greedy)
+
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated | truncated
+        stored_next = next_obs
+        if done.any():
+            stored_next = np.where(done[:, None], info["final_obs"], next_obs)
+        bootstrap_cut = done if cfg.truncation_is_terminal else terminated
+        self.replay.add(
+            self.transitions,
+            obs=obs,
+            action=torch.from_numpy(action).to(self.device),
+            reward=torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(self.device),
+            next_obs=torch.from_numpy(np.asarray(stored_next, dtype=np.float32)).to(self.device),
+            done=torch.from_numpy(bootstrap_cut.astype(np.float32)).to(self.device),
+        )
+        self.transitions += 1
+        self.episode_return += reward
+        self.episode_length += 1
+        if cfg.eps_decay_per == "step":
+            self.epsilon = np.maximum(self.epsilon * cfg.eps_decay, cfg.eps_floor)
+
+        due = (self.transitions % cfg.train_freq == 0) & (self.transitions >= cfg.learning_starts)
+        if due.any():
+            self._learn(np.flatnonzero(due))
+        self.obs = next_obs
+        if done.any():
+            self._end_episodes(np.flatnonzero(done))
+
+    def _learn(self, positions: np.ndarray) -> None:
+        """One gradient step for the agents at batch `positions` (each on its own minibatch)."""
+        cfg = self.cfg
+        everyone = len(positions) == len(self.ids)
+        index = None if everyone else torch.from_numpy(positions).to(self.device)
+        with torch.no_grad():
+            params = self.params if everyone else [p.index_select(0, index).requires_grad_(True) for p in self.params]
+            target = self.target if everyone else [t.index_select(0, index) for t in self.target]
+            batch = self.replay.sample(
+                torch.from_numpy(positions).to(self.device), self.seeds[positions],
+                self.updates[positions], self.transitions[positions], cfg.batch_size,
+            )  # fmt: skip
+            next_q = qnet.forward(target, batch["next_obs"].to(self.dtype)).max(2).values
+            td_target = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * next_q
+        q = qnet.forward(params, batch["obs"].to(self.dtype)).gather(2, batch["action"][..., None])[..., 0]
+        loss = (q - td_target).square().mean(1).sum()  # each agent's mean TD loss, summed
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            self.optimizer.step(list(grads), index)
+            if self.mask is not None:
+                for w, m in zip(qnet.weights(self.params), self.mask):
+                    if everyone:
+                        w.mul_(m)
+                    else:
+                        w.index_copy_(0, index, w.index_select(0, index) * m.index_select(0, index))
+        self.updates[positions] += 1
+
+    def _end_episodes(self, positions: np.ndarray) -> None:
+        cfg = self.cfg
+        index = torch.from_numpy(positions).to(self.device)
+        with torch.no_grad():
+            for t, p in zip(self.target, self.params):
+                t.index_copy_(0, index, p.index_select(0, index))
+        if cfg.eps_decay_per == "episode":
+            self.epsilon[positions] = np.maximum(self.epsilon[positions] * cfg.eps_decay, cfg.eps_floor)
+        self.episodes[positions] += 1
+        ids = self.ids[positions]
+        returns = self.episode_return[positions]
+        solved = returns >= cfg.solved_return
+        self.streak[positions] = np.where(solved, self.streak[positions] + 1, 0)
+        converged = (self.streak[positions] == cfg.solved_streak) & (self._converged_episode[ids] < 0)
+        self._converged_episode[ids[converged]] = self.episodes[positions][converged]
+        self._log.append((ids, self.episodes[positions].copy(), returns.copy(),
+                          self.episode_length[positions].copy(), self.episode_epsilon[positions].copy()))  # fmt: skip
+        self._progress.update(len(positions))
+        if self.callback is not None:
+            self.callback(self, EpisodeEnds(ids, self.episodes[positions].copy(), returns.copy(),
+                                            self.episode_length[positions].copy(), converged))  # fmt: skip
+        self.episode_return[positions] = 0.0
+        self.episode_length[positions] = 0
+        self.episode_epsilon[positions] = self.epsilon[positions]
+
+        reasons = np.select(
+            [self.early_stop & (self.streak >= cfg.solved_streak), self.episodes >= self.episode_limit, self._stop_requested],
+            STOP_REASONS, default="",
+        )  # fmt: skip
+        if (reasons != "").any():
+            self._retire(np.flatnonzero(reasons != ""), reasons)
+
+    def _retire(self, positions: np.ndarray, reasons: np.ndarray) -> None:
+        """Record stopped agents' final states and drop them from the batch (compaction)."""
+        for p in positions:
+            agent = int(self.ids[p])
+            self._final[agent] = self._state_at(int(p))
+            self._stop_reason[agent] = str(reasons[p])
+            self._episodes_run[agent] = self.episodes[p] - (self.episode_limit[p] - self.max_episodes)
+            self._progress.update(int(self.episode_limit[p] - self.episodes[p]))
+        keep = np.setdiff1d(np.arange(len(self.ids)), positions)
+        index = torch.from_numpy(keep).to(self.device)
+        with torch.no_grad():
+            self.optimizer.keep(index)
+            for p in self.params:
+                p.requires_grad_(True)
+            self.target = [t.index_select(0, index) for t in self.target]
+            if self.mask is not None:
+                self.mask = [m.index_select(0, index) for m in self.mask]
+        self.replay.keep(index)
+        for name in ("ids", "seeds", "epsilon", "transitions", "updates", "episodes", "episode_limit", "streak",
+                     "episode_return", "episode_length", "episode_epsilon", "_stop_requested", "obs"):  # fmt: skip
+            setattr(self, name, getattr(self, name)[keep])
+        if len(keep):
+            self.env.select(keep)
+        self._progress.set_postfix(live=len(keep))
+
+    def _state_at(self, position: int) -> AgentState:
+        def row(tensors):
+            return [t[position].detach().cpu().numpy().copy() for t in tensors]
+
+        return AgentState(
+            seed=int(self.seeds[position]), params=row(self.params), target=row(self.target),
+            exp_avg=row(self.optimizer.exp_avg), exp_avg_sq=row(self.optimizer.exp_avg_sq),
+            adam_steps=int(self.optimizer.steps[position]),
+            replay={name: t[position].cpu().numpy().copy() for name, t in self.replay.data.items()},
+            epsilon=float(self.epsilon[position]), transitions=int(self.transitions[position]),
+            updates=int(self.updates[position]), episodes=int(self.episodes[position]),
+            mask=None if self.mask is None else [m[position].cpu().numpy() > 0.5 for m in self.mask],
+        )  # fmt: skip

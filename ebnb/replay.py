@@ -1,0 +1,46 @@
+"""Per-agent circular replay buffers stored as `[K, capacity, ...]` tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ebnb import rng
+
+FIELDS = ("obs", "action", "reward", "next_obs", "done")
+
+
+class StackedReplay:
+    """K replay buffers of equal capacity; agent k's transition number t goes to slot t % capacity."""
+
+    def __init__(self, n_agents: int, capacity: int, obs_dim: int, device="cpu"):
+        self.capacity = capacity
+        shapes = {"obs": (obs_dim,), "action": (), "reward": (), "next_obs": (obs_dim,), "done": ()}
+        dtypes = {"action": torch.int64}
+        self.data = {
+            name: torch.zeros(n_agents, capacity, *shapes[name], dtype=dtypes.get(name, torch.float32), device=device)
+            for name in FIELDS
+        }  # fmt: skip
+
+    def add(self, transitions: np.ndarray, **values: torch.Tensor) -> None:
+        """Store one transition per agent; `transitions` is each agent's count *before* this one."""
+        rows = torch.arange(len(transitions))
+        slots = torch.from_numpy(transitions % self.capacity)
+        for name, value in values.items():
+            self.data[name][rows, slots] = value
+
+    def sample(self, agents: torch.Tensor, seeds, updates, transitions, batch_size: int) -> dict:
+        """A minibatch `[k, batch_size, ...]` for each of `agents`.
+
+        Indices are uniform over each agent's filled slots, drawn from the agent's REPLAY
+        stream at counters `update * batch_size + j`.
+        """
+        counters = np.asarray(updates)[:, None] * batch_size + np.arange(batch_size)
+        filled = np.minimum(np.asarray(transitions), self.capacity)[:, None]
+        slots = torch.from_numpy(rng.integers(np.asarray(seeds)[:, None], rng.Stream.REPLAY, counters, filled))
+        rows = agents[:, None]
+        return {name: tensor[rows, slots.to(tensor.device)] for name, tensor in self.data.items()}
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only the agents at `index` (compaction)."""
+        self.data = {name: t.index_select(0, index.to(t.device)) for name, t in self.data.items()}

@@ -1,0 +1,248 @@
+"""The batched engine: equal to an independent reference, batch-invariant, deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import reference_dqn
+from ebnb import masks, qnet
+from ebnb.agent import fresh_agent
+from ebnb.config import ACROBOT, CARTPOLE
+from ebnb.envs import reset_state
+from ebnb.optim import StackedAdam
+from ebnb.population import Population
+
+
+def run(cfg, agents, **kwargs):
+    return Population(cfg, agents, **kwargs).run()
+
+
+def record_actions(population: Population) -> list:
+    """Wrap the population's env so every step's actions are kept (in batch order)."""
+    actions = []
+    step = population.env.step
+
+    def recording_step(action):
+        actions.append((population.ids.copy(), np.array(action)))
+        return step(action)
+
+    population.env.step = recording_step
+    return actions
+
+
+@pytest.mark.parametrize(
+    "cfg, episodes, dtype, atol",
+    [(CARTPOLE, 100, torch.float32, 1e-5), (ACROBOT, 10, torch.float64, 1e-5), (ACROBOT, 10, torch.float32, 1e-3)],
+    ids=["cartpole-float32", "acrobot-float64", "acrobot-float32"],
+)
+def test_engine_matches_reference_dqn(cfg, episodes, dtype, atol):
+    """Same actions, returns and epsilon as the independent reference, and the same parameters.
+
+    Acrobot takes a gradient step every transition (~2,700 Adam steps here); in float32 the
+    last-bit differences between bmm and nn.Linear's addmm grow to ~1e-4 in a few weights, so
+    the 1e-5 check on Acrobot runs both in float64, and float32 is held to 1e-3.
+    """
+    seed = 5
+    reference_actions: list[int] = []
+    reference = reference_dqn.train(cfg, seed, episodes, record_actions=reference_actions, dtype=dtype)
+    assert reference["steps"] >= 3000, "the comparison must cover at least 3,000 steps"
+
+    agent = fresh_agent(cfg, seed, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    population = Population(cfg, [agent], early_stop=False, max_episodes=episodes)
+    engine_actions = record_actions(population)
+    result = population.run()
+
+    assert [int(a[0]) for _, a in engine_actions] == reference_actions
+    assert result.episodes["return"].tolist() == reference["returns"]
+    final = result.final[0]
+    reference_params = [p.detach() for p in reference["q_network"].parameters()]
+    for layer in range(len(reference_params) // 2):
+        weight, bias = reference_params[2 * layer], reference_params[2 * layer + 1]
+        np.testing.assert_allclose(final.params[2 * layer], weight.T.numpy(), atol=atol, rtol=0)
+        np.testing.assert_allclose(final.params[2 * layer + 1][0], bias.numpy(), atol=atol, rtol=0)
+    assert final.epsilon == reference["epsilon"]
+    assert final.transitions == reference["steps"]
+
+
+def test_agent_alone_equals_agent_in_population_bitwise():
+    """Seed 3 alone and at position 5 of 16: same returns for 50 episodes, identical parameters."""
+    cfg = CARTPOLE
+    alone = run(cfg, [fresh_agent(cfg, 3)], early_stop=False, max_episodes=50)
+    seeds = [11, 12, 13, 14, 15, 3, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+    stop_at = {agent: 20 + 2 * agent for agent in range(16) if agent != 5}  # others leave early: compaction
+
+    def stop_some(population, ends):
+        leaving = [a for a, e in zip(ends.agents, ends.episodes) if stop_at.get(int(a)) == e]
+        if leaving:
+            population.stop(leaving)
+
+    together = run(cfg, [fresh_agent(cfg, s) for s in seeds], early_stop=False, max_episodes=50, callback=stop_some)
+    mine = together.episodes[together.episodes.agent == 5]
+    assert len(mine) == 50
+    assert mine["return"].tolist() == alone.episodes["return"].tolist()
+    for a, b in zip(alone.final[0].to_arrays().items(), together.final[5].to_arrays().items()):
+        assert a[0] == b[0] and np.array_equal(a[1], b[1]), a[0]
+    assert set(together.agents.stop_reason) == {"callback", "max_episodes"}
+
+
+def test_agents_out_of_phase_each_equal_their_run_alone():
+    """Agents resumed from snapshots at different transition counts (and Adam steps) train on
+    their own schedule: batched, each gives bitwise what it gives alone."""
+    cfg = CARTPOLE
+    snapshots = {}
+
+    def keep(population, ends):
+        for agent, episode in zip(ends.agents, ends.episodes):
+            if episode in (9, 14, 17):
+                snapshots[(int(agent), int(episode))] = population.snapshot([agent])[0]
+
+    run(cfg, [fresh_agent(cfg, 0), fresh_agent(cfg, 1)], early_stop=False, max_episodes=17, callback=keep)
+    starts = [snapshots[(0, 9)], snapshots[(1, 14)], fresh_agent(cfg, 7), snapshots[(0, 17)]]
+    assert len({s.transitions % cfg.train_freq for s in starts}) > 1, "the test needs agents out of phase"
+    together = run(cfg, starts, early_stop=False, max_episodes=12)
+    for position, start in enumerate(starts):
+        alone = run(cfg, [start], early_stop=False, max_episodes=12)
+        assert alone.final[0].adam_steps == together.final[position].adam_steps
+        for layer, param in enumerate(alone.final[0].params):
+            assert np.array_equal(param, together.final[position].params[layer])
+
+
+def test_same_config_twice_gives_identical_results():
+    cfg = ACROBOT
+    first = run(cfg, [fresh_agent(cfg, s) for s in (0, 1)], early_stop=False, max_episodes=3)
+    second = run(cfg, [fresh_agent(cfg, s) for s in (0, 1)], early_stop=False, max_episodes=3)
+    assert first.episodes.equals(second.episodes)
+    for a, b in zip(first.final, second.final):
+        assert all(np.array_equal(x, y) for x, y in zip(a.params, b.params))
+
+
+def test_stacked_gradients_and_adam_equal_independent_optimisers():
+    """One loss (sum of each agent's mean TD loss) and one StackedAdam over K agents equal K
+    separate networks with K torch.optim.Adam, including agents that skip steps."""
+    torch.manual_seed(0)
+    sizes, n_agents, batch = [4, 16, 16, 2], 5, 8
+    stacked = qnet.stack([qnet.init_params(sizes, seed) for seed in range(n_agents)])
+    for p in stacked:
+        p.requires_grad_(True)
+    optimizer = StackedAdam(stacked, lr=0.01)
+    singles = [[p[k].detach().clone().requires_grad_(True) for p in stacked] for k in range(n_agents)]
+    adams = [torch.optim.Adam(params, lr=0.01) for params in singles]
+
+    schedule = [None, torch.tensor([0, 2, 4]), torch.tensor([1]), None, torch.tensor([3, 4])]
+    for agents in schedule:
+        chosen = list(range(n_agents)) if agents is None else agents.tolist()
+        x = torch.randn(len(chosen), batch, sizes[0])
+        y = torch.randn(len(chosen), batch)
+        params = stacked if agents is None else [p.detach().index_select(0, agents).requires_grad_(True) for p in stacked]
+        loss = (qnet.forward(params, x)[..., 0] - y).square().mean(1).sum()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            optimizer.step(list(grads), agents)
+        for j, k in enumerate(chosen):
+            own = qnet.forward([p[None] for p in singles[k]], x[j : j + 1])[0, :, 0]
+            single_loss = torch.nn.functional.mse_loss(own, y[j])
+            adams[k].zero_grad()
+            single_loss.backward()
+            for g, p in zip(grads, singles[k]):
+                torch.testing.assert_close(g[j], p.grad, atol=1e-6, rtol=1e-5)
+            adams[k].step()
+    for k in range(n_agents):
+        for p_stacked, p_single in zip(stacked, singles[k]):
+            torch.testing.assert_close(p_stacked[k].detach(), p_single.detach(), atol=1e-6, rtol=1e-5)
+    assert optimizer.steps.tolist() == [3, 3, 3, 3, 4]
+
+
+def test_reset_transition_is_never_stored():
+    """Every stored transition is a real one: consecutive slots chain within an episode, and an
+    episode's last next_obs is its true final observation, never the next episode's start."""
+    cfg = CARTPOLE.replace(buffer_size=5000)
+    result = run(cfg, [fresh_agent(cfg, 4)], early_stop=False, max_episodes=12)
+    state, lengths = result.final[0], result.episodes["length"].to_numpy()
+    assert state.transitions == lengths.sum()
+    replay = state.replay
+    ends = np.cumsum(lengths) - 1
+    for episode, end in enumerate(ends):
+        start = end - lengths[episode] + 1
+        assert np.array_equal(replay["obs"][start], reset_state(cfg.env_id, 4, episode).astype(np.float32))
+        assert np.array_equal(replay["next_obs"][start:end], replay["obs"][start + 1 : end + 1])
+        x, theta = replay["next_obs"][end][0], replay["next_obs"][end][2]
+        terminal = abs(x) > 2.4 or abs(theta) > 12 * 2 * np.pi / 360
+        assert terminal == bool(replay["done"][end]), "last transition must end in the true final state"
+        if lengths[episode] < 200:
+            assert terminal
+
+
+def test_pruned_weights_stay_exactly_zero_in_online_and_target_networks():
+    cfg = CARTPOLE.replace(learning_starts=32)
+    agents = []
+    for seed, fraction in [(0, 0.2), (1, 0.5), (2, 0.8)]:
+        agent = fresh_agent(cfg, seed)
+        mask = masks.global_magnitude_masks([torch.from_numpy(w[None]) for w in agent.params[0::2]], fraction)
+        agents.append(agent.pruned([m[0].numpy() for m in mask]))
+    agents.append(fresh_agent(cfg, 3))  # a dense agent in the same batch stays dense
+    population = Population(cfg, agents, early_stop=False, max_episodes=15)
+    learn, checks = population._learn, []
+
+    def checked_learn(positions):
+        learn(positions)
+        for position, agent in enumerate(population.ids):
+            if agents[agent].mask is None:
+                continue
+            for layer, keep in enumerate(agents[agent].mask):
+                for tensors in (population.params, population.target):
+                    assert not tensors[2 * layer][position][~torch.from_numpy(keep)].any()
+        checks.append(len(positions))
+
+    population._learn = checked_learn
+    result = population.run()
+    assert sum(checks) > 100
+    dense = result.final[3]
+    assert all((w != 0).all() for w in dense.params[0::2])
+
+
+def test_set_mask_prunes_mid_run_and_keeps_the_rest_of_the_state():
+    cfg = CARTPOLE
+    seen = {}
+
+    def prune_at_episode_5(population, ends):
+        for agent, episode in zip(ends.agents, ends.episodes):
+            if episode == 5:
+                before = population.snapshot([agent])[0]
+                mask = masks.global_magnitude_masks(population.weights([agent]), 0.4)
+                population.set_mask([agent], mask)
+                after = population.snapshot([agent])[0]
+                seen[int(agent)] = (before, after, [m[0].numpy() for m in mask])
+
+    result = run(cfg, [fresh_agent(cfg, 0), fresh_agent(cfg, 1)], early_stop=False, max_episodes=30, callback=prune_at_episode_5)
+    for agent, (before, after, mask) in seen.items():
+        assert after.epsilon == before.epsilon and after.adam_steps == before.adam_steps
+        assert np.array_equal(after.replay["obs"], before.replay["obs"])
+        for layer, keep in enumerate(mask):
+            assert np.array_equal(after.params[2 * layer], before.params[2 * layer] * keep)
+            assert not result.final[agent].params[2 * layer][~keep].any()
+            assert not result.final[agent].target[2 * layer][~keep].any()
+
+
+def test_epsilon_schedules_follow_the_protocol():
+    cartpole = run(CARTPOLE, [fresh_agent(CARTPOLE, 0)], early_stop=False, max_episodes=100).episodes
+    expected = np.maximum(0.95 ** np.arange(100), 0.01)  # per episode, floor 0.01
+    np.testing.assert_allclose(cartpole["epsilon"], expected, rtol=1e-12)
+    acrobot = run(ACROBOT, [fresh_agent(ACROBOT, 0)], early_stop=False, max_episodes=3).episodes
+    steps_before = np.concatenate([[0], np.cumsum(acrobot["length"])[:-1]])
+    np.testing.assert_allclose(acrobot["epsilon"], np.maximum(0.999**steps_before, 0.01), rtol=1e-9)
+
+
+def test_early_stopping_after_ten_solved_episodes():
+    cfg = CARTPOLE.replace(solved_return=15.0)  # easy threshold so the test is short
+    result = run(cfg, [fresh_agent(cfg, s) for s in range(3)], early_stop=True, max_episodes=200)
+    for agent, log in result.episodes.groupby("agent"):
+        streak, first = 0, None
+        for episode, ret in enumerate(log["return"], start=1):
+            streak = streak + 1 if ret >= 15.0 else 0
+            if streak == 10 and first is None:
+                first = episode
+        summary = result.agents.loc[agent]
+        assert summary.stop_reason == "early_stop"
+        assert summary.converged_episode == first == len(log) == summary.episodes_run
