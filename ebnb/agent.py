@@ -23,7 +23,7 @@ class AgentState:
     """
 
     seed: int
-    params: list[np.ndarray]  # [W1, b1, ...]; W: [in, out], b: [1, out]
+    params: list[np.ndarray]  # [W1, b1, ...]; W: [out, in], b: [out, 1] (nn.Linear's layout)
     target: list[np.ndarray]
     exp_avg: list[np.ndarray]
     exp_avg_sq: list[np.ndarray]

@@ -1,9 +1,10 @@
 """Throughput of the engine against the plain sequential DQN (the tests' reference).
 
-Both train fresh agents with the thesis hyperparameters for the same number of episodes,
-learning on; the engine's agents also carry a random 20% mask so the masked update path is
-what gets timed. Sequential: env-steps per second of one agent. Engine: agent-steps per
-second of K agents in one population.
+Both train fresh agents with the thesis hyperparameters, learning on, until each agent has
+made `BENCH_STEPS` transitions (finishing the episode it is in); the engine's agents also
+carry a random 20% mask so the masked update path is what gets timed. Sequential:
+env-steps per second of one agent (median of 3 seeds). Engine: agent-steps per second of
+K agents in one population.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ebnb import masks, qnet
+from ebnb import masks
 from ebnb.agent import fresh_agent
 from ebnb.config import DQNConfig
 from ebnb.population import Population
 
-# Long enough that most timed steps learn (CartPole learns from transition 200, Acrobot from 1000).
-BENCH_EPISODES = {"CartPole-v0": 40, "Acrobot-v1": 4}
+# Most timed steps learn: CartPole learns from transition 200, Acrobot from 1000.
+BENCH_STEPS = 3000
 DEFAULT_AGENTS = (1, 64, 256, 512)
 
 
@@ -36,41 +37,40 @@ def _reference_module():
     return module
 
 
-def sequential_steps_per_s(cfg: DQNConfig, episodes: int, repeats: int = 3) -> float:
+def sequential_steps_per_s(cfg: DQNConfig, steps: int = BENCH_STEPS, repeats: int = 3) -> float:
     """Median env-steps/s of the reference DQN over `repeats` seeds."""
     reference = _reference_module()
     rates = []
     for seed in range(repeats):
         start = time.perf_counter()
-        steps = reference.train(cfg, seed, episodes)["steps"]
+        steps = reference.train(cfg, seed, cfg.max_episodes, max_steps=steps)["steps"]
         rates.append(steps / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
-def population_steps_per_s(cfg: DQNConfig, n_agents: int, episodes: int, device="cpu") -> float:
-    """Agent-steps/s of one population of `n_agents` fresh, masked agents."""
-    agents = []
-    for seed in range(n_agents):
-        agent = fresh_agent(cfg, seed)
-        import torch
+def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STEPS, device="cpu") -> float:
+    """Agent-steps/s of one population of `n_agents` fresh agents pruned by random 20% masks."""
 
-        weights = [torch.from_numpy(w[None]) for w in qnet.weights(agent.params)]
-        mask = masks.random_masks(weights, 0.2, [seed])
-        agents.append(agent.pruned([m[0].numpy() for m in mask]))
-    population = Population(cfg, agents, early_stop=False, max_episodes=episodes, device=device)
+    def stop_after_steps(population, ends):
+        population.stop(ends.agents[ends.transitions >= steps])
+
+    population = Population(cfg, [fresh_agent(cfg, seed) for seed in range(n_agents)], early_stop=False,
+                            callback=stop_after_steps, device=device)  # fmt: skip
+    everyone = np.arange(n_agents)
+    shapes = [w.shape for w in population.weights(everyone)]
+    population.set_mask(everyone, masks.random_masks(shapes, 0.2, everyone.tolist()))
     start = time.perf_counter()
     result = population.run()
     elapsed = time.perf_counter() - start
     return float(np.sum(result.episodes["length"])) / elapsed
 
 
-def run(cfgs: list[DQNConfig], agent_counts=DEFAULT_AGENTS, device="cpu"):
+def run(cfgs: list[DQNConfig], agent_counts=DEFAULT_AGENTS, steps: int = BENCH_STEPS, device="cpu"):
     """Yield one row per (env, K): sequential and population throughput and their ratio."""
     for cfg in cfgs:
-        episodes = BENCH_EPISODES.get(cfg.env_id, 20)
-        sequential = sequential_steps_per_s(cfg, episodes)
+        sequential = sequential_steps_per_s(cfg, steps)
         for n_agents in agent_counts:
-            population = population_steps_per_s(cfg, n_agents, episodes, device)
+            population = population_steps_per_s(cfg, n_agents, steps, device=device)
             yield {
                 "env": cfg.env_id,
                 "agents": n_agents,

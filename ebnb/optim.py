@@ -5,10 +5,11 @@ takes a gradient step of its own: Adam moves parameters even on a zero gradient,
 that are not due are left out of the update instead of being fed zeros.
 
 The arithmetic is PyTorch's fused CPU Adam kernel (`torch._fused_adam_`, the kernel behind
-`torch.optim.Adam(fused=True)`), one pass over parameters and moments. When every agent
-steps and all share a step count (agents trained from scratch together, the common case) it
-runs on the stacked tensors; otherwise on per-agent views, each with its own step count.
-Either way an agent's result is bitwise the same as alone (see `_aligned`).
+`torch.optim.Adam(fused=True)`), one pass over parameters and moments. When a run of
+consecutive agents steps together and shares a step count (agents trained from scratch
+together, the common case) it runs on slices of the stacked tensors; otherwise on gathered
+per-agent rows, each with its own step count. Either way an agent's result is bitwise the
+same as alone (see ALIGN).
 """
 
 from __future__ import annotations
@@ -16,6 +17,19 @@ from __future__ import annotations
 import torch
 
 from ebnb.qnet import Params
+
+# The fused kernel works in 64-byte chunks and handles a chunk's last `size % vector width`
+# elements with scalar code, whose rounding can differ from the vector code's (fused
+# multiply-add). With every agent's slice a multiple of 16 floats, stacked tensors have no
+# such tail, so an agent's numbers do not depend on K. Thinner tensors (the output bias) are
+# stepped through zero-padded copies.
+ALIGN = 16
+
+
+def _pad(tensor: torch.Tensor) -> torch.Tensor:
+    """`[k, ...]` flattened per agent and zero-padded to a multiple of ALIGN elements."""
+    flat = tensor.reshape(len(tensor), -1)
+    return torch.nn.functional.pad(flat, (0, -flat.shape[1] % ALIGN))
 
 
 class StackedAdam:
@@ -27,61 +41,48 @@ class StackedAdam:
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         self.steps = torch.zeros(params[0].shape[0])
-        self._views = None
+        self._aligned = [p[0].numel() % ALIGN == 0 for p in params]
 
     def load(self, exp_avg: Params, exp_avg_sq: Params, steps: torch.Tensor) -> None:
         """Replace the moments and step counts (resuming agents from snapshots)."""
         self.exp_avg, self.exp_avg_sq, self.steps = exp_avg, exp_avg_sq, steps.float()
-        self._views = None
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the agents at `index` (compaction); parameters are re-indexed too."""
         for tensors in (self.params, self.exp_avg, self.exp_avg_sq):
             tensors[:] = [t.index_select(0, index) for t in tensors]
         self.steps = self.steps.index_select(0, index)
-        self._views = None
 
-    def step(self, grads: Params, agents: torch.Tensor | None = None) -> None:
-        """One Adam step for `agents` (indices; None = all) given their gradients `[k, ...]`."""
-        if agents is None:
-            self.steps += 1
-            chosen = range(len(self.steps))
-        else:
-            self.steps[agents] += 1
-            chosen = agents.tolist()
-        stacked = agents is None and bool((self.steps == self.steps[0]).all())
-        views = self._agent_views()
+    def step(self, grads: Params, agents: slice | torch.Tensor) -> None:
+        """One Adam step for `agents` (a slice of consecutive agents, or indices), given
+        their gradients `[k, ...]`."""
+        self.steps[agents] += 1
+        consecutive = isinstance(agents, slice)
+        chosen = range(*agents.indices(len(self.steps))) if consecutive else agents.tolist()
+        shared = consecutive and bool((self.steps[agents] == self.steps[chosen.start]).all())
+        step_of = [self.steps[chosen.start]] if shared else [self.steps[k] for k in chosen]
         lists = ([], [], [], [], [])  # params, grads, exp_avg, exp_avg_sq, steps
+        write_back = []
         for i, grad in enumerate(grads):
-            if stacked and i in self._aligned:
-                entries = [(self.params[i], grad, self.exp_avg[i], self.exp_avg_sq[i], self.steps[0])]
-            else:
-                entries = [(views[0][k][i], grad[j], views[1][k][i], views[2][k][i], views[3][k]) for j, k in enumerate(chosen)]
-            for entry in entries:
-                for out, item in zip(lists, entry):
+            originals = [self.params[i], self.exp_avg[i], self.exp_avg_sq[i]]
+            state = [t[agents] if consecutive else t.index_select(0, agents) for t in originals]
+            state.insert(1, grad)
+            if not self._aligned[i]:
+                state = [_pad(t) for t in state]
+            if not consecutive or not self._aligned[i]:
+                write_back.append((originals, [state[0], state[2], state[3]]))
+            rows = [state] if shared else [[t[j] for t in state] for j in range(len(chosen))]
+            for row, step in zip(rows, step_of):
+                for out, item in zip(lists, [*row, step]):
                     out.append(item)
         self._fused(*lists)
-
-    @property
-    def _aligned(self) -> set[int]:
-        """Tensors whose per-agent size is a multiple of 16 elements.
-
-        The fused kernel works in 64-byte chunks and handles a chunk's last `size % vector
-        width` elements with scalar code, whose rounding can differ from the vector code's
-        (fused multiply-add). With per-agent sizes that are multiples of 16 floats, stacked
-        tensors have no such tail, so every agent's numbers are independent of K. Other
-        tensors (the output layer's bias) are always stepped agent by agent.
-        """
-        return {i for i, p in enumerate(self.params) if p[0].numel() % 16 == 0}
-
-    def _agent_views(self):
-        """Per-agent views of parameters, moments and step count, built once per compaction."""
-        if self._views is None:
-            self._views = [
-                [[t[k] for t in tensors] for k in range(len(self.steps))]
-                for tensors in (self.params, self.exp_avg, self.exp_avg_sq)
-            ] + [[self.steps[k] for k in range(len(self.steps))]]
-        return self._views
+        for originals, updated in write_back:
+            for original, new in zip(originals, updated):
+                new = new.reshape(len(new), -1)[:, : original[0].numel()].reshape(-1, *original.shape[1:])
+                if consecutive:
+                    original[agents] = new
+                else:
+                    original.index_copy_(0, agents, new)
 
     def _fused(self, params, grads, exp_avg, exp_avg_sq, steps) -> None:
         beta1, beta2 = self.betas

@@ -38,6 +38,8 @@ class EpisodeEnds:
     episodes: np.ndarray  # the agent's lifetime episode count, including the one just ended
     returns: np.ndarray
     lengths: np.ndarray
+    transitions: np.ndarray  # the agent's lifetime transition count
+    epsilon: np.ndarray  # epsilon for the agent's next episode
     converged: np.ndarray  # True where this episode completes the first solved streak
 
 
@@ -71,12 +73,14 @@ class Population:
         callback: Callback | None = None,
         device: str | torch.device = "cpu",
         progress: bool = False,
+        chunk_size: int = 128,
     ):
         if not agents:
             raise ValueError("agents: a population needs at least one agent")
         max_episodes = check_positive_int("max_episodes", cfg.max_episodes if max_episodes is None else max_episodes)
         self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
         self.device = torch.device(device)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
         n = len(agents)
         self.ids = np.arange(n)  # live agents, in batch order
@@ -98,8 +102,6 @@ class Population:
         self.optimizer.load(stacked("exp_avg"), stacked("exp_avg_sq"), torch.tensor([a.adam_steps for a in agents], device=self.device))
         self.params = self.optimizer.params  # the same list: compaction re-indexes it in place
         self.dtype = self.params[0].dtype
-        for p in self.params:
-            p.requires_grad_(True)
         self.target = stacked("target")
         self.mask = None
         if any(a.mask is not None for a in agents):
@@ -131,7 +133,7 @@ class Population:
         return np.array([where[int(a)] for a in np.atleast_1d(agents)], dtype=np.int64)
 
     def weights(self, agents) -> list[torch.Tensor]:
-        """Current weight matrices `[k, in, out]` of live `agents` (copies; for drawing masks)."""
+        """Current weight matrices `[k, out, in]` of live `agents` (copies; for drawing masks)."""
         index = torch.from_numpy(self.positions(agents)).to(self.device)
         return [w.detach().index_select(0, index) for w in qnet.weights(self.params)]
 
@@ -140,7 +142,7 @@ class Population:
         return [self._state_at(int(p)) for p in self.positions(agents)]
 
     def set_mask(self, agents, mask: Sequence[torch.Tensor]) -> None:
-        """Prune live `agents` with `mask` (`[k, in, out]` per weight matrix) from now on."""
+        """Prune live `agents` with `mask` (`[k, out, in]` per weight matrix) from now on."""
         index = torch.from_numpy(self.positions(agents)).to(self.device)
         if self.mask is None:
             self.mask = [torch.ones_like(w.detach()) for w in qnet.weights(self.params)]
@@ -175,8 +177,7 @@ class Population:
     def _step(self) -> None:
         cfg = self.cfg
         obs = torch.from_numpy(self.obs).to(self.device)
-        with torch.no_grad():
-            greedy = qnet.forward(self.params, obs[:, None, :].to(self.dtype))[:, 0].argmax(1).cpu().numpy()
+        greedy = qnet.greedy_actions(self.params, obs[:, None, :].to(self.dtype))[:, 0].cpu().numpy()
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
         random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
         action = np.where(explore, random_action, greedy)
@@ -209,31 +210,41 @@ class Population:
             self._end_episodes(np.flatnonzero(done))
 
     def _learn(self, positions: np.ndarray) -> None:
-        """One gradient step for the agents at batch `positions` (each on its own minibatch)."""
-        cfg = self.cfg
+        """One gradient step for each agent at batch `positions`, on its own minibatch."""
+        batch = self.replay.sample(
+            torch.from_numpy(positions).to(self.device), self.seeds[positions],
+            self.updates[positions], self.transitions[positions], self.cfg.batch_size,
+        )  # fmt: skip
         everyone = len(positions) == len(self.ids)
-        index = None if everyone else torch.from_numpy(positions).to(self.device)
+        for start in range(0, len(positions), self.chunk_size):
+            rows = slice(start, min(start + self.chunk_size, len(positions)))
+            agents = rows if everyone else torch.from_numpy(positions[rows]).to(self.device)
+            self._learn_chunk(agents, {name: value[rows] for name, value in batch.items()})
+        self.updates[positions] += 1
+
+    def _learn_chunk(self, agents: slice | torch.Tensor, batch: dict) -> None:
+        """DQN's update for a chunk of agents: consecutive ones (a slice) or any (indices).
+
+        Chunks keep activations cache-sized; each agent's numbers do not depend on the chunk.
+        """
+        cfg = self.cfg
         with torch.no_grad():
-            params = self.params if everyone else [p.index_select(0, index).requires_grad_(True) for p in self.params]
-            target = self.target if everyone else [t.index_select(0, index) for t in self.target]
-            batch = self.replay.sample(
-                torch.from_numpy(positions).to(self.device), self.seeds[positions],
-                self.updates[positions], self.transitions[positions], cfg.batch_size,
-            )  # fmt: skip
-            next_q = qnet.forward(target, batch["next_obs"].to(self.dtype)).max(2).values
-            td_target = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * next_q
-        q = qnet.forward(params, batch["obs"].to(self.dtype)).gather(2, batch["action"][..., None])[..., 0]
-        loss = (q - td_target).square().mean(1).sum()  # each agent's mean TD loss, summed
+            pick = (lambda t: t[agents]) if isinstance(agents, slice) else (lambda t: t.index_select(0, agents))
+            params = [pick(p).detach().requires_grad_(True) for p in self.params]
+            next_q = qnet.q_values([pick(t) for t in self.target], batch["next_obs"].transpose(1, 2).to(self.dtype))
+            td_target = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * next_q.max(1).values
+        q_values = qnet.q_values(params, batch["obs"].transpose(1, 2).to(self.dtype))
+        q_taken = q_values.gather(1, batch["action"][:, None, :])[:, 0]
+        loss = (q_taken - td_target).square().mean(1).sum()  # each agent's mean TD loss, summed
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            self.optimizer.step(list(grads), index)
+            self.optimizer.step(list(grads), agents)
             if self.mask is not None:
                 for w, m in zip(qnet.weights(self.params), self.mask):
-                    if everyone:
-                        w.mul_(m)
+                    if isinstance(agents, slice):
+                        w[agents].mul_(m[agents])
                     else:
-                        w.index_copy_(0, index, w.index_select(0, index) * m.index_select(0, index))
-        self.updates[positions] += 1
+                        w.index_copy_(0, agents, w.index_select(0, agents) * m.index_select(0, agents))
 
     def _end_episodes(self, positions: np.ndarray) -> None:
         cfg = self.cfg
@@ -255,7 +266,9 @@ class Population:
         self._progress.update(len(positions))
         if self.callback is not None:
             self.callback(self, EpisodeEnds(ids, self.episodes[positions].copy(), returns.copy(),
-                                            self.episode_length[positions].copy(), converged))  # fmt: skip
+                                            self.episode_length[positions].copy(),
+                                            self.transitions[positions].copy(), self.epsilon[positions].copy(),
+                                            converged))  # fmt: skip
         self.episode_return[positions] = 0.0
         self.episode_length[positions] = 0
         self.episode_epsilon[positions] = self.epsilon[positions]
@@ -279,8 +292,6 @@ class Population:
         index = torch.from_numpy(keep).to(self.device)
         with torch.no_grad():
             self.optimizer.keep(index)
-            for p in self.params:
-                p.requires_grad_(True)
             self.target = [t.index_select(0, index) for t in self.target]
             if self.mask is not None:
                 self.mask = [m.index_select(0, index) for m in self.mask]

@@ -37,9 +37,13 @@ class StackedReplay:
         """
         counters = np.asarray(updates)[:, None] * batch_size + np.arange(batch_size)
         filled = np.minimum(np.asarray(transitions), self.capacity)[:, None]
-        slots = torch.from_numpy(rng.integers(np.asarray(seeds)[:, None], rng.Stream.REPLAY, counters, filled))
-        rows = agents[:, None]
-        return {name: tensor[rows, slots.to(tensor.device)] for name, tensor in self.data.items()}
+        slots = rng.integers(np.asarray(seeds)[:, None], rng.Stream.REPLAY, counters, filled)
+        flat = torch.from_numpy(slots).to(agents.device) + agents[:, None] * self.capacity
+        flat = flat.reshape(-1)
+        return {
+            name: t.reshape(-1, *t.shape[2:]).index_select(0, flat).reshape(len(agents), batch_size, *t.shape[2:])
+            for name, t in self.data.items()
+        }
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the agents at `index` (compaction)."""

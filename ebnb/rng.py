@@ -27,6 +27,7 @@ class Stream(enum.IntEnum):
     ACTION = 2  # the random action when exploring
     REPLAY = 3  # replay-buffer indices of a minibatch
     RESET = 4  # initial state of an episode
+    TEST = 5  # the seed of an agent's test episodes (kept apart from its training episodes)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -53,6 +54,11 @@ def integers(seed, stream: Stream, counter, high) -> np.ndarray:
     """Uniform int64 in [0, high); `high` broadcasts too (e.g. per-agent buffer sizes)."""
     draw = np.floor(uniform(seed, stream, counter) * np.asarray(high, dtype=np.float64))
     return draw.astype(np.int64)
+
+
+def seed63(seed, stream: Stream, counter) -> np.ndarray:
+    """A non-negative int64 seed derived from (seed, stream, counter)."""
+    return (bits(seed, stream, counter) >> np.uint64(1)).astype(np.int64)
 
 
 def seed32(seed, stream: Stream, counter) -> np.ndarray:

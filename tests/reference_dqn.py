@@ -32,9 +32,12 @@ def start_episode(env: gym.Env, env_id: str, seed: int, episode: int) -> np.ndar
     return np.array(state, dtype=np.float32)
 
 
-def train(cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None = None, dtype=torch.float32) -> dict:
+def train(
+    cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None = None, dtype=torch.float32, max_steps=None
+) -> dict:
     """Train one agent for `episodes` episodes; return its network, returns and step count.
 
+    With `max_steps`, training also ends with the episode in which the step count reaches it.
     The network is initialised in float32 (as nn.Linear does) and then cast to `dtype`.
     """
     env = gym.make(cfg.env_id)
@@ -98,4 +101,6 @@ def train(cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None 
         if cfg.eps_decay_per == "episode":
             epsilon = max(epsilon * cfg.eps_decay, cfg.eps_floor)
         returns.append(episode_return)
+        if max_steps is not None and step >= max_steps:
+            break
     return {"q_network": q_network, "returns": returns, "steps": step, "epsilon": epsilon}

@@ -1,0 +1,106 @@
+"""Command line: `python -m ebnb train ...` and `python -m ebnb bench ...`.
+
+Bad input exits with status 2 and a one-line message naming the parameter, before any
+compute starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ebnb.config import check_positive_int, dqn_config, parse_seeds
+from ebnb.envs import ENV_ALIASES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ebnb", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    envs = ", ".join(ENV_ALIASES)
+
+    train = commands.add_parser("train", help="train one population of DQN agents; write per-episode results")
+    train.add_argument("--env", required=True, help=f"{envs}, or any gymnasium id with discrete actions")
+    train.add_argument("--seeds", required=True, help="'3', '0-9' or '1,4,7': one agent per seed")
+    train.add_argument("--episodes", type=int, default=500, help="episode cap per agent (default 500)")
+    train.add_argument("--no-early-stop", action="store_true", help="train every agent for all --episodes")
+    train.add_argument("--out", required=True, help="FILE.csv or FILE.parquet: one row per (seed, episode)")
+    train.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+    bench = commands.add_parser("bench", help="throughput of the engine vs the plain sequential DQN")
+    bench.add_argument("--env", help=f"{envs}, or a gymnasium id (default: both thesis envs)")
+    bench.add_argument("--agents", type=int, help="population size K (default: 1, 64, 256, 512)")
+    bench.add_argument("--steps", type=int, default=3000, help="transitions per agent (default 3000)")
+    bench.add_argument("--json", action="store_true", help="one JSON object per line")
+    bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return parser
+
+
+def train(args):
+    """Check the arguments; return the job that trains one population and writes its log."""
+    cfg = dqn_config(args.env)
+    seeds = parse_seeds(args.seeds)
+    episodes = check_positive_int("episodes", args.episodes)
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"out: must end in .csv or .parquet, got {args.out!r}")
+    return lambda: _train(args, cfg, seeds, episodes, out)
+
+
+def _train(args, cfg, seeds, episodes, out) -> None:
+    from ebnb.agent import fresh_agent
+    from ebnb.population import Population
+
+    population = Population(cfg, [fresh_agent(cfg, s) for s in seeds], early_stop=not args.no_early_stop,
+                            max_episodes=episodes, device=args.device, progress=True)  # fmt: skip
+    result = population.run()
+    log = result.episodes.rename(columns={"agent": "seed"})
+    log["seed"] = [seeds[a] for a in log["seed"]]
+    log = log[["seed", "episode", "return", "length", "epsilon"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.to_csv(out, index=False) if out.suffix == ".csv" else log.to_parquet(out, index=False)
+    summary = result.agents.assign(seed=list(seeds))
+    last10 = log.groupby("seed")["return"].apply(lambda r: r.tail(10).mean())
+    print(f"{cfg.env_id}: {len(seeds)} agents, {len(log)} episodes -> {out}")
+    for row in summary.itertuples():
+        print(f"  seed {row.seed}: {row.episodes_run} episodes ({row.stop_reason}), "
+              f"mean return of last 10: {last10[row.seed]:.1f}")  # fmt: skip
+
+
+def bench(args):
+    """Check the arguments; return the job that prints sequential vs population throughput."""
+    from ebnb import bench as benchmark
+
+    cfgs = [dqn_config(env) for env in ([args.env] if args.env else ["cartpole", "acrobot"])]
+    counts = (check_positive_int("agents", args.agents),) if args.agents is not None else benchmark.DEFAULT_AGENTS
+    check_positive_int("steps", args.steps)
+    return lambda: _bench(args, cfgs, counts)
+
+
+def _bench(args, cfgs, counts) -> None:
+    from ebnb import bench as benchmark
+
+    if not args.json:
+        print(f"{'env':<12} {'K':>5} {'sequential steps/s':>19} {'population agent-steps/s':>25} {'ratio':>6}")
+    for row in benchmark.run(cfgs, counts, args.steps, device=args.device):
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['env']:<12} {row['agents']:>5} {row['sequential_steps_per_s']:>19,.0f} "
+                  f"{row['population_agent_steps_per_s']:>25,.0f} {row['ratio']:>6.1f}", flush=True)  # fmt: skip
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        job = {"train": train, "bench": bench}[args.command](args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    job()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

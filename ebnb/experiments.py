@@ -1,0 +1,391 @@
+"""The protocol steps of PROTOCOL.md, each a function of frozen configs, cached in a Store.
+
+Every unit of work (one dense run, one retrained ticket, one EB Exploit run, ...) has a
+frozen config that names its result in the store; a step collects the units its grid asks
+for, loads the finished ones and trains all missing ones together in one population, then
+returns tidy DataFrames. Data flows one way: grid -> units -> population/masks -> store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ebnb import masks, qnet
+from ebnb.agent import AgentState, fresh_agent
+from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
+from ebnb.evaluate import greedy_returns
+from ebnb.population import Population
+from ebnb.store import Store
+
+CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def default_store() -> Path:
+    """Where results are cached: $EBNB_STORE, else store/ in the project."""
+    return Path(os.environ.get("EBNB_STORE", PROJECT / "store"))
+
+
+def default_figures(profile: str) -> Path:
+    """figures/ for the thesis (full) profile; figures/<profile>/ for smaller ones."""
+    return PROJECT / "figures" if profile == "full" else PROJECT / "figures" / profile
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What the experiments cover; `PROFILES["full"]` is the thesis."""
+
+    seeds: tuple[int, ...] = tuple(range(10))
+    fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+    prune_episodes: tuple[int, ...] = (5, 20, 30, 40, 50, 75, 100, 130, 180, 250, 400, 500)
+    episodes: int = 500  # dense-run length, and the cap of every training phase
+    test_episodes: int = 100
+    mask_every: int = 2  # experiment 1 draws a mask every this many episodes
+
+    def __post_init__(self):
+        for name in ("seeds", "fractions", "prune_episodes"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: the grid needs at least one value")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"seeds: must be integers >= 0, got {seed!r}")
+        for fraction in self.fractions:
+            check_fraction("fractions", fraction)
+        check_positive_int("episodes", self.episodes)
+        check_positive_int("test_episodes", self.test_episodes)
+        check_positive_int("mask_every", self.mask_every)
+        for episode in self.prune_episodes:
+            if isinstance(episode, bool) or not isinstance(episode, int) or not 1 <= episode <= self.episodes:
+                raise ValueError(f"prune_episodes: each must be an integer in [1, episodes={self.episodes}], got {episode!r}")
+
+
+PROFILES = {
+    "full": Grid(),
+    "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5),
+}
+
+
+def grid(profile: str = "quick", **overrides) -> Grid:
+    """The grid of a profile ('full' = the thesis, 'quick'), with fields overridden by name
+    (None keeps the profile's value)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown {profile!r}; allowed: {', '.join(PROFILES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in fields(Grid)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: not a grid parameter; allowed: {', '.join(sorted(names))}")
+    base = PROFILES[profile]
+    as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    return Grid(**{**{f.name: getattr(base, f.name) for f in fields(Grid)}, **as_tuple})
+
+
+# ---- units of work --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenseRun:
+    """One unpruned agent trained for `episodes` without early stopping (PROTOCOL: shared runs)."""
+
+    dqn: DQNConfig
+    seed: int
+    episodes: int
+    snapshot_episodes: tuple[int, ...]
+    fractions: tuple[float, ...]
+    mask_every: int
+    test_episodes: int
+
+
+@dataclass(frozen=True)
+class TicketRun:
+    """A sparse agent from a dense run: mask from theta at `prune_episode` (CONVERGED: where
+    early stopping would fire), then retrained from m * theta_0 or finetuned from m * theta_e."""
+
+    dense: DenseRun
+    fraction: float
+    prune_episode: int
+    mode: str  # "retrain" | "finetune"
+
+
+@dataclass(frozen=True)
+class EBExploitRun:
+    """EB Exploit (thesis algorithm 3.1) for one seed and P."""
+
+    dqn: DQNConfig
+    seed: int
+    fraction: float
+    xi: float
+    window: int
+    rewind: bool  # False: finetune from m * theta_now (default); True: retrain from m * theta_0
+    episodes: int
+    test_episodes: int
+
+
+def _cached(store: Store, kind: str, units: Sequence, compute: Callable[[list], list[dict]], force=False) -> list[dict]:
+    """Results of `units` in order: stored ones loaded, the missing ones computed together."""
+    missing = [u for u in dict.fromkeys(units) if force or not store.exists(kind, u)]
+    if missing:
+        for unit, result in zip(missing, compute(missing)):
+            store.save(kind, unit, result, overwrite=force)
+    return [store.load(kind, u) for u in units]
+
+
+def _state_arrays(prefix: str, state: AgentState) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{name}": array for name, array in state.to_arrays().items()}
+
+
+def _state_from(arrays: dict, prefix: str) -> AgentState:
+    head = prefix + "."
+    return AgentState.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)})
+
+
+def _weights(state: AgentState) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.asarray(w))[None] for w in qnet.weights(state.params)]
+
+
+def _mask(state: AgentState, fraction: float) -> list[np.ndarray]:
+    """Global L1 mask of an agent's current weights at P = fraction."""
+    return [m[0].numpy() for m in masks.global_magnitude_masks(_weights(state), fraction)]
+
+
+# ---- shared dense runs ----------------------------------------------------------------------
+
+
+def dense_units(env: str, g: Grid) -> list[DenseRun]:
+    cfg = dqn_config(env, max_episodes=g.episodes)
+    return [DenseRun(cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every,
+                     g.test_episodes) for seed in g.seeds]  # fmt: skip
+
+
+def _compute_dense(units: list[DenseRun], progress: bool) -> list[dict]:
+    first = units[0]
+    cfg = first.dqn
+    agents = [fresh_agent(cfg, u.seed) for u in units]
+    n_masks = first.episodes // first.mask_every + 1
+    drawn = {i: {p: [] for p in first.fractions} for i in range(len(units))}
+    snapshots: dict[int, dict[str, AgentState]] = {i: {"theta0": agents[i]} for i in range(len(units))}
+    snapshot_at = set(first.snapshot_episodes)
+
+    def draw(agent_ids, weights):
+        for fraction in first.fractions:
+            flat = masks.flatten(masks.global_magnitude_masks(weights, fraction)).numpy()
+            for row, agent in enumerate(agent_ids):
+                drawn[int(agent)][fraction].append(masks.pack(flat[row]))
+
+    draw(range(len(units)), [torch.cat(w) for w in zip(*[_weights(a) for a in agents])])
+
+    def on_episode_end(population: Population, ends):
+        due = ends.agents[ends.episodes % first.mask_every == 0]
+        if len(due):
+            draw(due, population.weights(due))
+        for agent, episode, converged in zip(ends.agents, ends.episodes, ends.converged):
+            if episode in snapshot_at or converged or episode == first.episodes:
+                state = population.snapshot([agent])[0]
+                if episode in snapshot_at:
+                    snapshots[int(agent)][f"e{episode}"] = state
+                if converged:
+                    snapshots[int(agent)]["converged"] = state
+                if episode == first.episodes:
+                    snapshots[int(agent)]["last"] = state
+
+    result = Population(cfg, agents, early_stop=False, max_episodes=first.episodes, callback=on_episode_end,
+                        progress=progress).run()  # fmt: skip
+    converged_at = result.agents["converged_episode"].to_numpy()
+    baseline_states = [snapshots[i].get("converged", snapshots[i]["last"]) for i in range(len(units))]
+    tests = greedy_returns(cfg, [s.params for s in baseline_states], [u.seed for u in units], first.test_episodes)
+    out = []
+    for i, unit in enumerate(units):
+        log = result.episodes[result.episodes.agent == i].drop(columns="agent").reset_index(drop=True)
+        never = converged_at[i] < 0
+        baseline = pd.DataFrame({
+            "seed": [unit.seed], "converged": [not never],
+            "converged_episode": [int(first.episodes if never else converged_at[i])],
+            "test_return": [float(tests[i].mean())],
+        })  # fmt: skip
+        states = {}
+        for name, state in snapshots[i].items():
+            if name != "last":
+                states.update(_state_arrays(name, state))
+        if never:
+            states.update(_state_arrays("converged", snapshots[i]["last"]))
+        mask_arrays = {f"P{p}": np.stack(drawn[i][p]) for p in first.fractions}
+        mask_arrays["episodes"] = np.arange(n_masks) * first.mask_every
+        out.append({"episodes": log, "baseline": baseline, "snapshots": states, "masks": mask_arrays})
+    return out
+
+
+def dense_runs(env: str, g: Grid, store: Store, progress: bool = False, force: bool = False) -> list[dict]:
+    """The shared dense runs of `g.seeds` (trained together where missing)."""
+    return _cached(store, "dense", dense_units(env, g), lambda units: _compute_dense(units, progress), force)
+
+
+def training_curves(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+    """Per-episode log of the dense runs: seed, episode, return, length, epsilon."""
+    runs = dense_runs(env, g, store, progress)
+    return pd.concat([r["episodes"].assign(seed=s) for s, r in zip(g.seeds, runs)], ignore_index=True)
+
+
+def baseline(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+    """Unpruned baseline per seed: converged (bool), converged_episode (its training length;
+    the episode cap where it never converged) and test_return (mean greedy return)."""
+    return pd.concat([r["baseline"] for r in dense_runs(env, g, store, progress)], ignore_index=True)
+
+
+# ---- experiment 1 ---------------------------------------------------------------------------
+
+
+def mask_similarity(env: str, g: Grid, store: Store, progress: bool = False) -> dict[float, pd.DataFrame]:
+    """Experiment 1: per P, the seeds' mean similarity (1 - Hamming) between masks drawn at
+    episodes 0, mask_every, ...; a square DataFrame indexed by episode on both axes."""
+    runs = dense_runs(env, g, store, progress)
+    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(_state_from(runs[0]["snapshots"], "theta0").params))
+    episodes = runs[0]["masks"]["episodes"]
+    out = {}
+    for fraction in g.fractions:
+        matrices = [masks.similarity_matrix(masks.unpack(r["masks"][f"P{fraction}"], n_weights)) for r in runs]
+        out[fraction] = pd.DataFrame(np.mean(matrices, axis=0), index=episodes, columns=episodes)
+    return out
+
+
+# ---- experiments 2 and 3: tickets -------------------------------------------------------------
+
+
+def _compute_tickets(units: list[TicketRun], runs: dict, progress: bool) -> list[dict]:
+    cfg = units[0].dense.dqn
+    agents = []
+    for unit in units:
+        arrays = runs[unit.dense]["snapshots"]
+        source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
+        mask = _mask(source, unit.fraction)
+        start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
+        agents.append(start.pruned(mask))
+    result = Population(cfg, agents, early_stop=True, max_episodes=units[0].dense.episodes, progress=progress).run()
+    tests = greedy_returns(cfg, [s.params for s in result.final], [u.dense.seed for u in units], units[0].dense.test_episodes)
+    out = []
+    for i, unit in enumerate(units):
+        summary = result.agents.loc[i]
+        prune_episode = unit.prune_episode
+        if prune_episode == CONVERGED:
+            prune_episode = int(runs[unit.dense]["baseline"]["converged_episode"].iloc[0])
+        out.append({"result": pd.DataFrame({
+            "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
+            "length": [int(summary.episodes_run)], "converged": [summary.stop_reason == "early_stop"],
+            "test_return": [float(tests[i].mean())],
+        })})  # fmt: skip
+    return out
+
+
+def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRun]:
+    return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in g.fractions for e in prune_episodes]
+
+
+def _tickets(env: str, g: Grid, store: Store, mode: str, prune_episodes, progress: bool) -> pd.DataFrame:
+    runs = dict(zip(dense_units(env, g), dense_runs(env, g, store, progress)))
+    units = _ticket_units(env, g, mode, prune_episodes)
+    results = _cached(store, "ticket", units, lambda missing: _compute_tickets(missing, runs, progress))
+    return pd.concat([r["result"] for r in results], ignore_index=True)
+
+
+def retrain(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+    """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
+    Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
+    converged, test_return."""
+    return _tickets(env, g, store, "retrain", g.prune_episodes, progress)
+
+
+def winning_tickets(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+    """One-shot magnitude pruning at convergence, retrained (columns as `retrain`;
+    prune_episode is the dense run's convergence episode)."""
+    return _tickets(env, g, store, "retrain", (CONVERGED,), progress)
+
+
+def finetune(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+    """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
+    Adam state; length counts from pruning (columns as `retrain`)."""
+    return _tickets(env, g, store, "finetune", g.prune_episodes, progress)
+
+
+# ---- experiment 4: EB Exploit -----------------------------------------------------------------
+
+
+def _compute_eb_exploit(units: list[EBExploitRun], progress: bool) -> list[dict]:
+    first = units[0]
+    cfg = first.dqn
+    agents = [fresh_agent(cfg, u.seed) for u in units]
+    last_mask: dict[int, list] = {}
+    found: dict[int, tuple[int, AgentState, list]] = {}
+
+    def search(population: Population, ends):
+        for agent, episode, epsilon in zip(ends.agents, ends.episodes, ends.epsilon):
+            unit = units[int(agent)]
+            if epsilon > cfg.eps_floor or agent in found:
+                continue
+            if int(agent) in last_mask and (episode - last_mask[int(agent)][0]) % unit.window:
+                continue
+            mask = [m[0] for m in masks.global_magnitude_masks(population.weights([agent]), unit.fraction)]
+            previous = last_mask.get(int(agent))
+            last_mask[int(agent)] = (int(episode), mask)
+            if previous is not None:
+                distance = float(masks.hamming_distance([m[None] for m in previous[1]], [m[None] for m in mask])[0])
+                if distance < unit.xi:
+                    found[int(agent)] = (int(episode), population.snapshot([agent])[0], [m.numpy() for m in mask])
+                    population.stop([agent])
+
+    searched = Population(cfg, agents, early_stop=True, max_episodes=first.episodes, callback=search,
+                          progress=progress).run()  # fmt: skip
+    finetuned = {}
+    if found:
+        order = sorted(found)
+        starts = [(fresh_agent(cfg, units[i].seed) if units[i].rewind else found[i][1]).pruned(found[i][2]) for i in order]
+        tuned = Population(cfg, starts, early_stop=True, max_episodes=first.episodes, progress=progress).run()
+        finetuned = {i: (tuned.final[j], int(tuned.agents.loc[j].episodes_run)) for j, i in enumerate(order)}
+    finals = [finetuned[i][0] if i in finetuned else searched.final[i] for i in range(len(units))]
+    tests = greedy_returns(cfg, [s.params for s in finals], [u.seed for u in units], first.test_episodes)
+    out = []
+    for i, unit in enumerate(units):
+        search_length = found[i][0] if i in found else int(searched.agents.loc[i].episodes_run)
+        out.append({"result": pd.DataFrame({
+            "seed": [unit.seed], "P": [unit.fraction], "found": [i in found],
+            "prune_episode": [found[i][0] if i in found else -1], "search_length": [search_length],
+            "finetune_length": [finetuned[i][1] if i in finetuned else 0],
+            "converged": [searched.agents.loc[i].stop_reason == "early_stop" or i in finetuned],
+            "test_return": [float(tests[i].mean())],
+        })})  # fmt: skip
+    return out
+
+
+def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[EBExploitRun]:
+    check_fraction("xi", xi)
+    check_positive_int("window", window)
+    cfg = dqn_config(env, max_episodes=g.episodes)
+    return [EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
+            for s in g.seeds for p in g.fractions]  # fmt: skip
+
+
+def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:
+    """Per protocol step: (units stored, units in the grid); EB Exploit at its defaults."""
+    steps = {
+        "dense runs": ("dense", dense_units(env, g)),
+        "retrain": ("ticket", _ticket_units(env, g, "retrain", g.prune_episodes)),
+        "winning tickets": ("ticket", _ticket_units(env, g, "retrain", (CONVERGED,))),
+        "finetune": ("ticket", _ticket_units(env, g, "finetune", g.prune_episodes)),
+        "eb_exploit": ("eb_exploit", _eb_units(env, g, 0.1, 2, False)),
+    }
+    return {name: (sum(store.exists(kind, u) for u in units), len(units)) for name, (kind, units) in steps.items()}
+
+
+def eb_exploit(env: str, g: Grid, store: Store, xi: float = 0.1, window: int = 2, rewind: bool = False,
+               progress: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Experiment 4: EB Exploit per seed and P. Columns: seed, P, found (a ticket was found
+    before early stopping), prune_episode (-1 if not), search_length, finetune_length,
+    converged, test_return."""
+    units = _eb_units(env, g, xi, window, rewind)
+    results = _cached(store, "eb_exploit", units, lambda missing: _compute_eb_exploit(missing, progress))
+    return pd.concat([r["result"] for r in results], ignore_index=True)

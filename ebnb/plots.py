@@ -1,0 +1,157 @@
+"""One function per thesis figure (3.3-3.8), drawn from the tidy results of `ebnb.experiments`.
+
+Every line is a mean over seeds with a 95% confidence band (Student t); axes are labelled in
+words. `save` writes a figure as PNG and PDF under `figures/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
+P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
+BASELINE = dict(color="black", linestyle=":", label="unpruned")
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its Student-t confidence interval (0 for a single value)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, 0.0
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, float(half)
+
+
+def summarize(table: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
+    """Per group of `by`: mean, lower and upper 95% bound of `column`."""
+    rows = []
+    for key, group in table.groupby(by, sort=True):
+        mean, half = mean_ci(group[column])
+        rows.append((*np.atleast_1d(key), mean, mean - half, mean + half))
+    return pd.DataFrame(rows, columns=[*by, "mean", "low", "high"])
+
+
+def _band(ax, x, summary: pd.DataFrame, **style):
+    ax.plot(x, summary["mean"], marker="o", markersize=3, **style)
+    ax.fill_between(x, summary["low"], summary["high"], alpha=0.2, color=style.get("color"), linewidth=0)
+
+
+def _reference(ax, values, **style):
+    mean, half = mean_ci(values)
+    ax.axhline(mean, **style)
+    ax.axhspan(mean - half, mean + half, color=style.get("color", "black"), alpha=0.08, linewidth=0)
+
+
+def _by_prune_episode(ax_return, ax_length, table: pd.DataFrame, label: str, **style):
+    returns = summarize(table, ["prune_episode"], "test_return")
+    lengths = summarize(table, ["prune_episode"], "length")
+    _band(ax_return, returns["prune_episode"], returns, label=label, **style)
+    _band(ax_length, lengths["prune_episode"], lengths, label=label, **style)
+
+
+def _label(ax_return, ax_length, length_label: str):
+    ax_return.set_ylabel("test return (mean of greedy episodes)")
+    ax_length.set_ylabel(length_label)
+    ax_length.set_xlabel("episode at which the network was pruned")
+    for ax in (ax_return, ax_length):
+        ax.grid(alpha=0.3)
+
+
+def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str):
+    """Figure 3.3: mask similarity (1 - normalized Hamming distance) between episodes, per P."""
+    fig, axes = plt.subplots(1, len(similarity), figsize=(4.2 * len(similarity), 4), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    for ax, (fraction, matrix) in zip(axes, sorted(similarity.items())):
+        episodes = matrix.index.to_numpy()
+        image = ax.imshow(matrix.to_numpy(), origin="lower", cmap="magma", vmin=0, vmax=1,
+                          extent=[episodes[0], episodes[-1], episodes[0], episodes[-1]])  # fmt: skip
+        ax.set_title(f"P = {fraction}")
+        ax.set_xlabel("episode of mask")
+        ax.set_ylabel("episode of mask")
+    fig.colorbar(image, ax=axes, label="mask similarity (1 - Hamming distance)", shrink=0.85)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: similarity of masks drawn during training (mean over seeds)")
+    return fig
+
+
+def tickets_vs_prune_episode(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: str, what: str):
+    """Figures 3.4 (what='retrain') and 3.7 (what='finetune'): test return (top) and training
+    length (bottom) against the episode of pruning, one line per P, unpruned baseline."""
+    fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, constrained_layout=True)
+    for fraction, table in tickets.groupby("P"):
+        _by_prune_episode(ax_return, ax_length, table, f"P = {fraction}", color=P_COLORS.get(fraction))
+    _reference(ax_return, baseline["test_return"], **BASELINE)
+    _reference(ax_length, baseline["converged_episode"], **BASELINE)
+    length = "episodes to early stopping" + (" (from pruning)" if what == "finetune" else "")
+    _label(ax_return, ax_length, length)
+    ax_return.legend(fontsize=8, ncol=3)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {what} tickets pruned at different episodes (mean, 95% CI)")
+    return fig
+
+
+def retrain_vs_finetune(retrain: pd.DataFrame, finetune: pd.DataFrame, winning: pd.DataFrame, env_id: str):
+    """Figures 3.5 (CartPole) and 3.6 (Acrobot): per P, retrained vs finetuned tickets, with
+    the winning ticket (dashed)."""
+    fractions = sorted(retrain["P"].unique())
+    fig, axes = plt.subplots(2, len(fractions), figsize=(4.2 * len(fractions), 6.5), sharex=True,
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    for column, fraction in enumerate(fractions):
+        ax_return, ax_length = axes[0, column], axes[1, column]
+        _by_prune_episode(ax_return, ax_length, retrain[retrain.P == fraction], "retrain", color="goldenrod")
+        _by_prune_episode(ax_return, ax_length, finetune[finetune.P == fraction], "finetune", color="purple")
+        tickets = winning[winning.P == fraction]
+        _reference(ax_return, tickets["test_return"], color="black", linestyle="--", label="winning ticket")
+        _reference(ax_length, tickets["length"], color="black", linestyle="--", label="winning ticket")
+        ax_return.set_title(f"P = {fraction}")
+        _label(ax_return, ax_length, "episodes to early stopping")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: retrained vs finetuned tickets and winning tickets (mean, 95% CI)")
+    return fig
+
+
+def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
+    """Figure 3.8: EB Exploit test return per P (P = 0: unpruned) and training length split
+    into search and finetune phases, against the unpruned training length."""
+    fractions = sorted(results["P"].unique())
+    fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
+    positions = np.arange(len(fractions) + 1)
+    returns = [mean_ci(baseline["test_return"])] + [mean_ci(results[results.P == p]["test_return"]) for p in fractions]
+    ax_return.errorbar(positions, [m for m, _ in returns], yerr=[h for _, h in returns], fmt="o", capsize=4, color="purple")
+    ax_return.set_xticks(positions, ["0 (unpruned)"] + [str(p) for p in fractions])
+    ax_return.set_ylabel("test return (mean of greedy episodes)")
+    ax_return.set_xlabel("pruning fraction P")
+    search = [mean_ci(results[results.P == p]["search_length"]) for p in fractions]
+    tune = [mean_ci(results[results.P == p]["finetune_length"]) for p in fractions]
+    x = positions[1:]
+    ax_length.bar(x, [m for m, _ in search], yerr=[h for _, h in search], capsize=3, color="tab:gray", label="search")
+    ax_length.bar(x, [m for m, _ in tune], bottom=[m for m, _ in search], yerr=[h for _, h in tune], capsize=3,
+                  color="purple", alpha=0.7, label="finetune")  # fmt: skip
+    _reference(ax_length, baseline["converged_episode"], **BASELINE)
+    ax_length.set_xticks(x, [str(p) for p in fractions])
+    ax_length.set_xlabel("pruning fraction P")
+    ax_length.set_ylabel("training length (episodes)")
+    ax_length.legend(fontsize=8)
+    for ax in (ax_return, ax_length):
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit (mean, 95% CI)")
+    return fig
+
+
+def figure_name(number: str, what: str, env_id: str) -> str:
+    """File stem of a thesis figure, e.g. fig3_4_retrain_cartpole."""
+    return f"fig{number}_{what}_{env_id.split('-')[0].lower()}"
+
+
+def save(fig, name: str, directory: str | Path = "figures") -> list[Path]:
+    """Write `fig` as `<directory>/<name>.png` and `.pdf`; return the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return paths

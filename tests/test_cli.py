@@ -1,0 +1,86 @@
+"""The command line and the Python API reject bad input before any compute, naming the parameter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from ebnb import masks
+from ebnb.agent import fresh_agent
+from ebnb.config import CARTPOLE, dqn_config, parse_seeds
+from ebnb.population import Population
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ebnb", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, parameter",
+    [
+        (["train", "--env", "nosuchenv", "--seeds", "0-2"], "env"),
+        (["train", "--env", "Pendulum-v1", "--seeds", "0-2"], "env"),
+        (["train", "--env", "cartpole", "--seeds", ""], "seeds"),
+        (["train", "--env", "cartpole", "--seeds", "5-2"], "seeds"),
+        (["train", "--env", "cartpole", "--seeds", "0-2", "--episodes", "0"], "episodes"),
+        (["bench", "--env", "acrobat"], "env"),
+        (["bench", "--agents", "0"], "agents"),
+    ],
+)
+def test_cli_rejects_bad_input_with_one_line_and_status_2(tmp_path, args, parameter):
+    out = tmp_path / "out.csv"
+    result = cli(*args, *(["--out", str(out)] if args[0] == "train" else []))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {parameter}")
+    assert not out.exists()
+
+
+def test_cli_train_writes_one_row_per_seed_and_episode(tmp_path):
+    out = tmp_path / "log.parquet"
+    result = cli("train", "--env", "cartpole", "--seeds", "1,4", "--episodes", "6", "--no-early-stop", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    log = pd.read_parquet(out)
+    assert list(log.columns) == ["seed", "episode", "return", "length", "epsilon"]
+    assert sorted(set(log.seed)) == [1, 4]
+    assert log.groupby("seed").episode.apply(list).tolist() == [list(range(1, 7))] * 2
+    assert (log["return"] == log["length"]).all()  # CartPole pays 1 per step
+    assert "seed 4: 6 episodes" in result.stdout
+
+
+def test_cli_bench_json_rows(tmp_path):
+    result = cli("bench", "--env", "cartpole", "--agents", "4", "--steps", "250", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == {"env", "agents", "sequential_steps_per_s", "population_agent_steps_per_s", "ratio"}
+    assert row["env"] == "CartPole-v0" and row["agents"] == 4
+    assert row["sequential_steps_per_s"] > 0 and row["population_agent_steps_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["population_agent_steps_per_s"] / row["sequential_steps_per_s"], rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "call, parameter",
+    [
+        (lambda: dqn_config("nosuchenv"), "env"),
+        (lambda: dqn_config("MountainCarContinuous-v0"), "env"),
+        (lambda: parse_seeds(""), "seeds"),
+        (lambda: parse_seeds("1,x"), "seeds"),
+        (lambda: masks.global_magnitude_masks([torch.ones(1, 2, 2)], 1.0), "P"),
+        (lambda: masks.global_magnitude_masks([torch.ones(1, 2, 2)], 0.0), "P"),
+        (lambda: masks.random_masks([(1, 2, 2)], -0.2, [0]), "P"),
+        (lambda: Population(CARTPOLE, [fresh_agent(CARTPOLE, 0)], max_episodes=0), "max_episodes"),
+        (lambda: Population(CARTPOLE, []), "agents"),
+        (lambda: CARTPOLE.replace(batch_size=0), "batch_size"),
+    ],
+)
+def test_python_api_rejects_bad_input_naming_the_parameter(call, parameter):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert str(error.value).startswith(parameter)

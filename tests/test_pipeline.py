@@ -1,0 +1,70 @@
+"""pipeline.py: bad input is refused with exit status 2; one notebook runs end to end;
+source notebooks are committed without outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pipeline(*args, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
+                          timeout=900, **kwargs)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "05_nothing"], "notebook"),
+        (["run", "02_retrain", "--env", "nosuchenv"], "env"),
+        (["run", "02_retrain", "-p", "bogus=1"], "-p bogus"),
+        (["run", "02_retrain", "-p", "fractions=[0.2,1.5]"], "fractions"),
+        (["run", "02_retrain", "-p", "seeds=[]"], "seeds"),
+        (["run", "04_eb_exploit", "--profile", "huge"], "--profile"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    result = pipeline("--store", str(tmp_path / "store"), *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert not (tmp_path / "store").exists()
+
+
+def test_help_lists_every_command():
+    result = pipeline("--help")
+    assert result.returncode == 0
+    for command in ("all", "quick", "run", "list", "--force", "--store"):
+        assert command in result.stdout
+
+
+def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "executed")]
+    overrides = ["-p", "seeds=[0]", "-p", "fractions=[0.4]", "-p", "episodes=4", "-p", "prune_episodes=[2]",
+                 "-p", "test_episodes=2",
+                 "-p", f"figures_dir='{tmp_path / 'figures'}'"]  # fmt: skip
+    result = pipeline(*where, "run", "01_mask_similarity", "--env", "cartpole", *overrides)
+    assert result.returncode == 0, result.stderr
+    executed = tmp_path / "executed" / "quick" / "01_mask_similarity-cartpole.ipynb"
+    notebook = nbformat.read(executed, as_version=4)
+    assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert "wall time per notebook" in result.stdout
+    assert (tmp_path / "figures" / "fig3_3_mask_similarity_cartpole.png").exists()
+    listing = pipeline(*where, "list")
+    assert listing.returncode == 0 and "dense runs" in listing.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_source_notebooks_are_committed_without_outputs(path):
+    notebook = json.loads(path.read_text())
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert not any(c.get("outputs") for c in code)
+    assert not any(c.get("execution_count") for c in code)
+    assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code)
