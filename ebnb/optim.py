@@ -58,9 +58,9 @@ class StackedAdam:
         their gradients `[k, ...]`."""
         self.steps[agents] += 1
         consecutive = isinstance(agents, slice)
-        chosen = range(*agents.indices(len(self.steps))) if consecutive else agents.tolist()
-        shared = consecutive and bool((self.steps[agents] == self.steps[chosen.start]).all())
-        step_of = [self.steps[chosen.start]] if shared else [self.steps[k] for k in chosen]
+        steps = self.steps[agents]
+        shared = consecutive and bool((steps == steps[0]).all())
+        step_of = [steps[0]] if shared else steps.unbind(0)
         lists = ([], [], [], [], [])  # params, grads, exp_avg, exp_avg_sq, steps
         write_back = []
         for i, grad in enumerate(grads):
@@ -71,7 +71,7 @@ class StackedAdam:
                 state = [_pad(t) for t in state]
             if not consecutive or not self._aligned[i]:
                 write_back.append((originals, [state[0], state[2], state[3]]))
-            rows = [state] if shared else [[t[j] for t in state] for j in range(len(chosen))]
+            rows = [state] if shared else zip(*(t.unbind(0) for t in state))
             for row, step in zip(rows, step_of):
                 for out, item in zip(lists, [*row, step]):
                     out.append(item)
