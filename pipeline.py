@@ -1,9 +1,11 @@
 """Run the thesis notebooks through papermill: every notebook x environment, or one of them.
 
-    python pipeline.py all                      # the thesis (full profile), figures 3.3-3.8
+    python pipeline.py all                      # the thesis (full profile): compute, then figures 3.3-3.8
     python pipeline.py quick                    # the same grid at the quick profile (minutes)
     python pipeline.py run 02_retrain --env acrobot -p fractions=[0.2] -p episodes=100
-    python pipeline.py list                     # the grid and what is already cached
+    python pipeline.py list                     # the grid, what is cached and its size on disk
+    python pipeline.py compute all --scheduler local   # fill the store only (Dask), no notebooks
+    python pipeline.py clean [--keep-figures]   # remove the store and the pipeline's outputs
 
 Executed notebooks go to notebooks/executed/<notebook>-<env>.ipynb and figures to figures/
 (quick profile: notebooks/executed/quick/ and figures/quick/); results go to the store
@@ -16,13 +18,20 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shutil
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit")
+# the protocol steps (ebnb.experiments.steps) whose results each notebook reads
+NOTEBOOK_STEPS = {
+    "01_mask_similarity": ("dense runs",),
+    "02_retrain": ("dense runs", "retrain", "winning tickets"),
+    "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
+    "04_eb_exploit": ("dense runs", "eb_exploit"),
+}
+EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind")
 ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
 EXECUTED = SOURCE / "executed"
@@ -32,12 +41,15 @@ class UsageError(ValueError):
     """Bad command-line input: reported in one line with exit status 2."""
 
 
-def parse_overrides(pairs: list[str], notebook: str) -> dict:
-    """`name=value` pairs checked against the notebook's parameters cell; values are Python
-    literals (numbers, lists, True/None) or else strings."""
+def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | None = None) -> dict:
+    """`name=value` pairs checked against the notebooks' parameters cells (and `allowed`,
+    if given); values are Python literals (numbers, lists, True/None) or else strings."""
     import papermill
 
-    declared = papermill.inspect_notebook(str(SOURCE / f"{notebook}.ipynb"))
+    declared = set().union(*(papermill.inspect_notebook(str(SOURCE / f"{n}.ipynb")) for n in notebooks))
+    if allowed is not None:
+        declared &= allowed
+    notebook = ", ".join(notebooks)
     overrides = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -58,8 +70,11 @@ def check_overrides(overrides: dict, profile: str) -> None:
     from ebnb import experiments
 
     grid_fields = {k: v for k, v in overrides.items() if k in experiments.Grid.__dataclass_fields__}
+    eb_exploit = {"xi": 0.1, "window": 2, "rewind": False}
+    eb_exploit.update({k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS})
     try:
         experiments.grid(profile, **grid_fields)
+        experiments.check_eb_exploit(**eb_exploit)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -105,18 +120,95 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
 
 
 def list_grid(store: Path | None, out: Path) -> None:
-    """The grid (profile x env x notebook) with the cache status of each protocol step."""
-    from ebnb import experiments
+    """The grid (profile x env x notebook) with the cache status and disk size of each
+    protocol step, and the store's total size."""
+    from ebnb import disk, experiments
     from ebnb.store import Store
 
     cache = Store(store or experiments.default_store())
     for profile in ("quick", "full"):
         for env in ENVS:
-            status = experiments.cache_status(env, experiments.PROFILES[profile], cache)
-            steps = ", ".join(f"{name} {done}/{total}" for name, (done, total) in status.items())
+            grid_steps = experiments.steps(env, experiments.PROFILES[profile])
+            sizes = disk.result_sizes(cache, {name: (step.kind, step.units) for name, step in grid_steps.items()})
+            print(f"{profile:<6} {env}")
+            for name, step in grid_steps.items():
+                done, size = sizes[name]
+                print(f"  {name:<16} {done:>4}/{len(step.units):<4} cached  {disk.human_size(size):>10}")
             executed = [n for n in NOTEBOOKS if executed_path(n, env, profile, out).exists()]
-            print(f"{profile:<6} {env:<9} cached: {steps}")
-            print(f"{'':<16} executed notebooks: {', '.join(executed) or 'none'}")
+            print(f"  executed notebooks: {', '.join(executed) or 'none'}")
+    checkpoints = disk.directory_size(cache.root / "checkpoint")
+    print(f"store {cache.root}: {disk.human_size(disk.directory_size(cache.root))} in all, "
+          f"{disk.human_size(checkpoints)} of it checkpoints of unfinished shards")  # fmt: skip
+
+
+def plan_compute(args, store: Path | None):
+    """Check `compute`'s arguments and return what to run (nothing is computed yet)."""
+    from ebnb import compute, experiments
+    from ebnb.checkpoint import Checkpoint
+    from ebnb.config import check_positive_int
+    from ebnb.envs import resolve_env_id
+
+    notebooks = list(NOTEBOOKS) if args.target == "all" else [args.target]
+    if args.target != "all" and args.target not in NOTEBOOKS:
+        raise UsageError(f"notebook: unknown {args.target!r}; allowed: all, {', '.join(NOTEBOOKS)}")
+    if args.profile not in experiments.PROFILES:
+        raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
+    envs = args.env or list(ENVS)
+    for env in envs:
+        resolve_env_id(env)
+    allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
+    overrides = parse_overrides(args.param, notebooks, allowed)
+    grid_fields = {k: v for k, v in overrides.items() if k not in EB_EXPLOIT_PARAMETERS}
+    eb_exploit = {k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS}
+    grid = experiments.grid(args.profile, **grid_fields)
+    compute.check_scheduler(args.scheduler)
+    check_positive_int("--shard-size", args.shard_size)
+    Checkpoint(None, args.checkpoint_every)
+    if args.workers is not None:
+        check_positive_int("--workers", args.workers)
+    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, **eb_exploit)
+    return lambda: compute.run(store or experiments.default_store(), work, args.scheduler, args.shard_size,
+                               args.checkpoint_every, progress=True, workers=args.workers)  # fmt: skip
+
+
+def compute_store(runs) -> None:
+    """Run the shards, one line per finished shard and a summary."""
+    start, counts = time.perf_counter(), {"computed": 0, "resumed": 0, "stored before": 0}
+    for env, name, report in runs:
+        state = "stored before" if not report.computed else "resumed" if report.resumed else "computed"
+        counts[state] += 1
+        units = "" if state == "stored before" else f" ({report.computed} units)"
+        print(f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True)
+    print(f"[compute] shards: {counts['computed']} computed, {counts['resumed']} resumed from a checkpoint, "
+          f"{counts['stored before']} stored before; {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+
+
+def clean_outputs(store: Path | None, out: Path, figures: Path, keep_figures: bool) -> None:
+    """`clean`: delete the store (results and checkpoints), the executed notebooks and,
+    unless `keep_figures`, the figures; nothing else."""
+    from ebnb import disk, experiments
+
+    targets = {"store": store or experiments.default_store(), "executed notebooks": out}
+    if not keep_figures:
+        targets["figures"] = figures
+    belongs = {
+        "store": disk.in_store,
+        "executed notebooks": lambda path: path.suffix == ".ipynb",
+        "figures": lambda path: path.suffix in (".png", ".pdf") or path.name == ".gitkeep",
+    }
+    for name, path in targets.items():
+        foreign = disk.foreign_files(Path(path), belongs[name])
+        if foreign:
+            raise UsageError(f"refusing to delete {name} at {path}: it holds files the pipeline did not write, "
+                             f"e.g. {foreign[0]}")  # fmt: skip
+    for name, freed in disk.clean(targets).items():
+        print(f"[clean] {name} ({targets[name]}): {disk.human_size(freed)} removed")
+
+
+def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
+    command.add_argument("--profile", default=profile, help=f"quick or full (default {profile})")
+    command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                         help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,13 +221,29 @@ def _parser() -> argparse.ArgumentParser:
                        ("quick", "every notebook x env, quick profile")):  # fmt: skip
         command = commands.add_parser(name, help=text)
         command.add_argument("--env", choices=ENVS, action="append", help="only this env (repeatable)")
+        if name == "all":
+            command.add_argument("--scheduler", default="local",
+                                 help="how the store is filled before the notebooks run: local (default, a Dask "
+                                      "LocalCluster), inline, or tcp://host:port (see compute)")  # fmt: skip
     run = commands.add_parser("run", help="one notebook for one env, with parameter overrides")
     run.add_argument("notebook", help=f"one of: {', '.join(NOTEBOOKS)}")
     run.add_argument("--env", default="cartpole", help=f"{', '.join(ENVS)} (or a gymnasium id)")
-    run.add_argument("--profile", default="quick", help="quick (default) or full")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="override a notebook parameter (repeatable), e.g. -p xi=0.05")  # fmt: skip
-    commands.add_parser("list", help="the grid and its cache status")
+    _profile_and_params(run, "quick", "a notebook parameter")
+    commands.add_parser("list", help="the grid, its cache status and size on disk")
+    compute = commands.add_parser("compute", help="fill the store (shards, checkpoints, Dask); run no notebook")
+    compute.add_argument("target", help=f"all, or one of: {', '.join(NOTEBOOKS)} (the results it reads)")
+    compute.add_argument("--env", action="append", help=f"{', '.join(ENVS)} or a gymnasium id (repeatable)")
+    _profile_and_params(compute, "full", "a grid or EB Exploit parameter")
+    compute.add_argument("--scheduler", default="local",
+                         help="local (default: a Dask LocalCluster, one worker per core), inline (this process), "
+                              "or tcp://host:port of a Dask scheduler; the store must be shared by the workers")  # fmt: skip
+    compute.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
+    compute.add_argument("--shard-size", type=int, default=128, help="units of work per shard (default 128)")
+    compute.add_argument("--checkpoint-every", type=float, default=120.0,
+                         help="seconds between checkpoints of a running shard (default 120)")  # fmt: skip
+    clean = commands.add_parser("clean", help="remove the store, executed notebooks and figures")
+    clean.add_argument("--keep-figures", action="store_true", help="keep the figures")
+    clean.add_argument("--figures", default=str(ROOT / "figures"), help="the figures folder (default: figures/)")
     return parser
 
 
@@ -143,10 +251,18 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     store = Path(args.store) if args.store else None
     try:
+        for option, value in (("--store", args.store), ("--out", args.out)):
+            if value is not None and not value.strip():
+                raise UsageError(f"{option}: empty path; give a directory")
         if args.command == "list":
             list_grid(store, Path(args.out))
             return 0
-        if args.command == "run":
+        if args.command == "clean":
+            clean_outputs(store, Path(args.out), Path(args.figures), args.keep_figures)
+            return 0
+        if args.command == "compute":
+            runs = plan_compute(args, store)
+        elif args.command == "run":
             if args.notebook not in NOTEBOOKS:
                 raise UsageError(f"notebook: unknown {args.notebook!r}; allowed: {', '.join(NOTEBOOKS)}")
             if args.profile not in ("quick", "full"):
@@ -154,25 +270,33 @@ def main(argv=None) -> int:
             from ebnb.envs import resolve_env_id
 
             resolve_env_id(args.env)
-            overrides = parse_overrides(args.param, args.notebook)
+            overrides = parse_overrides(args.param, [args.notebook])
             check_overrides(overrides, args.profile)
             plan = ([args.notebook], [args.env], args.profile, overrides)
         else:
             plan = (NOTEBOOKS, args.env or ENVS, "full" if args.command == "all" else "quick", {})
+            if args.command == "all":  # fill the store first (shards in parallel), then the notebooks load
+                compute_all = argparse.Namespace(target="all", profile="full", env=args.env, param=[],
+                                                 scheduler=args.scheduler, workers=None, shard_size=128,
+                                                 checkpoint_every=120.0)  # fmt: skip
+                runs = plan_compute(compute_all, store)
+        if args.force:
+            from ebnb import disk
+            from ebnb.experiments import default_store
+
+            disk.clean({"store": store or default_store()})
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.force:
-        from ebnb.experiments import default_store
-
-        shutil.rmtree(store or default_store(), ignore_errors=True)
     try:
-        run_grid(*plan, store, Path(args.out))
+        if args.command in ("compute", "all"):
+            compute_store(runs())
+        if args.command != "compute":
+            run_grid(*plan, store, Path(args.out))
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

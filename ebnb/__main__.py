@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ebnb.config import check_positive_int, dqn_config, parse_seeds
+from ebnb.config import check_device, check_positive_int, dqn_config, parse_seeds
 from ebnb.envs import ENV_ALIASES
 
 
@@ -42,6 +42,7 @@ def train(args):
     cfg = dqn_config(args.env)
     seeds = parse_seeds(args.seeds)
     episodes = check_positive_int("episodes", args.episodes)
+    check_device("device", args.device)
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"out: must end in .csv or .parquet, got {args.out!r}")
@@ -75,6 +76,7 @@ def bench(args):
     cfgs = [dqn_config(env) for env in ([args.env] if args.env else ["cartpole", "acrobot"])]
     counts = (check_positive_int("agents", args.agents),) if args.agents is not None else benchmark.DEFAULT_AGENTS
     check_positive_int("steps", args.steps)
+    check_device("device", args.device)
     return lambda: _bench(args, cfgs, counts)
 
 

@@ -23,6 +23,28 @@ def check_positive_int(name: str, value) -> int:
     return value
 
 
+def check_number(name: str, value) -> float:
+    """`value` as a float (int or float, not bool), or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_device(name: str, value) -> str:
+    """A torch device this machine has ('cpu', 'cuda', 'cuda:1', ...), or a ValueError."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name}: unknown device {value!r}; allowed: cpu, cuda, cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}: {value!r} is not available on this machine (no CUDA); use cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: {value!r} is not supported; allowed: cpu, cuda")
+    return str(value)
+
+
 def check_fraction(name: str, value) -> float:
     """A pruning fraction strictly between 0 and 1, or a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
@@ -52,6 +74,13 @@ class DQNConfig:
     truncation_is_terminal: bool = False  # True: the old Gym behaviour (no bootstrap at time limits)
 
     def __post_init__(self):
+        if not isinstance(self.hidden, tuple) or not self.hidden:
+            raise ValueError(f"hidden must be a non-empty tuple of layer widths, got {self.hidden!r}")
+        for width in self.hidden:
+            check_positive_int("hidden", width)
+        for name in ("lr", "eps_decay", "gamma", "eps_start", "eps_floor", "solved_return"):
+            check_number(name, getattr(self, name))
+        check_positive_int("solved_streak", self.solved_streak)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("buffer_size", self.buffer_size)
         check_positive_int("train_freq", self.train_freq)
@@ -71,6 +100,10 @@ class DQNConfig:
 
     def replace(self, **changes) -> DQNConfig:
         """A copy with some fields changed (validated again)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a DQN config field; allowed: {', '.join(names)}")
         return dataclasses.replace(self, **changes)
 
 
@@ -118,8 +151,8 @@ def dqn_config(env: str, **overrides) -> DQNConfig:
     threshold = gymnasium.spec(env_id).reward_threshold
     if threshold is None and "solved_return" not in overrides:
         raise ValueError(
-            f"solved_return: {env_id} has no reward_threshold in its gymnasium spec; "
-            "pass solved_return=<early-stopping return>"
+            f"env: {env_id} has no reward_threshold in its gymnasium spec to stop early at; "
+            "in Python, pass dqn_config(..., solved_return=<return>)"
         )
     defaults = {"env_id": env_id, "solved_return": threshold}
     return CARTPOLE.replace(**{**defaults, **overrides})

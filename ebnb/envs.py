@@ -41,11 +41,18 @@ from ebnb.rng import Stream
 ENV_ALIASES = {"cartpole": "CartPole-v0", "acrobot": "Acrobot-v1"}
 
 
-@functools.lru_cache(maxsize=None)
-def _has_discrete_actions(env_id: str) -> bool:
+@functools.cache
+def _unsupported(env_id: str) -> str | None:
+    """Why a DQN of ours cannot run `env_id` (None if it can): it needs discrete actions and
+    observations that are one flat vector of numbers."""
     env = gymnasium.make(env_id)
     try:
-        return isinstance(env.action_space, spaces.Discrete)
+        if not isinstance(env.action_space, spaces.Discrete):
+            space = env.action_space
+            return f"has action space {space}; a discrete action space (gymnasium.spaces.Discrete) is required"
+        if not isinstance(env.observation_space, spaces.Box) or len(env.observation_space.shape) != 1:
+            return f"has observation space {env.observation_space}; a flat Box (a vector of numbers) is required"
+        return None
     finally:
         env.close()
 
@@ -58,13 +65,11 @@ def resolve_env_id(name: str) -> str:
     if env_id is None:
         raise ValueError(
             f"env: unknown environment {name!r}; allowed: {', '.join(ENV_ALIASES)}, "
-            "or a registered gymnasium id with a discrete action space"
+            "or a registered gymnasium id with discrete actions and vector observations"
         )
-    if env_id not in _VECTORIZED and not _has_discrete_actions(env_id):
-        raise ValueError(
-            f"env: {env_id!r} has a non-discrete action space; a discrete action space "
-            "(gymnasium.spaces.Discrete) is required"
-        )
+    reason = None if env_id in _VECTORIZED else _unsupported(env_id)
+    if reason:
+        raise ValueError(f"env: {env_id!r} {reason}")
     return env_id
 
 

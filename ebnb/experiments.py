@@ -1,24 +1,26 @@
 """The protocol steps of PROTOCOL.md, each a function of frozen configs, cached in a Store.
 
 Every unit of work (one dense run, one retrained ticket, one EB Exploit run, ...) has a
-frozen config that names its result in the store; a step collects the units its grid asks
-for, loads the finished ones and trains all missing ones together in one population, then
-returns tidy DataFrames. Data flows one way: grid -> units -> population/masks -> store.
+frozen config that names its result in the store. A `Step` is the units a grid asks for and
+how to compute missing ones; it runs in shards (`ebnb.shards`: all missing units of a shard
+trained together in one population, checkpointed while running), then the step's function
+returns tidy DataFrames. Data flows one way: grid -> units -> shards -> population -> store.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ebnb import masks, qnet
+from ebnb import masks, qnet, shards
 from ebnb.agent import AgentState, fresh_agent
+from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
 from ebnb.evaluate import greedy_returns
 from ebnb.population import Population
@@ -51,8 +53,14 @@ class Grid:
 
     def __post_init__(self):
         for name in ("seeds", "fractions", "prune_episodes"):
-            if not getattr(self, name):
+            values = getattr(self, name)
+            if not isinstance(values, tuple):
+                example = getattr(Grid, name)[0]
+                raise ValueError(f"{name}: must be a list of values, e.g. {name}=[{example}], got {values!r}")
+            if not values:
                 raise ValueError(f"{name}: the grid needs at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: {list(values)} names a value twice")
         for seed in self.seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise ValueError(f"seeds: must be integers >= 0, got {seed!r}")
@@ -128,13 +136,26 @@ class EBExploitRun:
     test_episodes: int
 
 
-def _cached(store: Store, kind: str, units: Sequence, compute: Callable[[list], list[dict]], force=False) -> list[dict]:
-    """Results of `units` in order: stored ones loaded, the missing ones computed together."""
-    missing = [u for u in dict.fromkeys(units) if force or not store.exists(kind, u)]
-    if missing:
-        for unit, result in zip(missing, compute(missing)):
-            store.save(kind, unit, result, overwrite=force)
-    return [store.load(kind, u) for u in units]
+SHARD_SIZE = 512  # in-process default: a whole step of the thesis grid in one population
+
+
+@dataclass(frozen=True)
+class Step:
+    """One protocol step for one env: its units, the store kind they are saved under, how
+    to compute missing ones (`ebnb.shards.Compute`), and the steps whose results it reads."""
+
+    name: str
+    kind: str
+    units: tuple
+    compute: Callable = field(compare=False)
+    needs: tuple[str, ...] = ()
+
+
+def _results(store: Store, step: Step, progress: bool) -> list[dict]:
+    """Results of `step`'s units in order: stored ones loaded, missing ones computed."""
+    for shard in shards.cut(step.kind, step.units, SHARD_SIZE):
+        shards.run(store, shard, step.compute, progress=progress)
+    return [store.load(step.kind, u) for u in step.units]
 
 
 def _state_arrays(prefix: str, state: AgentState) -> dict[str, np.ndarray]:
@@ -164,14 +185,19 @@ def dense_units(env: str, g: Grid) -> list[DenseRun]:
                      g.test_episodes) for seed in g.seeds]  # fmt: skip
 
 
-def _compute_dense(units: list[DenseRun], progress: bool) -> list[dict]:
+def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
     first = units[0]
     cfg = first.dqn
-    agents = [fresh_agent(cfg, u.seed) for u in units]
     n_masks = first.episodes // first.mask_every + 1
-    drawn = {i: {p: [] for p in first.fractions} for i in range(len(units))}
-    snapshots: dict[int, dict[str, AgentState]] = {i: {"theta0": agents[i]} for i in range(len(units))}
     snapshot_at = set(first.snapshot_episodes)
+    saved = checkpoint.load()
+    agents = [fresh_agent(cfg, u.seed) for u in units]
+    job = saved["job"] if saved else {
+        "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
+        "snapshots": {i: {"theta0": agents[i]} for i in range(len(units))},
+    }  # fmt: skip
+    drawn: dict[int, dict[float, list]] = job["drawn"]
+    snapshots: dict[int, dict[str, AgentState]] = job["snapshots"]
 
     def draw(agent_ids, weights):
         for fraction in first.fractions:
@@ -179,7 +205,8 @@ def _compute_dense(units: list[DenseRun], progress: bool) -> list[dict]:
             for row, agent in enumerate(agent_ids):
                 drawn[int(agent)][fraction].append(masks.pack(flat[row]))
 
-    draw(range(len(units)), [torch.cat(w) for w in zip(*[_weights(a) for a in agents])])
+    if not saved:
+        draw(range(len(units)), [torch.cat(w) for w in zip(*[_weights(a) for a in agents])])
 
     def on_episode_end(population: Population, ends):
         due = ends.agents[ends.episodes % first.mask_every == 0]
@@ -195,8 +222,12 @@ def _compute_dense(units: list[DenseRun], progress: bool) -> list[dict]:
                 if episode == first.episodes:
                     snapshots[int(agent)]["last"] = state
 
-    result = Population(cfg, agents, early_stop=False, max_episodes=first.episodes, callback=on_episode_end,
-                        progress=progress).run()  # fmt: skip
+    if saved:
+        population = Population.restore(saved["population"], callback=on_episode_end, progress=progress)
+    else:
+        population = Population(cfg, agents, early_stop=False, max_episodes=first.episodes,
+                                callback=on_episode_end, progress=progress)  # fmt: skip
+    result = checkpoint.run(population, "train", job)
     converged_at = result.agents["converged_episode"].to_numpy()
     baseline_states = [snapshots[i].get("converged", snapshots[i]["last"]) for i in range(len(units))]
     tests = greedy_returns(cfg, [s.params for s in baseline_states], [u.seed for u in units], first.test_episodes)
@@ -221,9 +252,9 @@ def _compute_dense(units: list[DenseRun], progress: bool) -> list[dict]:
     return out
 
 
-def dense_runs(env: str, g: Grid, store: Store, progress: bool = False, force: bool = False) -> list[dict]:
+def dense_runs(env: str, g: Grid, store: Store, progress: bool = False) -> list[dict]:
     """The shared dense runs of `g.seeds` (trained together where missing)."""
-    return _cached(store, "dense", dense_units(env, g), lambda units: _compute_dense(units, progress), force)
+    return _results(store, steps(env, g)["dense runs"], progress)
 
 
 def training_curves(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
@@ -257,16 +288,22 @@ def mask_similarity(env: str, g: Grid, store: Store, progress: bool = False) -> 
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------
 
 
-def _compute_tickets(units: list[TicketRun], runs: dict, progress: bool) -> list[dict]:
+def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
     cfg = units[0].dense.dqn
-    agents = []
-    for unit in units:
-        arrays = runs[unit.dense]["snapshots"]
-        source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
-        mask = _mask(source, unit.fraction)
-        start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
-        agents.append(start.pruned(mask))
-    result = Population(cfg, agents, early_stop=True, max_episodes=units[0].dense.episodes, progress=progress).run()
+    runs = {dense: store.load("dense", dense) for dense in dict.fromkeys(u.dense for u in units)}
+    saved = checkpoint.load()
+    if saved:
+        population = Population.restore(saved["population"], progress=progress)
+    else:
+        agents = []
+        for unit in units:
+            arrays = runs[unit.dense]["snapshots"]
+            source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
+            mask = _mask(source, unit.fraction)
+            start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
+            agents.append(start.pruned(mask))
+        population = Population(cfg, agents, early_stop=True, max_episodes=units[0].dense.episodes, progress=progress)
+    result = checkpoint.run(population, "train", {})
     tests = greedy_returns(cfg, [s.params for s in result.final], [u.dense.seed for u in units], units[0].dense.test_episodes)
     out = []
     for i, unit in enumerate(units):
@@ -286,10 +323,9 @@ def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRu
     return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in g.fractions for e in prune_episodes]
 
 
-def _tickets(env: str, g: Grid, store: Store, mode: str, prune_episodes, progress: bool) -> pd.DataFrame:
-    runs = dict(zip(dense_units(env, g), dense_runs(env, g, store, progress)))
-    units = _ticket_units(env, g, mode, prune_episodes)
-    results = _cached(store, "ticket", units, lambda missing: _compute_tickets(missing, runs, progress))
+def _tickets(env: str, g: Grid, store: Store, step: str, progress: bool) -> pd.DataFrame:
+    dense_runs(env, g, store, progress)
+    results = _results(store, steps(env, g)[step], progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)
 
 
@@ -297,30 +333,31 @@ def retrain(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataF
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
     converged, test_return."""
-    return _tickets(env, g, store, "retrain", g.prune_episodes, progress)
+    return _tickets(env, g, store, "retrain", progress)
 
 
 def winning_tickets(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
     """One-shot magnitude pruning at convergence, retrained (columns as `retrain`;
     prune_episode is the dense run's convergence episode)."""
-    return _tickets(env, g, store, "retrain", (CONVERGED,), progress)
+    return _tickets(env, g, store, "winning tickets", progress)
 
 
 def finetune(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
     """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
     Adam state; length counts from pruning (columns as `retrain`)."""
-    return _tickets(env, g, store, "finetune", g.prune_episodes, progress)
+    return _tickets(env, g, store, "finetune", progress)
 
 
 # ---- experiment 4: EB Exploit -----------------------------------------------------------------
 
 
-def _compute_eb_exploit(units: list[EBExploitRun], progress: bool) -> list[dict]:
+def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
     first = units[0]
     cfg = first.dqn
-    agents = [fresh_agent(cfg, u.seed) for u in units]
-    last_mask: dict[int, list] = {}
-    found: dict[int, tuple[int, AgentState, list]] = {}
+    saved = checkpoint.load()
+    job = saved["job"] if saved else {"last_mask": {}, "found": {}}
+    last_mask: dict[int, tuple[int, list]] = job["last_mask"]
+    found: dict[int, tuple[int, AgentState, list]] = job["found"]
 
     def search(population: Population, ends):
         for agent, episode, epsilon in zip(ends.agents, ends.episodes, ends.epsilon):
@@ -338,13 +375,24 @@ def _compute_eb_exploit(units: list[EBExploitRun], progress: bool) -> list[dict]
                     found[int(agent)] = (int(episode), population.snapshot([agent])[0], [m.numpy() for m in mask])
                     population.stop([agent])
 
-    searched = Population(cfg, agents, early_stop=True, max_episodes=first.episodes, callback=search,
-                          progress=progress).run()  # fmt: skip
+    if saved is None or saved["phase"] == "search":
+        if saved:
+            population = Population.restore(saved["population"], callback=search, progress=progress)
+        else:
+            population = Population(cfg, [fresh_agent(cfg, u.seed) for u in units], early_stop=True,
+                                    max_episodes=first.episodes, callback=search, progress=progress)  # fmt: skip
+        job["searched"] = checkpoint.run(population, "search", job)
+    searched = job["searched"]
+    order = sorted(found)
     finetuned = {}
-    if found:
-        order = sorted(found)
-        starts = [(fresh_agent(cfg, units[i].seed) if units[i].rewind else found[i][1]).pruned(found[i][2]) for i in order]
-        tuned = Population(cfg, starts, early_stop=True, max_episodes=first.episodes, progress=progress).run()
+    if order:
+        if saved and saved["phase"] == "finetune":
+            population = Population.restore(saved["population"], progress=progress)
+        else:
+            starts = [(fresh_agent(cfg, units[i].seed) if units[i].rewind else found[i][1]).pruned(found[i][2])
+                      for i in order]  # fmt: skip
+            population = Population(cfg, starts, early_stop=True, max_episodes=first.episodes, progress=progress)
+        tuned = checkpoint.run(population, "finetune", job)
         finetuned = {i: (tuned.final[j], int(tuned.agents.loc[j].episodes_run)) for j, i in enumerate(order)}
     finals = [finetuned[i][0] if i in finetuned else searched.final[i] for i in range(len(units))]
     tests = greedy_returns(cfg, [s.params for s in finals], [u.seed for u in units], first.test_episodes)
@@ -361,24 +409,43 @@ def _compute_eb_exploit(units: list[EBExploitRun], progress: bool) -> list[dict]
     return out
 
 
-def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[EBExploitRun]:
+def check_eb_exploit(xi, window, rewind) -> None:
+    """EB Exploit's parameters: 0 < xi < 1, window >= 1, rewind True/False; else ValueError."""
     check_fraction("xi", xi)
     check_positive_int("window", window)
+    if not isinstance(rewind, bool):
+        raise ValueError(f"rewind: must be True (retrain from theta_0) or False (finetune), got {rewind!r}")
+
+
+def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[EBExploitRun]:
+    check_eb_exploit(xi, window, rewind)
     cfg = dqn_config(env, max_episodes=g.episodes)
     return [EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
             for s in g.seeds for p in g.fractions]  # fmt: skip
 
 
+def steps(env: str, g: Grid, xi: float = 0.1, window: int = 2, rewind: bool = False) -> dict[str, Step]:
+    """The protocol steps for one env and grid, by name, in an order that respects `needs`
+    (EB Exploit with the given parameters)."""
+    if not isinstance(g, Grid):
+        raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
+    ticket_needs = ("dense runs",)
+    return {step.name: step for step in (
+        Step("dense runs", "dense", tuple(dense_units(env, g)), _compute_dense),
+        Step("retrain", "ticket", tuple(_ticket_units(env, g, "retrain", g.prune_episodes)), _compute_tickets,
+             ticket_needs),
+        Step("winning tickets", "ticket", tuple(_ticket_units(env, g, "retrain", (CONVERGED,))), _compute_tickets,
+             ticket_needs),
+        Step("finetune", "ticket", tuple(_ticket_units(env, g, "finetune", g.prune_episodes)), _compute_tickets,
+             ticket_needs),
+        Step("eb_exploit", "eb_exploit", tuple(_eb_units(env, g, xi, window, rewind)), _compute_eb_exploit),
+    )}  # fmt: skip
+
+
 def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:
     """Per protocol step: (units stored, units in the grid); EB Exploit at its defaults."""
-    steps = {
-        "dense runs": ("dense", dense_units(env, g)),
-        "retrain": ("ticket", _ticket_units(env, g, "retrain", g.prune_episodes)),
-        "winning tickets": ("ticket", _ticket_units(env, g, "retrain", (CONVERGED,))),
-        "finetune": ("ticket", _ticket_units(env, g, "finetune", g.prune_episodes)),
-        "eb_exploit": ("eb_exploit", _eb_units(env, g, 0.1, 2, False)),
-    }
-    return {name: (sum(store.exists(kind, u) for u in units), len(units)) for name, (kind, units) in steps.items()}
+    return {name: (sum(store.exists(step.kind, u) for u in step.units), len(step.units))
+            for name, step in steps(env, g).items()}  # fmt: skip
 
 
 def eb_exploit(env: str, g: Grid, store: Store, xi: float = 0.1, window: int = 2, rewind: bool = False,
@@ -386,6 +453,5 @@ def eb_exploit(env: str, g: Grid, store: Store, xi: float = 0.1, window: int = 2
     """Experiment 4: EB Exploit per seed and P. Columns: seed, P, found (a ticket was found
     before early stopping), prune_episode (-1 if not), search_length, finetune_length,
     converged, test_return."""
-    units = _eb_units(env, g, xi, window, rewind)
-    results = _cached(store, "eb_exploit", units, lambda missing: _compute_eb_exploit(missing, progress))
+    results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ebnb import envs, qnet, rng
 from ebnb.agent import AgentState, env_dims
-from ebnb.config import DQNConfig, check_positive_int
+from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
 from ebnb.replay import FIELDS, StackedReplay
 
@@ -79,7 +79,7 @@ class Population:
             raise ValueError("agents: a population needs at least one agent")
         max_episodes = check_positive_int("max_episodes", cfg.max_episodes if max_episodes is None else max_episodes)
         self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
-        self.device = torch.device(device)
+        self.device = torch.device(check_device("device", device))
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
         n = len(agents)
@@ -122,8 +122,32 @@ class Population:
         self._episodes_run = np.zeros(n, dtype=np.int64)
         self._final: list[AgentState | None] = [None] * n
         self._log: list[tuple] = []
-        self._progress = tqdm(total=int(max_episodes * n), unit="episode", disable=not progress, smoothing=0.05)
-        self._progress.set_postfix(live=n)
+        self._progress = self._progress_bar(progress, done=0)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run exactly where it is (between two steps):
+        networks, Adam, replay buffers, environments, counters and logs. The callback is not
+        part of it: it belongs to the caller, who passes it again to `restore`."""
+        state = {name: value for name, value in vars(self).items() if name not in ("callback", "_progress")}
+        state["progress_done"] = self._progress.n
+        return state
+
+    @classmethod
+    def restore(cls, state: dict, *, callback: Callback | None = None, progress: bool = False) -> Population:
+        """The population saved by `state_dict`; it goes on bitwise as if never stopped."""
+        population = cls.__new__(cls)
+        population.__dict__.update({k: v for k, v in state.items() if k != "progress_done"})
+        population.callback = callback
+        population._progress = population._progress_bar(progress, done=state["progress_done"])
+        return population
+
+    def _progress_bar(self, enabled: bool, done: int) -> tqdm:
+        total = int(self.max_episodes * len(self._final))
+        bar = tqdm(total=total, initial=done, unit="episode", disable=not enabled, smoothing=0.05)
+        bar.set_postfix(live=len(self.ids))
+        return bar
 
     # ---- the public surface for callbacks -------------------------------------------------
 
@@ -158,10 +182,13 @@ class Population:
 
     # ---- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> PopulationResult:
-        """Train until every agent has stopped; return logs and final states."""
+    def run(self, tick: Callable[[Population], None] | None = None) -> PopulationResult:
+        """Train until every agent has stopped; return logs and final states. `tick` is
+        called after every step (e.g. to save a checkpoint with `state_dict`)."""
         while len(self.ids):
             self._step()
+            if tick is not None:
+                tick(self)
         self._progress.close()
         columns = ["agent", "episode", "return", "length", "epsilon"]
         log = pd.DataFrame(

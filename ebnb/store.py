@@ -86,7 +86,8 @@ def config_hash(config) -> str:
     return hashlib.sha256(config_json(config).encode()).hexdigest()[:HASH_CHARS]
 
 
-def _check_name(name: str, what: str) -> str:
+def check_name(name: str, what: str) -> str:
+    """`name` if it is a safe path component (a store kind, a part name), else ValueError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"{what} must be letters, digits, '_' or '-', got {name!r}")
     return name
@@ -168,7 +169,7 @@ class Store:
 
     def path(self, kind: str, config) -> Path:
         """Directory of the result of `kind` for `config` (whether or not it exists)."""
-        return self.root / _check_name(kind, "kind") / config_hash(config)
+        return self.root / check_name(kind, "kind") / config_hash(config)
 
     def exists(self, kind: str, config) -> bool:
         """True if a complete result whose files match its manifest is stored."""
@@ -229,7 +230,7 @@ class Store:
         files = {"config.json": (config_json(config, indent=2) + "\n").encode()}
         parts = {}
         for name, part in result.items():
-            _check_name(name, "result part names")
+            check_name(name, "result part names")
             parts[name], data = _serialize(name, part)
             files[name + _SUFFIX[parts[name]]] = data
         return files, parts

@@ -41,7 +41,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
 def test_help_lists_every_command():
     result = pipeline("--help")
     assert result.returncode == 0
-    for command in ("all", "quick", "run", "list", "--force", "--store"):
+    for command in ("all", "quick", "run", "list", "compute", "clean", "--force", "--store"):
         assert command in result.stdout
 
 
@@ -59,6 +59,24 @@ def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
     assert (tmp_path / "figures" / "fig3_3_mask_similarity_cartpole.png").exists()
     listing = pipeline(*where, "list")
     assert listing.returncode == 0 and "dense runs" in listing.stdout
+
+
+def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):
+    files = ("store/dense/0123456789abcdef/part.npz", "executed/quick/01.ipynb", "figures/fig.png", "mine/file")
+    for file in files:
+        (tmp_path / file).parent.mkdir(parents=True)
+        (tmp_path / file).write_bytes(b"x" * 1000)
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "executed")]
+    kept = pipeline(*where, "clean", "--keep-figures", "--figures", str(tmp_path / "figures"))
+    assert kept.returncode == 0, kept.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "mine"]
+    assert "store" in kept.stdout and "1000 B removed" in kept.stdout
+    assert pipeline(*where, "clean", "--figures", str(tmp_path / "figures")).returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "file").read_bytes() == b"x" * 1000
+    (tmp_path / "mine" / "pyproject.toml").write_text("")  # --store pointing at a project: refused
+    refused = pipeline("--store", str(tmp_path / "mine"), "--out", str(tmp_path / "executed"), "clean")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: refusing to delete store")
+    assert (tmp_path / "mine" / "file").exists()
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)

@@ -1,0 +1,107 @@
+"""Filling the store: every shard of some protocol steps, in this process or on Dask.
+
+`plan` lists the steps a set of notebooks reads; `run` computes their shards in dependency
+order (tickets read the dense runs). Schedulers:
+
+- ``inline``: one shard after another in this process;
+- ``local``: a `distributed.LocalCluster` sized to this machine (one single-threaded worker
+  process per core), shards of independent steps in parallel;
+- ``tcp://host:port``: an existing Dask cluster (e.g. started by dask-jobqueue on Slurm).
+
+On Dask the workers read and write the store themselves, so **the store must be on a
+filesystem every worker sees** (a shared or network disk; trivially so for `local`). A probe
+file written by the client is checked by each task, which fails with a message naming the
+store if the worker cannot see it. Results never travel through the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ebnb import shards
+from ebnb.checkpoint import DEFAULT_EVERY
+from ebnb.experiments import Grid, Step, steps
+from ebnb.store import Store
+
+DEFAULT_SHARD_SIZE = 128  # units per shard for `compute`: enough agents to batch, enough shards to spread
+
+
+def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, **eb_exploit) -> list[tuple[str, Step]]:
+    """(env, step) pairs for `step_names` and the steps they need, in dependency order."""
+    wanted = set(step_names)
+    out = []
+    for env in envs:
+        env_steps = steps(env, g, **eb_exploit)
+        needed = wanted | {need for name in wanted for need in env_steps[name].needs}
+        out += [(env, step) for name, step in env_steps.items() if name in needed]
+    return out
+
+
+def check_scheduler(scheduler: str) -> str:
+    """'inline', 'local' or a Dask scheduler address 'tcp://host:port'."""
+    address = isinstance(scheduler, str) and re.fullmatch(r"(tcp|tls)://[^:/\s]+:\d+", scheduler)
+    if scheduler in ("inline", "local") or address:
+        return scheduler
+    raise ValueError(f"scheduler: unknown {scheduler!r}; allowed: inline, local, tcp://host:port")
+
+
+def run(
+    store_root: Path,
+    work: list[tuple[str, Step]],
+    scheduler: str = "inline",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    checkpoint_every: float = DEFAULT_EVERY,
+    progress: bool = False,
+    workers: int | None = None,
+) -> Iterator[tuple[str, str, shards.ShardReport]]:
+    """Compute every shard of `work`; yield (env, step name, report) as shards finish."""
+    check_scheduler(scheduler)
+    tasks = [(env, step, shard) for env, step in work for shard in shards.cut(step.kind, step.units, shard_size)]
+    if scheduler == "inline":
+        store = Store(store_root)
+        for env, step, shard in tasks:
+            yield env, step.name, shards.run(store, shard, step.compute, checkpoint_every, progress)
+        return
+    yield from _run_dask(store_root, tasks, scheduler, checkpoint_every, workers)
+
+
+def _run_dask(store_root: Path, tasks, scheduler: str, checkpoint_every: float, workers: int | None):
+    from distributed import Client, LocalCluster, as_completed
+
+    store_root.mkdir(parents=True, exist_ok=True)
+    probe = store_root / f".probe-{secrets.token_hex(6)}"
+    probe.touch()
+    cluster = None
+    try:
+        if scheduler == "local":
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)  # fmt: skip
+        with Client(cluster or scheduler) as client:
+            futures, labels = {}, {}
+            for env, step, shard in tasks:
+                needs = [f for (e, name), fs in futures.items() if e == env and name in step.needs for f in fs]
+                future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
+                                       checkpoint_every, needs, pure=False)  # fmt: skip
+                futures.setdefault((env, step.name), []).append(future)
+                labels[future.key] = (env, step.name)
+            for future in as_completed([f for fs in futures.values() for f in fs]):
+                env, name = labels[future.key]
+                yield env, name, future.result()
+    finally:
+        probe.unlink(missing_ok=True)
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_shard(root: str, probe: str, shard: shards.Shard, compute, checkpoint_every: float, _needs):
+    """A Dask task: one shard, on the shared store (`_needs` are the futures it waits for)."""
+    if not (Path(root) / probe).exists():
+        import socket
+
+        raise RuntimeError(f"store: {root} is not visible from worker {socket.gethostname()}; "
+                           "the store must be on a filesystem shared by all workers")  # fmt: skip
+    return shards.run(Store(root), shard, compute, checkpoint_every)

@@ -1,0 +1,372 @@
+"""Bad input at every user-facing entry point is refused before any compute: exit status 2 and
+one line naming the parameter on the command line, a ValueError naming it in the Python API,
+a PapermillExecutionError naming it in a notebook, and nothing written to the store.
+
+Safety: every store, output folder, figures folder and default store ($EBNB_STORE) points into
+pytest's tmp_path; the notebook runners (`run_grid`, `compute_store`, `_train`, `_bench`) are
+replaced by stubs that fail the test instead of computing, and `ebnb.disk.clean` is wrapped so
+that it refuses any target outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ebnb.__main__ as ebnb_cli
+import ebnb.disk
+from ebnb import compute, experiments, shards
+from ebnb.checkpoint import Checkpoint
+from ebnb.config import dqn_config
+from ebnb.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_pipeline():
+    spec = importlib.util.spec_from_file_location("pipeline_under_test", ROOT / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pipeline = _load_pipeline()
+
+
+
+
+def empty_or_absent(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def assert_one_line_naming(code, stderr: str, name: str, usage: bool = False) -> None:
+    """Exit 2 and one non-empty stderr line naming `name` (argparse usage errors: the last
+    line names it, after argparse's usage lines)."""
+    lines = error_lines(stderr)
+    assert code == 2, (code, stderr)
+    if usage:
+        assert lines and "error:" in lines[-1] and name in lines[-1], lines
+    else:
+        assert len(lines) == 1 and name in lines[0], lines
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """Everything a case could write points into tmp_path; compute is replaced by stubs."""
+    monkeypatch.setenv("EBNB_STORE", str(tmp_path / "default-store"))
+    monkeypatch.setattr(sys, "argv", ["pipeline.py"])  # argparse's prog, as on the command line
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)  # `clean` removes ROOT/figures unless --keep-figures
+
+    def started(*args, **kwargs):
+        raise AssertionError("not rejected: the notebook / computation was started")
+
+    for module, name in ((pipeline, "run_grid"), (pipeline, "compute_store"), (ebnb_cli, "_train"),
+                         (ebnb_cli, "_bench")):  # fmt: skip
+        monkeypatch.setattr(module, name, started)
+
+    real_clean = ebnb.disk.clean
+    inside = tmp_path.resolve()
+
+    def guarded_clean(targets, dry_run=False):
+        for name, path in targets.items():
+            if not Path(path).resolve().is_relative_to(inside):
+                raise AssertionError(f"test safety: refusing to let clean touch {name} at {path}")
+        return real_clean(targets, dry_run)
+
+    monkeypatch.setattr(ebnb.disk, "clean", guarded_clean)
+    return tmp_path
+
+
+def call(main, argv, capsys):
+    """`main(argv)` in this process: (exit code, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+# ---- pipeline.py, in process ------------------------------------------------------------------
+
+PIPELINE_CASES = [
+    # (argv after --store/--out, name the message must contain, argparse usage error?)
+    pytest.param(["run", "02_retrain", "-p", "fractions=[1.5]"], "fractions", False, id="run fractions=[1.5]"),
+    pytest.param(["run", "02_retrain", "-p", "episodes=0"], "episodes", False, id="run episodes=0"),
+    pytest.param(["run", "02_retrain", "-p", "episodes=ten"], "episodes", False, id="run episodes=ten"),
+    pytest.param(["run", "02_retrain", "-p", "colour=red"], "colour", False, id="run colour=red"),
+    pytest.param(["run", "02_retrain", "-p", "seeds=[]"], "seeds", False, id="run seeds=[]"),
+    pytest.param(["run", "02_retrain", "-p", "seeds"], "-p", False, id="run -p without ="),
+    pytest.param(["run", "05_nothing"], "notebook", False, id="run unknown notebook"),
+    pytest.param(["run", "02_retrain", "--env", "nosuchenv"], "env", False, id="run unknown env"),
+    pytest.param(["run", "02_retrain", "--profile", "huge"], "--profile", False, id="run unknown profile"),
+    pytest.param(["compute", "all", "--shard-size", "0"], "--shard-size", False, id="compute shard-size=0"),
+    pytest.param(["compute", "all", "--checkpoint-every", "0"], "checkpoint_every", False,
+                 id="compute checkpoint-every=0"),
+    pytest.param(["compute", "all", "--checkpoint-every", "soon"], "--checkpoint-every", True,
+                 id="compute checkpoint-every=soon"),
+    pytest.param(["compute", "all", "--workers", "0"], "--workers", False, id="compute workers=0"),
+    pytest.param(["compute", "04_eb_exploit", "-p", "xi=-1"], "xi", False, id="compute xi=-1"),
+    pytest.param(["compute", "04_eb_exploit", "-p", "window=0"], "window", False, id="compute window=0"),
+    pytest.param(["compute", "04_eb_exploit", "-p", "rewind=yes"], "rewind", False, id="compute rewind=yes"),
+    pytest.param(["compute", "02_retrain", "-p", "xi=0.5"], "xi", False, id="compute xi for 02_retrain"),
+    pytest.param(["compute", "02_retrain", "-p", "seeds=[]"], "seeds", False, id="compute seeds=[]"),
+    # not rejected cleanly today
+    pytest.param(["run", "02_retrain", "-p", "seeds=3"], "seeds", False, id="run seeds=3 (scalar)"),
+    pytest.param(["compute", "all", "-p", "fractions=0.5"], "fractions", False, id="compute fractions=0.5 (scalar)"),
+    pytest.param(["run", "02_retrain", "-p", "seeds=[0,0]"], "seeds", False, id="run seeds=[0,0] (duplicate)"),
+    pytest.param(["run", "04_eb_exploit", "-p", "xi=-1"], "xi", False, id="run xi=-1"),
+    pytest.param(["run", "04_eb_exploit", "-p", "window=0"], "window", False, id="run window=0"),
+    pytest.param(["run", "04_eb_exploit", "-p", "rewind=yes"], "rewind", False, id="run rewind=yes"),
+    pytest.param(["run", "02_retrain", "--env", "Blackjack-v1"], "env", False, id="run env without reward_threshold"),
+    pytest.param(["run", "02_retrain", "--env", "FrozenLake-v1"], "env", False,
+                 id="run env with discrete observations"),
+    pytest.param(["compute", "all", "--env", "Blackjack-v1"], "env", False, id="compute env without reward_threshold"),
+    pytest.param(["compute", "all", "--scheduler", "tcp://"], "scheduler", False, id="compute scheduler=tcp://"),
+]
+
+
+@pytest.mark.parametrize("argv, name, usage", PIPELINE_CASES)
+def test_pipeline_rejects_bad_input(sandbox, capsys, argv, name, usage):
+    store = sandbox / "store"
+    code, stderr = call(pipeline.main, ["--store", str(store), "--out", str(sandbox / "out"), *argv], capsys)
+    assert_one_line_naming(code, stderr, name, usage)
+    assert empty_or_absent(store)
+    assert empty_or_absent(sandbox / "default-store")
+
+
+# ---- pipeline.py clean ---------------------------------------------------------------------
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "results.txt").write_text("not a directory")
+    return tmp / "results.txt"
+
+
+def _symlink(tmp: Path) -> Path:
+    (tmp / "real").mkdir()
+    (tmp / "real" / "keep.txt").write_text("keep")
+    (tmp / "link").symlink_to(tmp / "real")
+    return tmp / "link"
+
+
+def _project(tmp: Path) -> Path:
+    (tmp / "project").mkdir()
+    (tmp / "project" / "pyproject.toml").write_text("[project]\n")
+    return tmp / "project"
+
+
+def _not_a_store(tmp: Path) -> Path:
+    (tmp / "thesis-drafts").mkdir()
+    (tmp / "thesis-drafts" / "chapter1.tex").write_text("keep me")
+    return tmp / "thesis-drafts"
+
+
+def _empty_string(tmp: Path) -> str:
+    (tmp / "default-store").mkdir()  # what $EBNB_STORE points to in the sandbox
+    (tmp / "default-store" / "keep.txt").write_text("keep")
+    return ""
+
+
+CLEAN_CASES = [
+    pytest.param(_file, id="--store is a file"),
+    pytest.param(_symlink, id="--store is a symlink"),
+    pytest.param(_project, id="--store is a project root"),
+    pytest.param(_not_a_store, id="--store is not a result store"),
+    pytest.param(_empty_string, id="--store '' (e.g. an unset variable)"),
+]
+
+
+@pytest.mark.parametrize("make_target", CLEAN_CASES)
+def test_clean_refuses_bad_store(sandbox, capsys, make_target):
+    target = make_target(sandbox)
+    before = sorted(p.relative_to(sandbox) for p in sandbox.rglob("*"))
+    argv = ["--store", str(target), "--out", str(sandbox / "out"), "clean", "--keep-figures"]
+    code, stderr = call(pipeline.main, argv, capsys)
+    assert_one_line_naming(code, stderr, "store")
+    assert sorted(p.relative_to(sandbox) for p in sandbox.rglob("*")) == before
+
+
+# ---- python -m ebnb, in process --------------------------------------------------------------
+
+EBNB_CASES = [
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--episodes", "0", "--out", "{tmp}/log.csv"],
+                 "episodes", False, id="train episodes=0"),
+    pytest.param(["train", "--env", "nosuchenv", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,
+                 id="train unknown env"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0,0", "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=0,0"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/log.txt"], "out", False,
+                 id="train out=.txt"),
+    pytest.param(["bench", "--agents", "0"], "agents", False, id="bench agents=0"),
+    pytest.param(["bench", "--agents", "ten"], "--agents", True, id="bench agents=ten"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--device", "gpu", "--out", "{tmp}/log.csv"],
+                 "device", False, id="train device=gpu"),
+    pytest.param(["train", "--env", "FrozenLake-v1", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,
+                 id="train env with discrete observations"),
+]
+
+
+@pytest.mark.parametrize("argv, name, usage", EBNB_CASES)
+def test_ebnb_cli_rejects_bad_input(sandbox, capsys, argv, name, usage):
+    code, stderr = call(ebnb_cli.main, [a.replace("{tmp}", str(sandbox)) for a in argv], capsys)
+    assert_one_line_naming(code, stderr, name, usage)
+    assert not any(sandbox.glob("log.*"))
+
+
+# ---- Python API ------------------------------------------------------------------------------
+
+quick = experiments.grid("quick")
+
+API_CASES = [
+    # (call(store, tmp_path), name the ValueError must contain)
+    pytest.param(lambda s, t: experiments.grid("huge"), "profile", id="grid profile=huge"),
+    pytest.param(lambda s, t: experiments.grid("quick", colour="red"), "colour", id="grid colour=red"),
+    pytest.param(lambda s, t: experiments.grid("quick", seeds=[]), "seeds", id="grid seeds=[]"),
+    pytest.param(lambda s, t: experiments.grid("quick", seeds="abc"), "seeds", id="grid seeds='abc'"),
+    pytest.param(lambda s, t: experiments.grid("quick", seeds=[-1]), "seeds", id="grid seeds=[-1]"),
+    pytest.param(lambda s, t: experiments.grid("quick", fractions=[1.5]), "fractions", id="grid fractions=[1.5]"),
+    pytest.param(lambda s, t: experiments.grid("quick", fractions=[float("nan")]), "fractions",
+                 id="grid fractions=[nan]"),
+    pytest.param(lambda s, t: experiments.grid("quick", prune_episodes=[11]), "prune_episodes",
+                 id="grid prune_episodes=[11] > episodes"),
+    pytest.param(lambda s, t: experiments.grid("quick", episodes=0), "episodes", id="grid episodes=0"),
+    pytest.param(lambda s, t: experiments.grid("quick", episodes=2.5), "episodes", id="grid episodes=2.5"),
+    pytest.param(lambda s, t: experiments.grid("quick", test_episodes=-1), "test_episodes",
+                 id="grid test_episodes=-1"),
+    pytest.param(lambda s, t: experiments.grid("quick", mask_every=0), "mask_every", id="grid mask_every=0"),
+    pytest.param(lambda s, t: experiments.retrain("nosuchenv", quick, s), "env", id="retrain env=nosuchenv"),
+    pytest.param(lambda s, t: experiments.finetune("Pendulum-v1", quick, s), "env", id="finetune env=Pendulum-v1"),
+    pytest.param(lambda s, t: experiments.mask_similarity("acrobat", quick, s), "env", id="mask_similarity env=acrobat"),
+    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, xi=-1), "xi", id="eb_exploit xi=-1"),
+    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, xi=1), "xi", id="eb_exploit xi=1"),
+    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, window=0), "window",
+                 id="eb_exploit window=0"),
+    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, rewind="yes"), "rewind",
+                 id="eb_exploit rewind='yes'"),
+    pytest.param(lambda s, t: dqn_config("nosuchenv"), "env", id="dqn_config env=nosuchenv"),
+    pytest.param(lambda s, t: dqn_config("cartpole", lr=0), "lr", id="dqn_config lr=0"),
+    pytest.param(lambda s, t: dqn_config("cartpole", batch_size=0), "batch_size", id="dqn_config batch_size=0"),
+    pytest.param(lambda s, t: dqn_config("cartpole", eps_decay_per="week"), "eps_decay_per",
+                 id="dqn_config eps_decay_per=week"),
+    pytest.param(lambda s, t: shards.cut("dense", [1, 2], 0), "shard_size", id="cut shard_size=0"),
+    pytest.param(lambda s, t: shards.cut("dense", [1, 2], "4"), "shard_size", id="cut shard_size='4'"),
+    pytest.param(lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", 0), "checkpoint_every",
+                 id="Checkpoint every=0"),
+    pytest.param(lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", "10"), "checkpoint_every",
+                 id="Checkpoint every='10'"),
+    pytest.param(lambda s, t: compute.check_scheduler("yarn"), "scheduler", id="check_scheduler yarn"),
+    # not rejected cleanly today
+    pytest.param(lambda s, t: experiments.grid("quick", seeds=3), "seeds", id="grid seeds=3 (scalar)"),
+    pytest.param(lambda s, t: experiments.grid("quick", fractions=0.5), "fractions", id="grid fractions=0.5 (scalar)"),
+    pytest.param(lambda s, t: experiments.grid("quick", prune_episodes=5), "prune_episodes",
+                 id="grid prune_episodes=5 (scalar)"),
+    pytest.param(lambda s, t: experiments.grid("quick", seeds=[0, 0]), "seeds", id="grid seeds=[0,0] (duplicate)"),
+    pytest.param(lambda s, t: experiments.retrain("cartpole", {"seeds": [0]}, s), "grid", id="retrain grid=dict"),
+    pytest.param(lambda s, t: dqn_config("cartpole", colour=1), "colour", id="dqn_config colour=1"),
+    pytest.param(lambda s, t: dqn_config("cartpole", lr="fast"), "lr", id="dqn_config lr='fast'"),
+    pytest.param(lambda s, t: dqn_config("cartpole", hidden=(0,)), "hidden", id="dqn_config hidden=(0,)"),
+    pytest.param(lambda s, t: dqn_config("cartpole", solved_return="high"), "solved_return",
+                 id="dqn_config solved_return='high'"),
+    pytest.param(lambda s, t: shards.cut("bad kind/..", [1, 2], 4), "kind", id="cut kind='bad kind/..'"),
+    pytest.param(lambda s, t: compute.check_scheduler(None), "scheduler", id="check_scheduler None"),
+    pytest.param(lambda s, t: compute.check_scheduler("tcp://"), "scheduler", id="check_scheduler 'tcp://'"),
+]
+
+
+@pytest.mark.parametrize("bad_call, name", API_CASES)
+def test_api_rejects_bad_input(sandbox, bad_call, name):
+    store = Store(sandbox / "store")
+    with pytest.raises(ValueError) as info:
+        bad_call(store, sandbox)
+    assert name in str(info.value)
+    assert empty_or_absent(sandbox / "store")
+    assert empty_or_absent(sandbox / "default-store")
+
+
+# ---- a notebook through papermill ------------------------------------------------------------
+
+PAPERMILL_CASES = [
+    pytest.param({"fractions": [1.5]}, "fractions", id="fractions=[1.5]"),
+    pytest.param({"episodes": 0}, "episodes", id="episodes=0"),
+    pytest.param({"seeds": 3}, "seeds", id="seeds=3 (scalar)"),
+]
+
+
+@pytest.mark.parametrize("parameters, name", PAPERMILL_CASES)
+def test_notebook_rejects_bad_grid_value(sandbox, parameters, name):
+    import papermill
+
+    store, figures = sandbox / "store", sandbox / "figures"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "02_retrain.ipynb"), str(sandbox / "out.ipynb"),
+                                   parameters={**parameters, "store_dir": str(store), "figures_dir": str(figures)},
+                                   kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)  # fmt: skip
+    assert info.value.ename == "ValueError", (info.value.ename, info.value.evalue)
+    assert name in info.value.evalue
+    assert empty_or_absent(store) and empty_or_absent(figures) and empty_or_absent(sandbox / "default-store")
+
+
+# ---- real subprocesses (started together in the background, checked at the end) ---------------
+
+SUBPROCESS_CASES = {
+    # id: (command after the interpreter, name, argparse usage error?)
+    "pipeline run seeds=abc": (["pipeline.py", "run", "02_retrain", "-p", "seeds=abc"], "seeds", False),
+    "pipeline compute scheduler=yarn": (["pipeline.py", "compute", "all", "--scheduler", "yarn"], "scheduler", False),
+    "pipeline compute shard-size=ten": (["pipeline.py", "compute", "all", "--shard-size", "ten"], "--shard-size", True),
+    "pipeline run seeds=3": (["pipeline.py", "run", "02_retrain", "-p", "seeds=3"], "seeds", False),
+    "ebnb train seeds=''": (["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"],
+                            "seeds", False),
+    "ebnb train episodes=ten": (["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "0", "--episodes", "ten",
+                                 "--out", "{tmp}/log.csv"], "--episodes", True),
+}
+
+
+
+@pytest.fixture(scope="module")
+def background(tmp_path_factory):
+    """Start every subprocess case at once (each costs seconds of interpreter start-up); the
+    tests further down wait for their own."""
+    base = tmp_path_factory.mktemp("subprocess")
+    env = {**os.environ, "EBNB_STORE": str(base / "default-store")}
+    started = {}
+    for i, (case, (command, _, _)) in enumerate(SUBPROCESS_CASES.items()):
+        tmp = base / f"case{i}"
+        tmp.mkdir()
+        argv = [a.replace("{tmp}", str(tmp)) for a in command]
+        if argv[0] == "pipeline.py":
+            argv = [str(ROOT / "pipeline.py"), "--store", str(tmp / "store"), "--out", str(tmp / "out"), *argv[1:]]
+        with open(tmp / "stdout", "w") as out, open(tmp / "stderr", "w") as err:
+            process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True, env=env)
+        started[case] = (process, tmp)
+    yield started, base
+    for process, _ in started.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_background_early(background):
+    """Autouse: the subprocesses run while the in-process tests run."""
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id=case) for case in SUBPROCESS_CASES
+])  # fmt: skip
+def test_subprocess_rejects_bad_input(background, case):
+    started, base = background
+    process, tmp = started[case]
+    process.wait(timeout=300)
+    _, name, usage = SUBPROCESS_CASES[case]
+    assert_one_line_naming(process.returncode, (tmp / "stderr").read_text(), name, usage)
+    assert empty_or_absent(tmp / "store") and not (tmp / "log.csv").exists()
+    assert empty_or_absent(base / "default-store")
