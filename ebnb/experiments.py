@@ -393,7 +393,8 @@ def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Che
                       for i in order]  # fmt: skip
             population = Population(cfg, starts, early_stop=True, max_episodes=first.episodes, progress=progress)
         tuned = checkpoint.run(population, "finetune", job)
-        finetuned = {i: (tuned.final[j], int(tuned.agents.loc[j].episodes_run)) for j, i in enumerate(order)}
+        finetuned = {i: (tuned.final[j], int(tuned.agents.loc[j].episodes_run), tuned.agents.loc[j].stop_reason)
+                     for j, i in enumerate(order)}  # fmt: skip
     finals = [finetuned[i][0] if i in finetuned else searched.final[i] for i in range(len(units))]
     tests = greedy_returns(cfg, [s.params for s in finals], [u.seed for u in units], first.test_episodes)
     out = []
@@ -403,7 +404,7 @@ def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Che
             "seed": [unit.seed], "P": [unit.fraction], "found": [i in found],
             "prune_episode": [found[i][0] if i in found else -1], "search_length": [search_length],
             "finetune_length": [finetuned[i][1] if i in finetuned else 0],
-            "converged": [searched.agents.loc[i].stop_reason == "early_stop" or i in finetuned],
+            "converged": [(finetuned[i][2] if i in finetuned else searched.agents.loc[i].stop_reason) == "early_stop"],
             "test_return": [float(tests[i].mean())],
         })})  # fmt: skip
     return out

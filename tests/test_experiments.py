@@ -105,3 +105,12 @@ def test_full_profile_is_the_thesis_grid():
     assert full.seeds == tuple(range(10)) and full.fractions == (0.2, 0.4, 0.6, 0.8)
     assert full.prune_episodes == (5, 20, 30, 40, 50, 75, 100, 130, 180, 250, 400, 500)
     assert (full.episodes, full.test_episodes, full.mask_every) == (500, 100, 2)
+
+
+def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path):
+    # Acrobot's epsilon reaches its floor within ~10 long episodes: the ticket is found, and 14
+    # episodes of finetuning are too few to converge, so the run must not count as converged.
+    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=14, test_episodes=1)
+    result = experiments.eb_exploit("acrobot", g, Store(tmp_path)).iloc[0]
+    assert result["found"] and result["finetune_length"] == 14
+    assert not result["converged"]

@@ -22,15 +22,15 @@ from ebnb.agent import fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
 from ebnb.population import Population
-from ebnb.store import Store
+from ebnb.store import Store, config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = experiments.grid("quick")
 STEPS = ("retrain", "winning tickets", "finetune", "eb_exploit")  # and the dense runs they need
 
 
-def manifests(store: Store, work) -> dict[str, str]:
-    """unit directory -> its manifest (sha256 of every file) for all units of `work`."""
+def manifests(store: Store, work) -> dict[str, str | None]:
+    """kind/hash -> the unit's manifest (sha256 of every file; None if absent) for `work`."""
     out = {}
     for _, step in work:
         for unit in step.units:
@@ -41,11 +41,19 @@ def manifests(store: Store, work) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The quick CartPole work computed once, uninterrupted, in this process."""
-    work = compute.plan(["cartpole"], STEPS, GRID)
+    """The quick profile's work for both envs, computed once, uninterrupted, in this process."""
+    work = compute.plan(["cartpole", "acrobot"], STEPS, GRID)
     store = Store(tmp_path_factory.mktemp("reference"))
-    list(compute.run(store.root, work, "inline", shard_size=4))
+    list(compute.run(store.root, work, "inline", shard_size=8))
     return work, manifests(store, work)
+
+
+def cartpole_without_eb_exploit(reference):
+    """The part of the reference that `compute 03_finetune --env cartpole` computes."""
+    work, expected = reference
+    work = [(env, step) for env, step in work if env == "cartpole" and step.name != "eb_exploit"]
+    keys = {f"{step.kind}/{config_hash(unit)}" for _, step in work for unit in step.units}
+    return work, {k: v for k, v in expected.items() if k in keys}
 
 
 def test_population_restored_from_a_checkpoint_continues_bitwise():
@@ -78,7 +86,7 @@ def test_population_restored_from_a_checkpoint_continues_bitwise():
 def test_a_shard_crashed_after_a_checkpoint_resumes_to_identical_results(tmp_path, monkeypatch, reference, step):
     work, expected = reference
     store = Store(tmp_path)
-    env_steps = {s.name: s for _, s in work}
+    env_steps = {s.name: s for env, s in work if env == "cartpole"}
     for need in env_steps[step].needs:
         list(compute.run(store.root, [("cartpole", env_steps[need])], "inline", shard_size=4))
     target = env_steps[step]
@@ -125,9 +133,7 @@ def _shard_lines(output: str) -> list[str]:
 
 
 def test_killed_compute_reruns_to_identical_results_without_recomputing_finished_shards(tmp_path, reference):
-    work, expected = reference
-    work = [w for w in work if w[1].name != "eb_exploit"]  # 03_finetune reads everything but EB Exploit
-    expected = {k: v for k, v in expected.items() if not k.startswith("eb_exploit/")}
+    work, expected = cartpole_without_eb_exploit(reference)
     store = Store(tmp_path)
     command = _compute_command(tmp_path, "--scheduler", "inline", "--checkpoint-every", "0.5")
     delay = random.uniform(5.0, 15.0)  # anywhere from inside the dense runs to the last shards
@@ -152,9 +158,7 @@ def test_killed_compute_reruns_to_identical_results_without_recomputing_finished
 
 
 def test_two_computes_at_once_on_one_store_compute_each_shard_once(tmp_path, reference):
-    work, expected = reference
-    work = [w for w in work if w[1].name != "eb_exploit"]
-    expected = {k: v for k, v in expected.items() if not k.startswith("eb_exploit/")}
+    work, expected = cartpole_without_eb_exploit(reference)
     command = _compute_command(tmp_path, "--scheduler", "inline")
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate() for p in processes]
@@ -166,8 +170,18 @@ def test_two_computes_at_once_on_one_store_compute_each_shard_once(tmp_path, ref
 
 
 def test_dask_local_cluster_fills_the_store_like_the_inline_run(tmp_path, reference):
+    """The quick profile, both envs, through a LocalCluster of 2 workers."""
     work, expected = reference
-    reports = list(compute.run(tmp_path, work, "local", shard_size=4, workers=2))
+    reports = list(compute.run(tmp_path, work, "local", shard_size=8, workers=2))
     assert sum(r.computed for _, _, r in reports) == len(expected)
     assert manifests(Store(tmp_path), work) == expected
     assert not list(tmp_path.glob(".probe-*"))
+
+
+def test_a_worker_that_cannot_see_the_store_fails_with_a_message_naming_it(tmp_path):
+    step = compute.plan(["cartpole"], ["dense runs"], GRID)[0][1]
+    shard = shards.cut(step.kind, step.units, 4)[0]
+    with pytest.raises(RuntimeError, match=r"store: .* is not visible from worker .*shared by all workers"):
+        compute._run_shard(str(tmp_path), ".probe-written-by-another-machine", shard, step.compute, 1.0, [])
+    assert not any(tmp_path.iterdir())
+
