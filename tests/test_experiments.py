@@ -107,10 +107,13 @@ def test_full_profile_is_the_thesis_grid():
     assert (full.episodes, full.test_episodes, full.mask_every) == (500, 100, 2)
 
 
-def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path):
-    # Acrobot's epsilon reaches its floor within ~10 long episodes: the ticket is found, and 14
-    # episodes of finetuning are too few to converge, so the run must not count as converged.
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=14, test_episodes=1)
-    result = experiments.eb_exploit("acrobot", g, Store(tmp_path)).iloc[0]
-    assert result["found"] and result["finetune_length"] == 14
+def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path, monkeypatch):
+    # With epsilon halving per episode it reaches its floor at episode 7, the ticket is found
+    # at episode 9, and 12 episodes of finetuning are too few to converge: not converged.
+    fast_decay = experiments.dqn_config
+
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
+    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
+    result = experiments.eb_exploit("cartpole", g, Store(tmp_path)).iloc[0]
+    assert result["found"] and result["prune_episode"] == 9 and result["finetune_length"] == 12
     assert not result["converged"]
