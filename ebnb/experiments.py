@@ -151,10 +151,15 @@ class Step:
     needs: tuple[str, ...] = ()
 
 
-def _results(store: Store, step: Step, progress: bool) -> list[dict]:
-    """Results of `step`'s units in order: stored ones loaded, missing ones computed."""
+def _compute_missing(store: Store, step: Step, progress: bool) -> None:
+    """Compute and store the units of `step` that are not stored yet."""
     for shard in shards.cut(step.kind, step.units, SHARD_SIZE):
         shards.run(store, shard, step.compute, progress=progress)
+
+
+def _results(store: Store, step: Step, progress: bool) -> list[dict]:
+    """Results of `step`'s units in order: stored ones loaded, missing ones computed."""
+    _compute_missing(store, step, progress)
     return [store.load(step.kind, u) for u in step.units]
 
 
@@ -324,8 +329,10 @@ def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRu
 
 
 def _tickets(env: str, g: Grid, store: Store, step: str, progress: bool) -> pd.DataFrame:
-    dense_runs(env, g, store, progress)
-    results = _results(store, steps(env, g)[step], progress)
+    grid_steps = steps(env, g)
+    for need in grid_steps[step].needs:  # the dense runs, computed if missing (tickets load them)
+        _compute_missing(store, grid_steps[need], progress)
+    results = _results(store, grid_steps[step], progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)
 
 
