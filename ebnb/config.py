@@ -72,6 +72,10 @@ class DQNConfig:
     solved_streak: int = 10  # early stopping after this many solved episodes in a row
     max_episodes: int = 500
     truncation_is_terminal: bool = False  # True: the old Gym behaviour (no bootstrap at time limits)
+    # Who does the network arithmetic: "fused" (ebnb.kernel, CPU, the same bits on every CPU) or
+    # "torch" (ebnb.qnet + ebnb.optim: the reference, and the CUDA path). Part of a result's
+    # identity: the two round differently, so the store never mixes their results.
+    arithmetic: Literal["fused", "torch"] = "fused"
 
     def __post_init__(self):
         if not isinstance(self.hidden, tuple) or not self.hidden:
@@ -91,6 +95,8 @@ class DQNConfig:
                 f"learning_starts must be >= batch_size ({self.batch_size}), "
                 f"got {self.learning_starts}"
             )
+        if self.arithmetic not in ("fused", "torch"):
+            raise ValueError(f"arithmetic must be 'fused' or 'torch', got {self.arithmetic!r}")
         if self.eps_decay_per not in ("episode", "step"):
             raise ValueError(f"eps_decay_per must be 'episode' or 'step', got {self.eps_decay_per!r}")
         for name in ("lr", "eps_decay", "gamma", "eps_start", "eps_floor"):

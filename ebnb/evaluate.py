@@ -9,6 +9,7 @@ import torch
 
 from ebnb import envs, qnet, rng
 from ebnb.config import DQNConfig, check_positive_int
+from ebnb.population import greedy_actions
 
 
 def test_seeds(seeds) -> np.ndarray:
@@ -45,8 +46,8 @@ def _play(cfg: DQNConfig, params, seeds: np.ndarray, episodes: int) -> np.ndarra
     total = np.zeros(n * episodes)
     running = np.ones(n * episodes, dtype=bool)
     while running.any():
-        actions = qnet.greedy_actions(stacked, torch.from_numpy(obs).reshape(n, episodes, -1)).reshape(-1)
-        obs, reward, terminated, truncated, _ = env.step(actions.numpy())
+        actions = greedy_actions(cfg, stacked, obs.reshape(n, episodes, -1)).reshape(-1)
+        obs, reward, terminated, truncated, _ = env.step(actions)
         total += np.where(running, reward, 0.0)
         running &= ~(terminated | truncated)
     return total.reshape(n, episodes)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import envs, qnet, rng
+from ebnb import envs, kernel, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
@@ -55,12 +55,23 @@ class PopulationResult:
 Callback = Callable[["Population", EpisodeEnds], None]
 
 
+def greedy_actions(cfg: DQNConfig, params: list[torch.Tensor], obs: np.ndarray) -> np.ndarray:
+    """argmax_a Q(obs, a) `[K, N]` of stacked networks for observations `obs: [K, N, obs_dim]`,
+    computed by the config's arithmetic (the fused kernel or torch)."""
+    if cfg.arithmetic == "fused":
+        return kernel.greedy_actions([p.numpy() for p in params], obs)
+    x = torch.from_numpy(obs).to(params[0].device, params[0].dtype)
+    return qnet.greedy_actions(params, x).cpu().numpy()
+
+
 class Population:
     """K DQN agents sharing one config, trained in lockstep until each one stops.
 
     `agents` are starting states (fresh from `ebnb.agent.fresh_agent`, or snapshots to resume).
     `max_episodes` counts from each agent's start; with `early_stop` an agent stops after
     `cfg.solved_streak` solved episodes in a row (the streak counts from the start of this run).
+    `cfg.arithmetic` picks who does the network arithmetic: `ebnb.kernel` ("fused": fixed order,
+    the same bits on every CPU) or torch (`ebnb.qnet` + `ebnb.optim`: the reference, and CUDA).
     """
 
     def __init__(
@@ -81,6 +92,9 @@ class Population:
         self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
         self.device = torch.device(check_device("device", device))
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        if cfg.arithmetic == "fused" and self.device.type != "cpu":
+            raise ValueError(f"device: the fused kernel runs on the CPU only, not {device!r}; "
+                             "use a config with arithmetic='torch' for CUDA")  # fmt: skip
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
         n = len(agents)
         self.ids = np.arange(n)  # live agents, in batch order
@@ -204,7 +218,7 @@ class Population:
     def _step(self) -> None:
         cfg = self.cfg
         obs = torch.from_numpy(self.obs).to(self.device)
-        greedy = qnet.greedy_actions(self.params, obs[:, None, :].to(self.dtype))[:, 0].cpu().numpy()
+        greedy = greedy_actions(cfg, self.params, self.obs[:, None, :])[:, 0]
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
         random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
         action = np.where(explore, random_action, greedy)
@@ -238,6 +252,22 @@ class Population:
 
     def _learn(self, positions: np.ndarray) -> None:
         """One gradient step for each agent at batch `positions`, on its own minibatch."""
+        if self.cfg.arithmetic == "fused":
+            self._learn_fused(positions)
+        else:
+            self._learn_torch(positions)
+        self.updates[positions] += 1
+
+    def _learn_fused(self, positions: np.ndarray) -> None:
+        slots = self.replay.slots(self.seeds[positions], self.updates[positions], self.transitions[positions],
+                                  self.cfg.batch_size)  # fmt: skip
+        optimizer = self.optimizer
+        views = [[t.numpy() for t in tensors] for tensors in (self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq)]
+        kernel.learn(*views, optimizer.steps.numpy(), None if self.mask is None else [m.numpy() for m in self.mask],
+                     {name: t.numpy() for name, t in self.replay.data.items()}, positions, slots,
+                     gamma=self.cfg.gamma, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.eps)  # fmt: skip
+
+    def _learn_torch(self, positions: np.ndarray) -> None:
         batch = self.replay.sample(
             torch.from_numpy(positions).to(self.device), self.seeds[positions],
             self.updates[positions], self.transitions[positions], self.cfg.batch_size,
@@ -247,7 +277,6 @@ class Population:
             rows = slice(start, min(start + self.chunk_size, len(positions)))
             agents = rows if everyone else torch.from_numpy(positions[rows]).to(self.device)
             self._learn_chunk(agents, {name: value[rows] for name, value in batch.items()})
-        self.updates[positions] += 1
 
     def _learn_chunk(self, agents: slice | torch.Tensor, batch: dict) -> None:
         """DQN's update for a chunk of agents: consecutive ones (a slice) or any (indices).
@@ -259,7 +288,8 @@ class Population:
             pick = (lambda t: t[agents]) if isinstance(agents, slice) else (lambda t: t.index_select(0, agents))
             params = [pick(p).detach().requires_grad_(True) for p in self.params]
             next_q = qnet.q_values([pick(t) for t in self.target], batch["next_obs"].transpose(1, 2).to(self.dtype))
-            td_target = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * next_q.max(1).values
+            reward, done = batch["reward"].to(self.dtype), batch["done"].to(self.dtype)  # gamma in the net's precision
+            td_target = reward + cfg.gamma * (1.0 - done) * next_q.max(1).values
         q_values = qnet.q_values(params, batch["obs"].transpose(1, 2).to(self.dtype))
         q_taken = q_values.gather(1, batch["action"][:, None, :])[:, 0]
         loss = (q_taken - td_target).square().mean(1).sum()  # each agent's mean TD loss, summed

@@ -29,15 +29,16 @@ class StackedReplay:
         for name, value in values.items():
             self.data[name][rows, slots] = value
 
-    def sample(self, agents: torch.Tensor, seeds, updates, transitions, batch_size: int) -> dict:
-        """A minibatch `[k, batch_size, ...]` for each of `agents`.
-
-        Indices are uniform over each agent's filled slots, drawn from the agent's REPLAY
-        stream at counters `update * batch_size + j`.
-        """
+    def slots(self, seeds, updates, transitions, batch_size: int) -> np.ndarray:
+        """Minibatch slots `[k, batch_size]`, uniform over each agent's filled slots, drawn
+        from the agent's REPLAY stream at counters `update * batch_size + j`."""
         counters = np.asarray(updates)[:, None] * batch_size + np.arange(batch_size)
         filled = np.minimum(np.asarray(transitions), self.capacity)[:, None]
-        slots = rng.integers(np.asarray(seeds)[:, None], rng.Stream.REPLAY, counters, filled)
+        return rng.integers(np.asarray(seeds)[:, None], rng.Stream.REPLAY, counters, filled)
+
+    def sample(self, agents: torch.Tensor, seeds, updates, transitions, batch_size: int) -> dict:
+        """A minibatch `[k, batch_size, ...]` for each of `agents`, at their `slots`."""
+        slots = self.slots(seeds, updates, transitions, batch_size)
         flat = torch.from_numpy(slots).to(agents.device) + agents[:, None] * self.capacity
         flat = flat.reshape(-1)
         return {

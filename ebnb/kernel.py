@@ -1,0 +1,315 @@
+"""The fused CPU kernel: DQN's network arithmetic in a fixed order, the same bits on every CPU.
+
+This is the CPU twin of `ebnb.qnet` + `ebnb.optim` (the torch reference, also the CUDA path).
+BLAS and oneDNN kernels pick their summation order by instruction set, and RL's feedback
+loop turns a last-bit difference into different actions within a few thousand steps; so
+results made with them belong to the CPU that made them. Here every sum is written out:
+
+- compiled by numba with fast-math off, so LLVM may neither reassociate a sum nor contract
+  a multiply and an add into an FMA;
+- a sum along the minibatch (weight and bias gradients) runs in `LANES` accumulators with a
+  fixed final tree (`_dot`); every other sum runs sequentially over its index, with the
+  independent outputs side by side (`out[o, :] += w * x[i, :]`), which vectorises freely
+  without changing any single sum;
+- Adam's bias corrections use `_power` (repeated squaring), not libm's `pow`, whose
+  result may depend on the CPU's code path; `sqrt` and division are IEEE-exact.
+
+Parameters are the engine's stacked tensors seen as numpy arrays (`[K, out, in]` weights,
+`[K, out, 1]` biases, shared memory), so the kernel updates them in place and everything
+else (compaction, snapshots, checkpoints) stays as it is. Agents run in parallel over a
+`prange`; each agent's numbers do not depend on the thread, the batch or its position.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+# numba's OpenMP threads spin after a parallel region and starve torch's own OpenMP pool
+# (measured: a torch run 2x slower right after a kernel call); workqueue threads sleep.
+numba.config.THREADING_LAYER = "workqueue"
+WIDE = 16  # a layer this wide or wider loops over its units innermost, a thinner one over the minibatch
+_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+
+
+@numba.njit(**_JIT)
+def _power(base, exponent):
+    """base ** exponent for an integer exponent >= 0, by repeated squaring (fixed order)."""
+    result, factor, n = 1.0, base, exponent
+    while n > 0:
+        if n & 1:
+            result *= factor
+        factor *= factor
+        n >>= 1
+    return result
+
+
+@numba.njit(**_JIT)
+def _nonzero(values, index, coef):
+    """Write the positions and values of the nonzero entries of `values` to `index` and
+    `coef`; return how many there are."""
+    count = 0
+    for i in range(values.shape[0]):
+        if values[i] != 0:
+            index[count] = i
+            coef[count] = values[i]
+            count += 1
+    return count
+
+
+@numba.njit(**_JIT)
+def _accumulate(acc, coef, index, count, rows):
+    """acc = (..((acc + coef[0] * rows[index[0]]) + coef[1] * rows[index[1]]) + ..), in this
+    order, for the first `count` terms: a sequential sum for each element of `acc`.
+
+    Four terms per pass keep `acc` in registers; the parentheses fix the order, so the bits
+    are those of adding one term at a time. Callers leave out zero terms: added to a sum that
+    started at +0.0 (which never becomes -0.0) a zero changes no bit."""
+    n = acc.shape[0]
+    g = 0
+    while g + 4 <= count:
+        c0, c1, c2, c3 = coef[g], coef[g + 1], coef[g + 2], coef[g + 3]
+        r0, r1, r2, r3 = rows[index[g]], rows[index[g + 1]], rows[index[g + 2]], rows[index[g + 3]]
+        for o in range(n):
+            acc[o] = (((acc[o] + c0 * r0[o]) + c1 * r1[o]) + c2 * r2[o]) + c3 * r3[o]
+        g += 4
+    while g < count:
+        c, r = coef[g], rows[index[g]]
+        for o in range(n):
+            acc[o] += c * r[o]
+        g += 1
+
+
+@numba.njit(**_JIT)
+def _dots(weight, x, out):
+    """out[o] = sum_i weight[o, i] * x[i], a sequential sum over i from +0.0 for each o; four
+    outputs at a time, so that their chains of additions overlap (for a single input row)."""
+    n_out, n_in = weight.shape
+    o = 0
+    while o + 4 <= n_out:
+        s0 = s1 = s2 = s3 = x.dtype.type(0)
+        for i in range(n_in):
+            xi = x[i]
+            s0 += weight[o, i] * xi
+            s1 += weight[o + 1, i] * xi
+            s2 += weight[o + 2, i] * xi
+            s3 += weight[o + 3, i] * xi
+        out[o], out[o + 1], out[o + 2], out[o + 3] = s0, s1, s2, s3
+        o += 4
+    while o < n_out:
+        s = x.dtype.type(0)
+        for i in range(n_in):
+            s += weight[o, i] * x[i]
+        out[o] = s
+        o += 1
+
+
+@numba.njit(**_JIT)
+def _layer(weight, bias, x, out, relu):
+    """out = x @ weight.T + bias (then ReLU) for batch-major `x: [n, in]`.
+
+    Each output is a sequential sum over the inputs from +0.0, plus the bias. The innermost
+    loop runs over independent outputs: the units where the input is thin (no big transpose
+    of the weights), else the minibatch, skipping pruned weights; a single row (acting) runs
+    four sums side by side (the same bits every way)."""
+    n_out, n_in = weight.shape
+    n = x.shape[0]
+    index = np.empty(max(n_in, n), np.int64)
+    coef = np.empty(max(n_in, n), x.dtype)
+    if n < 4:
+        for j in range(n):
+            _dots(weight, x[j], out[j])
+    elif n_in < WIDE:
+        weight_t = np.ascontiguousarray(weight.T)  # [in, out]
+        out[:] = 0
+        for j in range(n):
+            _accumulate(out[j], coef, index, _nonzero(x[j], index, coef), weight_t)
+    else:
+        x_t = np.ascontiguousarray(x.T)  # [in, n]
+        column = np.empty(n, x.dtype)
+        for o in range(n_out):
+            column[:] = 0
+            _accumulate(column, coef, index, _nonzero(weight[o], index, coef), x_t)
+            out[:, o] = column
+    for j in range(n):
+        for o in range(n_out):
+            out[j, o] += bias[o, 0]
+            if relu and not out[j, o] > 0:
+                out[j, o] = 0
+
+
+@numba.njit(**_JIT)
+def _forward(params, k, x):
+    """Every layer's output of agent k's network for batch-major inputs `x: [n, obs_dim]`
+    (after ReLU for hidden layers); the last is the Q-values `[n, n_actions]`."""
+    n_layers = len(params) // 2
+    outputs = [x]
+    for layer in range(n_layers):
+        weight = params[2 * layer][k]
+        out = np.empty((x.shape[0], weight.shape[0]), x.dtype)
+        _layer(weight, params[2 * layer + 1][k], outputs[-1], out, layer < n_layers - 1)
+        outputs.append(out)
+    return outputs
+
+
+@numba.njit(**_JIT)
+def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
+    """Gradients of one layer for output gradients `delta: [n, out]` and its inputs `x: [n, in]`
+    (both batch-major): weight and bias gradients and, `with_below`, `below` = delta @ weight,
+    the gradient w.r.t. x before the ReLU that made it (zeroed where x is not positive).
+
+    Gradients are sequential sums over the minibatch, `below` over the outputs (`_accumulate`)."""
+    n_out, n_in = weight.shape
+    n = x.shape[0]
+    size = max(n, n_in, n_out)
+    index = np.empty(size, np.int64)
+    coef = np.empty(size, x.dtype)
+    grad_weight[:] = 0
+    if n_in >= WIDE:
+        for o in range(n_out):
+            _accumulate(grad_weight[o], coef, index, _nonzero(delta[:, o], index, coef), x)
+    else:
+        x_t = np.ascontiguousarray(x.T)  # [in, n]
+        grad_t = np.zeros((n_in, n_out), x.dtype)
+        for i in range(n_in):
+            _accumulate(grad_t[i], coef, index, _nonzero(x_t[i], index, coef), delta)
+        grad_weight[:] = grad_t.T
+    grad_bias[:] = 0
+    ones = np.ones(n, x.dtype)
+    column = np.zeros(n_out, x.dtype)
+    for j in range(n):
+        index[j] = j
+    _accumulate(column, ones, index, n, delta)
+    grad_bias[:, 0] = column
+    if with_below:
+        below[:] = 0
+        for j in range(n):
+            _accumulate(below[j], coef, index, _nonzero(delta[j], index, coef), weight)
+            for i in range(n_in):
+                if not x[j, i] > 0:
+                    below[j, i] = 0
+
+
+def _use_torch_threads() -> None:
+    """Run parallel loops on as many threads as torch uses (1 in a single-threaded worker)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+@numba.njit(parallel=True, **_JIT)
+def _greedy(params, obs, actions):
+    n_agents, n_obs, obs_dim = obs.shape
+    for k in numba.prange(n_agents):
+        x = np.empty((n_obs, obs_dim), params[0].dtype)
+        x[:] = obs[k]
+        q = _forward(params, k, x)[-1]
+        for j in range(n_obs):
+            best = 0
+            for a in range(1, q.shape[1]):
+                if q[j, a] > q[j, best]:
+                    best = a
+            actions[k, j] = best
+
+
+def greedy_actions(params, obs: np.ndarray) -> np.ndarray:
+    """argmax_a Q(obs, a) `[K, N]` for observations `obs: [K, N, obs_dim]` (first maximum on ties)."""
+    actions = np.empty(obs.shape[:2], dtype=np.int64)
+    _use_torch_threads()
+    _greedy(tuple(params), np.ascontiguousarray(obs), actions)
+    return actions
+
+
+@numba.njit(**_JIT)
+def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps):
+    """One Adam step of flat arrays (torch.optim.Adam's formula, no weight decay)."""
+    one = param.dtype.type(1)
+    for j in range(param.shape[0]):
+        g = grad[j]
+        exp_avg[j] = beta1 * exp_avg[j] + (one - beta1) * g
+        exp_avg_sq[j] = beta2 * exp_avg_sq[j] + (one - beta2) * (g * g)
+        denom = np.sqrt(exp_avg_sq[j]) / bias_correction2_sqrt + eps
+        param[j] = param[j] - step_size * (exp_avg[j] / denom)
+
+
+@numba.njit(**_JIT)
+def _minibatch(replay_field, k, slots, dtype):
+    """Batch-major `[batch, obs_dim]` copy of agent k's observations at `slots`."""
+    out = np.empty((slots.shape[0], replay_field.shape[2]), dtype)
+    for j in range(slots.shape[0]):
+        out[j] = replay_field[k, slots[j]]
+    return out
+
+
+@numba.njit(**_JIT)
+def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action, replay_reward,
+                 replay_next_obs, replay_done, k, own, gamma, lr, beta1, beta2, eps):  # fmt: skip
+    """DQN's update of agent k on its minibatch at replay slots `own`, then Adam and the mask."""
+    n_layers = len(params) // 2
+    batch = own.shape[0]
+    dtype = params[0].dtype
+    cast = dtype.type
+
+    # TD target from the target network: r + gamma * (1 - done) * max_a Q'(s', a)
+    next_q = _forward(target, k, _minibatch(replay_next_obs, k, own, dtype))[-1]
+    td_target = np.empty(batch, dtype)
+    for j in range(batch):
+        best = next_q[j, 0]
+        for a in range(1, next_q.shape[1]):
+            if next_q[j, a] > best:
+                best = next_q[j, a]
+        not_done = cast(1) - cast(replay_done[k, own[j]])
+        td_target[j] = cast(replay_reward[k, own[j]]) + (cast(gamma) * not_done) * best
+
+    # Online forward; d(mean squared TD error)/dQ(s, a) for the actions taken
+    outputs = _forward(params, k, _minibatch(replay_obs, k, own, dtype))
+    q = outputs[-1]
+    delta = np.zeros_like(q)
+    for j in range(batch):
+        action = replay_action[k, own[j]]
+        delta[j, action] = (cast(2) * (q[j, action] - td_target[j])) * (cast(1) / cast(batch))
+
+    # Adam's scalars for this agent's own step count
+    steps[k] += 1
+    step = int(steps[k])
+    step_size = cast(lr / (1.0 - _power(beta1, step)))
+    bias_correction2_sqrt = cast(np.sqrt(1.0 - _power(beta2, step)))
+
+    # Backward, last layer first; a layer is stepped once the gradient below it is taken
+    for layer in range(n_layers - 1, -1, -1):
+        weight, bias = params[2 * layer][k], params[2 * layer + 1][k]
+        grad_weight = np.empty_like(weight)
+        grad_bias = np.empty_like(bias)
+        below = np.empty_like(outputs[layer])
+        _backward(weight, delta, outputs[layer], grad_weight, grad_bias, below, layer > 0)
+        for tensor, grad in ((2 * layer, grad_weight.ravel()), (2 * layer + 1, grad_bias.ravel())):
+            _adam(params[tensor][k].ravel(), grad, exp_avg[tensor][k].ravel(), exp_avg_sq[tensor][k].ravel(),
+                  step_size, bias_correction2_sqrt, cast(beta1), cast(beta2), cast(eps))  # fmt: skip
+        if masked:
+            keep = masks[layer][k]
+            for o in range(weight.shape[0]):
+                for i in range(weight.shape[1]):
+                    weight[o, i] *= keep[o, i]
+        delta = below
+
+
+@numba.njit(parallel=True, **_JIT)
+def _learn(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action, replay_reward,
+           replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
+    for row in numba.prange(agents.shape[0]):
+        _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
+                     replay_reward, replay_next_obs, replay_done, agents[row], slots[row], gamma, lr, beta1, beta2,
+                     eps)  # fmt: skip
+
+
+def learn(params, target, exp_avg, exp_avg_sq, steps, masks, replay, agents, slots, *, gamma, lr, betas, eps) -> None:
+    """One DQN gradient step and Adam step, in place, for each agent in `agents` (batch
+    positions), on the minibatch at its replay `slots` `[k, batch]`; pruned weights are
+    re-zeroed after the step where `masks` (one `[K, out, in]` array per weight) is given."""
+    params = tuple(params)
+    _use_torch_threads()
+    masked = masks is not None
+    masks = tuple(masks) if masked else params[0::2]
+    _learn(params, tuple(target), tuple(exp_avg), tuple(exp_avg_sq), steps, masks, masked,
+           replay["obs"], replay["action"], replay["reward"], replay["next_obs"], replay["done"],
+           np.ascontiguousarray(agents, dtype=np.int64), np.ascontiguousarray(slots, dtype=np.int64),
+           float(gamma), float(lr), float(betas[0]), float(betas[1]), float(eps))  # fmt: skip
