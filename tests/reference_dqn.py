@@ -33,12 +33,16 @@ def start_episode(env: gym.Env, env_id: str, seed: int, episode: int) -> np.ndar
 
 
 def train(
-    cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None = None, dtype=torch.float32, max_steps=None
+    cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None = None, dtype=torch.float32, max_steps=None,
+    mask: list[np.ndarray] | None = None,
 ) -> dict:
     """Train one agent for `episodes` episodes; return its network, returns and step count.
 
     With `max_steps`, training also ends with the episode in which the step count reaches it.
     The network is initialised in float32 (as nn.Linear does) and then cast to `dtype`.
+    With `mask` (one boolean array per weight matrix, `[out, in]`, True = kept), the agent
+    starts from m * theta_0 and the pruned weights are zeroed again after every optimiser step
+    (PROTOCOL.md: pruned weights stay exactly 0; the target network copies the masked weights).
     """
     env = gym.make(cfg.env_id)
     n_obs, n_actions = env.observation_space.shape[0], env.action_space.n
@@ -48,6 +52,15 @@ def train(
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     q_network = nn.Sequential(*layers[:-1]).to(dtype)
+    linears = [layer for layer in q_network if isinstance(layer, nn.Linear)]
+
+    def apply_mask():
+        if mask is not None:
+            with torch.no_grad():
+                for layer, keep in zip(linears, mask, strict=True):
+                    layer.weight.mul_(torch.as_tensor(keep, dtype=dtype))
+
+    apply_mask()
     target_network = copy.deepcopy(q_network)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=cfg.lr, fused=True)
 
@@ -94,6 +107,7 @@ def train(
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                apply_mask()
                 updates += 1
             obs = next_obs
 

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
-from ebnb import analysis, experiments, masks
+from ebnb import agent as agent_module
+from ebnb import analysis, experiments
+from ebnb.agent import AgentState, fresh_agent
+from ebnb.population import Population
 from ebnb.store import Store
 
 TINY = dict(seeds=(0, 1), fractions=(0.5,), prune_episodes=(2, 4), episodes=6, test_episodes=3)
+
+
+def numpy_global_l1_mask(weights, fraction) -> np.ndarray:
+    """Global unstructured L1 mask over weight matrices [out, in] (True = kept), flat in the
+    protocol's order (layers in order, row-major); round(P * N) pruned, ties by flat index."""
+    flat = np.concatenate([np.asarray(w).ravel() for w in weights])
+    keep = np.ones(flat.size, dtype=bool)
+    keep[np.argsort(np.abs(flat), kind="stable")[: round(fraction * flat.size)]] = False
+    return keep
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +45,14 @@ def test_dense_runs_record_masks_snapshots_and_baseline(store, grid):
     assert {"theta0.params.0", "e2.params.0", "e4.params.0", "converged.params.0"} <= set(run["snapshots"])
     assert run["episodes"]["episode"].tolist() == list(range(1, 7))
     assert run["baseline"]["converged_episode"].iloc[0] == 6  # 6 episodes: never converges, cap counts
-    # the mask stored for episode 2 is the global L1 mask of the episode-2 snapshot
-    state = experiments._state_from(run["snapshots"], "e2")
-    expected = masks.flatten([m for m in masks.global_magnitude_masks(experiments._weights(state), 0.5)])[0].numpy()
-    n = expected.size
-    assert np.array_equal(masks.unpack(run["masks"]["P0.5"][1], n), expected)
+    # the masks stored for episodes 0, 2, 4 and 6 are the global L1 masks of the recorded
+    # weights at those episodes, recomputed here with numpy (not with ebnb.masks)
+    for row, name in enumerate(["theta0", "e2", "e4", "converged"]):
+        state = experiments._state_from(run["snapshots"], name)
+        assert state.episodes == 2 * row
+        expected = numpy_global_l1_mask(state.params[0::2], 0.5)
+        stored = np.unpackbits(run["masks"]["P0.5"][row])[: expected.size].astype(bool)
+        assert np.array_equal(stored, expected), name
 
 
 def test_steps_load_from_the_store_instead_of_recomputing(store, grid):
@@ -47,7 +65,8 @@ def test_steps_load_from_the_store_instead_of_recomputing(store, grid):
     assert len(again) == 2 * 1 * 2
 
 
-def test_finetune_continues_the_dense_run_and_retrain_starts_fresh(store, grid):
+def test_ticket_tables_are_well_formed(store, grid):
+    """Shapes and ranges only; the start states are checked exactly further down."""
     finetune = experiments.finetune("cartpole", grid, store)
     retrain = experiments.retrain("cartpole", grid, store)
     winning = experiments.winning_tickets("cartpole", grid, store)
@@ -59,7 +78,7 @@ def test_finetune_continues_the_dense_run_and_retrain_starts_fresh(store, grid):
     assert set(criteria["prune_episode"]) == {2, 4}
 
 
-def test_mask_similarity_is_a_mean_of_per_seed_matrices(store, grid):
+def test_mask_similarity_matrices_are_square_symmetric_with_unit_diagonal(store, grid):
     similarity = experiments.mask_similarity("cartpole", grid, store)
     matrix = similarity[0.5]
     assert matrix.shape == (4, 4) and list(matrix.index) == [0, 2, 4, 6]
@@ -69,10 +88,12 @@ def test_mask_similarity_is_a_mean_of_per_seed_matrices(store, grid):
     assert summary.loc[0, "first_vs_last"] == matrix.iloc[0, -1]
 
 
-def test_eb_exploit_reports_each_seed_and_fraction(store):
-    # Acrobot's epsilon reaches its floor after ~4,600 steps (~10 early episodes); a loose xi finds tickets
+def test_eb_exploit_reports_each_seed_and_fraction(tmp_path, monkeypatch):
+    # CartPole with epsilon halving per episode reaches its floor at episode 7; a loose xi finds tickets
+    fast_decay = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
     g = experiments.grid("quick", seeds=(0,), fractions=(0.2, 0.8), prune_episodes=(2,), episodes=14, test_episodes=2)
-    results = experiments.eb_exploit("acrobot", g, store, xi=0.5, window=1)
+    results = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.5, window=1)
     assert len(results) == 2
     assert results["found"].any()
     assert set(results.columns) >= {"found", "prune_episode", "search_length", "finetune_length", "test_return"}
@@ -117,3 +138,158 @@ def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path, monkeypa
     result = experiments.eb_exploit("cartpole", g, Store(tmp_path)).iloc[0]
     assert result["found"] and result["prune_episode"] == 9 and result["finetune_length"] == 12
     assert not result["converged"]
+
+
+# ---- exact start states of retrained and finetuned tickets ----------------------------------
+
+
+def assert_same_state(actual: AgentState, expected: AgentState, what: str) -> None:
+    """Every field of two agent states bitwise equal (arrays, dtypes, counters, mask)."""
+    a, e = actual.to_arrays(), expected.to_arrays()
+    assert sorted(a) == sorted(e), what
+    for name in e:
+        assert a[name].dtype == e[name].dtype and np.array_equal(a[name], e[name]), f"{what}: {name}"
+
+
+def linear_init(cfg, seed) -> list[np.ndarray]:
+    """theta_0 as torch.nn.Linear draws it after torch.manual_seed(seed) (the reference DQN's
+    init), in the engine's layout: W [out, in], b [out, 1]."""
+    torch.manual_seed(seed)
+    sizes = [agent_module.env_dims(cfg.env_id)[0], *cfg.hidden, agent_module.env_dims(cfg.env_id)[1]]
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layer = torch.nn.Linear(fan_in, fan_out)
+        params += [layer.weight.detach().numpy().copy(), layer.bias.detach().numpy()[:, None].copy()]
+    return params
+
+
+def layer_mask(flat: np.ndarray, params) -> list[np.ndarray]:
+    shapes = [w.shape for w in params[0::2]]
+    parts = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes)]
+
+
+def masked(params, mask):
+    return [p * mask[i // 2] if i % 2 == 0 else p.copy() for i, p in enumerate(params)]
+
+
+@pytest.fixture(scope="module")
+def ticket_starts(tmp_path_factory):
+    """Tickets of a tiny CartPole grid computed into a fresh store, with every agent state
+    handed to the engine recorded. Learning starts at 32 transitions, so that the dense runs
+    have Adam moments and steps by episode 2 (a finetune must carry them)."""
+    monkeypatch = pytest.MonkeyPatch()
+    real_config, real_compute = experiments.dqn_config, experiments._compute_tickets
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
+    g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6,
+                         test_episodes=1)  # fmt: skip
+    store = Store(tmp_path_factory.mktemp("tickets"))
+    dense = experiments.dense_runs("cartpole", g, store)
+    starts, calls = {}, []
+
+    class Recording(Population):
+        def __init__(self, cfg, agents, **kwargs):
+            calls.append([copy.deepcopy(a) for a in agents])
+            super().__init__(cfg, agents, **kwargs)
+
+    def recording_compute(store, units, checkpoint, progress):
+        before = len(calls)
+        out = real_compute(store, units, checkpoint, progress)
+        assert len(calls) == before + 1 and len(calls[-1]) == len(units)
+        starts.update(zip(units, calls[-1]))
+        return out
+
+    monkeypatch.setattr(experiments, "Population", Recording)
+    monkeypatch.setattr(experiments, "_compute_tickets", recording_compute)
+    try:
+        for name in ("retrain", "finetune", "winning_tickets"):
+            getattr(experiments, name)("cartpole", g, store)
+        cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    finally:
+        monkeypatch.undo()
+    return cfg, g, dense, starts, store
+
+
+def dense_rerun(cfg, seed, episodes) -> dict[int, AgentState]:
+    """The dense run of `seed` trained again alone: its state at the end of every episode."""
+    states = {}
+
+    def keep(population, ends):
+        states[int(ends.episodes[0])] = population.snapshot(ends.agents)[0]
+
+    Population(cfg, [fresh_agent(cfg, seed)], early_stop=False, max_episodes=episodes, callback=keep).run()
+    return states
+
+
+def test_retrain_starts_from_masked_theta0_with_a_fresh_state(ticket_starts):
+    """Retrain (and winning tickets): mask m from theta_e, start m * theta_0 (online and target),
+    epsilon 1.0, empty replay, zero Adam moments and steps, zero counters, the dense run's seed."""
+    cfg, g, dense, starts = ticket_starts[:4]
+    retrained = {u: s for u, s in starts.items() if u.mode == "retrain"}
+    assert len(retrained) == len(g.seeds) * len(g.fractions) * (len(g.prune_episodes) + 1)
+    reruns = {seed: dense_rerun(cfg, seed, g.episodes) for seed in g.seeds}
+    for unit, start in retrained.items():
+        seed = unit.dense.seed
+        theta0 = linear_init(cfg, seed)
+        episode = g.episodes if unit.prune_episode == experiments.CONVERGED else unit.prune_episode
+        theta_e = reruns[seed][episode].params
+        assert not all(np.array_equal(a, b) for a, b in zip(theta0, theta_e)), "theta_e must differ from theta_0"
+        mask = layer_mask(numpy_global_l1_mask(theta_e[0::2], unit.fraction), theta0)
+        expected = AgentState(
+            seed=seed, params=masked(theta0, mask), target=masked(theta0, mask),
+            exp_avg=[np.zeros_like(p) for p in theta0], exp_avg_sq=[np.zeros_like(p) for p in theta0], adam_steps=0,
+            replay={name: np.zeros_like(array) for name, array in start.replay.items()}, epsilon=1.0,
+            transitions=0, updates=0, episodes=0, mask=mask,
+        )  # fmt: skip
+        assert start.replay["obs"].shape == (cfg.buffer_size, 4)
+        assert_same_state(start, expected, f"retrain {unit.fraction} {unit.prune_episode} seed {seed}")
+
+
+def test_finetune_continues_the_dense_runs_full_state_at_the_prune_episode(ticket_starts):
+    """Finetune: the dense run's state at the end of episode e (epsilon, replay, Adam moments and
+    step count, counters) with m * theta_e in the online and in the target network."""
+    cfg, g, dense, starts = ticket_starts[:4]
+    finetuned = {u: s for u, s in starts.items() if u.mode == "finetune"}
+    assert len(finetuned) == len(g.seeds) * len(g.fractions) * len(g.prune_episodes)
+    reruns = {seed: dense_rerun(cfg, seed, g.episodes) for seed in g.seeds}
+    for unit, start in finetuned.items():
+        state = reruns[unit.dense.seed][unit.prune_episode]
+        assert state.adam_steps > 0 and any(m.any() for m in state.exp_avg), "the test needs Adam state to carry"
+        assert state.epsilon < 1.0 and state.transitions > 0 and state.updates > 0
+        mask = layer_mask(numpy_global_l1_mask(state.params[0::2], unit.fraction), state.params)
+        expected = state.replace(params=masked(state.params, mask), target=masked(state.target, mask), mask=mask)
+        assert_same_state(start, expected, f"finetune {unit.fraction} {unit.prune_episode} seed {unit.dense.seed}")
+
+
+def test_dense_runs_record_theta0_and_the_state_at_each_prune_episode(ticket_starts):
+    """The recorded snapshots are the dense run's real states (checked against a rerun alone)."""
+    cfg, g, dense = ticket_starts[:3]
+    for seed, run in zip(g.seeds, dense):
+        rerun = dense_rerun(cfg, seed, g.episodes)
+        theta0 = experiments._state_from(run["snapshots"], "theta0")
+        assert all(np.array_equal(a, b) for a, b in zip(theta0.params, linear_init(cfg, seed)))
+        assert_same_state(theta0, fresh_agent(cfg, seed), "theta0")
+        for episode in g.prune_episodes:
+            assert_same_state(experiments._state_from(run["snapshots"], f"e{episode}"), rerun[episode], f"e{episode}")
+        log = run["episodes"]
+        assert rerun[4].transitions == log["length"].iloc[:4].sum() and rerun[4].epsilon == log["epsilon"].iloc[4]
+
+
+def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_starts, monkeypatch):
+    """Experiment 1's matrix is np.mean over seeds of each seed's matrix, each recomputed here
+    from the stored masks: the share of weights on which two masks agree."""
+    cfg, g, dense, _, store = ticket_starts
+    real_config = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
+    computed = store.computed
+    similarity = experiments.mask_similarity("cartpole", g, store)
+    assert store.computed == computed  # the dense runs of the fixture, loaded
+    n = 4 * 128 + 128 * 128 + 128 * 2
+    for fraction in g.fractions:
+        per_seed = []
+        for run in dense:
+            flat = np.unpackbits(run["masks"][f"P{fraction}"], axis=-1)[:, :n].astype(bool)
+            per_seed.append((flat[:, None, :] == flat[None, :, :]).mean(axis=-1))
+        assert not np.allclose(per_seed[0], per_seed[1]), "the test needs seeds whose matrices differ"
+        assert list(similarity[fraction].index) == list(similarity[fraction].columns) == [0, 2, 4, 6]
+        np.testing.assert_allclose(similarity[fraction].to_numpy(), np.mean(per_seed, axis=0), rtol=0, atol=1e-12)

@@ -247,3 +247,69 @@ def test_early_stopping_after_ten_solved_episodes():
         summary = result.agents.loc[agent]
         assert summary.stop_reason == "early_stop"
         assert summary.converged_episode == first == len(log) == summary.episodes_run
+
+
+def _magnitude_mask(agent, fraction):
+    """A global L1 mask of an agent's weights, as a list of bool arrays [out, in]."""
+    return [m[0].numpy() for m in masks.global_magnitude_masks([torch.from_numpy(w[None]) for w in agent.params[0::2]],
+                                                               fraction)]  # fmt: skip
+
+
+@pytest.mark.parametrize("cfg", [CARTPOLE], ids=["cartpole-float64"])  # Acrobot: same, 35 s instead of 16 s
+def test_masked_engine_matches_reference_dqn_with_the_mask(cfg):
+    """A pruned agent (m * theta_0, mask re-applied after every Adam step) takes the same actions,
+    gets the same returns and ends with the same parameters as the reference DQN given the mask,
+    over the episodes that reach 3,000 transitions (float64, so that 1e-5 holds on Acrobot too)."""
+    seed, dtype = 5, torch.float64
+    mask = [np.random.default_rng(seed + layer).random(w.shape) >= 0.5
+            for layer, w in enumerate(fresh_agent(cfg, seed).params[0::2])]  # fmt: skip
+    reference_actions: list[int] = []
+    reference = reference_dqn.train(cfg, seed, cfg.max_episodes, record_actions=reference_actions, dtype=dtype,
+                                    max_steps=3000, mask=mask)  # fmt: skip
+    assert reference["steps"] >= 3000, "the comparison must cover at least 3,000 steps"
+
+    def stop_after_3000_steps(population, ends):
+        population.stop(ends.agents[ends.transitions >= 3000])
+
+    agent = fresh_agent(cfg, seed, dtype=np.float64).pruned(mask)
+    population = Population(cfg, [agent], early_stop=False, callback=stop_after_3000_steps)
+    engine_actions = record_actions(population)
+    result = population.run()
+
+    assert [int(a[0]) for _, a in engine_actions] == reference_actions
+    assert result.episodes["return"].tolist() == reference["returns"]
+    final = result.final[0]
+    linears = [m for m in reference["q_network"] if isinstance(m, torch.nn.Linear)]
+    for layer, (linear, keep) in enumerate(zip(linears, mask)):
+        weight, bias = linear.weight.detach().numpy(), linear.bias.detach().numpy()
+        assert not weight[~keep].any() and not final.params[2 * layer][~keep].any()
+        assert final.params[2 * layer][keep].all(), "kept weights are not zero"
+        np.testing.assert_allclose(final.params[2 * layer], weight, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(final.params[2 * layer + 1][:, 0], bias, atol=1e-5, rtol=0)
+    assert final.epsilon == reference["epsilon"] and final.transitions == reference["steps"]
+
+
+def test_masked_agent_alone_equals_it_inside_a_population_bitwise():
+    """A pruned agent alone and at position 4 of 9 (dense and other pruned agents, some leaving
+    early): the same returns and bitwise the same final state, mask included."""
+    cfg = CARTPOLE
+    mine = fresh_agent(cfg, 3)
+    mine = mine.pruned(_magnitude_mask(mine, 0.6))
+    alone = run(cfg, [mine], early_stop=False, max_episodes=40)
+    others = []
+    for seed in (11, 12, 13, 14, 15, 16, 17, 18):
+        agent = fresh_agent(cfg, seed)
+        others.append(agent if seed % 3 == 0 else agent.pruned(_magnitude_mask(agent, 0.2 + 0.1 * (seed % 5))))
+    agents = [*others[:4], mine, *others[4:]]
+
+    def stop_some(population, ends):
+        population.stop([a for a, e in zip(ends.agents, ends.episodes) if a != 4 and e == 10 + 3 * a])
+
+    together = run(cfg, agents, early_stop=False, max_episodes=40, callback=stop_some, chunk_size=3)
+    log = together.episodes[together.episodes.agent == 4]
+    assert log["return"].tolist() == alone.episodes["return"].tolist()
+    a, b = alone.final[0].to_arrays(), together.final[4].to_arrays()
+    assert sorted(a) == sorted(b) and any(k.startswith("mask.") for k in a)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    assert alone.final[0].adam_steps > 50

@@ -1,0 +1,64 @@
+"""The configs hold the thesis' hyperparameters (appendices A and B, PROTOCOL.md's table).
+
+The numbers below are copied from the thesis (appendix B "DQN Details", appendix A "Neural
+Network details") and from PROTOCOL.md where the thesis leaves a choice open (epsilon decays
+per episode on CartPole, per step on Acrobot; early stopping after 10 solved episodes). They
+are literals on purpose: a changed config must fail here, not be compared with itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ebnb import experiments
+from ebnb.config import ACROBOT, CARTPOLE, dqn_config
+
+THESIS = {
+    # field: (CartPole, Acrobot)
+    "env_id": ("CartPole-v0", "Acrobot-v1"),
+    "hidden": ((128, 128), (128,)),  # appendix A: 128 neurons; 2 hidden layers / 1
+    "lr": (0.0025, 0.001),
+    "batch_size": (32, 64),
+    "buffer_size": (1000, 2000),
+    "learning_starts": (200, 1000),  # "start learning after 200 / 1000 transitions"
+    "train_freq": (4, 1),  # "update frequency: every 4 transitions / every 1 transition"
+    "gamma": (0.99, 0.99),
+    "eps_start": (1.0, 1.0),
+    "eps_decay": (0.95, 0.999),
+    "eps_decay_per": ("episode", "step"),  # PROTOCOL.md
+    "eps_floor": (0.01, 0.01),
+    "solved_return": (200.0, -100.0),  # early-stopping threshold
+    "solved_streak": (10, 10),  # "10 consecutive episodes"
+    "max_episodes": (500, 500),
+    "truncation_is_terminal": (False, False),  # PROTOCOL.md: time limits bootstrap
+}
+
+
+@pytest.mark.parametrize("field", THESIS)
+def test_configs_hold_the_thesis_hyperparameters(field):
+    cartpole, acrobot = THESIS[field]
+    assert getattr(CARTPOLE, field) == cartpole and type(getattr(CARTPOLE, field)) is type(cartpole)
+    assert getattr(ACROBOT, field) == acrobot and type(getattr(ACROBOT, field)) is type(acrobot)
+
+
+def test_every_config_field_is_pinned():
+    assert set(THESIS) == {f for f in CARTPOLE.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("name, preset", [("cartpole", CARTPOLE), ("CartPole-v0", CARTPOLE), ("acrobot", ACROBOT),
+                                          ("Acrobot-v1", ACROBOT)])  # fmt: skip
+def test_dqn_config_gives_the_thesis_preset(name, preset):
+    assert dqn_config(name) == preset
+
+
+@pytest.mark.parametrize("env, preset", [("cartpole", CARTPOLE), ("acrobot", ACROBOT)])
+def test_the_full_profile_trains_with_the_thesis_config(env, preset):
+    """Every unit of the thesis grid carries the preset unchanged (500 episodes is the cap)."""
+    full = experiments.PROFILES["full"]
+    steps = experiments.steps(env, full)
+    for unit in steps["dense runs"].units:
+        assert unit.dqn == preset and unit.episodes == 500
+    for name in ("retrain", "winning tickets", "finetune"):
+        assert all(u.dense.dqn == preset for u in steps[name].units)
+    assert all(u.dqn == preset and u.episodes == 500 for u in steps["eb_exploit"].units)
+    assert {(u.xi, u.window, u.rewind) for u in steps["eb_exploit"].units} == {(0.1, 2, False)}
