@@ -43,8 +43,8 @@ def sequential_steps_per_s(cfg: DQNConfig, steps: int = BENCH_STEPS, repeats: in
     rates = []
     for seed in range(repeats):
         start = time.perf_counter()
-        steps = reference.train(cfg, seed, cfg.max_episodes, max_steps=steps)["steps"]
-        rates.append(steps / (time.perf_counter() - start))
+        made = reference.train(cfg, seed, cfg.max_episodes, max_steps=steps)["steps"]
+        rates.append(made / (time.perf_counter() - start))
     return statistics.median(rates)
 
 

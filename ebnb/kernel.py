@@ -82,6 +82,19 @@ def _accumulate(acc, coef, index, count, rows):
 
 
 @numba.njit(**_JIT)
+def _transpose(a):
+    """A contiguous copy of a.T, in 16 x 16 tiles (about 1.5x faster than a plain copy)."""
+    n0, n1 = a.shape
+    out = np.empty((n1, n0), a.dtype)
+    for i0 in range(0, n0, 16):
+        for j0 in range(0, n1, 16):
+            for i in range(i0, min(i0 + 16, n0)):
+                for j in range(j0, min(j0 + 16, n1)):
+                    out[j, i] = a[i, j]
+    return out
+
+
+@numba.njit(**_JIT)
 def _dots(weight, x, out):
     """out[o] = sum_i weight[o, i] * x[i], a sequential sum over i from +0.0 for each o; four
     outputs at a time, so that their chains of additions overlap (for a single input row)."""
@@ -110,9 +123,9 @@ def _layer(weight, bias, x, out, relu):
     """out = x @ weight.T + bias (then ReLU) for batch-major `x: [n, in]`.
 
     Each output is a sequential sum over the inputs from +0.0, plus the bias. The innermost
-    loop runs over independent outputs: the units where the input is thin (no big transpose
-    of the weights), else the minibatch, skipping pruned weights; a single row (acting) runs
-    four sums side by side (the same bits every way)."""
+    loop runs over independent outputs: the units of a wide layer (skipping inputs that are
+    zero), the minibatch for a thin one (skipping pruned weights); a single row (acting) runs
+    four sums side by side. The bits are the same every way."""
     n_out, n_in = weight.shape
     n = x.shape[0]
     index = np.empty(max(n_in, n), np.int64)
@@ -120,13 +133,13 @@ def _layer(weight, bias, x, out, relu):
     if n < 4:
         for j in range(n):
             _dots(weight, x[j], out[j])
-    elif n_in < WIDE:
-        weight_t = np.ascontiguousarray(weight.T)  # [in, out]
+    elif n_out >= WIDE:
+        weight_t = _transpose(weight)  # [in, out]
         out[:] = 0
         for j in range(n):
             _accumulate(out[j], coef, index, _nonzero(x[j], index, coef), weight_t)
     else:
-        x_t = np.ascontiguousarray(x.T)  # [in, n]
+        x_t = _transpose(x)  # [in, n]
         column = np.empty(n, x.dtype)
         for o in range(n_out):
             column[:] = 0
@@ -170,7 +183,7 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
         for o in range(n_out):
             _accumulate(grad_weight[o], coef, index, _nonzero(delta[:, o], index, coef), x)
     else:
-        x_t = np.ascontiguousarray(x.T)  # [in, n]
+        x_t = _transpose(x)  # [in, n]
         grad_t = np.zeros((n_in, n_out), x.dtype)
         for i in range(n_in):
             _accumulate(grad_t[i], coef, index, _nonzero(x_t[i], index, coef), delta)

@@ -68,8 +68,6 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
     assert row["ratio"] == round(population / sequential, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="ebnb/bench.py sequential_steps_per_s rebinds `steps` inside its loop, so "
-                   "seeds 1 and 2 run to the previous seed's step count instead of --steps")  # fmt: skip
 def test_cli_bench_sequential_rate_is_the_median_over_three_seeds(monkeypatch):
     """With a clock advancing 1 s per reading, the sequential rate is the median step count of
     seeds 0, 1, 2, each trained until the episode in which it reaches the requested steps."""

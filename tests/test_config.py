@@ -31,6 +31,7 @@ THESIS = {
     "solved_streak": (10, 10),  # "10 consecutive episodes"
     "max_episodes": (500, 500),
     "truncation_is_terminal": (False, False),  # PROTOCOL.md: time limits bootstrap
+    "arithmetic": ("fused", "fused"),  # not a hyperparameter: the fixed-order CPU kernel (ebnb.kernel)
 }
 
 
