@@ -166,13 +166,13 @@ def main(argv=None) -> int:
     chosen = [m for m in MUTANTS if not args.names or m["name"] in args.names]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the copy is removed on kill too
     clone = make_copy()
-    probe = subprocess.run([sys.executable, "-c", "import ebnb; print(ebnb.__file__)"], cwd=clone, text=True,
-                           capture_output=True, env={**os.environ, "PYTHONPATH": str(clone)}, check=True)  # fmt: skip
-    assert Path(probe.stdout.strip()).resolve().is_relative_to(clone.resolve()), probe.stdout
-    print(f"copy: {clone}", flush=True)
     pristine: dict[str, str] = {}
     survived = 0
     try:
+        probe = subprocess.run([sys.executable, "-c", "import ebnb; print(ebnb.__file__)"], cwd=clone, text=True,
+                               capture_output=True, env={**os.environ, "PYTHONPATH": str(clone)}, check=True)  # fmt: skip
+        assert Path(probe.stdout.strip()).resolve().is_relative_to(clone.resolve()), "the copy must import its own ebnb"
+        print(f"copy: {clone}", flush=True)
         for mutant in chosen:
             start = time.perf_counter()
             verdict, tail = run_mutant(clone, mutant, pristine)
