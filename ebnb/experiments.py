@@ -9,6 +9,7 @@ returns tidy DataFrames. Data flows one way: grid -> units -> shards -> populati
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -36,8 +37,10 @@ def default_store() -> Path:
 
 
 def default_figures(profile: str) -> Path:
-    """figures/ for the thesis (full) profile; figures/<profile>/ for smaller ones."""
-    return PROJECT / "figures" if profile == "full" else PROJECT / "figures" / profile
+    """figures/ for the thesis (full) profile; figures/<profile>/ for smaller ones (figures/ is
+    $EBNB_FIGURES if set, else figures/ in the project)."""
+    root = Path(os.environ.get("EBNB_FIGURES", PROJECT / "figures"))
+    return root if profile == "full" else root / profile
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,19 @@ def _state_arrays(prefix: str, state: AgentState) -> dict[str, np.ndarray]:
 def _state_from(arrays: dict, prefix: str) -> AgentState:
     head = prefix + "."
     return AgentState.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)})
+
+
+def state_sha256(state: AgentState) -> str:
+    """sha256 of an agent's complete state (`AgentState.to_arrays`: parameters, target, mask,
+    Adam moments and step count, replay buffer, epsilon, counters), names, dtypes and shapes
+    included. Ticket and EB Exploit results store it (column `state_sha256`) for the final
+    network, so byte-identical stored results mean identical trained networks."""
+    digest = hashlib.sha256()
+    for name, array in sorted(state.to_arrays().items()):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _weights(state: AgentState) -> list[torch.Tensor]:
@@ -319,7 +335,7 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
         out.append({"result": pd.DataFrame({
             "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
             "length": [int(summary.episodes_run)], "converged": [summary.stop_reason == "early_stop"],
-            "test_return": [float(tests[i].mean())],
+            "test_return": [float(tests[i].mean())], "state_sha256": [state_sha256(result.final[i])],
         })})  # fmt: skip
     return out
 
@@ -339,7 +355,7 @@ def _tickets(env: str, g: Grid, store: Store, step: str, progress: bool) -> pd.D
 def retrain(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
-    converged, test_return."""
+    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     return _tickets(env, g, store, "retrain", progress)
 
 
@@ -412,7 +428,7 @@ def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Che
             "prune_episode": [found[i][0] if i in found else -1], "search_length": [search_length],
             "finetune_length": [finetuned[i][1] if i in finetuned else 0],
             "converged": [(finetuned[i][2] if i in finetuned else searched.agents.loc[i].stop_reason) == "early_stop"],
-            "test_return": [float(tests[i].mean())],
+            "test_return": [float(tests[i].mean())], "state_sha256": [state_sha256(finals[i])],
         })})  # fmt: skip
     return out
 
@@ -460,6 +476,6 @@ def eb_exploit(env: str, g: Grid, store: Store, xi: float = 0.1, window: int = 2
                progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """Experiment 4: EB Exploit per seed and P. Columns: seed, P, found (a ticket was found
     before early stopping), prune_episode (-1 if not), search_length, finetune_length,
-    converged, test_return."""
+    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)

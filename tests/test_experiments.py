@@ -26,6 +26,15 @@ def numpy_global_l1_mask(weights, fraction) -> np.ndarray:
     return keep
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny populations run several times faster single-threaded on a busy machine (same numbers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("store"))
@@ -61,7 +70,7 @@ def test_steps_load_from_the_store_instead_of_recomputing(store, grid):
     saved = len(list(store.root.rglob("manifest.json")))
     again = experiments.retrain("cartpole", grid, store)
     assert store.computed == computed and len(list(store.root.rglob("manifest.json"))) == saved
-    assert list(again.columns) == ["seed", "P", "prune_episode", "length", "converged", "test_return"]
+    assert list(again.columns) == ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
     assert len(again) == 2 * 1 * 2
 
 
@@ -98,8 +107,10 @@ def test_eb_exploit_reports_each_seed_and_fraction(tmp_path, monkeypatch):
     assert results["found"].any()
     assert set(results.columns) >= {"found", "prune_episode", "search_length", "finetune_length", "test_return"}
     found = results[results.found]
-    assert (found["prune_episode"] == found["search_length"]).all()
+    assert (found["prune_episode"] >= 2).all(), "a ticket needs two masks compared"
+    assert found["finetune_length"].between(1, g.episodes).all()
     assert (results.loc[~results.found, "finetune_length"] == 0).all()
+    assert (results.loc[~results.found, "prune_episode"] == -1).all()
 
 
 @pytest.mark.parametrize(
@@ -293,3 +304,70 @@ def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_
         assert not np.allclose(per_seed[0], per_seed[1]), "the test needs seeds whose matrices differ"
         assert list(similarity[fraction].index) == list(similarity[fraction].columns) == [0, 2, 4, 6]
         np.testing.assert_allclose(similarity[fraction].to_numpy(), np.mean(per_seed, axis=0), rtol=0, atol=1e-12)
+
+
+def _learning_from(monkeypatch, transitions: int, **changes) -> None:
+    """CartPole configs that learn from `transitions` (not 200), so short runs have Adam state."""
+    real = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config",
+                        lambda env, **kw: real(env, **{"learning_starts": transitions, **changes, **kw}))  # fmt: skip
+
+
+def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(tmp_path, monkeypatch):
+    """Each stored ticket's state_sha256 is the hash of an agent trained here from the start
+    the protocol prescribes: finetune = the dense run's state at the prune episode (Adam
+    moments and step count, target, replay, epsilon) masked; retrain and winning ticket = a
+    fresh agent masked, with the mask drawn at the prune episode / at convergence."""
+    _learning_from(monkeypatch, 64)
+    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1)
+    store = Store(tmp_path)
+    cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    snapshots = experiments.dense_runs("cartpole", g, store)[0]["snapshots"]
+    at_4, at_end = (experiments._state_from(snapshots, name) for name in ("e4", "converged"))
+    assert at_4.adam_steps > 0 and any(m.any() for m in at_4.exp_avg), "pruned after learning started"
+    starts = {
+        "finetune": at_4.pruned(experiments._mask(at_4, 0.5)),
+        "retrain": fresh_agent(cfg, 0).pruned(experiments._mask(at_4, 0.5)),
+        "winning tickets": fresh_agent(cfg, 0).pruned(experiments._mask(at_end, 0.5)),
+    }
+    tables = {"finetune": experiments.finetune, "retrain": experiments.retrain,
+              "winning tickets": experiments.winning_tickets}  # fmt: skip
+    for name, start in starts.items():
+        row = tables[name]("cartpole", g, store).iloc[0]
+        trained = Population(cfg, [start], early_stop=True, max_episodes=g.episodes).run()
+        assert row["state_sha256"] == experiments.state_sha256(trained.final[0]), name
+        assert row["length"] == trained.agents.loc[0, "episodes_run"], name
+
+
+def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_floor(tmp_path, monkeypatch):
+    """Epsilon halves per episode: 0.5**7 < 0.01, so the first mask at the floor is drawn at
+    episode 7 and (window 1, loose xi) the ticket at episode 8. The stored run is the search
+    state at episode 8, pruned by its own mask, finetuned keeping its Adam state."""
+    _learning_from(monkeypatch, 64, eps_decay=0.5)
+    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
+    row = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.9, window=1).iloc[0]
+    assert row["found"] and row["prune_episode"] == 8 and row["search_length"] == 8
+    cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    searched = Population(cfg, [fresh_agent(cfg, 0)], early_stop=True, max_episodes=8).run()
+    state = searched.final[0]
+    assert searched.agents.loc[0, "stop_reason"] == "max_episodes" and state.adam_steps > 0
+    finetuned = Population(cfg, [state.pruned(experiments._mask(state, 0.5))], early_stop=True,
+                           max_episodes=g.episodes).run()  # fmt: skip
+    assert row["state_sha256"] == experiments.state_sha256(finetuned.final[0])
+    assert row["finetune_length"] == finetuned.agents.loc[0, "episodes_run"]
+
+
+def test_state_sha256_covers_parameters_target_mask_and_adam_state():
+    state = fresh_agent(experiments.dqn_config("cartpole"), 0)
+    base = experiments.state_sha256(state)
+    assert experiments.state_sha256(state.replace()) == base
+
+    def bumped(arrays):
+        return [arrays[0] + 1e-3, *arrays[1:]]
+
+    changed = [state.replace(**{group: bumped(getattr(state, group))})
+               for group in ("params", "target", "exp_avg", "exp_avg_sq")]  # fmt: skip
+    changed += [state.replace(adam_steps=1), state.replace(epsilon=0.5), state.replace(transitions=1),
+                state.pruned([np.ones_like(w, dtype=bool) for w in state.params[::2]])]  # fmt: skip
+    hashes = [experiments.state_sha256(s) for s in changed]
+    assert base not in hashes and len(set(hashes)) == len(hashes)

@@ -4,7 +4,10 @@ source notebooks are committed without outputs."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -47,9 +50,8 @@ def test_help_lists_every_command():
 
 def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
     where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "executed")]
-    overrides = ["-p", "seeds=[0]", "-p", "fractions=[0.4]", "-p", "episodes=4", "-p", "prune_episodes=[2]",
-                 "-p", "test_episodes=2",
-                 "-p", f"figures_dir='{tmp_path / 'figures'}'"]  # fmt: skip
+    # seed 0 of the quick profile: `list` then shows one of its two dense runs cached
+    overrides = ["-p", "seeds=[0]", "-p", f"figures_dir='{tmp_path / 'figures'}'"]
     result = pipeline(*where, "run", "01_mask_similarity", "--env", "cartpole", *overrides)
     assert result.returncode == 0, result.stderr
     executed = tmp_path / "executed" / "quick" / "01_mask_similarity-cartpole.ipynb"
@@ -58,7 +60,11 @@ def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
     assert "wall time per notebook" in result.stdout
     assert (tmp_path / "figures" / "fig3_3_mask_similarity_cartpole.png").exists()
     listing = pipeline(*where, "list")
-    assert listing.returncode == 0 and "dense runs" in listing.stdout
+    assert listing.returncode == 0, listing.stderr
+    quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.M).group(1)
+    assert re.search(r"^\s+dense runs\s+1/2\s+cached\s+[1-9][0-9.]* [KM]?i?B$", quick_cartpole, re.M), listing.stdout
+    assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.M), listing.stdout
+    assert "executed notebooks: 01_mask_similarity\n" in quick_cartpole, listing.stdout
 
 
 def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):
@@ -86,3 +92,28 @@ def test_source_notebooks_are_committed_without_outputs(path):
     assert not any(c.get("outputs") for c in code)
     assert not any(c.get("execution_count") for c in code)
     assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code)
+
+
+def test_tests_and_nbval_use_a_fresh_temporary_store_and_figures_folder():
+    """conftest.py points $EBNB_STORE and $EBNB_FIGURES into a directory this test session
+    made: nbval recomputes the checked tables instead of loading the project's store/."""
+    for name in ("EBNB_STORE", "EBNB_FIGURES"):
+        path = Path(os.environ[name]).resolve()
+        assert path.parent.name.startswith("ebnb-test-session-") and path.is_relative_to(
+            Path(tempfile.gettempdir()).resolve()), (name, path)
+        assert not path.is_relative_to(ROOT)
+    from ebnb import experiments
+
+    assert experiments.default_store() == Path(os.environ["EBNB_STORE"])
+    assert experiments.default_figures("quick") == Path(os.environ["EBNB_FIGURES"]) / "quick"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "executed" / "quick").glob("*.ipynb")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_executed_quick_notebooks_take_their_store_and_figures_from_the_environment(path):
+    """An injected store_dir or figures_dir would make nbval read or write a fixed path
+    instead of the session's fresh store: regenerate with EBNB_STORE=..., not --store."""
+    notebook = json.loads(path.read_text())
+    injected = [c for c in notebook["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    source = "".join("".join(c["source"]) for c in injected)
+    assert injected and "store_dir" not in source and "figures_dir" not in source

@@ -1,13 +1,19 @@
 """What survives a crash: checkpoints inside shards, killed and concurrent runs, Dask.
 
-Every test compares against an uninterrupted in-process run of the same quick-profile work
-and asserts byte-identical stored results (each result's manifest holds its files' sha256).
+Every test compares against an uninterrupted in-process run of the same work and asserts
+byte-identical stored results (each result's manifest holds its files' sha256; ticket and EB
+Exploit results hold `state_sha256`, the hash of the final network and Adam state, so equal
+files mean equal trained networks). Crashes land while agents learn: CartPole configs that
+learn from transition 64 make short runs carry Adam state, lagging targets, masks, snapshots
+and found EB tickets, all of which a resume must restore.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -41,19 +47,44 @@ def manifests(store: Store, work) -> dict[str, str | None]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The quick profile's work for both envs, computed once, uninterrupted, in this process."""
-    work = compute.plan(["cartpole", "acrobot"], STEPS, GRID)
+    """The quick profile's CartPole work, computed once, uninterrupted, in this process: the
+    manifests (sha256 of every stored file, including each ticket's and EB Exploit run's
+    `state_sha256`, the hash of its final network and Adam state) and the store."""
+    work = compute.plan(["cartpole"], STEPS, GRID)
     store = Store(tmp_path_factory.mktemp("reference"))
     list(compute.run(store.root, work, "inline", shard_size=8))
-    return work, manifests(store, work)
+    return work, manifests(store, work), store
 
 
 def cartpole_without_eb_exploit(reference):
     """The part of the reference that `compute 03_finetune --env cartpole` computes."""
-    work, expected = reference
+    work, expected, _ = reference
     work = [(env, step) for env, step in work if env == "cartpole" and step.name != "eb_exploit"]
     keys = {f"{step.kind}/{config_hash(unit)}" for _, step in work for unit in step.units}
     return work, {k: v for k, v in expected.items() if k in keys}
+
+
+def test_stored_tickets_and_eb_exploit_runs_carry_the_hash_of_their_trained_network(reference):
+    """So the byte-identical comparisons below compare trained networks, not only summaries
+    (at the quick profile every ticket's length is the cap and no EB ticket is found)."""
+    work, _, store = reference
+    hashes = {}  # step -> {(seed, P, prune episode) -> hash}
+    for _, step in work:
+        if step.kind in ("ticket", "eb_exploit"):
+            for unit in step.units:
+                row = store.load(step.kind, unit)["result"].iloc[0]
+                assert re.fullmatch(r"[0-9a-f]{64}", row["state_sha256"])
+                key = (row["seed"], row["P"], row["prune_episode"])
+                hashes.setdefault(step.name, {})[key] = row["state_sha256"]
+    assert {name: len(h) for name, h in hashes.items()} == {"retrain": 8, "winning tickets": 4, "finetune": 8,
+                                                             "eb_exploit": 4}  # fmt: skip
+    # every seed and P trains a network of its own, finetuning also from each prune episode's state;
+    # retrained tickets pruned at episodes 2 and 6 start alike (no gradient step before episode ~9),
+    # and EB Exploit finds no ticket in 10 episodes (each seed's run is unpruned whatever P)
+    for name, by_key in hashes.items():
+        size = {"finetune": 3, "eb_exploit": 1}.get(name, 2)
+        distinct = {k[:size]: h for k, h in by_key.items()}
+        assert len(set(distinct.values())) == len(distinct), name
 
 
 def test_population_restored_from_a_checkpoint_continues_bitwise():
@@ -82,35 +113,94 @@ def test_population_restored_from_a_checkpoint_continues_bitwise():
                 assert (x == y).all()
 
 
-@pytest.mark.parametrize("step", ["dense runs", "finetune", "eb_exploit"])
-def test_a_shard_crashed_after_a_checkpoint_resumes_to_identical_results(tmp_path, monkeypatch, reference, step):
-    work, expected = reference
-    store = Store(tmp_path)
-    env_steps = {s.name: s for env, s in work if env == "cartpole"}
-    for need in env_steps[step].needs:
-        list(compute.run(store.root, [("cartpole", env_steps[need])], "inline", shard_size=4))
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny populations run ~10x faster single-threaded on a busy machine (same numbers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fast_learning(monkeypatch, **changes):
+    """CartPole that learns from transition 64 (not 200), so a short run has Adam moments, a
+    target behind the online net, masks and snapshots: what a resume must restore."""
+    real = experiments.dqn_config
+    changes = {"learning_starts": 64, **changes}
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**changes, **kw}))
+
+
+CRASH_GRID = dict(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(4,), episodes=10, test_episodes=2)
+
+
+def _live_states(state: dict) -> list:
+    """Full states of the live agents of a checkpointed population (copies)."""
+    population = Population.restore(state["population"])
+    return population.snapshot(population.ids)
+
+
+def _learning_in_progress(states) -> bool:
+    """Every live agent has taken Adam steps, and some agent's target lags its online net."""
+    lagging = any(any((t != p).any() for t, p in zip(s.target, s.params)) for s in states)
+    return bool(states) and all(s.adam_steps > 0 and any(m.any() for m in s.exp_avg) for s in states) and lagging
+
+
+def _crash_point(step: str):
+    """When to crash a shard of `step`: a predicate on (checkpoint state, live agent states)."""
+    if step == "dense runs":  # learning, and snapshot e4 and masks already recorded in the job
+        return lambda state, states: (_learning_in_progress(states) and len(states) == 2
+                                      and all("e4" in snaps for snaps in state["job"]["snapshots"].values())
+                                      and all(len(d[0.2]) >= 3 for d in state["job"]["drawn"].values()))  # fmt: skip
+    if step == "eb_exploit":  # tickets found and pruned, finetuning under way
+        return lambda state, states: (state["phase"] == "finetune" and len(state["job"]["found"]) >= 2
+                                      and all(s.mask is not None for s in states) and _learning_in_progress(states))  # fmt: skip
+    return lambda state, states: all(s.mask is not None for s in states) and _learning_in_progress(states)
+
+
+@pytest.mark.parametrize("step", ["dense runs", "finetune", "retrain", "eb_exploit"])
+def test_a_shard_crashed_while_learning_resumes_to_identical_results(tmp_path, monkeypatch, step):
+    """Crash a shard at a checkpoint taken mid-learning (Adam moments and step counts, lagging
+    target networks, masks, snapshots, EB Exploit's found tickets in its finetune phase), resume
+    it, and compare with the same shard computed uninterrupted: byte-identical stored results,
+    which for tickets and EB Exploit include the hash of the final network and Adam state."""
+    # EB Exploit: epsilon halves per episode, so it reaches its floor at episode 7 and, with a
+    # loose xi, every run finds its ticket at the next comparison and finetunes it
+    fast_learning(monkeypatch, **({"eps_decay": 0.5} if step == "eb_exploit" else {}))
+    g = experiments.grid("quick", **CRASH_GRID)
+    env_steps = experiments.steps("cartpole", g, xi=0.9, window=1)  # loose xi: tickets are found
     target = env_steps[step]
     shard = shards.cut(target.kind, target.units, 4)[0]
-    real_save = Checkpoint.save
+    stores = {name: Store(tmp_path / name) for name in ("uninterrupted", "crashed")}
+    for store in stores.values():
+        for need in target.needs:
+            list(compute.run(store.root, [("cartpole", env_steps[need])], "inline", shard_size=4))
+    shards.run(stores["uninterrupted"], shard, target.compute, checkpoint_every=1e9)
+
+    real_save, crash_now, crashed = Checkpoint.save, _crash_point(step), {}
 
     def save_then_crash(self, state):
         real_save(self, state)
-        if self.saves == 5:
-            raise KeyboardInterrupt("killed right after the 5th checkpoint")
+        if crash_now(state, _live_states(state)):
+            crashed.update(phase=state["phase"], saves=self.saves)
+            raise KeyboardInterrupt("killed right after a checkpoint")
 
     monkeypatch.setattr(Checkpoint, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        shards.run(store, shard, target.compute, checkpoint_every=1e-6)
+        shards.run(stores["crashed"], shard, target.compute, checkpoint_every=1e-6)
     monkeypatch.setattr(Checkpoint, "save", real_save)
+    store = stores["crashed"]
     assert not any(store.exists(target.kind, u) for u in shard.units)
-    assert len(list((store.root / "checkpoint").iterdir())) == 1
+    assert len(list((store.root / "checkpoint").iterdir())) == 1, crashed
 
-    report = shards.run(store, shard, target.compute, checkpoint_every=1e-6)
+    report = shards.run(store, shard, target.compute, checkpoint_every=1e9)
     assert report.resumed and report.computed == len(shard.units)
     assert not list((store.root / "checkpoint").iterdir()), "a finished shard leaves no checkpoint"
-    got = {k: v for k, v in manifests(store, [("cartpole", target)]).items() if v is not None}
-    assert len(got) == len(shard.units)
-    assert got == {k: expected[k] for k in got}
+    got, expected = (manifests(s, [("cartpole", target)]) for s in (store, stores["uninterrupted"]))
+    assert None not in got.values() and len(got) == len(shard.units)
+    assert got == expected, crashed
+    if target.kind != "dense":
+        hashes = [store.load(target.kind, u)["result"]["state_sha256"].iloc[0] for u in shard.units]
+        assert len(set(hashes)) == len(hashes)
 
 
 @pytest.mark.parametrize("damage", [lambda b: b[:-100], lambda b: b[:64] + b"x" + b[65:], lambda b: b""])
@@ -126,6 +216,12 @@ def test_a_damaged_checkpoint_is_discarded_not_loaded(tmp_path, damage):
 def _compute_command(store: Path, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "pipeline.py"), "--store", str(store), "compute", "03_finetune", "--env",
             "cartpole", "--profile", "quick", "--shard-size", "4", *extra]  # fmt: skip
+
+
+def _one_thread() -> dict[str, str]:
+    """The environment for a `compute` subprocess: single-threaded torch (same numbers, much
+    faster for tiny populations on a busy machine)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _shard_lines(output: str) -> list[str]:
@@ -147,7 +243,7 @@ def test_killed_compute_reruns_to_identical_results_without_recomputing_finished
     delay = f"killed with {len(stored_at_kill)} of {len(expected)} units stored"
     assert len(stored_at_kill) < len(expected), delay
 
-    rerun = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rerun = subprocess.run(command, capture_output=True, text=True, check=True, env=_one_thread()).stdout
     assert manifests(store, work) == expected, delay
     all_shards = [(step.kind, shard) for _, step in work for shard in shards.cut(step.kind, step.units, 4)]
     finished = sum(all(f"{kind}/{store.path(kind, u).name}" in stored_at_kill for u in shard.units)
@@ -160,10 +256,47 @@ def test_killed_compute_reruns_to_identical_results_without_recomputing_finished
     assert not list((tmp_path / "checkpoint").glob("*.pt"))
 
 
+def test_compute_killed_while_a_checkpoint_exists_resumes_from_it_to_identical_results(tmp_path):
+    """SIGKILL `pipeline.py compute` once a running shard has checkpointed (and checkpointed
+    again for a while: it is learning by then), rerun: the rerun must report the shard as
+    resumed and store exactly what an uninterrupted run stores."""
+    overrides = ["-p", "seeds=[0,1]", "-p", "episodes=60"]
+    g = experiments.grid("quick", seeds=(0, 1), episodes=60)
+    work = compute.plan(["cartpole"], ["dense runs"], g)
+    reference = Store(tmp_path / "reference")
+    list(compute.run(reference.root, work, "inline", shard_size=2))
+    expected = manifests(reference, work)
+
+    store = tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "pipeline.py"), "--store", str(store), "compute", "01_mask_similarity",
+               "--env", "cartpole", "--profile", "quick", *overrides, "--shard-size", "2", "--scheduler", "inline",
+               "--checkpoint-every", "0.05"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=_one_thread())  # fmt: skip
+    checkpoints, first_seen = store / "checkpoint", None
+    while process.poll() is None:
+        if first_seen is None and list(checkpoints.glob("*.pt")):
+            first_seen = time.monotonic()
+        if first_seen is not None and time.monotonic() - first_seen > random.uniform(0.3, 0.6):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    before_kill = process.communicate()[0]
+    assert len(list(checkpoints.glob("*.pt"))) == 1, f"the shard finished before the kill: {before_kill}"
+    assert all(v is None for v in manifests(Store(store), work).values())
+
+    rerun = subprocess.run(command, capture_output=True, text=True, check=True, env=_one_thread()).stdout
+    summary = re.search(r"shards: (\d+) computed, (\d+) resumed from a checkpoint, (\d+) stored before", rerun)
+    assert summary and summary.groups() == ("0", "1", "0"), rerun
+    assert manifests(Store(store), work) == expected
+    assert not list(checkpoints.glob("*.pt"))
+
+
 def test_two_computes_at_once_on_one_store_compute_each_shard_once(tmp_path, reference):
     work, expected = cartpole_without_eb_exploit(reference)
     command = _compute_command(tmp_path, "--scheduler", "inline")
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_one_thread())
+                 for _ in range(2)]  # fmt: skip
     outputs = [p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert manifests(Store(tmp_path), work) == expected
@@ -173,8 +306,9 @@ def test_two_computes_at_once_on_one_store_compute_each_shard_once(tmp_path, ref
 
 
 def test_dask_local_cluster_fills_the_store_like_the_inline_run(tmp_path, reference):
-    """The quick profile, both envs, through a LocalCluster of 2 workers."""
-    work, expected = reference
+    """The quick profile (CartPole; both envs share the code path) through a LocalCluster of 2
+    workers; stored results hold each trained network's hash, so they compare networks."""
+    work, expected, _ = reference
     reports = list(compute.run(tmp_path, work, "local", shard_size=8, workers=2))
     assert sum(r.computed for _, _, r in reports) == len(expected)
     assert manifests(Store(tmp_path), work) == expected
