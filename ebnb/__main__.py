@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-early-stop", action="store_true", help="train every agent for all --episodes")
     train.add_argument("--out", required=True, help="FILE.csv or FILE.parquet: one row per (seed, episode)")
     train.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    train.add_argument("--arithmetic", choices=("fused", "torch"),
+                       help="fused kernel (CPU, same bits everywhere) or torch (default: fused on cpu, torch on cuda)")
 
     bench = commands.add_parser("bench", help="throughput of the engine vs the plain sequential DQN")
     bench.add_argument("--env", help=f"{envs}, or a gymnasium id (default: both thesis envs)")
@@ -34,15 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=3000, help="transitions per agent (default 3000)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line")
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    bench.add_argument("--arithmetic", choices=("fused", "torch"),
+                       help="the engine's arithmetic (default: fused on cpu, torch on cuda)")
     return parser
 
 
 def train(args):
     """Check the arguments; return the job that trains one population and writes its log."""
-    cfg = dqn_config(args.env)
+    check_device("device", args.device)
+    cfg = dqn_config(args.env, arithmetic=_arithmetic(args))
     seeds = parse_seeds(args.seeds)
     episodes = check_positive_int("episodes", args.episodes)
-    check_device("device", args.device)
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"out: must end in .csv or .parquet, got {args.out!r}")
@@ -69,14 +73,20 @@ def _train(args, cfg, seeds, episodes, out) -> None:
               f"mean return of last 10: {last10[row.seed]:.1f}")  # fmt: skip
 
 
+def _arithmetic(args) -> str:
+    """--arithmetic, or the default for --device: the fused kernel on the CPU, torch on CUDA."""
+    return args.arithmetic or ("fused" if args.device == "cpu" else "torch")
+
+
 def bench(args):
     """Check the arguments; return the job that prints sequential vs population throughput."""
     from ebnb import bench as benchmark
 
-    cfgs = [dqn_config(env) for env in ([args.env] if args.env else ["cartpole", "acrobot"])]
+    check_device("device", args.device)
+    envs = [args.env] if args.env else ["cartpole", "acrobot"]
+    cfgs = [dqn_config(env, arithmetic=_arithmetic(args)) for env in envs]
     counts = (check_positive_int("agents", args.agents),) if args.agents is not None else benchmark.DEFAULT_AGENTS
     check_positive_int("steps", args.steps)
-    check_device("device", args.device)
     return lambda: _bench(args, cfgs, counts)
 
 

@@ -74,6 +74,7 @@ def run(cfgs: list[DQNConfig], agent_counts=DEFAULT_AGENTS, steps: int = BENCH_S
             yield {
                 "env": cfg.env_id,
                 "agents": n_agents,
+                "arithmetic": cfg.arithmetic,
                 "sequential_steps_per_s": round(sequential, 1),
                 "population_agent_steps_per_s": round(population, 1),
                 "ratio": round(population / sequential, 2),

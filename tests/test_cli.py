@@ -60,8 +60,8 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
     steps (each run finishes the episode in which it reaches --steps), the population one is
     the agents' total steps. Checks that the row is about the env, K and --steps asked for."""
     row = _bench_row_with_a_fake_clock(monkeypatch, capsys)
-    assert set(row) == {"env", "agents", "sequential_steps_per_s", "population_agent_steps_per_s", "ratio"}
-    assert row["env"] == "CartPole-v0" and row["agents"] == 4
+    assert set(row) == {"env", "agents", "arithmetic", "sequential_steps_per_s", "population_agent_steps_per_s", "ratio"}
+    assert row["env"] == "CartPole-v0" and row["agents"] == 4 and row["arithmetic"] == "fused"
     sequential, population = row["sequential_steps_per_s"], row["population_agent_steps_per_s"]
     assert sequential == int(sequential) and 250 <= sequential < 250 + 200  # one CartPole episode: <= 200 steps
     assert population == int(population) and 4 * 250 <= population < 4 * (250 + 200)
