@@ -46,14 +46,14 @@ def _power(base, exponent):
 
 
 @numba.njit(**_JIT)
-def _nonzero(values, index, coef):
-    """Write the positions and values of the nonzero entries of `values` to `index` and
+def _nonzero(matrix, row, index, coef):
+    """Write the positions and values of the nonzero entries of `matrix[row]` to `index` and
     `coef`; return how many there are."""
     count = 0
-    for i in range(values.shape[0]):
-        if values[i] != 0:
+    for i in range(matrix.shape[1]):
+        if matrix[row, i] != 0:
             index[count] = i
-            coef[count] = values[i]
+            coef[count] = matrix[row, i]
             count += 1
     return count
 
@@ -65,19 +65,21 @@ def _accumulate(acc, coef, index, count, rows):
 
     Four terms per pass keep `acc` in registers; the parentheses fix the order, so the bits
     are those of adding one term at a time. Callers leave out zero terms: added to a sum that
-    started at +0.0 (which never becomes -0.0) a zero changes no bit."""
+    started at +0.0 (which never becomes -0.0) a zero changes no bit. Rows are indexed, not
+    sliced: a slice of a shared array costs an atomic reference count, which two threads
+    contend for."""
     n = acc.shape[0]
     g = 0
     while g + 4 <= count:
         c0, c1, c2, c3 = coef[g], coef[g + 1], coef[g + 2], coef[g + 3]
-        r0, r1, r2, r3 = rows[index[g]], rows[index[g + 1]], rows[index[g + 2]], rows[index[g + 3]]
+        i0, i1, i2, i3 = index[g], index[g + 1], index[g + 2], index[g + 3]
         for o in range(n):
-            acc[o] = (((acc[o] + c0 * r0[o]) + c1 * r1[o]) + c2 * r2[o]) + c3 * r3[o]
+            acc[o] = (((acc[o] + c0 * rows[i0, o]) + c1 * rows[i1, o]) + c2 * rows[i2, o]) + c3 * rows[i3, o]
         g += 4
     while g < count:
-        c, r = coef[g], rows[index[g]]
+        c, i = coef[g], index[g]
         for o in range(n):
-            acc[o] += c * r[o]
+            acc[o] += c * rows[i, o]
         g += 1
 
 
@@ -137,13 +139,13 @@ def _layer(weight, bias, x, out, relu):
         weight_t = _transpose(weight)  # [in, out]
         out[:] = 0
         for j in range(n):
-            _accumulate(out[j], coef, index, _nonzero(x[j], index, coef), weight_t)
+            _accumulate(out[j], coef, index, _nonzero(x, j, index, coef), weight_t)
     else:
         x_t = _transpose(x)  # [in, n]
         column = np.empty(n, x.dtype)
         for o in range(n_out):
             column[:] = 0
-            _accumulate(column, coef, index, _nonzero(weight[o], index, coef), x_t)
+            _accumulate(column, coef, index, _nonzero(weight, o, index, coef), x_t)
             out[:, o] = column
     for j in range(n):
         for o in range(n_out):
@@ -180,13 +182,14 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     coef = np.empty(size, x.dtype)
     grad_weight[:] = 0
     if n_in >= WIDE:
+        delta_t = _transpose(delta)  # [out, n]
         for o in range(n_out):
-            _accumulate(grad_weight[o], coef, index, _nonzero(delta[:, o], index, coef), x)
+            _accumulate(grad_weight[o], coef, index, _nonzero(delta_t, o, index, coef), x)
     else:
         x_t = _transpose(x)  # [in, n]
         grad_t = np.zeros((n_in, n_out), x.dtype)
         for i in range(n_in):
-            _accumulate(grad_t[i], coef, index, _nonzero(x_t[i], index, coef), delta)
+            _accumulate(grad_t[i], coef, index, _nonzero(x_t, i, index, coef), delta)
         grad_weight[:] = grad_t.T
     grad_bias[:] = 0
     ones = np.ones(n, x.dtype)
@@ -198,7 +201,7 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     if with_below:
         below[:] = 0
         for j in range(n):
-            _accumulate(below[j], coef, index, _nonzero(delta[j], index, coef), weight)
+            _accumulate(below[j], coef, index, _nonzero(delta, j, index, coef), weight)
             for i in range(n_in):
                 if not x[j, i] > 0:
                     below[j, i] = 0
@@ -214,7 +217,9 @@ def _greedy(params, obs, actions):
     n_agents, n_obs, obs_dim = obs.shape
     for k in numba.prange(n_agents):
         x = np.empty((n_obs, obs_dim), params[0].dtype)
-        x[:] = obs[k]
+        for j in range(n_obs):
+            for d in range(obs_dim):
+                x[j, d] = obs[k, j, d]
         q = _forward(params, k, x)[-1]
         for j in range(n_obs):
             best = 0
@@ -249,7 +254,8 @@ def _minibatch(replay_field, k, slots, dtype):
     """Batch-major `[batch, obs_dim]` copy of agent k's observations at `slots`."""
     out = np.empty((slots.shape[0], replay_field.shape[2]), dtype)
     for j in range(slots.shape[0]):
-        out[j] = replay_field[k, slots[j]]
+        for d in range(replay_field.shape[2]):
+            out[j, d] = replay_field[k, slots[j], d]
     return out
 
 
