@@ -26,13 +26,7 @@ def numpy_global_l1_mask(weights, fraction) -> np.ndarray:
     return keep
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny populations run several times faster single-threaded on a busy machine (same numbers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

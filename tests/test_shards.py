@@ -113,13 +113,7 @@ def test_population_restored_from_a_checkpoint_continues_bitwise():
                 assert (x == y).all()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny populations run ~10x faster single-threaded on a busy machine (same numbers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def fast_learning(monkeypatch, **changes):
