@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -104,7 +106,22 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
             f"see the executed notebook {output}"
         ) from None
+    finally:
+        if output.exists():
+            relative_paths(output)
     return time.perf_counter() - start
+
+
+def relative_paths(executed: Path) -> None:
+    """Rewrite the project's absolute paths in an executed notebook (papermill's input and
+    output paths, printed figure paths) relative to the project root, so that it reads the
+    same whichever machine or folder ran it. Atomic: a temporary file renamed into place."""
+    prefix = json.dumps(str(ROOT) + os.sep)[1:-1]  # as it appears inside the notebook's JSON strings
+    text = executed.read_text()
+    if prefix in text:
+        temporary = executed.with_name(executed.name + ".tmp")
+        temporary.write_text(text.replace(prefix, ""))
+        os.replace(temporary, executed)
 
 
 def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path) -> None:

@@ -7,10 +7,10 @@ results made with them belong to the CPU that made them. Here every sum is writt
 
 - compiled by numba with fast-math off, so LLVM may neither reassociate a sum nor contract
   a multiply and an add into an FMA;
-- a sum along the minibatch (weight and bias gradients) runs in `LANES` accumulators with a
-  fixed final tree (`_dot`); every other sum runs sequentially over its index, with the
-  independent outputs side by side (`out[o, :] += w * x[i, :]`), which vectorises freely
-  without changing any single sum;
+- every sum runs sequentially over its index from +0.0 (`_accumulate`, `_dots`); only
+  independent sums sit side by side in the innermost loop, which vectorises freely without
+  changing any single sum, whatever the vector width; zero terms are skipped, which changes
+  no bit (a sum that starts at +0.0 never becomes -0.0);
 - Adam's bias corrections use `_power` (repeated squaring), not libm's `pow`, whose
   result may depend on the CPU's code path; `sqrt` and division are IEEE-exact.
 
@@ -26,8 +26,9 @@ import numba
 import numpy as np
 import torch
 
-# numba's OpenMP threads spin after a parallel region and starve torch's own OpenMP pool
-# (measured: a torch run 2x slower right after a kernel call); workqueue threads sleep.
+# numba's OpenMP threads spin after a parallel region and compete with torch's own OpenMP pool
+# (seen once, with other work on the machine: a torch run took twice as long right after a
+# kernel call); workqueue threads sleep.
 numba.config.THREADING_LAYER = "workqueue"
 WIDE = 16  # a layer this wide or wider loops over its units innermost, a thinner one over the minibatch
 _JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)

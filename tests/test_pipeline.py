@@ -117,3 +117,32 @@ def test_executed_quick_notebooks_take_their_store_and_figures_from_the_environm
     injected = [c for c in notebook["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     source = "".join("".join(c["source"]) for c in injected)
     assert injected and "store_dir" not in source and "figures_dir" not in source
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "executed").rglob("*.ipynb")), ids=lambda p: p.name)
+def test_executed_notebooks_name_project_files_relative_to_the_project(path):
+    """No path of the machine that ran a notebook: papermill's input and output paths and the
+    printed figure paths are relative to the project root (`pipeline.relative_paths`)."""
+    notebook = json.loads(path.read_text())
+    recorded = notebook["metadata"]["papermill"]
+    assert not Path(recorded["input_path"]).is_absolute() and not Path(recorded["output_path"]).is_absolute()
+    assert "PosixPath('/" not in path.read_text()
+
+
+def test_relative_paths_rewrites_the_project_root_and_nothing_else(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import pipeline as pipeline_module
+    finally:
+        sys.path.remove(str(ROOT))
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "stream", text=f"{ROOT / 'figures' / 'a.png'} /elsewhere/b.png\n")]))  # fmt: skip
+    notebook.metadata["papermill"] = {"input_path": str(ROOT / "notebooks" / "x.ipynb")}
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(notebook, path)
+    pipeline_module.relative_paths(path)
+    rewritten = nbformat.read(path, as_version=4)
+    assert rewritten.cells[0].outputs[0].text == "figures/a.png /elsewhere/b.png\n"
+    assert rewritten.metadata["papermill"]["input_path"] == "notebooks/x.ipynb"
+    assert [p.name for p in tmp_path.iterdir()] == ["executed.ipynb"]
