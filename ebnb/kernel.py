@@ -17,7 +17,8 @@ results made with them belong to the CPU that made them. Here every sum is writt
 Parameters are the engine's stacked tensors seen as numpy arrays (`[K, out, in]` weights,
 `[K, out, 1]` biases, shared memory), so the kernel updates them in place and everything
 else (compaction, snapshots, checkpoints) stays as it is. Agents run in parallel over a
-`prange`; each agent's numbers do not depend on the thread, the batch or its position.
+`prange` (on one thread when there are fewer than `PARALLEL_MIN_AGENTS` or torch uses one
+thread); each agent's numbers do not depend on the thread, the batch or its position.
 """
 
 from __future__ import annotations
@@ -208,33 +209,52 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
                     below[j, i] = 0
 
 
-def _use_torch_threads() -> None:
-    """Run parallel loops on as many threads as torch uses (1 in a single-threaded worker)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+PARALLEL_MIN_AGENTS = 8  # fewer agents run on one thread: starting a parallel region costs ~150 us
+
+
+def _threads(n_agents: int) -> int:
+    """Threads for a call over `n_agents`: as many as torch uses (1 in a single-threaded
+    worker), and 1 for a handful of agents, where a parallel region costs more than it saves."""
+    if n_agents < PARALLEL_MIN_AGENTS:
+        return 1
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+@numba.njit(**_JIT)
+def _greedy_agent(params, obs, actions, k):
+    n_obs, obs_dim = obs.shape[1], obs.shape[2]
+    x = np.empty((n_obs, obs_dim), params[0].dtype)
+    for j in range(n_obs):
+        for d in range(obs_dim):
+            x[j, d] = obs[k, j, d]
+    q = _forward(params, k, x)[-1]
+    for j in range(n_obs):
+        best = 0
+        for a in range(1, q.shape[1]):
+            if q[j, a] > q[j, best]:
+                best = a
+        actions[k, j] = best
+
+
+@numba.njit(**_JIT)
+def _greedy_serial(params, obs, actions):
+    for k in range(obs.shape[0]):
+        _greedy_agent(params, obs, actions, k)
 
 
 @numba.njit(parallel=True, **_JIT)
-def _greedy(params, obs, actions):
-    n_agents, n_obs, obs_dim = obs.shape
-    for k in numba.prange(n_agents):
-        x = np.empty((n_obs, obs_dim), params[0].dtype)
-        for j in range(n_obs):
-            for d in range(obs_dim):
-                x[j, d] = obs[k, j, d]
-        q = _forward(params, k, x)[-1]
-        for j in range(n_obs):
-            best = 0
-            for a in range(1, q.shape[1]):
-                if q[j, a] > q[j, best]:
-                    best = a
-            actions[k, j] = best
+def _greedy_parallel(params, obs, actions):
+    for k in numba.prange(obs.shape[0]):
+        _greedy_agent(params, obs, actions, k)
 
 
 def greedy_actions(params, obs: np.ndarray) -> np.ndarray:
     """argmax_a Q(obs, a) `[K, N]` for observations `obs: [K, N, obs_dim]` (first maximum on ties)."""
     actions = np.empty(obs.shape[:2], dtype=np.int64)
-    _use_torch_threads()
-    _greedy(tuple(params), np.ascontiguousarray(obs), actions)
+    threads = _threads(obs.shape[0])
+    if threads > 1:
+        numba.set_num_threads(threads)
+    (_greedy_parallel if threads > 1 else _greedy_serial)(tuple(params), np.ascontiguousarray(obs), actions)
     return actions
 
 
@@ -312,9 +332,18 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
         delta = below
 
 
+@numba.njit(**_JIT)
+def _learn_serial(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
+                  replay_reward, replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
+    for row in range(agents.shape[0]):
+        _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
+                     replay_reward, replay_next_obs, replay_done, agents[row], slots[row], gamma, lr, beta1, beta2,
+                     eps)  # fmt: skip
+
+
 @numba.njit(parallel=True, **_JIT)
-def _learn(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action, replay_reward,
-           replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
+def _learn_parallel(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
+                    replay_reward, replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
     for row in numba.prange(agents.shape[0]):
         _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
                      replay_reward, replay_next_obs, replay_done, agents[row], slots[row], gamma, lr, beta1, beta2,
@@ -326,10 +355,12 @@ def learn(params, target, exp_avg, exp_avg_sq, steps, masks, replay, agents, slo
     positions), on the minibatch at its replay `slots` `[k, batch]`; pruned weights are
     re-zeroed after the step where `masks` (one `[K, out, in]` array per weight) is given."""
     params = tuple(params)
-    _use_torch_threads()
+    threads = _threads(len(agents))
+    if threads > 1:
+        numba.set_num_threads(threads)
     masked = masks is not None
     masks = tuple(masks) if masked else params[0::2]
-    _learn(params, tuple(target), tuple(exp_avg), tuple(exp_avg_sq), steps, masks, masked,
+    (_learn_parallel if threads > 1 else _learn_serial)(params, tuple(target), tuple(exp_avg), tuple(exp_avg_sq), steps, masks, masked,
            replay["obs"], replay["action"], replay["reward"], replay["next_obs"], replay["done"],
            np.ascontiguousarray(agents, dtype=np.int64), np.ascontiguousarray(slots, dtype=np.int64),
            float(gamma), float(lr), float(betas[0]), float(betas[1]), float(eps))  # fmt: skip
