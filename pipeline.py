@@ -22,7 +22,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit")
@@ -124,8 +126,8 @@ def relative_paths(executed: Path) -> None:
         os.replace(temporary, executed)
 
 
-def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path) -> None:
-    """Execute notebooks x envs in order and print wall times."""
+def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path) -> dict:
+    """Execute notebooks x envs in order, print and return their wall times."""
     times = {}
     for notebook in notebooks:
         for env in envs:
@@ -134,6 +136,7 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
     for (notebook, env), seconds in times.items():
         print(f"  {notebook:<20} {env:<9} {seconds:8.1f} s")
     print(f"  {'total':<30} {sum(times.values()):8.1f} s")
+    return times
 
 
 def list_grid(store: Path | None, out: Path) -> None:
@@ -179,25 +182,55 @@ def plan_compute(args, store: Path | None):
     eb_exploit = {k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS}
     grid = experiments.grid(args.profile, **grid_fields)
     compute.check_scheduler(args.scheduler)
-    check_positive_int("--shard-size", args.shard_size)
+    shard_size = check_positive_int("--shard-size", compute.DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size)
+    population = check_positive_int("--population", experiments.POPULATION if args.population is None else args.population)
     Checkpoint(None, args.checkpoint_every)
     if args.workers is not None:
         check_positive_int("--workers", args.workers)
-    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, **eb_exploit)
-    return lambda: compute.run(store or experiments.default_store(), work, args.scheduler, args.shard_size,
-                               args.checkpoint_every, progress=True, workers=args.workers)  # fmt: skip
+    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, population=population,
+                        **eb_exploit)  # fmt: skip
+    root = store or experiments.default_store()
+    workers = 1 if args.scheduler == "inline" else args.workers or os.cpu_count()
+    settings = {"command": args.command, "target": args.target, "profile": args.profile, "scheduler": args.scheduler,
+                "workers": workers, "population": population, "shard_size": shard_size}  # fmt: skip
+    return ComputePlan(work, root, settings, lambda: compute.run(root, work, args.scheduler, shard_size,
+                       args.checkpoint_every, progress=True, workers=args.workers))  # fmt: skip
 
 
-def compute_store(runs) -> None:
-    """Run the shards, one line per finished shard and a summary."""
-    start, counts = time.perf_counter(), {"computed": 0, "resumed": 0, "stored before": 0}
-    for env, name, report in runs:
+class ComputePlan(NamedTuple):
+    """What `compute` will run: (env, step) pairs, the store, the settings for the run
+    record, and the call that runs it (yielding shard reports)."""
+
+    work: list
+    store: Path
+    settings: dict
+    run: Callable
+
+
+def compute_store(plan: ComputePlan) -> dict:
+    """Run the shards, one line per finished shard, then write the run record to
+    <store>/runs/ and print it as a table; return it."""
+    from ebnb import accounting
+
+    start, counts = accounting.now(), {"computed": 0, "resumed": 0, "stored before": 0}
+    computed, costs = {}, {}
+    for env, name, report in plan.run():
         state = "stored before" if not report.computed else "resumed" if report.resumed else "computed"
         counts[state] += 1
         units = "" if state == "stored before" else f" ({report.computed} units)"
+        computed[(env, name)] = computed.get((env, name), 0) + report.computed
+        if report.cost is not None:
+            costs.setdefault((env, name), []).append(report.cost)
         print(f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True)
+    end = accounting.now()
     print(f"[compute] shards: {counts['computed']} computed, {counts['resumed']} resumed from a checkpoint, "
-          f"{counts['stored before']} stored before; {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+          f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
+    steps = [(env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
+             for env, step in plan.work]  # fmt: skip
+    record = accounting.run_record(steps, start, end, **plan.settings)
+    path = accounting.write(record, plan.store / "runs")
+    print(f"[compute] run record: {path}\n{accounting.table(record)}", flush=True)
+    return record
 
 
 def clean_outputs(store: Path | None, out: Path, figures: Path, keep_figures: bool) -> None:
@@ -255,7 +288,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="local (default: a Dask LocalCluster, one worker per core), inline (this process), "
                               "or tcp://host:port of a Dask scheduler; the store must be shared by the workers")  # fmt: skip
     compute.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
-    compute.add_argument("--shard-size", type=int, default=128, help="units of work per shard (default 128)")
+    compute.add_argument("--shard-size", type=int, help="units of work per shard (default: ebnb.compute.DEFAULT_SHARD_SIZE)")
+    compute.add_argument("--population", type=int,
+                         help="most tickets training at once in a shard (default: ebnb.experiments.POPULATION); "
+                              "changes speed, never results")  # fmt: skip
     compute.add_argument("--checkpoint-every", type=float, default=120.0,
                          help="seconds between checkpoints of a running shard (default 120)")  # fmt: skip
     clean = commands.add_parser("clean", help="remove the store, executed notebooks and figures")
@@ -294,8 +330,8 @@ def main(argv=None) -> int:
             plan = (NOTEBOOKS, args.env or ENVS, "full" if args.command == "all" else "quick", {})
             if args.command == "all":  # fill the store first (shards in parallel), then the notebooks load
                 compute_all = argparse.Namespace(target="all", profile="full", env=args.env, param=[],
-                                                 scheduler=args.scheduler, workers=None, shard_size=128,
-                                                 checkpoint_every=120.0)  # fmt: skip
+                                                 scheduler=args.scheduler, workers=None, shard_size=None,
+                                                 population=None, checkpoint_every=120.0)  # fmt: skip
                 runs = plan_compute(compute_all, store)
         if args.force:
             from ebnb import disk
@@ -306,10 +342,19 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        started = time.perf_counter()
         if args.command in ("compute", "all"):
-            compute_store(runs())
+            record = compute_store(runs)
         if args.command != "compute":
-            run_grid(*plan, store, Path(args.out))
+            times = run_grid(*plan, store, Path(args.out))
+        if args.command == "all":
+            from ebnb import accounting
+
+            record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
+            record["all_wall_s"] = round(time.perf_counter() - started, 1)
+            path = accounting.write(record, runs.store / "runs")
+            print(f"\n[pipeline] all: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
+                  f"run record {path}\n{accounting.table(record)}")  # fmt: skip
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -77,16 +77,19 @@ class Checkpoint:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
-    def run(self, population: Population, phase: str, job: dict) -> PopulationResult:
-        """`population.run()`, saving {phase, job, population state} every `every` seconds.
+    def run(self, population: Population, phase: str, job: dict, tick=None) -> PopulationResult:
+        """`population.run(tick)`, saving {phase, job, population state} every `every`
+        seconds, after `tick` (if given) has run.
 
-        `job` is the caller's own state that its callbacks mutate (masks drawn so far, ...);
-        `phase` names where in the caller's work this population is.
+        `job` is the caller's own state that its callbacks and `tick` mutate (masks drawn so
+        far, units admitted, ...); `phase` names where in the caller's work this population is.
         """
 
-        def tick(p: Population) -> None:
-            if time.monotonic() - self._last >= self.every:
+        def tick_and_save(p: Population) -> None:
+            if tick is not None:
+                tick(p)
+            if self.path is not None and time.monotonic() - self._last >= self.every:
                 self.save({"phase": phase, "job": job, "population": p.state_dict()})
 
-        return population.run(tick=tick if self.path is not None else None)
+        return population.run(tick=tick_and_save)
 

@@ -24,18 +24,19 @@ from pathlib import Path
 
 from ebnb import shards
 from ebnb.checkpoint import DEFAULT_EVERY
-from ebnb.experiments import Grid, Step, steps
+from ebnb.experiments import Grid, Step, expected_steps, longest_first, steps
 from ebnb.store import Store
 
-DEFAULT_SHARD_SIZE = 128  # units per shard for `compute`: enough agents to batch, enough shards to spread
+DEFAULT_SHARD_SIZE = 256  # units per shard for `compute`: few shards (each ends in a tail of stragglers), two per big step
 
 
-def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, **eb_exploit) -> list[tuple[str, Step]]:
-    """(env, step) pairs for `step_names` and the steps they need, in dependency order."""
+def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, **options) -> list[tuple[str, Step]]:
+    """(env, step) pairs for `step_names` and the steps they need, in dependency order
+    (`options`: EB Exploit's parameters and `population`, see `ebnb.experiments.steps`)."""
     wanted = set(step_names)
     out = []
     for env in envs:
-        env_steps = steps(env, g, **eb_exploit)
+        env_steps = steps(env, g, **options)
         needed = wanted | {need for name in wanted for need in env_steps[name].needs}
         out += [(env, step) for name, step in env_steps.items() if name in needed]
     return out
@@ -60,7 +61,8 @@ def run(
 ) -> Iterator[tuple[str, str, shards.ShardReport]]:
     """Compute every shard of `work`; yield (env, step name, report) as shards finish."""
     check_scheduler(scheduler)
-    tasks = [(env, step, shard) for env, step in work for shard in shards.cut(step.kind, step.units, shard_size)]
+    tasks = [(env, step, shard) for env, step in work
+             for shard in shards.cut(step.kind, longest_first(step.units), shard_size)]  # fmt: skip
     if scheduler == "inline":
         store = Store(store_root)
         for env, step, shard in tasks:
@@ -69,9 +71,28 @@ def run(
     yield from _run_dask(store_root, tasks, scheduler, checkpoint_every, workers)
 
 
+def priorities(tasks) -> dict:
+    """(env, shard) -> its priority (higher starts first), by rank of: the expected agent-steps
+    of the shards that wait for its step (dependencies first); the expected agent-steps of its
+    longest unit (the longest start first, so that they do not finish last); its total."""
+    expected = {(env, shard): sum(map(expected_steps, shard.units)) for env, _, shard in tasks}
+    waiting = {}
+    for env, step, shard in tasks:
+        for need in step.needs:
+            waiting[(env, need)] = waiting.get((env, need), 0) + expected[(env, shard)]
+
+    def key(task):
+        env, step, shard = task
+        return waiting.get((env, step.name), 0), max(map(expected_steps, shard.units)), expected[(env, shard)]
+
+    ranked = sorted(tasks, key=key)
+    return {(env, shard): rank for rank, (env, _, shard) in enumerate(ranked)}
+
+
 def _run_dask(store_root: Path, tasks, scheduler: str, checkpoint_every: float, workers: int | None):
     from distributed import Client, LocalCluster, as_completed
 
+    priority = priorities(tasks)
     store_root.mkdir(parents=True, exist_ok=True)
     probe = store_root / f".probe-{secrets.token_hex(6)}"
     probe.touch()
@@ -85,7 +106,7 @@ def _run_dask(store_root: Path, tasks, scheduler: str, checkpoint_every: float, 
             for env, step, shard in tasks:
                 needs = [f for (e, name), fs in futures.items() if e == env and name in step.needs for f in fs]
                 future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
-                                       checkpoint_every, needs, pure=False)  # fmt: skip
+                                       checkpoint_every, needs, pure=False, priority=priority[(env, shard)])  # fmt: skip
                 futures.setdefault((env, step.name), []).append(future)
                 labels[future.key] = (env, step.name)
             for future in as_completed([f for fs in futures.values() for f in fs]):

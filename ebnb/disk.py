@@ -109,6 +109,7 @@ def _remove(path: Path, dry_run: bool) -> int:
 
 
 _STORE_ENTRY = re.compile(r"[0-9a-f]{16}|\.tmp-.*|.*\.lock|.*\.pt")
+_RUN_RECORD = re.compile(r"(\.tmp-)?[0-9T:+-]+\.json(-\d+)?")
 
 
 def foreign_files(path: Path, belongs: Callable[[Path], bool]) -> list[Path]:
@@ -127,10 +128,12 @@ def foreign_files(path: Path, belongs: Callable[[Path], bool]) -> list[Path]:
 
 def in_store(relative: Path) -> bool:
     """Whether a file at `relative` inside a store root is one the store writes: result
-    files (`<kind>/<hash>/...`, temporary `.tmp-*` dirs), `lock/*.lock`, `checkpoint/*.pt`
-    and the compute probe `.probe-*`."""
+    files (`<kind>/<hash>/...`, temporary `.tmp-*` dirs), `lock/*.lock`, `checkpoint/*.pt`,
+    run records `runs/<start time>.json` and the compute probe `.probe-*`."""
     parts = relative.parts
     if len(parts) == 1:
         return parts[0].startswith(".probe-")
+    if parts[0] == "runs":
+        return len(parts) == 2 and bool(_RUN_RECORD.fullmatch(parts[1]))
     return bool(_STORE_NAME.fullmatch(parts[0])) and bool(_STORE_ENTRY.fullmatch(parts[1]))
 

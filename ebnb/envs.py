@@ -88,11 +88,12 @@ def _int_array(name: str, value, num_envs: int) -> np.ndarray:
 
 
 class _SameStepMixin:
-    """SAME_STEP autoreset, stream-seeded resets and `select`, on top of a vector env.
+    """SAME_STEP autoreset, stream-seeded resets, `select` and `extend`, on top of a vector env.
 
     Subclasses provide `_transition(actions)` (one step, no resets), `_reset_envs(idx)`
-    (start episode `episodes[idx]` of sub-envs `idx`, return their observations) and
-    `_keep(idx)` (keep only the per-sub-env state of `idx`).
+    (start episode `episodes[idx]` of sub-envs `idx`, return their observations), `_keep(idx)`
+    (keep only the per-sub-env state of `idx`) and `_append(other)` (append the per-sub-env
+    state of another env of the same class).
     """
 
     def _init_streams(self, num_envs: int, seed, start_episodes) -> None:
@@ -156,6 +157,16 @@ class _SameStepMixin:
         self._keep(idx)
         self._set_num_envs(idx.size)
 
+    def extend(self, other: _SameStepMixin) -> None:
+        """Append the sub-envs of `other` (same class, already reset) after this env's own,
+        each going on exactly where it is."""
+        if type(other) is not type(self):
+            raise ValueError(f"other: expected a {type(self).__name__}, got {type(other).__name__}")
+        self.seeds = np.concatenate([self.seeds, other.seeds])
+        self.episodes = np.concatenate([self.episodes, other.episodes])
+        self._append(other)
+        self._set_num_envs(self.num_envs + other.num_envs)
+
     def _set_num_envs(self, num_envs: int) -> None:
         self.num_envs = num_envs
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -180,6 +191,10 @@ class _ArrayStateMixin(_SameStepMixin):
     def _keep(self, idx: np.ndarray) -> None:
         self.state = self.state[:, idx]
         self.steps = self.steps[idx]
+
+    def _append(self, other: _ArrayStateMixin) -> None:
+        self.state = np.concatenate([self.state, other.state], axis=1)
+        self.steps = np.concatenate([self.steps, other.steps])
 
 
 class CartPoleV0VectorEnv(_ArrayStateMixin, CartPoleVectorEnv):
@@ -322,11 +337,15 @@ class FallbackVectorEnv(_SameStepMixin, SyncVectorEnv):
         for i, env in enumerate(self.envs):
             if i not in kept:
                 env.close()
-        self.envs = [self.envs[i] for i in idx]
-        self.env_fns = [self.env_fns[i] for i in idx]
-        self._env_obs = [self._env_obs[i] for i in idx]
+        self._set_sub_envs([self.envs[i] for i in idx], [self.env_fns[i] for i in idx], [self._env_obs[i] for i in idx])
+
+    def _append(self, other: FallbackVectorEnv) -> None:
+        self._set_sub_envs(self.envs + other.envs, self.env_fns + other.env_fns, self._env_obs + other._env_obs)
+
+    def _set_sub_envs(self, sub_envs: list, env_fns: list, env_obs: list) -> None:
+        self.envs, self.env_fns, self._env_obs = sub_envs, env_fns, env_obs
         # SyncVectorEnv's step buffers: all entries are rewritten on every step.
-        n = idx.size
+        n = len(sub_envs)
         self._observations = create_empty_array(self.single_observation_space, n=n, fn=np.zeros)
         self._rewards = np.zeros(n)
         self._terminations = np.zeros(n, dtype=np.bool_)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ebnb import envs, qnet, rng
+from ebnb import accounting, envs, qnet, rng
 from ebnb.config import DQNConfig, check_positive_int
 from ebnb.population import greedy_actions
 
@@ -49,5 +49,6 @@ def _play(cfg: DQNConfig, params, seeds: np.ndarray, episodes: int) -> np.ndarra
         actions = greedy_actions(cfg, stacked, obs.reshape(n, episodes, -1)).reshape(-1)
         obs, reward, terminated, truncated, _ = env.step(actions)
         total += np.where(running, reward, 0.0)
+        accounting.TALLY.test_steps += int(running.sum())
         running &= ~(terminated | truncated)
     return total.reshape(n, episodes)

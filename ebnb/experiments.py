@@ -9,12 +9,14 @@ returns tidy DataFrames. Data flows one way: grid -> units -> shards -> populati
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pandas as pd
 import torch
@@ -154,9 +156,27 @@ class Step:
     needs: tuple[str, ...] = ()
 
 
+def expected_steps(unit) -> float:
+    """A unit's a-priori cost in agent-steps, for scheduling only (longest first): its
+    episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
+    retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
+    late has mostly learned already); higher P breaks ties."""
+    if isinstance(unit, TicketRun):
+        start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
+        episodes, env_id = unit.dense.episodes - start + unit.fraction, unit.dense.dqn.env_id
+    else:
+        episodes, env_id = float(unit.episodes), unit.dqn.env_id
+    return episodes * (gymnasium.spec(env_id).max_episode_steps or 1000)
+
+
+def longest_first(units) -> list:
+    """`units` by `expected_steps`, longest first (stable)."""
+    return sorted(units, key=expected_steps, reverse=True)
+
+
 def _compute_missing(store: Store, step: Step, progress: bool) -> None:
     """Compute and store the units of `step` that are not stored yet."""
-    for shard in shards.cut(step.kind, step.units, SHARD_SIZE):
+    for shard in shards.cut(step.kind, longest_first(step.units), SHARD_SIZE):
         shards.run(store, shard, step.compute, progress=progress)
 
 
@@ -206,14 +226,17 @@ def dense_units(env: str, g: Grid) -> list[DenseRun]:
                      g.test_episodes) for seed in g.seeds]  # fmt: skip
 
 
-def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
+def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, progress: bool, save) -> None:
+    saved = checkpoint.load()
+    if saved:
+        units = saved["job"]["units"]
     first = units[0]
     cfg = first.dqn
     n_masks = first.episodes // first.mask_every + 1
     snapshot_at = set(first.snapshot_episodes)
-    saved = checkpoint.load()
     agents = [fresh_agent(cfg, u.seed) for u in units]
     job = saved["job"] if saved else {
+        "units": units,
         "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
         "snapshots": {i: {"theta0": agents[i]} for i in range(len(units))},
     }  # fmt: skip
@@ -252,7 +275,6 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
     converged_at = result.agents["converged_episode"].to_numpy()
     baseline_states = [snapshots[i].get("converged", snapshots[i]["last"]) for i in range(len(units))]
     tests = greedy_returns(cfg, [s.params for s in baseline_states], [u.seed for u in units], first.test_episodes)
-    out = []
     for i, unit in enumerate(units):
         log = result.episodes[result.episodes.agent == i].drop(columns="agent").reset_index(drop=True)
         never = converged_at[i] < 0
@@ -269,8 +291,7 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
             states.update(_state_arrays("converged", snapshots[i]["last"]))
         mask_arrays = {f"P{p}": np.stack(drawn[i][p]) for p in first.fractions}
         mask_arrays["episodes"] = np.arange(n_masks) * first.mask_every
-        out.append({"episodes": log, "baseline": baseline, "snapshots": states, "masks": mask_arrays})
-    return out
+        save(unit, {"episodes": log, "baseline": baseline, "snapshots": states, "masks": mask_arrays})
 
 
 def dense_runs(env: str, g: Grid, store: Store, progress: bool = False) -> list[dict]:
@@ -309,35 +330,59 @@ def mask_similarity(env: str, g: Grid, store: Store, progress: bool = False) -> 
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------
 
 
-def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
-    cfg = units[0].dense.dqn
-    runs = {dense: store.load("dense", dense) for dense in dict.fromkeys(u.dense for u in units)}
+POPULATION = 64  # most tickets training at once in one shard: throughput against a straggler's latency
+
+
+def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save,
+                     population: int = POPULATION) -> None:  # fmt: skip
+    """Tickets with continuous batching: at most `population` train at once; the moment one
+    stops it is tested and saved, and the next unit takes its place."""
     saved = checkpoint.load()
+    job = saved["job"] if saved else {"units": units, "admitted": min(population, len(units)), "saved": 0}
+    units = job["units"]
+    cfg, first = units[0].dense.dqn, units[0].dense
+    runs = {}
+
+    def dense_run(unit: TicketRun) -> dict:
+        if unit.dense not in runs:
+            runs[unit.dense] = store.load("dense", unit.dense)
+        return runs[unit.dense]
+
+    def start(unit: TicketRun) -> AgentState:
+        arrays = dense_run(unit)["snapshots"]
+        source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
+        fresh = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
+        return fresh.pruned(_mask(source, unit.fraction))
+
+    def save_and_refill(p: Population) -> None:
+        stopped = p.retired[job["saved"]:]  # agent ids are unit indices: units enter in order
+        if stopped:
+            outcomes = [p.outcome(agent) for agent in stopped]
+            tests = greedy_returns(cfg, [final.params for final, _, _ in outcomes], [units[a].dense.seed for a in stopped],
+                                   first.test_episodes)  # fmt: skip
+            for agent, (final, reason, episodes_run), test in zip(stopped, outcomes, tests):
+                unit = units[agent]
+                prune_episode = unit.prune_episode
+                if prune_episode == CONVERGED:
+                    prune_episode = int(dense_run(unit)["baseline"]["converged_episode"].iloc[0])
+                save(unit, {"result": pd.DataFrame({
+                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
+                    "length": [episodes_run], "converged": [reason == "early_stop"],
+                    "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
+                })})  # fmt: skip
+                p.release(agent)
+            job["saved"] += len(stopped)
+        waiting = units[job["admitted"] : job["admitted"] + population - p.live]
+        if waiting:
+            p.admit([start(unit) for unit in waiting])
+            job["admitted"] += len(waiting)
+
     if saved:
-        population = Population.restore(saved["population"], progress=progress)
+        pool = Population.restore(saved["population"], progress=progress)
     else:
-        agents = []
-        for unit in units:
-            arrays = runs[unit.dense]["snapshots"]
-            source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
-            mask = _mask(source, unit.fraction)
-            start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
-            agents.append(start.pruned(mask))
-        population = Population(cfg, agents, early_stop=True, max_episodes=units[0].dense.episodes, progress=progress)
-    result = checkpoint.run(population, "train", {})
-    tests = greedy_returns(cfg, [s.params for s in result.final], [u.dense.seed for u in units], units[0].dense.test_episodes)
-    out = []
-    for i, unit in enumerate(units):
-        summary = result.agents.loc[i]
-        prune_episode = unit.prune_episode
-        if prune_episode == CONVERGED:
-            prune_episode = int(runs[unit.dense]["baseline"]["converged_episode"].iloc[0])
-        out.append({"result": pd.DataFrame({
-            "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
-            "length": [int(summary.episodes_run)], "converged": [summary.stop_reason == "early_stop"],
-            "test_return": [float(tests[i].mean())], "state_sha256": [state_sha256(result.final[i])],
-        })})  # fmt: skip
-    return out
+        pool = Population(cfg, [start(u) for u in units[: job["admitted"]]], early_stop=True,
+                          max_episodes=first.episodes, progress=progress)  # fmt: skip
+    checkpoint.run(pool, "train", job, tick=save_and_refill)
 
 
 def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRun]:
@@ -374,11 +419,13 @@ def finetune(env: str, g: Grid, store: Store, progress: bool = False) -> pd.Data
 # ---- experiment 4: EB Exploit -----------------------------------------------------------------
 
 
-def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Checkpoint, progress: bool) -> list[dict]:
+def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Checkpoint, progress: bool,
+                        save) -> None:  # fmt: skip
+    saved = checkpoint.load()
+    job = saved["job"] if saved else {"units": units, "last_mask": {}, "found": {}}
+    units = job["units"]
     first = units[0]
     cfg = first.dqn
-    saved = checkpoint.load()
-    job = saved["job"] if saved else {"last_mask": {}, "found": {}}
     last_mask: dict[int, tuple[int, list]] = job["last_mask"]
     found: dict[int, tuple[int, AgentState, list]] = job["found"]
 
@@ -420,17 +467,15 @@ def _compute_eb_exploit(store: Store, units: list[EBExploitRun], checkpoint: Che
                      for j, i in enumerate(order)}  # fmt: skip
     finals = [finetuned[i][0] if i in finetuned else searched.final[i] for i in range(len(units))]
     tests = greedy_returns(cfg, [s.params for s in finals], [u.seed for u in units], first.test_episodes)
-    out = []
     for i, unit in enumerate(units):
         search_length = found[i][0] if i in found else int(searched.agents.loc[i].episodes_run)
-        out.append({"result": pd.DataFrame({
+        save(unit, {"result": pd.DataFrame({
             "seed": [unit.seed], "P": [unit.fraction], "found": [i in found],
             "prune_episode": [found[i][0] if i in found else -1], "search_length": [search_length],
             "finetune_length": [finetuned[i][1] if i in finetuned else 0],
             "converged": [(finetuned[i][2] if i in finetuned else searched.agents.loc[i].stop_reason) == "early_stop"],
             "test_return": [float(tests[i].mean())], "state_sha256": [state_sha256(finals[i])],
         })})  # fmt: skip
-    return out
 
 
 def check_eb_exploit(xi, window, rewind) -> None:
@@ -448,20 +493,20 @@ def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[E
             for s in g.seeds for p in g.fractions]  # fmt: skip
 
 
-def steps(env: str, g: Grid, xi: float = 0.1, window: int = 2, rewind: bool = False) -> dict[str, Step]:
+def steps(env: str, g: Grid, xi: float = 0.1, window: int = 2, rewind: bool = False,
+          population: int = POPULATION) -> dict[str, Step]:  # fmt: skip
     """The protocol steps for one env and grid, by name, in an order that respects `needs`
-    (EB Exploit with the given parameters)."""
+    (EB Exploit with the given parameters; at most `population` tickets training at once in
+    a shard, which changes no result)."""
     if not isinstance(g, Grid):
         raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
     ticket_needs = ("dense runs",)
+    tickets = functools.partial(_compute_tickets, population=check_positive_int("population", population))
     return {step.name: step for step in (
         Step("dense runs", "dense", tuple(dense_units(env, g)), _compute_dense),
-        Step("retrain", "ticket", tuple(_ticket_units(env, g, "retrain", g.prune_episodes)), _compute_tickets,
-             ticket_needs),
-        Step("winning tickets", "ticket", tuple(_ticket_units(env, g, "retrain", (CONVERGED,))), _compute_tickets,
-             ticket_needs),
-        Step("finetune", "ticket", tuple(_ticket_units(env, g, "finetune", g.prune_episodes)), _compute_tickets,
-             ticket_needs),
+        Step("retrain", "ticket", tuple(_ticket_units(env, g, "retrain", g.prune_episodes)), tickets, ticket_needs),
+        Step("winning tickets", "ticket", tuple(_ticket_units(env, g, "retrain", (CONVERGED,))), tickets, ticket_needs),
+        Step("finetune", "ticket", tuple(_ticket_units(env, g, "finetune", g.prune_episodes)), tickets, ticket_needs),
         Step("eb_exploit", "eb_exploit", tuple(_eb_units(env, g, xi, window, rewind)), _compute_eb_exploit),
     )}  # fmt: skip
 

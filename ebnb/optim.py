@@ -53,6 +53,12 @@ class StackedAdam:
             tensors[:] = [t.index_select(0, index) for t in tensors]
         self.steps = self.steps.index_select(0, index)
 
+    def extend(self, other: StackedAdam) -> None:
+        """Append the agents of `other` (parameters, moments, step counts) after this one's."""
+        for tensors, more in ((self.params, other.params), (self.exp_avg, other.exp_avg), (self.exp_avg_sq, other.exp_avg_sq)):
+            tensors[:] = [torch.cat([t, m]) for t, m in zip(tensors, more, strict=True)]
+        self.steps = torch.cat([self.steps, other.steps])
+
     def step(self, grads: Params, agents: slice | torch.Tensor) -> None:
         """One Adam step for `agents` (a slice of consecutive agents, or indices), given
         their gradients `[k, ...]`."""

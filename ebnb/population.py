@@ -21,13 +21,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import envs, kernel, qnet, rng
+from ebnb import accounting, envs, kernel, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
 from ebnb.replay import FIELDS, StackedReplay
 
 STOP_REASONS = ("early_stop", "max_episodes", "callback")
+# numpy arrays with one entry per live agent, in batch order
+_LIVE_ARRAYS = ("ids", "seeds", "epsilon", "transitions", "updates", "episodes", "episode_limit", "streak",
+                "episode_return", "episode_length", "episode_epsilon", "_stop_requested", "pruned", "obs")  # fmt: skip
+# per-agent records indexed by agent id, live or stopped
+_RECORDS = ("_seed", "_converged_episode", "_episodes_run")
 
 
 @dataclass
@@ -131,10 +136,13 @@ class Population:
         self.env = envs.make(cfg.env_id, n, self.seeds.tolist(), start_episodes=self.episodes.tolist())
         self.obs = self.env.reset()[0]
         self._stop_requested = np.zeros(n, dtype=bool)
+        self.pruned = np.array([a.mask is not None for a in agents])  # the others' masks are all ones
+        self._seed = self.seeds.copy()
         self._converged_episode = np.full(n, -1, dtype=np.int64)
         self._stop_reason = [""] * n
         self._episodes_run = np.zeros(n, dtype=np.int64)
         self._final: list[AgentState | None] = [None] * n
+        self.retired: list[int] = []  # agent ids in the order they stopped
         self._log: list[tuple] = []
         self._progress = self._progress_bar(progress, done=0)
 
@@ -181,14 +189,59 @@ class Population:
 
     def set_mask(self, agents, mask: Sequence[torch.Tensor]) -> None:
         """Prune live `agents` with `mask` (`[k, out, in]` per weight matrix) from now on."""
-        index = torch.from_numpy(self.positions(agents)).to(self.device)
-        if self.mask is None:
-            self.mask = [torch.ones_like(w.detach()) for w in qnet.weights(self.params)]
+        positions = self.positions(agents)
+        index = torch.from_numpy(positions).to(self.device)
+        self.mask = self._masks()
+        self.pruned[positions] = True
         with torch.no_grad():
             for layer, m in enumerate(mask):
                 self.mask[layer][index] = m.to(self.device, self.dtype)
                 for tensors in (self.params, self.target):
                     tensors[2 * layer][index] *= self.mask[layer][index]
+
+    @property
+    def live(self) -> int:
+        """How many agents are training."""
+        return len(self.ids)
+
+    def admit(self, agents: Sequence[AgentState]) -> np.ndarray:
+        """Add agents to the running population (continuous batching); return their ids.
+
+        They start from the given states (as agents passed to the constructor do, with the
+        same `max_episodes`, `early_stop` and callback); since every agent's numbers are
+        independent of the batch, an admitted agent trains exactly as it would alone.
+        """
+        new = Population(self.cfg, agents, early_stop=self.early_stop, max_episodes=self.max_episodes,
+                         device=self.device, chunk_size=self.chunk_size)  # fmt: skip
+        first = len(self._final)
+        new.ids += first
+        for name in _LIVE_ARRAYS + _RECORDS:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(new, name)]))
+        self._stop_reason += new._stop_reason
+        self._final += new._final
+        if self.mask is not None or new.mask is not None:
+            self.mask = [torch.cat(pair) for pair in zip(self._masks(), new._masks(), strict=True)]
+        with torch.no_grad():
+            self.optimizer.extend(new.optimizer)
+            self.target = [torch.cat(pair) for pair in zip(self.target, new.target, strict=True)]
+        self.replay.extend(new.replay)
+        self.env.extend(new.env)
+        self._progress.total += new._progress.total
+        self._progress.set_postfix(live=len(self.ids))
+        return new.ids
+
+    def _masks(self) -> list[torch.Tensor]:
+        """The live agents' masks (all ones for an unpruned population)."""
+        return self.mask if self.mask is not None else [torch.ones_like(w.detach()) for w in qnet.weights(self.params)]
+
+    def outcome(self, agent: int) -> tuple[AgentState, str, int]:
+        """A stopped agent's final state, stop reason and episodes run (in this population)."""
+        return self._final[agent], self._stop_reason[agent], int(self._episodes_run[agent])
+
+    def release(self, agent: int) -> None:
+        """Forget a stopped agent's final state (its caller has stored it): keeps long runs
+        with continuous batching, and their checkpoints, small."""
+        self._final[agent] = None
 
     def stop(self, agents) -> None:
         """Stop live `agents` at the end of the current step (reason 'callback')."""
@@ -209,7 +262,7 @@ class Population:
             {c: np.concatenate([row[i] for row in self._log]) if self._log else [] for i, c in enumerate(columns)}
         ).sort_values(["agent", "episode"], kind="stable", ignore_index=True)  # fmt: skip
         agents = pd.DataFrame({
-            "agent": np.arange(len(self._final)), "seed": [s.seed for s in self._final],
+            "agent": np.arange(len(self._final)), "seed": self._seed,
             "stop_reason": self._stop_reason, "episodes_run": self._episodes_run,
             "converged_episode": self._converged_episode,
         })  # fmt: skip
@@ -217,6 +270,8 @@ class Population:
 
     def _step(self) -> None:
         cfg = self.cfg
+        accounting.TALLY.population_steps += 1
+        accounting.TALLY.agent_steps += len(self.ids)
         obs = torch.from_numpy(self.obs).to(self.device)
         greedy = greedy_actions(cfg, self.params, self.obs[:, None, :])[:, 0]
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
@@ -257,6 +312,7 @@ class Population:
         else:
             self._learn_torch(positions)
         self.updates[positions] += 1
+        accounting.TALLY.updates += len(positions)
 
     def _learn_fused(self, positions: np.ndarray) -> None:
         slots = self.replay.slots(self.seeds[positions], self.updates[positions], self.transitions[positions],
@@ -345,6 +401,7 @@ class Population:
             self._stop_reason[agent] = str(reasons[p])
             self._episodes_run[agent] = self.episodes[p] - (self.episode_limit[p] - self.max_episodes)
             self._progress.update(int(self.episode_limit[p] - self.episodes[p]))
+            self.retired.append(agent)
         keep = np.setdiff1d(np.arange(len(self.ids)), positions)
         index = torch.from_numpy(keep).to(self.device)
         with torch.no_grad():
@@ -353,8 +410,7 @@ class Population:
             if self.mask is not None:
                 self.mask = [m.index_select(0, index) for m in self.mask]
         self.replay.keep(index)
-        for name in ("ids", "seeds", "epsilon", "transitions", "updates", "episodes", "episode_limit", "streak",
-                     "episode_return", "episode_length", "episode_epsilon", "_stop_requested", "obs"):  # fmt: skip
+        for name in _LIVE_ARRAYS:
             setattr(self, name, getattr(self, name)[keep])
         if len(keep):
             self.env.select(keep)
@@ -371,5 +427,5 @@ class Population:
             replay={name: t[position].cpu().numpy().copy() for name, t in self.replay.data.items()},
             epsilon=float(self.epsilon[position]), transitions=int(self.transitions[position]),
             updates=int(self.updates[position]), episodes=int(self.episodes[position]),
-            mask=None if self.mask is None else [m[position].cpu().numpy() > 0.5 for m in self.mask],
+            mask=[m[position].cpu().numpy() > 0.5 for m in self.mask] if self.pruned[position] else None,
         )  # fmt: skip

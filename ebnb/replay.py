@@ -49,3 +49,7 @@ class StackedReplay:
     def keep(self, index: torch.Tensor) -> None:
         """Keep only the agents at `index` (compaction)."""
         self.data = {name: t.index_select(0, index.to(t.device)) for name, t in self.data.items()}
+
+    def extend(self, other: StackedReplay) -> None:
+        """Append the buffers of `other` after this one's."""
+        self.data = {name: torch.cat([t, other.data[name]]) for name, t in self.data.items()}

@@ -2,11 +2,14 @@
 
 A step's units of work (one dense run, one ticket, ...) are cut into shards of at most
 `shard_size` units. A shard is a pure function of its config: its missing units are trained
-together in one population and each unit's result is stored atomically under the unit's own
-hash (`ebnb.store`), which is what the notebooks load. So a crash loses at most the shards in
-flight, and a rerun skips every unit already stored. A running shard also saves a checkpoint
-(`ebnb.checkpoint`) every `checkpoint_every` seconds, and a rerun continues from it: agents
-are batch invariant and restored bitwise, so the results equal an uninterrupted run.
+in one population (all at once, or for tickets a few at a time with continuous batching)
+and each unit's result is stored atomically under the unit's own hash (`ebnb.store`), which
+is what the notebooks load, as soon as the step's compute function hands it over (tickets:
+the moment the unit finishes). So a crash loses at most the unstored units in flight, and a
+rerun skips every unit already stored. A running shard also saves a checkpoint
+(`ebnb.checkpoint`, named by the shard) every `checkpoint_every` seconds, and a rerun
+continues from it: agents are batch invariant and restored bitwise, so the results equal an
+uninterrupted run.
 
 One process at a time computes a shard: a file lock beside the store serializes two runs
 started on the same store; the second finds the shard stored and loads it.
@@ -14,20 +17,26 @@ started on the same store; the second finds the shard stored and loads it.
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from filelock import FileLock
 
+from ebnb import accounting
 from ebnb.checkpoint import DEFAULT_EVERY, Checkpoint
 from ebnb.config import check_positive_int
 from ebnb.store import Store, check_name, config_hash
 
 log = logging.getLogger(__name__)
 
-# compute(store, missing units, checkpoint, progress) -> one result dict per unit, in order
-Compute = Callable[[Store, list, Checkpoint, bool], list[dict]]
+# compute(store, missing units, checkpoint, progress, save): trains the units and calls
+# save(unit, result) once per unit as its result is ready. On resuming from `checkpoint` it
+# goes on with the units it started with (saved in the checkpoint).
+Save = Callable[[object, dict], None]
+Compute = Callable[[Store, list, Checkpoint, bool, Save], None]
 
 
 @dataclass(frozen=True)
@@ -40,20 +49,24 @@ class Shard:
 
 @dataclass
 class ShardReport:
-    """What running a shard did: units computed (0: it was already stored), and whether it
-    continued from a checkpoint."""
+    """What running a shard did: units computed (0: it was already stored), whether it
+    continued from a checkpoint, and what computing it cost (None if it was stored)."""
 
     shard: Shard
     computed: int
     resumed: bool
+    cost: accounting.ShardCost | None = None
 
 
 def cut(kind: str, units: Sequence, shard_size: int) -> list[Shard]:
-    """`units` (duplicates dropped, order kept) in shards of at most `shard_size`."""
+    """`units` (duplicates dropped) in as few shards of at most `shard_size` as will do,
+    dealt like cards: unit i goes to shard i % n, so that shards of units listed longest
+    first get equal shares of long and short work, each in the order given."""
     check_positive_int("shard_size", shard_size)
     check_name(kind, "kind")
     unique = tuple(dict.fromkeys(units))
-    return [Shard(kind, unique[i : i + shard_size]) for i in range(0, len(unique), shard_size)]
+    n = -(-len(unique) // shard_size)
+    return [Shard(kind, unique[i::n]) for i in range(n)]
 
 
 def run(
@@ -67,12 +80,20 @@ def run(
         if not missing:
             log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
             return ShardReport(shard, 0, False)
-        key = config_hash(Shard(shard.kind, tuple(missing)))
-        checkpoint = Checkpoint(store.root / "checkpoint" / f"{key}.pt", checkpoint_every)
-        results = compute(store, missing, checkpoint, progress)
-        for unit, result in zip(missing, results, strict=True):
-            store.save(shard.kind, unit, result)
-        store.computed += len(missing)
+        checkpoint = Checkpoint(store.root / "checkpoint" / f"{config_hash(shard)}.pt", checkpoint_every)
+        saved, unsaved = [], set(missing)
+
+        def save(unit, result: dict) -> None:
+            if unit in unsaved:  # a resumed checkpoint may hand over a unit stored before the crash
+                store.save(shard.kind, unit, result)
+                unsaved.remove(unit)
+                saved.append(unit)
+
+        work, started, wall, cpu = copy.copy(accounting.TALLY), time.time(), time.perf_counter(), time.process_time()
+        compute(store, missing, checkpoint, progress, save)
+        cost = accounting.ShardCost(accounting.TALLY.since(work), time.perf_counter() - wall,
+                                    time.process_time() - cpu, started)  # fmt: skip
+        store.computed += len(saved)
         checkpoint.clear()
-        log.info("shard %s/%s: computed %d units", shard.kind, config_hash(shard), len(missing))
-        return ShardReport(shard, len(missing), checkpoint.resumed)
+        log.info("shard %s/%s: computed %d units", shard.kind, config_hash(shard), len(saved))
+        return ShardReport(shard, len(saved), checkpoint.resumed, cost)

@@ -116,6 +116,7 @@ PIPELINE_CASES = [
     pytest.param(["compute", "all", "--checkpoint-every", "soon"], "--checkpoint-every", True,
                  id="compute checkpoint-every=soon"),
     pytest.param(["compute", "all", "--workers", "0"], "--workers", False, id="compute workers=0"),
+    pytest.param(["compute", "all", "--population", "0"], "--population", False, id="compute population=0"),
     pytest.param(["compute", "04_eb_exploit", "-p", "xi=-1"], "xi", False, id="compute xi=-1"),
     pytest.param(["compute", "04_eb_exploit", "-p", "window=0"], "window", False, id="compute window=0"),
     pytest.param(["compute", "04_eb_exploit", "-p", "rewind=yes"], "rewind", False, id="compute rewind=yes"),

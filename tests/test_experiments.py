@@ -197,12 +197,11 @@ def ticket_starts(tmp_path_factory):
             calls.append([copy.deepcopy(a) for a in agents])
             super().__init__(cfg, agents, **kwargs)
 
-    def recording_compute(store, units, checkpoint, progress):
+    def recording_compute(store, units, checkpoint, progress, save, population):
         before = len(calls)
-        out = real_compute(store, units, checkpoint, progress)
-        assert len(calls) == before + 1 and len(calls[-1]) == len(units)
+        real_compute(store, units, checkpoint, progress, save, population=population)
+        assert len(calls) == before + 1 and len(calls[-1]) == len(units), "all units start together here"
         starts.update(zip(units, calls[-1]))
-        return out
 
     monkeypatch.setattr(experiments, "Population", Recording)
     monkeypatch.setattr(experiments, "_compute_tickets", recording_compute)

@@ -313,3 +313,45 @@ def test_masked_agent_alone_equals_it_inside_a_population_bitwise():
     for name in a:
         assert np.array_equal(a[name], b[name]), name
     assert alone.final[0].adam_steps > 50
+
+
+@pytest.mark.parametrize("cfg", [CARTPOLE, ACROBOT], ids=["cartpole", "acrobot"])
+def test_agents_admitted_mid_run_each_equal_their_run_alone(cfg):
+    """Continuous batching: agents admitted into a running population (a pruned one into a
+    dense population, a dense one out of phase after it, while others leave) each give
+    bitwise what they give alone: the same episodes and the same final state."""
+    pruned = fresh_agent(cfg, 3)
+    pruned = pruned.pruned(_magnitude_mask(pruned, 0.6))
+    snapshot = {}
+
+    def keep(population, ends):
+        if 5 in ends.episodes:
+            snapshot["out of phase"] = population.snapshot(ends.agents[ends.episodes == 5][:1])[0]
+
+    run(cfg, [fresh_agent(cfg, 9)], early_stop=False, max_episodes=5, callback=keep)
+    newcomers = {2: pruned, 3: snapshot["out of phase"]}  # agent id -> start state
+    assert newcomers[3].transitions % cfg.train_freq or cfg.train_freq == 1
+
+    def stop_first(population, ends):
+        population.stop([a for a, e in zip(ends.agents, ends.episodes) if a == 0 and e == 2])
+
+    population = Population(cfg, [fresh_agent(cfg, s) for s in (11, 12)], early_stop=False, max_episodes=12,
+                            callback=stop_first)  # fmt: skip
+    admitted, steps = [], []
+
+    def admit(p):
+        steps.append(1)
+        if len(steps) in (30, 90):
+            admitted.extend(p.admit([newcomers[len(admitted) + 2]]))
+
+    together = population.run(tick=admit)
+    assert admitted == [2, 3] and set(together.agents.stop_reason) == {"callback", "max_episodes"}
+    for agent, start in newcomers.items():
+        alone = run(cfg, [start], early_stop=False, max_episodes=12)
+        log = together.episodes[together.episodes.agent == agent].drop(columns="agent").reset_index(drop=True)
+        assert log.equals(alone.episodes.drop(columns="agent")), agent
+        a, b = alone.final[0].to_arrays(), together.final[agent].to_arrays()
+        assert sorted(a) == sorted(b)
+        for name in a:
+            assert np.array_equal(a[name], b[name]), (agent, name)
+    assert "mask.0" in together.final[2].to_arrays() and together.final[3].mask is None

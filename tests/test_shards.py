@@ -316,3 +316,68 @@ def test_a_worker_that_cannot_see_the_store_fails_with_a_message_naming_it(tmp_p
         compute._run_shard(str(tmp_path), ".probe-written-by-another-machine", shard, step.compute, 1.0, [])
     assert not any(tmp_path.iterdir())
 
+
+
+def _ticket_work(monkeypatch, population: int):
+    """CartPole tickets of a small grid (learning from transition 64), at most `population`
+    training at once, and the dense runs they need."""
+    fast_learning(monkeypatch)
+    g = experiments.grid("quick", **{**CRASH_GRID, "prune_episodes": (2, 4)})
+    return compute.plan(["cartpole"], ["retrain", "winning tickets", "finetune"], g, population=population)
+
+
+def test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together(tmp_path, monkeypatch):
+    """Continuous batching: with room for 3, each ticket enters the slot of one that stopped
+    while the others keep training (mid-episode, out of phase); every stored file, including
+    each final network's hash, equals the run where all 20 tickets start together."""
+    admitted_beside = []
+    real_admit = Population.admit
+
+    def recording_admit(self, agents):
+        admitted_beside.append(self.live)
+        return real_admit(self, agents)
+
+    monkeypatch.setattr(Population, "admit", recording_admit)
+    stored = {}
+    for population in (64, 3):
+        work = _ticket_work(monkeypatch, population)
+        store = Store(tmp_path / str(population))
+        list(compute.run(store.root, work, "inline", shard_size=32))
+        stored[population] = manifests(store, work)
+    assert len(stored[3]) == 22 and None not in stored[3].values()
+    assert stored[3] == stored[64]
+    assert len(admitted_beside) >= 10 and any(live > 0 for live in admitted_beside), admitted_beside
+
+
+def test_tickets_crashed_while_entering_freed_slots_resume_to_identical_results(tmp_path, monkeypatch):
+    """Crash a continuously batched shard after some tickets are stored and others wait in its
+    queue, with the live ones learning; the rerun resumes its checkpoint (live agents and the
+    queue) and stores byte-identical results, computing no stored ticket again."""
+    work = _ticket_work(monkeypatch, population=3)
+    tickets = [(env, step) for env, step in work if step.kind == "ticket"]
+    uninterrupted = Store(tmp_path / "uninterrupted")
+    list(compute.run(uninterrupted.root, work, "inline", shard_size=32))
+    store = Store(tmp_path / "crashed")
+    list(compute.run(store.root, work[:1], "inline", shard_size=32))  # the dense runs
+    shard = shards.cut("ticket", [u for _, step in tickets for u in step.units], 32)[0]
+    compute_tickets = tickets[0][1].compute
+    real_save, crashed = Checkpoint.save, {}
+
+    def save_then_crash(self, state):
+        real_save(self, state)
+        job = state["job"]
+        if 2 <= job["saved"] and job["admitted"] < len(job["units"]) and _learning_in_progress(_live_states(state)):
+            crashed.update(saved=job["saved"], admitted=job["admitted"])
+            raise KeyboardInterrupt("killed right after a checkpoint")
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        shards.run(store, shard, compute_tickets, checkpoint_every=1e-6)
+    monkeypatch.setattr(Checkpoint, "save", real_save)
+    stored_at_crash = sum(store.exists("ticket", u) for u in shard.units)
+    assert stored_at_crash >= crashed["saved"] >= 2 and len(list((store.root / "checkpoint").iterdir())) == 1
+
+    report = shards.run(store, shard, compute_tickets, checkpoint_every=1e9)
+    assert report.resumed and report.computed == len(shard.units) - stored_at_crash
+    assert manifests(store, tickets) == manifests(uninterrupted, tickets)
+    assert not list((store.root / "checkpoint").iterdir())
