@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
+import numba
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
@@ -218,21 +219,83 @@ class CartPoleV0VectorEnv(_ArrayStateMixin, CartPoleVectorEnv):
         return state.T.astype(np.float32)
 
 
-def _wrap(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """gymnasium's acrobot `wrap`, elementwise: shift by (high - low) until low <= x <= high."""
+_JIT = dict(cache=True, fastmath=False, error_model="numpy")
+# gymnasium's AcrobotEnv constants (test_envs checks them against gymnasium)
+_M1 = _M2 = 1.0  # link masses
+_L1 = 1.0  # length of link 1
+_LC1 = _LC2 = 0.5  # positions of the links' centres of mass
+_I1 = _I2 = 1.0  # moments of inertia
+_G = 9.8
+
+
+@numba.njit(**_JIT)
+def _wrap(x: float, low: float, high: float) -> float:
+    """gymnasium's acrobot `wrap`: shift by (high - low) until low <= x <= high."""
     diff = high - low
-    while np.any(x > high):
-        x = np.where(x > high, x - diff, x)
-    while np.any(x < low):
-        x = np.where(x < low, x + diff, x)
+    while x > high:
+        x = x - diff
+    while x < low:
+        x = x + diff
     return x
 
 
+@numba.njit(**_JIT)
+def _dsdt(theta1: float, theta2: float, dtheta1: float, dtheta2: float, a: float, out: np.ndarray) -> None:
+    """Time derivative of one state under torque a, into out[4] (gymnasium's `_dsdt`, "book"
+    dynamics, in its order of operations)."""
+    m1, m2, l1, lc1, lc2, I1, I2, g = _M1, _M2, _L1, _LC1, _LC2, _I1, _I2, _G
+    d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * np.cos(theta2)) + I1 + I2
+    d2 = m2 * (lc2**2 + l1 * lc2 * np.cos(theta2)) + I2
+    phi2 = m2 * lc2 * g * np.cos(theta1 + theta2 - np.pi / 2.0)
+    phi1 = (
+        -m2 * l1 * lc2 * dtheta2**2 * np.sin(theta2)
+        - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * np.sin(theta2)
+        + (m1 * lc1 + m2 * l1) * g * np.cos(theta1 - np.pi / 2)
+        + phi2
+    )
+    ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * np.sin(theta2) - phi2) / (
+        m2 * lc2**2 + I2 - d2**2 / d1
+    )
+    ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
+    out[0], out[1], out[2], out[3] = dtheta1, dtheta2, ddtheta1, ddtheta2
+
+
+@numba.njit(**_JIT)
+def _acrobot_rk4(state: np.ndarray, torque: np.ndarray, dt: float, max_vel_1: float, max_vel_2: float) -> np.ndarray:
+    """The next states [4, n] after one rk4 step of dt from `state` [4, n] (gymnasium's order
+    of operations per sub-env; angles wrapped, velocities clipped)."""
+    n = state.shape[1]
+    out = np.empty_like(state)
+    k1, k2, k3, k4, s = np.empty(4), np.empty(4), np.empty(4), np.empty(4), np.empty(4)
+    dt2 = dt / 2.0
+    for i in range(n):
+        a = torque[i]
+        _dsdt(state[0, i], state[1, i], state[2, i], state[3, i], a, k1)
+        for j in range(4):
+            s[j] = state[j, i] + dt2 * k1[j]
+        _dsdt(s[0], s[1], s[2], s[3], a, k2)
+        for j in range(4):
+            s[j] = state[j, i] + dt2 * k2[j]
+        _dsdt(s[0], s[1], s[2], s[3], a, k3)
+        for j in range(4):
+            s[j] = state[j, i] + dt * k3[j]
+        _dsdt(s[0], s[1], s[2], s[3], a, k4)
+        for j in range(4):
+            out[j, i] = state[j, i] + dt / 6.0 * (k1[j] + 2 * k2[j] + 2 * k3[j] + k4[j])
+        out[0, i] = _wrap(out[0, i], -np.pi, np.pi)
+        out[1, i] = _wrap(out[1, i], -np.pi, np.pi)
+        out[2, i] = min(max(out[2, i], -max_vel_1), max_vel_1)
+        out[3, i] = min(max(out[3, i], -max_vel_2), max_vel_2)
+    return out
+
+
 class AcrobotVectorEnv(_ArrayStateMixin, VectorEnv):
-    """Acrobot-v1 (500 steps) in numpy: gymnasium's AcrobotEnv dynamics for all sub-envs at once.
+    """Acrobot-v1 (500 steps): gymnasium's AcrobotEnv dynamics for all sub-envs at once.
 
     Same constants, "book" dynamics without torque noise (gymnasium's defaults), one rk4 step
-    of dt computed in gymnasium's order of operations; the state is kept in float64.
+    of dt computed in gymnasium's order of operations (`_acrobot_rk4`, compiled by numba
+    without fast-math: a loop over sub-envs, no numpy call per operation); the state is kept
+    in float64.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
@@ -240,12 +303,12 @@ class AcrobotVectorEnv(_ArrayStateMixin, VectorEnv):
     max_episode_steps = 500
 
     dt = 0.2
-    LINK_LENGTH_1 = 1.0
-    LINK_MASS_1 = 1.0
-    LINK_MASS_2 = 1.0
-    LINK_COM_POS_1 = 0.5
-    LINK_COM_POS_2 = 0.5
-    LINK_MOI = 1.0
+    LINK_LENGTH_1 = _L1
+    LINK_MASS_1 = _M1
+    LINK_MASS_2 = _M2
+    LINK_COM_POS_1 = _LC1
+    LINK_COM_POS_2 = _LC2
+    LINK_MOI = _I1
     MAX_VEL_1 = 4 * np.pi
     MAX_VEL_2 = 9 * np.pi
     AVAIL_TORQUE = np.array([-1.0, 0.0, 1.0])
@@ -260,46 +323,13 @@ class AcrobotVectorEnv(_ArrayStateMixin, VectorEnv):
         self.steps = np.zeros(num_envs, dtype=np.int64)
 
     def _transition(self, actions):
-        torque = self.AVAIL_TORQUE[actions]
-        s, dt = self.state, self.dt
-        dt2 = dt / 2.0
-        k1 = self._dsdt(s, torque)
-        k2 = self._dsdt(s + dt2 * k1, torque)
-        k3 = self._dsdt(s + dt2 * k2, torque)
-        k4 = self._dsdt(s + dt * k3, torque)
-        ns = s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        ns[0] = _wrap(ns[0], -np.pi, np.pi)
-        ns[1] = _wrap(ns[1], -np.pi, np.pi)
-        ns[2] = np.clip(ns[2], -self.MAX_VEL_1, self.MAX_VEL_1)
-        ns[3] = np.clip(ns[3], -self.MAX_VEL_2, self.MAX_VEL_2)
+        ns = _acrobot_rk4(self.state, self.AVAIL_TORQUE[actions], self.dt, self.MAX_VEL_1, self.MAX_VEL_2)
         self.state = ns
         self.steps += 1
         terminated = -np.cos(ns[0]) - np.cos(ns[1] + ns[0]) > 1.0
         reward = np.where(terminated, 0.0, -1.0)
         truncated = self.steps >= self.max_episode_steps
         return self._observe(ns), reward, terminated, truncated, {}
-
-    def _dsdt(self, s: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """Time derivative of the states [4, n] under torques a [n] (gymnasium's `_dsdt`)."""
-        m1, m2 = self.LINK_MASS_1, self.LINK_MASS_2
-        l1, lc1, lc2 = self.LINK_LENGTH_1, self.LINK_COM_POS_1, self.LINK_COM_POS_2
-        I1 = I2 = self.LINK_MOI
-        g = 9.8
-        theta1, theta2, dtheta1, dtheta2 = s
-        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * np.cos(theta2)) + I1 + I2
-        d2 = m2 * (lc2**2 + l1 * lc2 * np.cos(theta2)) + I2
-        phi2 = m2 * lc2 * g * np.cos(theta1 + theta2 - np.pi / 2.0)
-        phi1 = (
-            -m2 * l1 * lc2 * dtheta2**2 * np.sin(theta2)
-            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * np.sin(theta2)
-            + (m1 * lc1 + m2 * l1) * g * np.cos(theta1 - np.pi / 2)
-            + phi2
-        )
-        ddtheta2 = (
-            a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * np.sin(theta2) - phi2
-        ) / (m2 * lc2**2 + I2 - d2**2 / d1)
-        ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return np.stack((dtheta1, dtheta2, ddtheta1, ddtheta2))
 
     @staticmethod
     def _observe(state: np.ndarray) -> np.ndarray:

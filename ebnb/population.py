@@ -272,7 +272,6 @@ class Population:
         cfg = self.cfg
         accounting.TALLY.population_steps += 1
         accounting.TALLY.agent_steps += len(self.ids)
-        obs = torch.from_numpy(self.obs).to(self.device)
         greedy = greedy_actions(cfg, self.params, self.obs[:, None, :])[:, 0]
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
         random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
@@ -284,14 +283,8 @@ class Population:
         if done.any():
             stored_next = np.where(done[:, None], info["final_obs"], next_obs)
         bootstrap_cut = done if cfg.truncation_is_terminal else terminated
-        self.replay.add(
-            self.transitions,
-            obs=obs,
-            action=torch.from_numpy(action).to(self.device),
-            reward=torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(self.device),
-            next_obs=torch.from_numpy(np.asarray(stored_next, dtype=np.float32)).to(self.device),
-            done=torch.from_numpy(bootstrap_cut.astype(np.float32)).to(self.device),
-        )
+        self.replay.add(self.transitions, obs=self.obs, action=action, reward=np.asarray(reward, dtype=np.float32),
+                        next_obs=np.asarray(stored_next, dtype=np.float32), done=bootstrap_cut.astype(np.float32))  # fmt: skip
         self.transitions += 1
         self.episode_return += reward
         self.episode_length += 1

@@ -22,12 +22,15 @@ class StackedReplay:
             for name in FIELDS
         }  # fmt: skip
 
-    def add(self, transitions: np.ndarray, **values: torch.Tensor) -> None:
+    def add(self, transitions: np.ndarray, **values: np.ndarray) -> None:
         """Store one transition per agent; `transitions` is each agent's count *before* this one."""
-        rows = torch.arange(len(transitions))
-        slots = torch.from_numpy(transitions % self.capacity)
+        rows, slots = np.arange(len(transitions)), transitions % self.capacity
         for name, value in values.items():
-            self.data[name][rows, slots] = value
+            data = self.data[name]
+            if data.device.type == "cpu":  # numpy indexing: a few us instead of torch's tens
+                data.numpy()[rows, slots] = value
+            else:
+                data[torch.from_numpy(rows), torch.from_numpy(slots)] = torch.from_numpy(value).to(data.device, data.dtype)
 
     def slots(self, seeds, updates, transitions, batch_size: int) -> np.ndarray:
         """Minibatch slots `[k, batch_size]`, uniform over each agent's filled slots, drawn
