@@ -236,9 +236,9 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
     snapshot_at = set(first.snapshot_episodes)
     agents = [fresh_agent(cfg, u.seed) for u in units]
     job = saved["job"] if saved else {
-        "units": units,
         "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
         "snapshots": {i: {"theta0": agents[i]} for i in range(len(units))},
+        "units": units,
     }  # fmt: skip
     drawn: dict[int, dict[float, list]] = job["drawn"]
     snapshots: dict[int, dict[str, AgentState]] = job["snapshots"]
@@ -348,11 +348,11 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
             runs[unit.dense] = store.load("dense", unit.dense)
         return runs[unit.dense]
 
-    def start(unit: TicketRun) -> AgentState:
+    def start_state(unit: TicketRun) -> AgentState:
         arrays = dense_run(unit)["snapshots"]
         source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
-        fresh = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
-        return fresh.pruned(_mask(source, unit.fraction))
+        start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
+        return start.pruned(_mask(source, unit.fraction))
 
     def save_and_refill(p: Population) -> None:
         stopped = p.retired[job["saved"]:]  # agent ids are unit indices: units enter in order
@@ -374,13 +374,13 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
             job["saved"] += len(stopped)
         waiting = units[job["admitted"] : job["admitted"] + population - p.live]
         if waiting:
-            p.admit([start(unit) for unit in waiting])
+            p.admit([start_state(unit) for unit in waiting])
             job["admitted"] += len(waiting)
 
     if saved:
         pool = Population.restore(saved["population"], progress=progress)
     else:
-        pool = Population(cfg, [start(u) for u in units[: job["admitted"]]], early_stop=True,
+        pool = Population(cfg, [start_state(u) for u in units[: job["admitted"]]], early_stop=True,
                           max_episodes=first.episodes, progress=progress)  # fmt: skip
     checkpoint.run(pool, "train", job, tick=save_and_refill)
 

@@ -15,7 +15,8 @@ every mutant was killed.
 
 MUTANTS is a plain list of small records (name, file, original, replacement, tests): the
 recovery of interrupted work (issue 9.1-9.3), the protocol's start states, similarity,
-configs, random streams and messages (9.4-9.7), and the fused kernel (issue 10).
+configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
+batching, run records and the compiled Acrobot dynamics (issue 11).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ MUTANTS = [
          tests=[KILL]),
     # issue 9.3: stored results that do not identify the trained network
     dict(name="ticket-hash-constant", file="ebnb/experiments.py",
-         original='"state_sha256": [state_sha256(result.final[i])]', replacement='"state_sha256": ["0" * 64]',
+         original='"state_sha256": [state_sha256(final)]', replacement='"state_sha256": ["0" * 64]',
          tests=[EXPERIMENTS + "test_ticket_results_hash_the_network_trained_from_the_protocols_start_state",
                 SHARDS + "test_stored_tickets_and_eb_exploit_runs_carry_the_hash_of_their_trained_network"]),
     dict(name="eb-exploit-hash-constant", file="ebnb/experiments.py",
@@ -119,6 +120,25 @@ MUTANTS = [
     dict(name='finetune-fresh-epsilon', file='ebnb/experiments.py', original=TICKET_START,
          replacement='start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source.replace(epsilon=1.0)\n',
          tests=[EXPERIMENTS + 'test_finetune_continues_the_dense_runs_full_state_at_the_prune_episode']),
+    # issue 11: continuous batching, run records, the compiled Acrobot dynamics
+    dict(name="admitted-agents-get-empty-replay", file="ebnb/replay.py",
+         original="torch.cat([t, other.data[name]])", replacement="torch.cat([t, 0 * other.data[name]])",
+         tests=[SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"]),
+    dict(name="admitted-agents-lose-their-mask", file="ebnb/population.py",
+         original="zip(self._masks(), new._masks(), strict=True)",
+         replacement="zip(self._masks(), [torch.ones_like(m) for m in new._masks()], strict=True)",
+         tests=[SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together",
+                "tests/test_population.py::test_agents_admitted_mid_run_each_equal_their_run_alone"]),
+    dict(name="ticket-queue-restarts-on-resume", file="ebnb/experiments.py",
+         original='    cfg, first = units[0].dense.dqn, units[0].dense\n',
+         replacement='    cfg, first = units[0].dense.dqn, units[0].dense\n    job["admitted"] = min(population, len(units))\n',
+         tests=[SHARDS + "test_tickets_crashed_while_entering_freed_slots_resume_to_identical_results"]),
+    dict(name="run-record-counts-population-steps", file="ebnb/population.py",
+         original="accounting.TALLY.agent_steps += len(self.ids)", replacement="accounting.TALLY.agent_steps += 1",
+         tests=["tests/test_accounting.py"]),
+    dict(name="acrobot-rk4-full-step-for-k2", file="ebnb/envs.py",
+         original="s[j] = state[j, i] + dt2 * k2[j]", replacement="s[j] = state[j, i] + dt * k2[j]",
+         tests=["tests/test_envs.py::test_acrobot_one_step_from_random_states", KERNEL + "test_golden_hashes_in_process_match_the_committed_ones"]),
     dict(name='pruned-target-not-masked', file='ebnb/agent.py', original='target=apply(self.target), mask=list(mask)',
          replacement='target=self.target, mask=list(mask)',
          tests=[EXPERIMENTS + 'test_finetune_continues_the_dense_runs_full_state_at_the_prune_episode', EXPERIMENTS + 'test_retrain_starts_from_masked_theta0_with_a_fresh_state']),
