@@ -90,7 +90,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     for env in args.env:
         update_us, act_us = bench(env, args.agents, args.calls, args.repeats, args.mask)
-        print(f"{env:<9} K={args.agents}: update {update_us:7.1f} us per agent, greedy action {act_us:6.2f} us per agent")
+        print(f"{env:<9} K={args.agents}: update {update_us:7.1f} us per agent, "
+              f"greedy action {act_us:6.2f} us per agent")
 
 
 if __name__ == "__main__":
