@@ -50,13 +50,14 @@ def _power(base, exponent):
 @numba.njit(**_JIT)
 def _nonzero(matrix, row, index, coef):
     """Write the positions and values of the nonzero entries of `matrix[row]` to `index` and
-    `coef`; return how many there are."""
+    `coef`; return how many there are. Branch-free: every entry is written at the next free
+    position, which only a nonzero one advances (ReLU zeros fall at random)."""
     count = 0
     for i in range(matrix.shape[1]):
-        if matrix[row, i] != 0:
-            index[count] = i
-            coef[count] = matrix[row, i]
-            count += 1
+        value = matrix[row, i]
+        index[count] = i
+        coef[count] = value
+        count += value != 0
     return count
 
 
@@ -87,14 +88,19 @@ def _accumulate(acc, coef, index, count, rows):
 
 @numba.njit(**_JIT)
 def _transpose(a):
-    """A contiguous copy of a.T, in 16 x 16 tiles (about 1.5x faster than a plain copy)."""
+    """A contiguous copy of a.T: whole 16 x 16 tiles, each written row by row (constant trip
+    counts, about 2x faster than tiles cut to size), then the ragged edges."""
     n0, n1 = a.shape
     out = np.empty((n1, n0), a.dtype)
-    for i0 in range(0, n0, 16):
-        for j0 in range(0, n1, 16):
-            for i in range(i0, min(i0 + 16, n0)):
-                for j in range(j0, min(j0 + 16, n1)):
-                    out[j, i] = a[i, j]
+    e0, e1 = n0 - n0 % 16, n1 - n1 % 16
+    for i0 in range(0, e0, 16):
+        for j0 in range(0, e1, 16):
+            for j in range(16):
+                for i in range(16):
+                    out[j0 + j, i0 + i] = a[i0 + i, j0 + j]
+    for i in range(n0):
+        for j in range(e1 if i < e0 else 0, n1):
+            out[j, i] = a[i, j]
     return out
 
 
@@ -271,13 +277,17 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
 
 
 @numba.njit(**_JIT)
-def _minibatch(replay_field, k, slots, dtype):
-    """Batch-major `[batch, obs_dim]` copy of agent k's observations at `slots`."""
-    out = np.empty((slots.shape[0], replay_field.shape[2]), dtype)
+def _minibatch(replay_obs, replay_next_obs, k, slots, dtype):
+    """Batch-major `[batch, obs_dim]` copies of agent k's observations and next observations
+    at `slots`, in one pass, so that their cache misses overlap."""
+    obs = np.empty((slots.shape[0], replay_obs.shape[2]), dtype)
+    next_obs = np.empty_like(obs)
     for j in range(slots.shape[0]):
-        for d in range(replay_field.shape[2]):
-            out[j, d] = replay_field[k, slots[j], d]
-    return out
+        slot = slots[j]
+        for d in range(replay_obs.shape[2]):
+            obs[j, d] = replay_obs[k, slot, d]
+            next_obs[j, d] = replay_next_obs[k, slot, d]
+    return obs, next_obs
 
 
 @numba.njit(**_JIT)
@@ -290,7 +300,8 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
     cast = dtype.type
 
     # TD target from the target network: r + gamma * (1 - done) * max_a Q'(s', a)
-    next_q = _forward(target, k, _minibatch(replay_next_obs, k, own, dtype))[-1]
+    obs, next_obs = _minibatch(replay_obs, replay_next_obs, k, own, dtype)
+    next_q = _forward(target, k, next_obs)[-1]
     td_target = np.empty(batch, dtype)
     for j in range(batch):
         best = next_q[j, 0]
@@ -301,7 +312,7 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
         td_target[j] = cast(replay_reward[k, own[j]]) + (cast(gamma) * not_done) * best
 
     # Online forward; d(mean squared TD error)/dQ(s, a) for the actions taken
-    outputs = _forward(params, k, _minibatch(replay_obs, k, own, dtype))
+    outputs = _forward(params, k, obs)
     q = outputs[-1]
     delta = np.zeros_like(q)
     for j in range(batch):
