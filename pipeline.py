@@ -329,7 +329,7 @@ def main(argv=None) -> int:
         else:
             plan = (NOTEBOOKS, args.env or ENVS, "full" if args.command == "all" else "quick", {})
             if args.command == "all":  # fill the store first (shards in parallel), then the notebooks load
-                compute_all = argparse.Namespace(target="all", profile="full", env=args.env, param=[],
+                compute_all = argparse.Namespace(command="all", target="all", profile="full", env=args.env, param=[],
                                                  scheduler=args.scheduler, workers=None, shard_size=None,
                                                  population=None, checkpoint_every=120.0)  # fmt: skip
                 runs = plan_compute(compute_all, store)

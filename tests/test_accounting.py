@@ -58,3 +58,21 @@ def test_compute_writes_a_run_record_whose_counts_match_the_stored_results(tmp_p
     assert 0 < row["core_s"] and 0 < record["wall_s"]
 
     assert disk.foreign_files(store, disk.in_store) == [], "`clean` must see run records as the store's own files"
+
+
+def test_all_writes_one_run_record_with_the_notebooks_wall_times(tmp_path, monkeypatch, capsys):
+    """`pipeline.py all` glue: compute (stubbed: everything stored), then the notebooks (stubbed),
+    then one record holding both, printed as a table at the end."""
+    import pipeline
+    from ebnb import compute
+
+    monkeypatch.setattr(compute, "run", lambda *args, **kwargs: iter(()))
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: {("01_mask_similarity", "cartpole"): 1.5})
+    store = tmp_path / "store"
+    assert pipeline.main(["--store", str(store), "--out", str(tmp_path / "out"), "all", "--env", "cartpole"]) == 0
+    [path] = (store / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["command"] == "all" and record["profile"] == "full" and record["workers"] >= 1
+    assert record["notebooks"] == [{"notebook": "01_mask_similarity", "env": "cartpole", "wall_s": 1.5}]
+    assert record["all_wall_s"] >= 0 and [r["step"] for r in record["steps"]][0] == "dense runs"
+    assert "[pipeline] all:" in capsys.readouterr().out
