@@ -62,10 +62,13 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
         if name not in declared or name in ("env", "profile"):
             allowed = sorted(set(declared) - {"env", "profile"})
             raise UsageError(f"-p {name}: not a parameter of {notebook}; allowed: {', '.join(allowed)}")
+        if name in overrides:
+            raise UsageError(f"-p {name}: given twice; give each parameter once")
         try:
-            overrides[name] = ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            overrides[name] = text
+            value = text
+        overrides[name] = list(value) if isinstance(value, tuple) else value  # seeds=0,1 means [0, 1]
     return overrides
 
 
@@ -212,7 +215,8 @@ def compute_store(plan: ComputePlan) -> dict:
     <store>/runs/ and print it as a table; return it."""
     from ebnb import accounting
 
-    start, counts = accounting.now(), {"computed": 0, "resumed": 0, "stored before": 0}
+    checkout, start = accounting.machine(), accounting.now()  # the code that computes is the code at the start
+    counts = {"computed": 0, "resumed": 0, "stored before": 0}
     computed, costs = {}, {}
     for env, name, report in plan.run():
         state = "stored before" if not report.computed else "resumed" if report.resumed else "computed"
@@ -227,7 +231,7 @@ def compute_store(plan: ComputePlan) -> dict:
           f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
     steps = [(env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
              for env, step in plan.work]  # fmt: skip
-    record = accounting.run_record(steps, start, end, **plan.settings)
+    record = accounting.run_record(steps, start, end, checkout, **plan.settings)
     path = accounting.write(record, plan.store / "runs")
     print(f"[compute] run record: {path}\n{accounting.table(record)}", flush=True)
     return record

@@ -98,10 +98,11 @@ def machine() -> dict:
 
 
 def run_record(steps: list[tuple[str, str, int, int, list[ShardCost]]], start: datetime, end: datetime,
-               **settings) -> dict:  # fmt: skip
-    """The record of one run on this machine: commit, lock file, CPU, `settings`, times, and
-    per (env, step, units in the grid, units computed, shard costs) the work, wall and core
-    seconds and mean live agents; and how busy the cores were."""
+               checkout: dict, **settings) -> dict:  # fmt: skip
+    """The record of one run on this machine: `checkout` (`machine()` taken when the run
+    started: commit, lock file, CPU), `settings`, times, and per (env, step, units in the
+    grid, units computed, shard costs) the work, wall and core seconds and mean live agents;
+    and how busy the cores were."""
     cores = os.cpu_count() or 1
     wall_s = (end - start).total_seconds()
     rows, everything = [], []
@@ -120,7 +121,7 @@ def run_record(steps: list[tuple[str, str, int, int, list[ShardCost]]], start: d
     cores_busy, all_cores_busy = busy_fractions(everything, wall_s, cores)
     core_s = sum(c.cpu_s for c in everything)
     return {
-        **machine(), **settings,
+        **checkout, **settings,
         "start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds"), "wall_s": round(wall_s, 1),
         "steps": rows, "total": asdict(total), "core_s": round(core_s, 1),
         "agent_steps_per_core_s": round(total.agent_steps / core_s, 1) if core_s else 0.0,

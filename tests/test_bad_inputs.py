@@ -107,6 +107,9 @@ PIPELINE_CASES = [
     pytest.param(["run", "02_retrain", "-p", "colour=red"], "colour", False, id="run colour=red"),
     pytest.param(["run", "02_retrain", "-p", "seeds=[]"], "seeds", False, id="run seeds=[]"),
     pytest.param(["run", "02_retrain", "-p", "seeds"], "-p", False, id="run -p without ="),
+    pytest.param(["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds", False, id="run seeds twice"),
+    pytest.param(["compute", "02_retrain", "-p", "episodes=5", "-p", "episodes=6"], "-p episodes", False,
+                 id="compute episodes twice"),
     pytest.param(["run", "05_nothing"], "notebook", False, id="run unknown notebook"),
     pytest.param(["run", "02_retrain", "--env", "nosuchenv"], "env", False, id="run unknown env"),
     pytest.param(["run", "02_retrain", "--profile", "huge"], "--profile", False, id="run unknown profile"),
@@ -427,3 +430,10 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
     assert (code, lines) == (status, [message])
     assert (sandbox / "thesis-drafts" / "ch1.tex").read_text() == "keep me"
     assert empty_or_absent(sandbox / "store") and not (sandbox / "x.csv").exists()
+
+
+def test_a_tuple_of_values_is_passed_to_notebooks_as_a_list():
+    """`-p seeds=0,1` reads as a Python tuple, which papermill would inject as a string: it
+    becomes the list [0, 1] the notebooks take."""
+    assert pipeline.parse_overrides(["seeds=0,1", "fractions=(0.2,)"], ["02_retrain"]) == {
+        "seeds": [0, 1], "fractions": [0.2]}
