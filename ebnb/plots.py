@@ -1,7 +1,8 @@
 """One function per thesis figure (3.3-3.8), drawn from the tidy results of `ebnb.experiments`.
 
-Every line is a mean over seeds with a 95% confidence band (Student t); axes are labelled in
-words. `save` writes a figure as PNG and PDF under `figures/`.
+Every line is a mean over seeds with a 95% confidence band (`mean_ci`: a percentile bootstrap,
+so a band never leaves the range of the data, and none is drawn for fewer than 3 seeds); axes
+are labelled in words. `save` writes a figure as PNG and PDF under `figures/`.
 """
 
 from __future__ import annotations
@@ -11,29 +12,36 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
 P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
 BASELINE = dict(color="black", linestyle=":", label="unpruned")
 
 
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of its Student-t confidence interval (0 for a single value)."""
+BOOTSTRAP_RESAMPLES = 10_000
+MIN_BAND_SEEDS = 3  # fewer values: the mean alone, no band
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its percentile-bootstrap confidence interval
+    (`BOOTSTRAP_RESAMPLES` resamples from a fixed generator, so a figure redraws identically).
+    The bounds are means of resamples, so they lie within the values' range, which a
+    Student-t interval of a skewed or capped quantity (returns in [-500, 0], lengths at the
+    episode cap) does not; with fewer than `MIN_BAND_SEEDS` values, low = high = mean."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
-    if len(values) < 2:
-        return mean, 0.0
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, float(half)
+    if len(values) < MIN_BAND_SEEDS:
+        return mean, mean, mean
+    resamples = np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))
+    low, high = np.percentile(values[resamples].mean(axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
+    return mean, float(low), float(high)
 
 
 def summarize(table: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     """Per group of `by`: mean, lower and upper 95% bound of `column`."""
     rows = []
     for key, group in table.groupby(by, sort=True):
-        mean, half = mean_ci(group[column])
-        rows.append((*np.atleast_1d(key), mean, mean - half, mean + half))
+        rows.append((*np.atleast_1d(key), *mean_ci(group[column])))
     return pd.DataFrame(rows, columns=[*by, "mean", "low", "high"])
 
 
@@ -42,10 +50,15 @@ def _band(ax, x, summary: pd.DataFrame, **style):
     ax.fill_between(x, summary["low"], summary["high"], alpha=0.2, color=style.get("color"), linewidth=0)
 
 
+def _error_bars(intervals) -> np.ndarray:
+    """matplotlib's asymmetric `yerr` [2, n] of (mean, low, high) triples."""
+    return np.array([[mean - low for mean, low, _ in intervals], [high - mean for mean, _, high in intervals]])
+
+
 def _reference(ax, values, **style):
-    mean, half = mean_ci(values)
+    mean, low, high = mean_ci(values)
     ax.axhline(mean, **style)
-    ax.axhspan(mean - half, mean + half, color=style.get("color", "black"), alpha=0.08, linewidth=0)
+    ax.axhspan(low, high, color=style.get("color", "black"), alpha=0.08, linewidth=0)
 
 
 def _by_prune_episode(ax_return, ax_length, table: pd.DataFrame, label: str, **style):
@@ -121,15 +134,15 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
     fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
     positions = np.arange(len(fractions) + 1)
     returns = [mean_ci(baseline["test_return"])] + [mean_ci(results[results.P == p]["test_return"]) for p in fractions]
-    ax_return.errorbar(positions, [m for m, _ in returns], yerr=[h for _, h in returns], fmt="o", capsize=4, color="purple")
+    ax_return.errorbar(positions, [m for m, _, _ in returns], yerr=_error_bars(returns), fmt="o", capsize=4, color="purple")
     ax_return.set_xticks(positions, ["0 (unpruned)"] + [str(p) for p in fractions])
     ax_return.set_ylabel("test return (mean of greedy episodes)")
     ax_return.set_xlabel("pruning fraction P")
     search = [mean_ci(results[results.P == p]["search_length"]) for p in fractions]
     tune = [mean_ci(results[results.P == p]["finetune_length"]) for p in fractions]
     x = positions[1:]
-    ax_length.bar(x, [m for m, _ in search], yerr=[h for _, h in search], capsize=3, color="tab:gray", label="search")
-    ax_length.bar(x, [m for m, _ in tune], bottom=[m for m, _ in search], yerr=[h for _, h in tune], capsize=3,
+    ax_length.bar(x, [m for m, _, _ in search], yerr=_error_bars(search), capsize=3, color="tab:gray", label="search")
+    ax_length.bar(x, [m for m, _, _ in tune], bottom=[m for m, _, _ in search], yerr=_error_bars(tune), capsize=3,
                   color="purple", alpha=0.7, label="finetune")  # fmt: skip
     _reference(ax_length, baseline["converged_episode"], **BASELINE)
     ax_length.set_xticks(x, [str(p) for p in fractions])

@@ -1,0 +1,42 @@
+"""Figure statistics: confidence bands stay within what the data can take."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ebnb import plots
+
+
+@pytest.mark.parametrize("values", [
+    [-500.0] * 8 + [-100.0, -90.0],  # Acrobot returns, most runs never swing up (a t-band passes -500)
+    [500.0] * 9 + [300.0],  # lengths at the episode cap (a t-band passes 500)
+    list(np.random.default_rng(1).exponential(50.0, 10)),
+])  # fmt: skip
+def test_the_band_lies_within_the_range_of_the_values_and_holds_the_mean(values):
+    mean, low, high = plots.mean_ci(values)
+    assert min(values) <= low <= mean <= high <= max(values)
+    assert mean == pytest.approx(np.mean(values))
+    assert plots.mean_ci(values) == (mean, low, high), "redrawing a figure gives the same band"
+
+
+def test_fewer_than_three_values_get_no_band():
+    assert plots.mean_ci([1.0, 3.0]) == (2.0, 2.0, 2.0)
+    assert plots.mean_ci([4.0]) == (4.0, 4.0, 4.0)
+
+
+def test_for_symmetric_data_the_band_is_close_to_the_student_t_interval():
+    values = np.random.default_rng(2).normal(100.0, 10.0, 40)
+    mean, low, high = plots.mean_ci(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    assert low == pytest.approx(mean - half, rel=0.02) and high == pytest.approx(mean + half, rel=0.02)
+
+
+def test_summarize_gives_each_group_its_own_band():
+    table = pd.DataFrame({"P": [0.2] * 5 + [0.8] * 5, "length": [10, 20, 30, 40, 50, 500, 500, 500, 500, 480]})
+    summary = plots.summarize(table, ["P"], "length")
+    assert summary["P"].tolist() == [0.2, 0.8]
+    assert summary["mean"].tolist() == [30.0, 496.0]
+    assert (summary["low"] >= [10, 480]).all() and (summary["high"] <= [50, 500]).all()
