@@ -21,6 +21,7 @@ import ast
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,7 @@ def executed_path(notebook: str, env: str, profile: str, root: Path = EXECUTED) 
 def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path | None, out: Path) -> float:
     """Run one notebook for one env; return its wall time in seconds."""
     import papermill
+    from traitlets.config import Config
 
     output = executed_path(notebook, env, profile, out)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +106,11 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
     start = time.perf_counter()
     print(f"[pipeline] {notebook} {env} ({profile}) -> {output}", flush=True)
     try:
-        papermill.execute_notebook(str(SOURCE / f"{notebook}.ipynb"), str(output), parameters=parameters,
-                                   kernel_name="python3", cwd=str(SOURCE), progress_bar=False)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="ebnb-kernel-") as sockets:
+            # the kernel talks over Unix sockets in a private folder, not unencrypted TCP on localhost
+            ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+            papermill.execute_notebook(str(SOURCE / f"{notebook}.ipynb"), str(output), parameters=parameters,
+                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc)  # fmt: skip
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"

@@ -58,6 +58,7 @@ def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
     notebook = nbformat.read(executed, as_version=4)
     assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert "wall time per notebook" in result.stdout
+    assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
     assert (tmp_path / "figures" / "fig3_3_mask_similarity_cartpole.png").exists()
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr
