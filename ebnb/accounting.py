@@ -103,7 +103,7 @@ def run_record(steps: list[tuple[str, str, int, int, list[ShardCost]]], start: d
     started: commit, lock file, CPU), `settings`, times, and per (env, step, units in the
     grid, units computed, shard costs) the work, wall and core seconds and mean live agents;
     and how busy the cores were."""
-    cores = os.cpu_count() or 1
+    cores = checkout["cores"] or 1
     wall_s = (end - start).total_seconds()
     rows, everything = [], []
     total = Tally()

@@ -227,7 +227,7 @@ class Population:
         self.replay.extend(new.replay)
         self.env.extend(new.env)
         self._progress.total += new._progress.total
-        self._progress.set_postfix(live=len(self.ids))
+        self._progress.set_postfix(live=self.live)
         return new.ids
 
     def _masks(self) -> list[torch.Tensor]:

@@ -81,19 +81,19 @@ def run(
             log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
             return ShardReport(shard, 0, False)
         checkpoint = Checkpoint(store.root / "checkpoint" / f"{config_hash(shard)}.pt", checkpoint_every)
-        saved, unsaved = [], set(missing)
+        unsaved = set(missing)
 
         def save(unit, result: dict) -> None:
             if unit in unsaved:  # a resumed checkpoint may hand over a unit stored before the crash
                 store.save(shard.kind, unit, result)
                 unsaved.remove(unit)
-                saved.append(unit)
 
         work, started, wall, cpu = copy.copy(accounting.TALLY), time.time(), time.perf_counter(), time.process_time()
         compute(store, missing, checkpoint, progress, save)
         cost = accounting.ShardCost(accounting.TALLY.since(work), time.perf_counter() - wall,
                                     time.process_time() - cpu, started)  # fmt: skip
-        store.computed += len(saved)
+        computed = len(missing) - len(unsaved)
+        store.computed += computed
         checkpoint.clear()
-        log.info("shard %s/%s: computed %d units", shard.kind, config_hash(shard), len(saved))
-        return ShardReport(shard, len(saved), checkpoint.resumed, cost)
+        log.info("shard %s/%s: computed %d units", shard.kind, config_hash(shard), computed)
+        return ShardReport(shard, computed, checkpoint.resumed, cost)

@@ -38,6 +38,7 @@ KILL = SHARDS + "test_compute_killed_while_a_checkpoint_exists_resumes_from_it_t
 EXPERIMENTS = "tests/test_experiments.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
+FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
 LOAD = "        return torch.load(io.BytesIO(payload), weights_only=False)"
 
 MUTANTS = [
@@ -123,11 +124,11 @@ MUTANTS = [
     # issue 11: continuous batching, run records, the compiled Acrobot dynamics
     dict(name="admitted-agents-get-empty-replay", file="ebnb/replay.py",
          original="torch.cat([t, other.data[name]])", replacement="torch.cat([t, 0 * other.data[name]])",
-         tests=[SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"]),
+         tests=[FREED_SLOTS]),
     dict(name="admitted-agents-lose-their-mask", file="ebnb/population.py",
          original="zip(self._masks(), new._masks(), strict=True)",
          replacement="zip(self._masks(), [torch.ones_like(m) for m in new._masks()], strict=True)",
-         tests=[SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together",
+         tests=[FREED_SLOTS,
                 "tests/test_population.py::test_agents_admitted_mid_run_each_equal_their_run_alone"]),
     dict(name="ticket-queue-restarts-on-resume", file="ebnb/experiments.py",
          original='    cfg, first = units[0].dense.dqn, units[0].dense\n',
