@@ -1,0 +1,352 @@
+"""A static HTML report of the reproduced thesis figures, readable offline.
+
+`build` writes into `destination` (and nowhere else):
+
+    index.html                       figures 3.3-3.8 in thesis order: each figure, what the data
+                                     show (the findings its executed notebook printed), what the
+                                     thesis reported, links to the notebooks; then the provenance
+                                     of the run (commit, date, machine, wall time)
+    figures/<figure>.png             the published figures, copied
+    notebooks/<notebook>-<env>.html  each executed notebook that made a figure, rendered by
+                                     nbconvert with its images embedded
+
+Every link is relative and the pages load nothing from the network. Inputs are checked
+before anything is written: a missing figure, notebook or run record raises
+FileNotFoundError naming the file, a malformed one ValueError, so a site is complete or not
+built at all. Files already in `destination` are overwritten; others are left alone.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import struct
+from pathlib import Path
+from typing import NamedTuple
+
+import nbformat
+from jinja2 import DictLoader
+from nbconvert import HTMLExporter
+
+from ebnb.envs import ENV_ALIASES
+
+FIGURE_NAME = re.compile(r"fig(\d+)_(\d+)_(.+)_([^_]+)\.png")
+RUN_RECORD_FIELDS = ("commit", "cpu", "cores", "start", "end", "wall_s")
+WIDE = 1.6  # figures at least this wide for their height get the page's full width
+STEP_COLUMNS = ("env", "step", "units", "agent_steps", "core_s", "shard_wall_s")
+
+
+class ThesisFigure(NamedTuple):
+    """A figure of the thesis: the notebook that makes it and what the thesis reported."""
+
+    notebook: str
+    title: str
+    reported: str
+
+
+THESIS_FIGURES = {
+    "3.3": ThesisFigure(
+        "01_mask_similarity",
+        "Experiment 1: do pruning masks settle early?",
+        "Masks drawn every 2 episodes of a 500-episode run (10 runs per environment, P = 0.2 to "
+        "0.8) grew more alike as training went on, most clearly in CartPole: which weights matter "
+        "most is learnt in the first episodes and then changes little. Early and late masks "
+        "differed most at P = 0.6. In CartPole a faint block of mutually similar masks around "
+        "episodes 10-90 (the exploration phase) stands apart from later masks; Acrobot does not "
+        "show it.",
+    ),
+    "3.4": ThesisFigure(
+        "02_retrain",
+        "Experiment 2: tickets pruned at different episodes, retrained",
+        "In CartPole, networks pruned at about episodes 25-100 and retrained from their initial "
+        "weights matched the unpruned network in test return and training length for every P; "
+        "outside that window only P = 0.2 and 0.4 did. In Acrobot only P = 0.2 did (less so when "
+        "pruned during exploration, e.g. episode 5); at P = 0.8 the networks tested poorly and "
+        "never reached early stopping. With the winning-ticket comparison (figures 3.5, 3.6) the "
+        "thesis concluded that Early-Bird tickets exist for every P in CartPole and for P = 0.2 "
+        "in Acrobot.",
+    ),
+    "3.5": ThesisFigure(
+        "03_finetune",
+        "Experiment 3, CartPole: retrained vs finetuned tickets vs winning tickets",
+        "Retrained tickets followed the winning tickets closely in return and length for P = 0.2 "
+        "to 0.6, and at P = 0.8 when pruned between episodes 40 and 100. Finetuned tickets pruned "
+        "before episode 200 needed far fewer episodes than unpruned networks, winning tickets and "
+        "retrained tickets, with similar test return (higher at P = 0.6), though more volatile "
+        "when pruned in the first 50 episodes.",
+    ),
+    "3.6": ThesisFigure(
+        "03_finetune",
+        "Experiment 3, Acrobot: retrained vs finetuned tickets vs winning tickets",
+        "Retrained tickets matched the winning tickets only at P = 0.2. Finetuning shortened "
+        "training in every panel except P = 0.8, which never reached early stopping. At P = 0.2 "
+        "and 0.4 finetuned tickets trained as fast as or faster than winning tickets: pruning "
+        "early at those P and finetuning gives Early-Bird tickets, pruning more does not.",
+    ),
+    "3.7": ThesisFigure(
+        "03_finetune",
+        "Experiment 3: finetuned tickets against the unpruned network",
+        "In CartPole, finetuned tickets kept a test return close to the unpruned network's for "
+        "every P while training for much less time. In Acrobot, P = 0.2 and 0.4 gave a similar "
+        "return at every pruning episode with similar or shorter training; as with retraining, "
+        "the effect weakened as P grew.",
+    ),
+    "3.8": ThesisFigure(
+        "04_eb_exploit",
+        "Experiment 4: EB Exploit",
+        "EB Exploit with ξ = 0.1, 10 runs per P: in CartPole the test return was mostly "
+        "acceptable and training much shorter than the unpruned network's, even at P = 0.6; "
+        "P = 0.8 mostly lowered the return. In Acrobot the return stayed fairly high except at "
+        "P = 0.8, but training was often longer than unpruned; tickets were found for P = 0.2, "
+        "and the thesis suggests a lower ξ (pruning later) may give better tickets.",
+    ),
+}
+
+NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block body_header -%}{{ super() }}
+<p style="margin: 1em; font-family: var(--jp-content-font-family)"><a href="../index.html">&larr; Back to the report</a></p>
+{%- endblock body_header -%}
+"""
+
+CSS = """
+body { font-family: system-ui, sans-serif; line-height: 1.5; color: #222; max-width: 1100px;
+       margin: 0 auto; padding: 1em 2em 4em; }
+h1 { font-size: 1.7em; } h2 { margin-top: 2.5em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.1em; margin-bottom: 0.3em; } h4 { font-size: 0.95em; margin: 0.8em 0 0.2em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+.side-by-side { display: flex; flex-wrap: wrap; gap: 1em; }
+.side-by-side figure { flex: 1 1 400px; margin: 0; }
+figcaption { color: #555; font-size: 0.9em; }
+pre { background: #f6f6f6; border-left: 3px solid #4a7; padding: 0.6em 1em; overflow-x: auto;
+      white-space: pre-wrap; font-size: 0.88em; }
+blockquote { margin: 0; border-left: 3px solid #47a; padding: 0.2em 1em; background: #f4f7fb; }
+table { border-collapse: collapse; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+"""
+
+
+class Figure(NamedTuple):
+    """A published figure file: thesis number (e.g. "3.4"), path and environment."""
+
+    number: str
+    path: Path
+    env: str
+
+    @property
+    def short_env(self) -> str:
+        """The environment as the executed notebooks name it: cartpole-v0 -> cartpole."""
+        return self.env.split("-")[0]
+
+    @property
+    def notebook(self) -> str:
+        """Stem of the executed notebook that made this figure, e.g. 02_retrain-cartpole."""
+        return f"{THESIS_FIGURES[self.number].notebook}-{self.short_env}"
+
+
+def build(destination: Path, figures: Path, executed: Path, run_record: Path) -> Path:
+    """Write the report site into `destination` from the published figures (`fig*.png` in
+    `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`) and the run
+    record JSON; return the path of index.html."""
+    destination, executed = Path(destination), Path(executed)
+    found = published_figures(Path(figures))
+    notebooks = {f.notebook: read_notebook(executed / f"{f.notebook}.ipynb") for f in found}
+    record = read_run_record(Path(run_record))
+    for directory in ("figures", "notebooks"):
+        (destination / directory).mkdir(parents=True, exist_ok=True)
+    for figure in found:
+        shutil.copyfile(figure.path, destination / "figures" / figure.path.name)
+    for stem, notebook in notebooks.items():
+        (destination / "notebooks" / f"{stem}.html").write_text(render_notebook(notebook, stem), encoding="utf-8")
+    index = destination / "index.html"
+    index.write_text(index_page(found, notebooks, record), encoding="utf-8")
+    return index
+
+
+def published_figures(figures: Path) -> list[Figure]:
+    """The thesis figures in `figures`, in thesis order (CartPole before Acrobot); every
+    thesis figure must be there and every `fig*.png` must be one."""
+    found = [parse_figure_name(path) for path in figures.glob("fig*.png")]
+    for number, figure in THESIS_FIGURES.items():
+        if not any(f.number == number for f in found):
+            raise FileNotFoundError(f"report: no figure {number} ({figure.notebook}) in {figures}: "
+                                    f"expected fig{number.replace('.', '_')}_<what>_<env>.png")
+    return sorted(found, key=thesis_order)
+
+
+def thesis_order(figure: Figure) -> tuple:
+    """Sort key: figure number, then the known environments in their order, then the others."""
+    known = list(ENV_ALIASES)
+    rank = known.index(figure.short_env) if figure.short_env in known else len(known)
+    return tuple(map(int, figure.number.split("."))), rank, figure.env
+
+
+def parse_figure_name(path: Path) -> Figure:
+    """`fig3_4_retrain_cartpole-v0.png` -> Figure("3.4", path, "cartpole-v0")."""
+    match = FIGURE_NAME.fullmatch(path.name)
+    if match is None:
+        raise ValueError(f"report: {path} is not named fig<chapter>_<number>_<what>_<env>.png")
+    chapter, number, _, env = match.groups()
+    if f"{chapter}.{number}" not in THESIS_FIGURES:
+        raise ValueError(f"report: {path} is figure {chapter}.{number}, not one of the thesis figures "
+                         f"{', '.join(THESIS_FIGURES)}")
+    return Figure(f"{chapter}.{number}", path, env)
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """An executed notebook, which must exist and print findings."""
+    if not path.is_file():
+        raise FileNotFoundError(f"report: executed notebook {path} is missing (run pipeline.py all)")
+    notebook = nbformat.read(path, as_version=4)
+    if not findings(notebook):
+        raise ValueError(f"report: {path} prints no findings in its last section; was it executed?")
+    return notebook
+
+
+def findings(notebook: nbformat.NotebookNode) -> str:
+    """What the notebook's closing section (the code cells after its last markdown cell)
+    printed to stdout, without the lines that quote the thesis."""
+    last_markdown = max((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"), default=-1)
+    printed = "".join(output.text for cell in notebook.cells[last_markdown + 1:] if cell.cell_type == "code"
+                      for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
+    lines = [line for line in printed.splitlines() if not line.strip().lower().startswith(("thesis:", "(thesis:"))]
+    return "\n".join(lines).strip()
+
+
+def read_run_record(path: Path) -> dict:
+    """The run record JSON, which must carry the provenance fields."""
+    if not path.is_file():
+        raise FileNotFoundError(f"report: run record {path} is missing (pipeline.py all writes it)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    missing = [field for field in RUN_RECORD_FIELDS if field not in record]
+    if missing:
+        raise ValueError(f"report: run record {path} lacks {', '.join(missing)}")
+    return record
+
+
+def render_notebook(notebook: nbformat.NotebookNode, title: str) -> str:
+    """The notebook as a self-contained HTML page (images embedded, no scripts) linking back to
+    the index."""
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"offline.html.j2": NOTEBOOK_TEMPLATE})],
+                            template_file="offline.html.j2", embed_images=True)
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    return body
+
+
+def index_page(found: list[Figure], notebooks: dict, record: dict) -> str:
+    """index.html: contents, one section per thesis figure, notebooks, provenance."""
+    numbers = list(dict.fromkeys(f.number for f in found))
+    contents = "".join(f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
+                       for n in numbers)
+    sections = "".join(figure_section(n, [f for f in found if f.number == n], notebooks) for n in numbers)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Early-Bird tickets in reinforcement learning: the reproduced figures</title>
+<style>{CSS}</style></head>
+<body>
+<h1>Early-Bird tickets in reinforcement learning: the reproduced figures</h1>
+<p>Figures 3.3 to 3.8 of the thesis <em>On the existence of Early-Bird tickets in reinforcement
+learning and how to find them</em>, recomputed by this package. Each figure comes with what the
+data show (the findings printed by the notebook that made it) and what the thesis reported.
+P is the fraction of weights pruned.</p>
+<ul>{contents}<li><a href="#notebooks">Executed notebooks</a></li><li><a href="#provenance">Provenance</a></li></ul>
+{sections}
+{notebooks_section(notebooks, record)}
+{provenance_section(record)}
+</body>
+</html>
+"""
+
+
+def anchor(number: str) -> str:
+    """HTML id fragment for a figure number: 3.4 -> 3-4."""
+    return number.replace(".", "-")
+
+
+def figure_section(number: str, files: list[Figure], notebooks: dict) -> str:
+    """One thesis figure: its images, the notebooks' findings, the thesis' report."""
+    thesis = THESIS_FIGURES[number]
+    layout = "side-by-side" if all(png_aspect(f.path) < WIDE for f in files) else "stacked"
+    images = "".join(f'<figure><a href="figures/{f.path.name}"><img src="figures/{f.path.name}" '
+                     f'alt="Figure {number}, {html.escape(env_name(f))}"></a>'
+                     f"<figcaption>{html.escape(env_name(f))}: {f.path.name}</figcaption></figure>" for f in files)
+    data = "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.notebook}.html">{f.notebook}</a></h4>'
+                   f"<pre>{html.escape(findings(notebooks[f.notebook]))}</pre>" for f in files)
+    return f"""<section id="figure-{anchor(number)}">
+<h2>Figure {number}. {html.escape(thesis.title)}</h2>
+<div class="{layout}">{images}</div>
+<h3>What the data show</h3>
+{data}
+<h3>What the thesis reported</h3>
+<blockquote>{html.escape(thesis.reported)}</blockquote>
+</section>
+"""
+
+
+def png_aspect(path: Path) -> float:
+    """Width over height of a PNG image, read from its header."""
+    with path.open("rb") as file:
+        width, height = struct.unpack(">II", file.read(24)[16:24])
+    return width / height
+
+
+def env_name(figure: Figure) -> str:
+    """The gymnasium id of a figure's environment (CartPole-v0), or its name as in the file."""
+    return ENV_ALIASES.get(figure.short_env, figure.env)
+
+
+def notebooks_section(notebooks: dict, record: dict) -> str:
+    """Links to the rendered notebooks, with their execution times when the record has them."""
+    seconds = {f"{n['notebook']}-{n['env']}": n["wall_s"] for n in record.get("notebooks", [])}
+    items = "".join(f'<li><a href="notebooks/{stem}.html">{stem}</a>'
+                    + (f" (executed in {seconds[stem]} s)" if stem in seconds else "") + "</li>"
+                    for stem in sorted(notebooks))
+    return f'<section id="notebooks"><h2>Executed notebooks</h2><ul>{items}</ul></section>'
+
+
+def provenance_section(record: dict) -> str:
+    """Commit, date, machine and wall time of the run, then its per-step table."""
+    facts = {
+        "Commit": record["commit"] + (" (uncommitted changes in the checkout)" if "-dirty" in record["commit"] else ""),
+        "Date": f"{record['start'].replace('T', ' ')} to {record['end'].replace('T', ' ')}",
+        "Machine": f"{record['cpu']}, {record['cores']} cores",
+        "Profile": record.get("profile", "not recorded"),
+        "Wall time, computing": duration(record["wall_s"]),
+    }
+    if "all_wall_s" in record:
+        facts["Wall time, computing and notebooks"] = duration(record["all_wall_s"])
+    rows = "".join(f"<tr><th>{name}</th><td>{html.escape(str(value))}</td></tr>" for name, value in facts.items())
+    return f"""<section id="provenance"><h2>Provenance</h2>
+<p>From the run record written by <code>python pipeline.py {html.escape(str(record.get('command', 'all')))}</code>.</p>
+<table>{rows}</table>
+{steps_table(record.get("steps", []))}
+</section>"""
+
+
+def steps_table(steps: list[dict]) -> str:
+    """The run record's per-step work and cost as a table (empty if the record has none)."""
+    if not steps:
+        return ""
+    head = "".join(f"<th>{column.replace('_', ' ')}</th>" for column in STEP_COLUMNS)
+    body = "".join("<tr>" + "".join(step_cell(step.get(column, "")) for column in STEP_COLUMNS) + "</tr>"
+                   for step in steps)
+    return f"<h3>Work per step</h3><table><tr>{head}</tr>{body}</table>"
+
+
+def step_cell(value) -> str:
+    """A table cell: numbers right-aligned with thousands separators."""
+    if isinstance(value, (int, float)):
+        return f'<td class="number">{value:,}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def duration(seconds: float) -> str:
+    """2962.4 -> '49 min 22 s (2962.4 s)'."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s ({seconds} s)"

@@ -1,0 +1,164 @@
+"""The HTML report (ebnb.report): built from the published figures, executed notebooks and run
+record of this checkout, every link resolves inside the site, the figures come in thesis
+order, the provenance names the run's commit and no path of this machine leaks out; missing
+inputs fail before anything is written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import pytest
+
+from ebnb import report
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_RECORD = ROOT / "results" / "run_record.json"
+THESIS_ORDER = ["3.3", "3.4", "3.5", "3.6", "3.7", "3.8"]
+
+
+class Links(HTMLParser):
+    """The href/src values and element ids of one HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.targets: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src"):
+                self.targets.append(value)
+            elif name == "id":
+                self.ids.add(value)
+
+
+def links(page: Path) -> Links:
+    parser = Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The report of this checkout's published results, built once for the module."""
+    destination = tmp_path_factory.mktemp("report")
+    index = report.build(destination, ROOT / "figures", ROOT / "notebooks" / "executed", RUN_RECORD)
+    assert index == destination / "index.html"
+    return destination
+
+
+def pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+def test_the_site_has_the_index_every_figure_and_every_notebook(site):
+    names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    published = {f"figures/{p.name}" for p in (ROOT / "figures").glob("fig*.png")}
+    notebooks = {f"notebooks/{p.stem}.html" for p in (ROOT / "notebooks" / "executed").glob("*.ipynb")}
+    assert names == {"index.html"} | published | notebooks
+
+
+def test_every_link_resolves_to_a_file_inside_the_site(site):
+    for page in pages(site):
+        parsed = links(page)
+        for target in parsed.targets:
+            if target.startswith("data:image/"):
+                continue  # embedded notebook output
+            url = urlsplit(target)
+            assert not url.scheme and not url.netloc and not url.path.startswith("/"), (page.name, target)
+            file = (page.parent / unquote(url.path)).resolve() if url.path else page
+            assert file.is_file() and file.is_relative_to(site.resolve()), (page.name, target)
+            if url.fragment:  # browsers match an id as written, then percent-decoded
+                assert {url.fragment, unquote(url.fragment)} & links(file).ids, (page.name, target)
+
+
+def test_pages_load_nothing_from_the_network(site):
+    for page in pages(site):
+        text = page.read_text(encoding="utf-8")
+        assert "<script" not in text and "@import" not in text and not re.search(r"url\(\s*['\"]?https?:", text)
+
+
+def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
+    assert "Retrained Early-Bird tickets (all four criteria)" in index  # a notebook's findings
+
+
+def test_the_provenance_shows_the_run_records_commit(site):
+    record = json.loads(RUN_RECORD.read_text())
+    provenance = (site / "index.html").read_text(encoding="utf-8").split('id="provenance"')[1]
+    assert record["commit"] in provenance and record["cpu"] in provenance
+
+
+def test_no_path_of_this_machine_appears(site):
+    for page in pages(site):
+        text = page.read_text(encoding="utf-8")
+        for path in (str(ROOT), str(site), "/work/", "file://"):
+            assert path not in text, (page.name, path)
+
+
+@pytest.mark.parametrize(
+    "name, number, notebook",
+    [
+        ("fig3_4_retrain_cartpole.png", "3.4", "02_retrain-cartpole"),
+        ("fig3_4_retrain_cartpole-v0.png", "3.4", "02_retrain-cartpole"),
+        ("fig3_3_mask_similarity_acrobot-v1.png", "3.3", "01_mask_similarity-acrobot"),
+        ("fig3_5_retrain_vs_finetune_cartpole-v0.png", "3.5", "03_finetune-cartpole"),
+        ("fig3_8_eb_exploit_acrobot.png", "3.8", "04_eb_exploit-acrobot"),
+    ],
+)
+def test_figure_names_with_or_without_the_version_map_to_their_notebook(name, number, notebook):
+    figure = report.parse_figure_name(Path(name))
+    assert (figure.number, figure.notebook) == (number, notebook)
+
+
+def synthetic_inputs(root: Path) -> tuple[Path, Path, Path]:
+    """Figures named with env ids, one-cell notebooks that print a finding, a run record."""
+    figures, executed = root / "figures", root / "executed"
+    figures.mkdir()
+    executed.mkdir()
+    png = next((ROOT / "figures").glob("fig*.png"))
+    names = ["3_3_mask_similarity", "3_4_retrain", "3_5_retrain_vs_finetune", "3_7_finetune", "3_8_eb_exploit"]
+    for name in names:
+        shutil.copyfile(png, figures / f"fig{name}_cartpole-v0.png")
+    for stem in ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"):
+        notebook = nbformat.v4.new_notebook()
+        code = nbformat.v4.new_code_cell("print('found')")
+        code.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{stem}: a finding\n")]
+        notebook.cells = [nbformat.v4.new_markdown_cell("## Findings"), code]
+        nbformat.write(notebook, executed / f"{stem}-cartpole.ipynb")
+    record = root / "run_record.json"
+    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
+                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    return figures, executed, record
+
+
+def test_a_missing_input_names_the_file_and_writes_nothing(tmp_path):
+    figures, executed, record = synthetic_inputs(tmp_path)
+    destination = tmp_path / "site"
+    with pytest.raises(FileNotFoundError, match=r"fig3_6_<what>_<env>\.png"):
+        report.build(destination, figures, executed, record)
+    shutil.copyfile(next(figures.glob("*.png")), figures / "fig3_6_retrain_vs_finetune_acrobot-v1.png")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(executed / "03_finetune-acrobot.ipynb"))):
+        report.build(destination, figures, executed, record)
+    assert not destination.exists()
+    shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
+    record.write_text(json.dumps({"commit": "abc123"}))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(record))} lacks cpu, cores, start, end, wall_s"):
+        report.build(destination, figures, executed, record)
+    assert not destination.exists()
+
+
+def test_a_site_from_figures_named_by_env_id(tmp_path):
+    figures, executed, record = synthetic_inputs(tmp_path)
+    shutil.copyfile(next(figures.glob("*.png")), figures / "fig3_6_retrain_vs_finetune_acrobot-v1.png")
+    shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
+    index = report.build(tmp_path / "site", figures, executed, record).read_text(encoding="utf-8")
+    assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
+    assert "02_retrain: a finding" in index and 'href="notebooks/03_finetune-acrobot.html"' in index
