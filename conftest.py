@@ -1,7 +1,7 @@
 """Test session setup: every test, and every notebook nbval re-executes, uses a fresh store.
 
 The notebooks (and pipeline.py without --store) find their store through $EBNB_STORE and
-draw figures under $EBNB_FIGURES; both point into one temporary directory this session
+write outputs (executed notebooks, figures) under $EBNB_OUTPUTS; both point into one temporary directory this session
 creates (and removes at its end), so nbval recomputes every checked table from scratch
 instead of loading the working copy's cached results, and nothing outside that directory is
 written. Subprocesses (pipeline.py, papermill, nbval's kernels) inherit the variables.
@@ -21,7 +21,7 @@ _SAVED = {}
 def pytest_configure(config):
     global _SESSION_DIR
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="ebnb-test-session-"))
-    for name, sub in (("EBNB_STORE", "store"), ("EBNB_FIGURES", "figures")):
+    for name, sub in (("EBNB_STORE", "store"), ("EBNB_OUTPUTS", "outputs")):
         _SAVED[name] = os.environ.get(name)
         os.environ[name] = str(_SESSION_DIR / sub)
 

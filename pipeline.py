@@ -1,17 +1,22 @@
 """Run the thesis notebooks through papermill: every notebook x environment, or one of them.
 
-    python pipeline.py all                      # the thesis (full profile): compute, then figures 3.3-3.8
+    python pipeline.py all                      # the thesis (full profile): compute what is missing, then figures 3.3-3.8
     python pipeline.py quick                    # the same grid at the quick profile (minutes)
     python pipeline.py run 02_retrain --env acrobot -p fractions=[0.2] -p episodes=100
     python pipeline.py list                     # the grid, what is cached and its size on disk
     python pipeline.py compute all --scheduler local   # fill the store only (Dask), no notebooks
-    python pipeline.py clean [--keep-figures]   # remove the store and the pipeline's outputs
+    python pipeline.py publish [--nbval]        # make the working outputs the published ones
+    python pipeline.py report                   # a static HTML site of the published outputs
+    python pipeline.py clean                    # remove the store and the working outputs
 
-Executed notebooks go to notebooks/executed/<notebook>-<env>.ipynb and figures to figures/
-(quick profile: notebooks/executed/quick/ and figures/quick/); results go to the store
-(default store/), named by a hash of their config: a rerun loads what is finished and
-computes only what is missing. The kernel is the interpreter running this script (no kernel
-registration needed).
+Each run writes its executed notebooks to outputs/<run>/<notebook>-<env>.ipynb and its figures
+to outputs/<run>/figures/, <run> naming the profile and the overrides (e.g. full, quick,
+full-seeds=0_1); outputs/ is a working folder, not committed. Results go to the store (default
+store/), named by a hash of their config: a rerun loads what is finished and computes only what
+is missing. Units the store lacks are taken from the published results in results/ where their
+config hashes match (--recompute: computed instead). What is published (results/, figures/,
+notebooks/executed/, and nbval's references in tests/notebooks/) changes only by `publish`.
+The kernel is the interpreter running this script (no kernel registration needed).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -39,7 +45,10 @@ NOTEBOOK_STEPS = {
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind")
 ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
-EXECUTED = SOURCE / "executed"
+PUBLISHED_NOTEBOOKS = SOURCE / "executed"
+PUBLISHED_FIGURES = ROOT / "figures"
+NBVAL_REFERENCES = ROOT / "tests" / "notebooks"
+NOTEBOOK_OPTIONS = {"store_dir": (str, type(None)), "figures_dir": (str, type(None)), "use_published": (bool,)}
 
 
 class UsageError(ValueError):
@@ -69,42 +78,65 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        overrides[name] = list(value) if isinstance(value, tuple) else value  # seeds=0,1 means [0, 1]
+        if isinstance(value, tuple):  # papermill would pass it on as a string
+            raise UsageError(f"{name}: a list goes in brackets: {name}=[{text}], not {name}={text}")
+        overrides[name] = value
     return overrides
 
 
-def check_overrides(overrides: dict, profile: str) -> None:
-    """Grid overrides must make a valid grid before any notebook starts."""
+def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
+    """(grid fields, EB Exploit parameters, notebook options) of checked overrides."""
     from ebnb import experiments
 
     grid_fields = {k: v for k, v in overrides.items() if k in experiments.Grid.__dataclass_fields__}
-    eb_exploit = {"xi": 0.1, "window": 2, "rewind": False}
-    eb_exploit.update({k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS})
+    eb_exploit = {k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS}
+    return grid_fields, eb_exploit, {k: v for k, v in overrides.items() if k in NOTEBOOK_OPTIONS}
+
+
+def check_overrides(overrides: dict, profile: str):
+    """The checks the notebooks' Python API makes, made before any notebook starts: the grid
+    overrides make a valid grid, EB Exploit's parameters are valid, the notebook options have
+    their types. Returns the grid."""
+    from ebnb import experiments
+
+    grid_fields, eb_exploit, options = split_overrides(overrides)
     try:
-        experiments.grid(profile, **grid_fields)
-        experiments.check_eb_exploit(**eb_exploit)
+        g = experiments.grid(profile, **grid_fields)
+        experiments.check_eb_exploit(**{**experiments.EB_EXPLOIT_DEFAULTS, **eb_exploit})
     except ValueError as error:
         raise UsageError(str(error)) from None
+    for name, value in options.items():
+        if not isinstance(value, NOTEBOOK_OPTIONS[name]):
+            allowed = " or ".join("None" if t is type(None) else t.__name__ for t in NOTEBOOK_OPTIONS[name])
+            raise UsageError(f"{name}: must be {allowed}, got {value!r}")
+    return g
 
 
-def executed_path(notebook: str, env: str, profile: str, root: Path = EXECUTED) -> Path:
-    """<root>/<notebook>-<env>.ipynb for the full profile, <root>/<profile>/... otherwise."""
-    folder = root if profile == "full" else root / profile
-    return folder / f"{notebook}-{env}.ipynb"
+def run_folder(profile: str, overrides: dict, out: Path) -> Path:
+    """<out>/<run>: the run's outputs folder, <run> naming the profile and the overrides
+    (`ebnb.experiments.run_name`, as the notebooks name their figures folder)."""
+    from ebnb import experiments
+
+    grid_fields, eb_exploit, _ = split_overrides(overrides)
+    return out / experiments.run_name(profile, experiments.grid(profile, **grid_fields), **eb_exploit)
 
 
 def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path | None, out: Path) -> float:
-    """Run one notebook for one env; return its wall time in seconds."""
+    """Run one notebook for one env into its run folder; return its wall time in seconds."""
     import papermill
     from traitlets.config import Config
 
-    output = executed_path(notebook, env, profile, out)
+    from ebnb.experiments import default_outputs, shown
+
+    output = run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters = {"env": env, "profile": profile, **overrides}
     if store is not None:
         parameters["store_dir"] = str(store.resolve())
+    if "figures_dir" not in overrides and out.resolve() != default_outputs().resolve():  # else the notebook finds it
+        parameters["figures_dir"] = str(output.parent.resolve() / "figures")
     start = time.perf_counter()
-    print(f"[pipeline] {notebook} {env} ({profile}) -> {output}", flush=True)
+    print(f"[pipeline] {notebook} {env} ({profile}) -> {shown(output)}", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="ebnb-kernel-") as sockets:
             # the kernel talks over Unix sockets in a private folder, not unencrypted TCP on localhost
@@ -114,7 +146,7 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-            f"see the executed notebook {output}"
+            f"see the executed notebook {shown(output)}"
         ) from None
     finally:
         if output.exists():
@@ -134,11 +166,17 @@ def relative_paths(executed: Path) -> None:
         os.replace(temporary, executed)
 
 
-def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path) -> dict:
-    """Execute notebooks x envs in order, print and return their wall times."""
+def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path,
+             computes: dict | None = None) -> dict:  # fmt: skip
+    """Execute notebooks x envs in order, each after computing what it reads (`computes`:
+    (notebook, env) -> ComputePlan, with progress in the terminal); print and return their
+    wall times."""
     times = {}
     for notebook in notebooks:
         for env in envs:
+            if computes and computes[(notebook, env)].work:
+                print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
+                compute_store(computes[(notebook, env)], always_record=False)
             times[(notebook, env)] = execute(notebook, env, profile, overrides, store, out)
     print("\n[pipeline] wall time per notebook")
     for (notebook, env), seconds in times.items():
@@ -162,47 +200,11 @@ def list_grid(store: Path | None, out: Path) -> None:
             for name, step in grid_steps.items():
                 done, size = sizes[name]
                 print(f"  {name:<16} {done:>4}/{len(step.units):<4} cached  {disk.human_size(size):>10}")
-            executed = [n for n in NOTEBOOKS if executed_path(n, env, profile, out).exists()]
+            executed = [n for n in NOTEBOOKS if (run_folder(profile, {}, out) / f"{n}-{env}.ipynb").exists()]
             print(f"  executed notebooks: {', '.join(executed) or 'none'}")
     checkpoints = disk.directory_size(cache.root / "checkpoint")
     print(f"store {cache.root}: {disk.human_size(disk.directory_size(cache.root))} in all, "
           f"{disk.human_size(checkpoints)} of it checkpoints of unfinished shards")  # fmt: skip
-
-
-def plan_compute(args, store: Path | None):
-    """Check `compute`'s arguments and return what to run (nothing is computed yet)."""
-    from ebnb import compute, experiments
-    from ebnb.checkpoint import Checkpoint
-    from ebnb.config import check_positive_int
-    from ebnb.envs import resolve_env_id
-
-    notebooks = list(NOTEBOOKS) if args.target == "all" else [args.target]
-    if args.target != "all" and args.target not in NOTEBOOKS:
-        raise UsageError(f"notebook: unknown {args.target!r}; allowed: all, {', '.join(NOTEBOOKS)}")
-    if args.profile not in experiments.PROFILES:
-        raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
-    envs = args.env or list(ENVS)
-    for env in envs:
-        resolve_env_id(env)
-    allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
-    overrides = parse_overrides(args.param, notebooks, allowed)
-    grid_fields = {k: v for k, v in overrides.items() if k not in EB_EXPLOIT_PARAMETERS}
-    eb_exploit = {k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS}
-    grid = experiments.grid(args.profile, **grid_fields)
-    compute.check_scheduler(args.scheduler)
-    shard_size = check_positive_int("--shard-size", compute.DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size)
-    population = check_positive_int("--population", experiments.POPULATION if args.population is None else args.population)
-    Checkpoint(None, args.checkpoint_every)
-    if args.workers is not None:
-        check_positive_int("--workers", args.workers)
-    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, population=population,
-                        **eb_exploit)  # fmt: skip
-    root = store or experiments.default_store()
-    workers = 1 if args.scheduler == "inline" else args.workers or os.cpu_count()
-    settings = {"command": args.command, "target": args.target, "profile": args.profile, "scheduler": args.scheduler,
-                "workers": workers, "population": population, "shard_size": shard_size}  # fmt: skip
-    return ComputePlan(work, root, settings, lambda: compute.run(root, work, args.scheduler, shard_size,
-                       args.checkpoint_every, progress=True, workers=args.workers))  # fmt: skip
 
 
 class ComputePlan(NamedTuple):
@@ -215,10 +217,43 @@ class ComputePlan(NamedTuple):
     run: Callable
 
 
-def compute_store(plan: ComputePlan) -> dict:
-    """Run the shards, one line per finished shard, then write the run record to
-    <store>/runs/ and print it as a table; return it."""
-    from ebnb import accounting
+def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | None, published, options: dict):
+    """Check the compute options and return what filling the store for `notebooks` x `envs`
+    will run: the units they read that neither the store nor `published` holds (nothing is
+    computed yet). `options`: command, target, scheduler, workers, shard_size, population,
+    checkpoint_every (None: the defaults)."""
+    from ebnb import compute, experiments
+    from ebnb.checkpoint import Checkpoint
+    from ebnb.config import check_positive_int
+
+    grid_fields, eb_exploit, _ = split_overrides(overrides)
+    grid = experiments.grid(profile, **grid_fields)
+    compute.check_scheduler(options["scheduler"])
+    def given(name, default):
+        return default if options.get(name) is None else options[name]
+
+    shard_size = check_positive_int("--shard-size", given("shard_size", compute.DEFAULT_SHARD_SIZE))
+    population = check_positive_int("--population", given("population", experiments.POPULATION))
+    checkpoint_every = given("checkpoint_every", 120.0)
+    Checkpoint(None, checkpoint_every)
+    workers = options.get("workers")
+    if workers is not None:
+        check_positive_int("--workers", workers)
+    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, published, population=population,
+                        **eb_exploit)  # fmt: skip
+    root = store or experiments.default_store()
+    settings = {"command": options["command"], "target": options["target"], "profile": profile,
+                "scheduler": options["scheduler"], "workers": 1 if options["scheduler"] == "inline" else workers or os.cpu_count(),
+                "population": population, "shard_size": shard_size}  # fmt: skip
+    return ComputePlan(work, root, settings, lambda: compute.run(root, work, options["scheduler"], shard_size,
+                       checkpoint_every, progress=True, workers=workers))  # fmt: skip
+
+
+def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
+    """Run the shards, one line per shard, then write the run record to <store>/runs/ and
+    print it as a table; return it. With `always_record` False, shards found stored are not
+    reported, and a run that computed nothing leaves no record (returns None)."""
+    from ebnb import accounting, experiments
 
     checkout, start = accounting.machine(), accounting.now()  # the code that computes is the code at the start
     counts = {"computed": 0, "resumed": 0, "stored before": 0}
@@ -230,7 +265,10 @@ def compute_store(plan: ComputePlan) -> dict:
         computed[(env, name)] = computed.get((env, name), 0) + report.computed
         if report.cost is not None:
             costs.setdefault((env, name), []).append(report.cost)
-        print(f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True)
+        if always_record or report.computed:
+            print(f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True)
+    if not always_record and not counts["computed"] + counts["resumed"]:
+        return None
     end = accounting.now()
     print(f"[compute] shards: {counts['computed']} computed, {counts['resumed']} resumed from a checkpoint, "
           f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
@@ -238,23 +276,75 @@ def compute_store(plan: ComputePlan) -> dict:
              for env, step in plan.work]  # fmt: skip
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
     path = accounting.write(record, plan.store / "runs")
-    print(f"[compute] run record: {path}\n{accounting.table(record)}", flush=True)
+    print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)
     return record
 
 
-def clean_outputs(store: Path | None, out: Path, figures: Path, keep_figures: bool) -> None:
-    """`clean`: delete the store (results and checkpoints), the executed notebooks and,
-    unless `keep_figures`, the figures; nothing else."""
+def publish(store: Path | None, out: Path, nbval: bool) -> None:
+    """`publish`: the store's full-profile results (units it lacks: the published ones) become
+    results/, with the run record of the newest `all` in the store; the executed notebooks and
+    figures of outputs/full/ become notebooks/executed/ and figures/. With `nbval`, the quick
+    notebooks of outputs/quick/ become nbval's references instead. Checks everything first."""
+    from ebnb import experiments, published
+    from ebnb.store import Store, config_json
+
+    if nbval:
+        _replace_files(_executed_outputs(out / "quick"), NBVAL_REFERENCES, "*.ipynb")
+        return
+    grid = experiments.grid("full")
+    cache, current = Store(store or experiments.default_store()), experiments.published_results()
+    records = [r for r in sorted((cache.root / "runs").glob("*.json")) if _computed_all(json.loads(r.read_text()))]
+    if not records:
+        raise UsageError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
+                         "the published results name the run that made them")  # fmt: skip
+    notebooks = _executed_outputs(out / "full")
+    results = {}
+    for env in ENVS:
+        for name, step in experiments.steps(env, grid).items():
+            results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
+    figures = sorted((out / "full" / "figures").glob("fig*.*"))
+    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS}
+    published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
+    _replace_files(notebooks, PUBLISHED_NOTEBOOKS, "*.ipynb")
+    _replace_files(figures, PUBLISHED_FIGURES, "fig*.*")
+    print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}; {len(notebooks)} notebooks "
+          f"and {len(figures)} figure files from {out / 'full'}")  # fmt: skip
+
+
+def _computed_all(record: dict) -> bool:
+    """A run record of `pipeline.py all` that computed units (not one that only loaded them)."""
+    return record.get("command") == "all" and any(step["computed"] for step in record["steps"])
+
+
+def _executed_outputs(folder: Path) -> list[Path]:
+    """Every notebook x env executed in `folder`; UsageError naming the first one missing."""
+    paths = [folder / f"{notebook}-{env}.ipynb" for notebook in NOTEBOOKS for env in ENVS]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"publish: {missing[0]} is missing; run the pipeline for that profile first")
+    return paths
+
+
+def _replace_files(sources: list[Path], folder: Path, pattern: str) -> None:
+    """Make `folder`'s files matching `pattern` exactly `sources` (copied atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        temporary = folder / f".{source.name}.tmp"
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, folder / source.name)
+    names = {source.name for source in sources}
+    for stale in folder.glob(pattern):
+        if stale.name not in names:
+            stale.unlink()
+
+
+def clean_outputs(store: Path | None, out: Path) -> None:
+    """`clean`: delete the store (results and checkpoints) and the working outputs; nothing
+    else (never a published file)."""
     from ebnb import disk, experiments
 
-    targets = {"store": store or experiments.default_store(), "executed notebooks": out}
-    if not keep_figures:
-        targets["figures"] = figures
-    belongs = {
-        "store": disk.in_store,
-        "executed notebooks": lambda path: path.suffix == ".ipynb",
-        "figures": lambda path: path.suffix in (".png", ".pdf") or path.name == ".gitkeep",
-    }
+    targets = {"store": store or experiments.default_store(), "outputs": out}
+    belongs = {"store": disk.in_store, "outputs": lambda path: path.suffix in (".ipynb", ".png", ".pdf", ".html", ".css")}
     for name, path in targets.items():
         foreign = disk.foreign_files(Path(path), belongs[name])
         if foreign:
@@ -273,8 +363,10 @@ def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: st
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
-    parser.add_argument("--out", default=str(EXECUTED), help="folder for executed notebooks (default: notebooks/executed)")
+    parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
     parser.add_argument("--force", action="store_true", help="discard the store's cached results first, recompute all")
+    parser.add_argument("--recompute", action="store_true",
+                        help="compute the units the store lacks instead of taking them from results/")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("all", "every notebook x env, full profile (the thesis)"),
                        ("quick", "every notebook x env, quick profile")):  # fmt: skip
@@ -303,10 +395,57 @@ def _parser() -> argparse.ArgumentParser:
                               "changes speed, never results")  # fmt: skip
     compute.add_argument("--checkpoint-every", type=float, default=120.0,
                          help="seconds between checkpoints of a running shard (default 120)")  # fmt: skip
-    clean = commands.add_parser("clean", help="remove the store, executed notebooks and figures")
-    clean.add_argument("--keep-figures", action="store_true", help="keep the figures")
-    clean.add_argument("--figures", default=str(ROOT / "figures"), help="the figures folder (default: figures/)")
+    publish = commands.add_parser("publish", help="make the working outputs the published ones (results/, figures/, "
+                                                  "notebooks/executed/)")  # fmt: skip
+    publish.add_argument("--nbval", action="store_true", help="publish outputs/quick/ as nbval's references instead")
+    report = commands.add_parser("report", help="build a static HTML site from the published outputs")
+    report.add_argument("--to", help="the site's folder (default: <outputs>/report)")
+    commands.add_parser("clean", help="remove the store and the working outputs")
     return parser
+
+
+def _check_target(notebook: str, all_allowed: bool) -> list[str]:
+    if all_allowed and notebook == "all":
+        return list(NOTEBOOKS)
+    if notebook not in NOTEBOOKS:
+        allowed = ", ".join((["all"] if all_allowed else []) + list(NOTEBOOKS))
+        raise UsageError(f"notebook: unknown {notebook!r}; allowed: {allowed}")
+    return [notebook]
+
+
+def _checked_job(args, store: Path | None, out: Path):
+    """(notebooks, envs, profile, overrides, compute plan for the whole job or None, compute
+    plans per notebook x env or None), all checked; nothing runs yet."""
+    from ebnb import experiments
+    from ebnb.envs import resolve_env_id
+
+    published = None if args.recompute else experiments.published_results()
+    if args.command in ("compute", "run"):
+        notebooks = _check_target(args.target if args.command == "compute" else args.notebook, args.command == "compute")
+        if args.profile not in experiments.PROFILES:
+            raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
+        envs = args.env or list(ENVS) if args.command == "compute" else [args.env]
+        allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
+        overrides = parse_overrides(args.param, notebooks, allowed if args.command == "compute" else None)
+        profile = args.profile
+    else:
+        notebooks, envs, overrides = list(NOTEBOOKS), args.env or list(ENVS), {}
+        profile = "full" if args.command == "all" else "quick"
+    for env in envs:
+        resolve_env_id(env)
+    check_overrides(overrides, profile)
+    if args.recompute:
+        overrides = {**overrides, "use_published": False}
+    options = {"command": args.command, "target": getattr(args, "target", "all"),
+               "scheduler": getattr(args, "scheduler", "inline"), "workers": getattr(args, "workers", None),
+               "shard_size": getattr(args, "shard_size", None), "population": getattr(args, "population", None),
+               "checkpoint_every": getattr(args, "checkpoint_every", None)}  # fmt: skip
+    if args.command in ("compute", "all"):
+        return notebooks, envs, profile, overrides, plan_compute(notebooks, envs, profile, overrides, store, published,
+                                                                 options), None  # fmt: skip
+    per_notebook = {(n, e): plan_compute([n], [e], profile, overrides, store, published, options)
+                    for n in notebooks for e in envs}  # fmt: skip
+    return notebooks, envs, profile, overrides, None, per_notebook
 
 
 def main(argv=None) -> int:
@@ -316,58 +455,52 @@ def main(argv=None) -> int:
         for option, value in (("--store", args.store), ("--out", args.out)):
             if value is not None and not value.strip():
                 raise UsageError(f"{option}: empty path; give a directory")
+        from ebnb import experiments
+
+        out = Path(args.out) if args.out else experiments.default_outputs()
         if args.command == "list":
-            list_grid(store, Path(args.out))
+            list_grid(store, out)
             return 0
         if args.command == "clean":
-            clean_outputs(store, Path(args.out), Path(args.figures), args.keep_figures)
+            clean_outputs(store, out)
             return 0
-        if args.command == "compute":
-            runs = plan_compute(args, store)
-        elif args.command == "run":
-            if args.notebook not in NOTEBOOKS:
-                raise UsageError(f"notebook: unknown {args.notebook!r}; allowed: {', '.join(NOTEBOOKS)}")
-            if args.profile not in ("quick", "full"):
-                raise UsageError(f"--profile: unknown {args.profile!r}; allowed: quick, full")
-            from ebnb.envs import resolve_env_id
+        if args.command == "publish":
+            publish(store, out, args.nbval)
+            return 0
+        if args.command == "report":
+            from ebnb import report
 
-            resolve_env_id(args.env)
-            overrides = parse_overrides(args.param, [args.notebook])
-            check_overrides(overrides, args.profile)
-            plan = ([args.notebook], [args.env], args.profile, overrides)
-        else:
-            plan = (NOTEBOOKS, args.env or ENVS, "full" if args.command == "all" else "quick", {})
-            if args.command == "all":  # fill the store first (shards in parallel), then the notebooks load
-                compute_all = argparse.Namespace(command="all", target="all", profile="full", env=args.env, param=[],
-                                                 scheduler=args.scheduler, workers=None, shard_size=None,
-                                                 population=None, checkpoint_every=120.0)  # fmt: skip
-                runs = plan_compute(compute_all, store)
+            index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
+                                 experiments.default_published() / "run_record.json")  # fmt: skip
+            print(f"[report] {experiments.shown(index)}")
+            return 0
+        notebooks, envs, profile, overrides, whole, per_notebook = _checked_job(args, store, out)
         if args.force:
             from ebnb import disk
-            from ebnb.experiments import default_store
 
-            disk.clean({"store": store or default_store()})
+            disk.clean({"store": store or experiments.default_store()})
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         started = time.perf_counter()
-        if args.command in ("compute", "all"):
-            record = compute_store(runs)
+        if whole is not None:
+            record = compute_store(whole)
         if args.command != "compute":
-            times = run_grid(*plan, store, Path(args.out))
+            times = run_grid(notebooks, envs, profile, overrides, store, out, per_notebook)
         if args.command == "all":
             from ebnb import accounting
 
             record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
             record["all_wall_s"] = round(time.perf_counter() - started, 1)
-            path = accounting.write(record, runs.store / "runs")
+            path = accounting.write(record, whole.store / "runs")
             print(f"\n[pipeline] all: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
-                  f"run record {path}\n{accounting.table(record)}")  # fmt: skip
+                  f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

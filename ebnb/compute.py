@@ -24,22 +24,20 @@ from pathlib import Path
 
 from ebnb import shards
 from ebnb.checkpoint import DEFAULT_EVERY
-from ebnb.experiments import Grid, Step, expected_steps, longest_first, steps
+from ebnb.experiments import Grid, Step, expected_steps, longest_first, steps, to_compute
+from ebnb.published import Published
 from ebnb.store import Store
 
 DEFAULT_SHARD_SIZE = 256  # units per shard for `compute`: few shards (each ends in a tail of stragglers), two per big step
 
 
-def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, **options) -> list[tuple[str, Step]]:
-    """(env, step) pairs for `step_names` and the steps they need, in dependency order
-    (`options`: EB Exploit's parameters and `population`, see `ebnb.experiments.steps`)."""
-    wanted = set(step_names)
-    out = []
-    for env in envs:
-        env_steps = steps(env, g, **options)
-        needed = wanted | {need for name in wanted for need in env_steps[name].needs}
-        out += [(env, step) for name, step in env_steps.items() if name in needed]
-    return out
+def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, published: Published | None = None,
+         **options) -> list[tuple[str, Step]]:  # fmt: skip
+    """(env, step) pairs for `step_names` and the steps they need, in dependency order, each
+    narrowed to the units `published` lacks (`ebnb.experiments.to_compute`; `options`: EB
+    Exploit's parameters and `population`, see `ebnb.experiments.steps`)."""
+    names = list(step_names)
+    return [(env, step) for env in envs for step in to_compute(steps(env, g, **options), names, published)]
 
 
 def check_scheduler(scheduler: str) -> str:
@@ -63,9 +61,15 @@ def run(
     check_scheduler(scheduler)
     tasks = [(env, step, shard) for env, step in work
              for shard in shards.cut(step.kind, longest_first(step.units), shard_size)]  # fmt: skip
+    if not tasks:
+        return
     if scheduler == "inline":
         store = Store(store_root)
-        for env, step, shard in tasks:
+        for number, (env, step, shard) in enumerate(tasks, 1):
+            missing = sum(not store.exists(shard.kind, unit) for unit in shard.units) if progress else 0
+            if missing:
+                print(f"[shard {number}/{len(tasks)}] {env} {step.name}: {missing} of its {len(shard.units)} units "
+                      "to compute", flush=True)  # fmt: skip
             yield env, step.name, shards.run(store, shard, step.compute, checkpoint_every, progress)
         return
     yield from _run_dask(store_root, tasks, scheduler, checkpoint_every, workers)

@@ -1,7 +1,7 @@
 """Frozen configurations: the thesis' DQN hyperparameters per environment, and input checks.
 
 Every value here is from the thesis' appendices A and B, with the open choices fixed by
-PROTOCOL.md (epsilon decays per episode on CartPole, per step on Acrobot; a time-limit
+docs/protocol.md (epsilon decays per episode on CartPole, per step on Acrobot; a time-limit
 truncation is not terminal). Configs are frozen dataclasses so that a config *is* the
 identity of a result: `ebnb.store` names outputs by a hash of it.
 """

@@ -1,4 +1,4 @@
-"""The protocol steps of PROTOCOL.md, each a function of frozen configs, cached in a Store.
+"""The protocol steps of docs/protocol.md, each a function of frozen configs, cached in a Store.
 
 Every unit of work (one dense run, one retrained ticket, one EB Exploit run, ...) has a
 frozen config that names its result in the store. A `Step` is the units a grid asks for and
@@ -9,6 +9,7 @@ returns tidy DataFrames. Data flows one way: grid -> units -> shards -> populati
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -27,6 +28,7 @@ from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
 from ebnb.evaluate import greedy_returns
 from ebnb.population import Population
+from ebnb.published import Published
 from ebnb.store import Store
 
 CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
@@ -38,11 +40,38 @@ def default_store() -> Path:
     return Path(os.environ.get("EBNB_STORE", PROJECT / "store"))
 
 
-def default_figures(profile: str) -> Path:
-    """figures/ for the thesis (full) profile; figures/<profile>/ for smaller ones (figures/ is
-    $EBNB_FIGURES if set, else figures/ in the project)."""
-    root = Path(os.environ.get("EBNB_FIGURES", PROJECT / "figures"))
-    return root if profile == "full" else root / profile
+def default_outputs() -> Path:
+    """Where runs write executed notebooks and figures: $EBNB_OUTPUTS, else outputs/ in the
+    project (a working folder, not committed; `pipeline.py publish` publishes from it)."""
+    return Path(os.environ.get("EBNB_OUTPUTS", PROJECT / "outputs"))
+
+
+def default_figures(run: str) -> Path:
+    """The figures folder of a run: <outputs>/<run>/figures, `run` as `run_name` gives it."""
+    return default_outputs() / run / "figures"
+
+
+def default_published() -> Path:
+    """The published results: $EBNB_RESULTS, else results/ in the project."""
+    return Path(os.environ.get("EBNB_RESULTS", PROJECT / "results"))
+
+
+def published_results(root: str | Path | None = None) -> Published | None:
+    """The published results at `root` (default `default_published()`), None if there are none."""
+    try:
+        return Published(root or default_published())
+    except FileNotFoundError:
+        return None
+
+
+def shown(path: str | Path) -> str:
+    """`path` relative to the project if it lies inside it (output that reads the same on any
+    machine), else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,35 @@ PROFILES = {
     "full": Grid(),
     "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5),
 }
+
+
+EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; see check_eb_exploit
+
+
+def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]]:
+    """(name, value) of each setting of `g` and EB Exploit that differs from the profile."""
+    base = PROFILES[profile]
+    changed = [(f.name, getattr(g, f.name)) for f in fields(Grid) if getattr(g, f.name) != getattr(base, f.name)]
+    return changed + [(name, value) for name, value in eb_exploit.items() if value != EB_EXPLOIT_DEFAULTS[name]]
+
+
+def run_name(profile: str, g: Grid, **eb_exploit) -> str:
+    """Name of a run's outputs folder: the profile, then each setting that differs from it,
+    e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
+    def text(value):
+        return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    return "-".join([profile] + [f"{name}={text(value)}" for name, value in _changes(profile, g, eb_exploit)])
+
+
+def figure_note(profile: str, g: Grid, **eb_exploit) -> str | None:
+    """What a figure shows if not the thesis (full profile as it is): None, or e.g.
+    'quick profile, not the thesis grid' / 'full profile with seeds=[0, 1]: not the thesis grid'."""
+    changes = _changes(profile, g, eb_exploit)
+    if profile == "full" and not changes:
+        return None
+    settings = ", ".join(f"{name}={list(v) if isinstance(v, tuple) else v}" for name, v in changes)
+    return f"{profile} profile{' with ' + settings if settings else ''}: not the thesis grid"
 
 
 def grid(profile: str = "quick", **overrides) -> Grid:
@@ -163,10 +221,15 @@ def expected_steps(unit) -> float:
     late has mostly learned already); higher P breaks ties."""
     if isinstance(unit, TicketRun):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
-        episodes, env_id = unit.dense.episodes - start + unit.fraction, unit.dense.dqn.env_id
+        episodes = unit.dense.episodes - start + unit.fraction
     else:
-        episodes, env_id = float(unit.episodes), unit.dqn.env_id
-    return episodes * (gymnasium.spec(env_id).max_episode_steps or 1000)
+        episodes = float(unit.episodes)
+    return episodes * (gymnasium.spec(env_id(unit)).max_episode_steps or 1000)
+
+
+def env_id(unit) -> str:
+    """The gymnasium id a unit trains on."""
+    return (unit.dense if isinstance(unit, TicketRun) else unit).dqn.env_id
 
 
 def longest_first(units) -> list:
@@ -174,16 +237,95 @@ def longest_first(units) -> list:
     return sorted(units, key=expected_steps, reverse=True)
 
 
-def _compute_missing(store: Store, step: Step, progress: bool) -> None:
-    """Compute and store the units of `step` that are not stored yet."""
-    for shard in shards.cut(step.kind, longest_first(step.units), SHARD_SIZE):
-        shards.run(store, shard, step.compute, progress=progress)
+def _inputs(units) -> list:
+    """The units of other steps that `units` read (a ticket reads its dense run), in order."""
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, TicketRun)))
 
 
-def _results(store: Store, step: Step, progress: bool) -> list[dict]:
-    """Results of `step`'s units in order: stored ones loaded, missing ones computed."""
-    _compute_missing(store, step, progress)
-    return [store.load(step.kind, u) for u in step.units]
+def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
+    """Compute and store those of `units` (of `step`) that are not stored yet, after the
+    dense runs they read."""
+    inputs = _inputs(units)
+    for kind, compute, todo in (("dense", _compute_dense, inputs), (step.kind, step.compute, units)):
+        for shard in shards.cut(kind, longest_first(todo), SHARD_SIZE) if todo else ():
+            shards.run(store, shard, compute, progress=progress)
+
+
+def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None) -> dict:
+    """What the notebooks read of a stored unit, and so what `ebnb.published` holds of it: a
+    dense run's training log, baseline and mask disagreement counts (not its snapshots and
+    masks, which only ticket training reads); any other unit's result as it is. `parts`: only
+    these (None: all)."""
+    if step != "dense runs":
+        return result
+    return {name: _DENSE_VIEW[name](result) for name in parts or _DENSE_VIEW}
+
+
+def _disagreements(result: dict) -> dict[str, np.ndarray]:
+    """A dense run's masks as `masks.disagreement_counts` per P, condensed (scipy's
+    `squareform`: the upper triangle), with the episodes they were drawn at and the weight count."""
+    from scipy.spatial.distance import squareform
+
+    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(_state_from(result["snapshots"], "theta0").params))
+    out = {"episodes": result["masks"]["episodes"], "n_weights": np.array(n_weights)}
+    for key, packed in result["masks"].items():
+        if key != "episodes":
+            counts = masks.disagreement_counts(masks.unpack(packed, n_weights))
+            out[key] = squareform(counts.astype(np.min_scalar_type(n_weights)), checks=False)
+    return out
+
+
+_DENSE_VIEW = {"episodes": lambda r: r["episodes"], "baseline": lambda r: r["baseline"], "disagreements": _disagreements}
+
+
+def _sources(store: Store, step: Step, published: Published | None) -> tuple[list, dict]:
+    """(`step`'s units the store lacks, {unit: parts} of those `published` holds)."""
+    missing = [u for u in step.units if not store.exists(step.kind, u)]
+    return missing, published.parts(env_id(step.units[0]), step.name, missing) if published and missing else {}
+
+
+def _results(store: Store, step: Step, published: Published | None, progress: bool,
+             parts: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
+    """`published_view` of each of `step`'s units (`parts` of it), in order: from the store,
+    else from `published` (by config hash), else computed and stored. With `progress`, says
+    where they came from."""
+    missing, found = _sources(store, step, published)
+    _compute_missing(store, step, [u for u in missing if u not in found], progress)
+    if progress:
+        source = f"loaded {{}} units from {shown(published.root)}/ (made by {published.made_by})" if found else ""
+        counts = {"loaded {} units from the store": len(step.units) - len(missing), source: len(found),
+                  "computed {} units": len(missing) - len(found)}  # fmt: skip
+        print(f"{step.name}: " + ", ".join(text.format(n) for text, n in counts.items() if n), flush=True)
+    return list(collect(store, step, published, parts).values())
+
+
+def collect(store: Store, step: Step, published: Published | None, parts: tuple[str, ...] | None = None) -> dict:
+    """{unit: `published_view` (`parts` of it)} of every unit of `step`, from the store, else
+    from `published`; computes nothing: ValueError if some unit is in neither."""
+    missing, found = _sources(store, step, published)
+    lacking = len(missing) - len(found)
+    if lacking:
+        raise ValueError(f"{step.name}: {lacking} of {len(step.units)} units are neither in the store {store.root} nor "
+                         "published; compute them first (pipeline.py compute)")  # fmt: skip
+    chosen = {u: {p: found[u][p] for p in parts or found[u]} for u in found}
+    return {u: chosen[u] if u in chosen else published_view(step.name, store.load(step.kind, u), parts)
+            for u in step.units}  # fmt: skip
+
+
+def to_compute(env_steps: dict[str, Step], names, published: Published | None) -> list[Step]:
+    """The steps `names` read (in the order of `env_steps`), each narrowed to the units that
+    `published` lacks, plus the dense runs that those tickets read; empty steps dropped."""
+    wanted = set(names) | {need for name in names for need in env_steps[name].needs}
+    chosen = {name: step for name, step in env_steps.items() if name in wanted}
+    if published is not None:
+        for name, step in chosen.items():
+            held = published.parts(env_id(step.units[0]), name, step.units)
+            chosen[name] = dataclasses.replace(step, units=tuple(u for u in step.units if u not in held))
+        inputs = _inputs(u for step in chosen.values() for u in step.units)
+        dense = chosen.get("dense runs")
+        if dense is not None:
+            chosen["dense runs"] = dataclasses.replace(dense, units=tuple(dict.fromkeys(dense.units + tuple(inputs))))
+    return [step for step in chosen.values() if step.units]
 
 
 def _state_arrays(prefix: str, state: AgentState) -> dict[str, np.ndarray]:
@@ -294,35 +436,41 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
         save(unit, {"episodes": log, "baseline": baseline, "snapshots": states, "masks": mask_arrays})
 
 
-def dense_runs(env: str, g: Grid, store: Store, progress: bool = False) -> list[dict]:
-    """The shared dense runs of `g.seeds` (trained together where missing)."""
-    return _results(store, steps(env, g)["dense runs"], progress)
+def dense_runs(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,
+               parts: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
+    """The shared dense runs of `g.seeds` as `published_view` gives them (`parts` of it;
+    trained together where neither the store nor `published` holds them)."""
+    return _results(store, steps(env, g)["dense runs"], published, progress, parts)
 
 
-def training_curves(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+def training_curves(env: str, g: Grid, store: Store, published: Published | None = None,
+                    progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """Per-episode log of the dense runs: seed, episode, return, length, epsilon."""
-    runs = dense_runs(env, g, store, progress)
+    runs = dense_runs(env, g, store, published, progress, ("episodes",))
     return pd.concat([r["episodes"].assign(seed=s) for s, r in zip(g.seeds, runs)], ignore_index=True)
 
 
-def baseline(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+def baseline(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Unpruned baseline per seed: converged (bool), converged_episode (its training length;
     the episode cap where it never converged) and test_return (mean greedy return)."""
-    return pd.concat([r["baseline"] for r in dense_runs(env, g, store, progress)], ignore_index=True)
+    runs = dense_runs(env, g, store, published, progress, ("baseline",))
+    return pd.concat([r["baseline"] for r in runs], ignore_index=True)
 
 
 # ---- experiment 1 ---------------------------------------------------------------------------
 
 
-def mask_similarity(env: str, g: Grid, store: Store, progress: bool = False) -> dict[float, pd.DataFrame]:
+def mask_similarity(env: str, g: Grid, store: Store, published: Published | None = None,
+                    progress: bool = False) -> dict[float, pd.DataFrame]:  # fmt: skip
     """Experiment 1: per P, the seeds' mean similarity (1 - Hamming) between masks drawn at
     episodes 0, mask_every, ...; a square DataFrame indexed by episode on both axes."""
-    runs = dense_runs(env, g, store, progress)
-    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(_state_from(runs[0]["snapshots"], "theta0").params))
-    episodes = runs[0]["masks"]["episodes"]
+    from scipy.spatial.distance import squareform
+
+    runs = [r["disagreements"] for r in dense_runs(env, g, store, published, progress, ("disagreements",))]
+    episodes = runs[0]["episodes"]
     out = {}
     for fraction in g.fractions:
-        matrices = [masks.similarity_matrix(masks.unpack(r["masks"][f"P{fraction}"], n_weights)) for r in runs]
+        matrices = [masks.similarity_from_counts(squareform(r[f"P{fraction}"]), int(r["n_weights"])) for r in runs]
         out[fraction] = pd.DataFrame(np.mean(matrices, axis=0), index=episodes, columns=episodes)
     return out
 
@@ -389,31 +537,29 @@ def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRu
     return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in g.fractions for e in prune_episodes]
 
 
-def _tickets(env: str, g: Grid, store: Store, step: str, progress: bool) -> pd.DataFrame:
-    grid_steps = steps(env, g)
-    for need in grid_steps[step].needs:  # the dense runs, computed if missing (tickets load them)
-        _compute_missing(store, grid_steps[need], progress)
-    results = _results(store, grid_steps[step], progress)
+def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | None, progress: bool) -> pd.DataFrame:
+    results = _results(store, steps(env, g)[step], published, progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)
 
 
-def retrain(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
     converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
-    return _tickets(env, g, store, "retrain", progress)
+    return _tickets(env, g, store, "retrain", published, progress)
 
 
-def winning_tickets(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+def winning_tickets(env: str, g: Grid, store: Store, published: Published | None = None,
+                    progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """One-shot magnitude pruning at convergence, retrained (columns as `retrain`;
     prune_episode is the dense run's convergence episode)."""
-    return _tickets(env, g, store, "winning tickets", progress)
+    return _tickets(env, g, store, "winning tickets", published, progress)
 
 
-def finetune(env: str, g: Grid, store: Store, progress: bool = False) -> pd.DataFrame:
+def finetune(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
     Adam state; length counts from pruning (columns as `retrain`)."""
-    return _tickets(env, g, store, "finetune", progress)
+    return _tickets(env, g, store, "finetune", published, progress)
 
 
 # ---- experiment 4: EB Exploit -----------------------------------------------------------------
@@ -493,8 +639,8 @@ def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[E
             for s in g.seeds for p in g.fractions]  # fmt: skip
 
 
-def steps(env: str, g: Grid, xi: float = 0.1, window: int = 2, rewind: bool = False,
-          population: int = POPULATION) -> dict[str, Step]:  # fmt: skip
+def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
+          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION) -> dict[str, Step]:  # fmt: skip
     """The protocol steps for one env and grid, by name, in an order that respects `needs`
     (EB Exploit with the given parameters; at most `population` tickets training at once in
     a shard, which changes no result)."""
@@ -517,10 +663,11 @@ def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:
             for name, step in steps(env, g).items()}  # fmt: skip
 
 
-def eb_exploit(env: str, g: Grid, store: Store, xi: float = 0.1, window: int = 2, rewind: bool = False,
-               progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def eb_exploit(env: str, g: Grid, store: Store, published: Published | None = None,
+               xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
+               rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """Experiment 4: EB Exploit per seed and P. Columns: seed, P, found (a ticket was found
     before early stopping), prune_episode (-1 if not), search_length, finetune_length,
     converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
-    results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], progress)
+    results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], published, progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)

@@ -110,21 +110,31 @@ def hamming_distance(mask_a: Sequence[Tensor], mask_b: Sequence[Tensor]) -> Tens
     return (flatten(mask_a) != flatten(mask_b)).mean(dim=1, dtype=torch.float64)
 
 
-def similarity_matrix(masks: Tensor | np.ndarray) -> np.ndarray:
-    """1 - normalized Hamming distance between all pairs of flat masks [..., T, N] -> [..., T, T].
+def disagreement_counts(masks: Tensor | np.ndarray) -> np.ndarray:
+    """Number of weights whose state differs, between all pairs of flat masks [..., T, N] ->
+    float64 [..., T, T] holding integers.
 
     With x the 0/1 masks, the number of disagreements between rows i and j is
     |x_i| + |x_j| - 2 x_i . x_j, so one matrix product gives every pair. The counts are
-    integers below 2**53, hence exact in float64: the result is exactly symmetric with
-    ones on the diagonal.
+    integers below 2**53, hence exact in float64: exactly symmetric, zero on the diagonal.
     """
     x = np.asarray(masks, dtype=np.float64)
     if x.ndim < 2 or x.shape[-1] == 0:
         raise ValueError(f"masks must have shape [..., T, N] with N > 0, got {x.shape}")
     overlap = x @ np.swapaxes(x, -1, -2)
     kept = x.sum(axis=-1)
-    disagree = kept[..., :, None] + kept[..., None, :] - 2.0 * overlap
-    return 1.0 - disagree / x.shape[-1]
+    return kept[..., :, None] + kept[..., None, :] - 2.0 * overlap
+
+
+def similarity_from_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """1 - normalized Hamming distance from `disagreement_counts` of masks of `n` weights."""
+    return 1.0 - np.asarray(counts, dtype=np.float64) / n
+
+
+def similarity_matrix(masks: Tensor | np.ndarray) -> np.ndarray:
+    """1 - normalized Hamming distance between all pairs of flat masks [..., T, N] -> [..., T, T]
+    (exactly symmetric, ones on the diagonal: see `disagreement_counts`)."""
+    return similarity_from_counts(disagreement_counts(masks), np.shape(masks)[-1])
 
 
 def pack(mask_flat: Tensor | np.ndarray) -> np.ndarray:

@@ -156,14 +156,17 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
 
 
 def figure_name(number: str, what: str, env_id: str) -> str:
-    """File stem of a thesis figure, e.g. fig3_4_retrain_cartpole."""
-    return f"fig{number}_{what}_{env_id.split('-')[0].lower()}"
+    """File stem of a thesis figure, named by the env id, e.g. fig3_4_retrain_cartpole-v0."""
+    return f"fig{number}_{what}_{env_id.lower()}"
 
 
-def save(fig, name: str, directory: str | Path = "figures") -> list[Path]:
-    """Write `fig` as `<directory>/<name>.png` and `.pdf`; return the paths."""
+def save(fig, name: str, directory: str | Path, note: str | None = None) -> list[Path]:
+    """Write `fig` as `<directory>/<name>.png` and `.pdf`, with `note` (what the figure is,
+    if not the thesis grid: `ebnb.experiments.figure_note`) printed under it; return the paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if note:
+        fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
     paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
         fig.savefig(path, dpi=150, bbox_inches="tight")

@@ -109,10 +109,10 @@ def _serialize(name: str, part) -> tuple[str, bytes]:
             f"result[{name!r}] must be a DataFrame, a non-object ndarray or a dict of them "
             f"with str keys, got {type(part).__name__}"
         )
-    return part_type, _npz_bytes(arrays)
+    return part_type, npz_bytes(arrays)
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """What np.savez writes, minus its clock-dependent timestamps and reserved key names."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -130,7 +130,8 @@ def _deserialize(part_type: str, data: bytes):
     return arrays["array"] if part_type == "array" else arrays
 
 
-def _file_entry(data: bytes) -> dict:
+def file_entry(data: bytes) -> dict:
+    """{"sha256", "size"} of a file's bytes, as manifests list them."""
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
@@ -239,7 +240,7 @@ class Store:
         """Write and fsync every file, then the manifest, then the directory entry."""
         for filename, data in files.items():
             _write_synced(directory / filename, data)
-        manifest = {"parts": parts, "files": {f: _file_entry(d) for f, d in files.items()}}
+        manifest = {"parts": parts, "files": {f: file_entry(d) for f, d in files.items()}}
         _write_synced(directory / "manifest.json", json.dumps(manifest, indent=2).encode())
         _fsync_dir(directory)
 
@@ -289,7 +290,7 @@ class Store:
             manifest = json.loads((directory / "manifest.json").read_bytes())
             files = {name: (directory / name).read_bytes() for name in manifest["files"]}
             parts = dict(manifest["parts"])
-            damaged = [n for n, d in files.items() if _file_entry(d) != manifest["files"][n]]
+            damaged = [n for n, d in files.items() if file_entry(d) != manifest["files"][n]]
         except (OSError, ValueError, KeyError, TypeError) as error:
             reason = f"unreadable manifest or file ({error!r})"
             raise CorruptResultError(f"{directory}: {reason}") from error

@@ -42,7 +42,7 @@ def train(
     The network is initialised in float32 (as nn.Linear does) and then cast to `dtype`.
     With `mask` (one boolean array per weight matrix, `[out, in]`, True = kept), the agent
     starts from m * theta_0 and the pruned weights are zeroed again after every optimiser step
-    (PROTOCOL.md: pruned weights stay exactly 0; the target network copies the masked weights).
+    (docs/protocol.md: pruned weights stay exactly 0; the target network copies the masked weights).
     """
     env = gym.make(cfg.env_id)
     n_obs, n_actions = env.observation_space.shape[0], env.action_space.n

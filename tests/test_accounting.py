@@ -69,7 +69,8 @@ def test_all_writes_one_run_record_with_the_notebooks_wall_times(tmp_path, monke
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: iter(()))
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: {("01_mask_similarity", "cartpole"): 1.5})
     store = tmp_path / "store"
-    assert pipeline.main(["--store", str(store), "--out", str(tmp_path / "out"), "all", "--env", "cartpole"]) == 0
+    argv = ["--store", str(store), "--out", str(tmp_path / "out"), "--recompute", "all", "--env", "cartpole"]
+    assert pipeline.main(argv) == 0
     [path] = (store / "runs").glob("*.json")
     record = json.loads(path.read_text())
     assert record["command"] == "all" and record["profile"] == "full" and record["workers"] >= 1

@@ -195,7 +195,7 @@ CLEAN_CASES = [
 def test_clean_refuses_bad_store(sandbox, capsys, make_target):
     target = make_target(sandbox)
     before = sorted(p.relative_to(sandbox) for p in sandbox.rglob("*"))
-    argv = ["--store", str(target), "--out", str(sandbox / "out"), "clean", "--keep-figures"]
+    argv = ["--store", str(target), "--out", str(sandbox / "out"), "clean"]
     code, stderr = call(pipeline.main, argv, capsys)
     assert_one_line_naming(code, stderr, "store")
     assert sorted(p.relative_to(sandbox) for p in sandbox.rglob("*")) == before
@@ -382,9 +382,9 @@ def test_subprocess_rejects_bad_input(background, case):
 
 
 def readme_bad_input_rows() -> list[tuple[str, str, str, int | None]]:
-    """(where, input, message, exit status or None) for each row of README's "Bad input" table."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Bad input"):]
+    """(where, input, message, exit status or None) for each row of the "Bad input" table in docs/reliability.md."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    section = text[text.index("## Bad input"):]
     rows = []
     for line in section.splitlines()[1:]:
         if line.startswith("#"):
@@ -432,8 +432,8 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
     assert empty_or_absent(sandbox / "store") and not (sandbox / "x.csv").exists()
 
 
-def test_a_tuple_of_values_is_passed_to_notebooks_as_a_list():
-    """`-p seeds=0,1` reads as a Python tuple, which papermill would inject as a string: it
-    becomes the list [0, 1] the notebooks take."""
-    assert pipeline.parse_overrides(["seeds=0,1", "fractions=(0.2,)"], ["02_retrain"]) == {
-        "seeds": [0, 1], "fractions": [0.2]}
+def test_a_tuple_of_values_is_refused_with_the_list_it_means():
+    """`-p seeds=0,1` reads as a Python tuple, which papermill would inject as a string that
+    the notebook refuses after it started: refused up front, showing the list it means."""
+    with pytest.raises(pipeline.UsageError, match=re.escape("seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1")):
+        pipeline.parse_overrides(["seeds=0,1"], ["02_retrain"])

@@ -1,7 +1,7 @@
-"""The configs hold the thesis' hyperparameters (appendices A and B, PROTOCOL.md's table).
+"""The configs hold the thesis' hyperparameters (appendices A and B, docs/protocol.md's table).
 
 The numbers below are copied from the thesis (appendix B "DQN Details", appendix A "Neural
-Network details") and from PROTOCOL.md where the thesis leaves a choice open (epsilon decays
+Network details") and from docs/protocol.md where the thesis leaves a choice open (epsilon decays
 per episode on CartPole, per step on Acrobot; early stopping after 10 solved episodes). They
 are literals on purpose: a changed config must fail here, not be compared with itself.
 """
@@ -25,12 +25,12 @@ THESIS = {
     "gamma": (0.99, 0.99),
     "eps_start": (1.0, 1.0),
     "eps_decay": (0.95, 0.999),
-    "eps_decay_per": ("episode", "step"),  # PROTOCOL.md
+    "eps_decay_per": ("episode", "step"),  # docs/protocol.md
     "eps_floor": (0.01, 0.01),
     "solved_return": (200.0, -100.0),  # early-stopping threshold
     "solved_streak": (10, 10),  # "10 consecutive episodes"
     "max_episodes": (500, 500),
-    "truncation_is_terminal": (False, False),  # PROTOCOL.md: time limits bootstrap
+    "truncation_is_terminal": (False, False),  # docs/protocol.md: time limits bootstrap
     "arithmetic": ("fused", "fused"),  # not a hyperparameter: the fixed-order CPU kernel (ebnb.kernel)
 }
 

@@ -34,13 +34,20 @@ def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("store"))
 
 
+def stored_dense_runs(store, g, env="cartpole") -> list[dict]:
+    """The dense runs' complete stored results (snapshots and masks, which the notebooks'
+    view `experiments.dense_runs` leaves out), computed if missing."""
+    experiments.dense_runs(env, g, store)
+    return [store.load("dense", unit) for unit in experiments.steps(env, g)["dense runs"].units]
+
+
 @pytest.fixture(scope="module")
 def grid():
     return experiments.grid("quick", **TINY)
 
 
 def test_dense_runs_record_masks_snapshots_and_baseline(store, grid):
-    runs = experiments.dense_runs("cartpole", grid, store)
+    runs = stored_dense_runs(store, grid)
     assert len(runs) == 2
     run = runs[0]
     assert run["masks"]["episodes"].tolist() == [0, 2, 4, 6]
@@ -189,7 +196,7 @@ def ticket_starts(tmp_path_factory):
     g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6,
                          test_episodes=1)  # fmt: skip
     store = Store(tmp_path_factory.mktemp("tickets"))
-    dense = experiments.dense_runs("cartpole", g, store)
+    dense = stored_dense_runs(store, g)
     starts, calls = {}, []
 
     class Recording(Population):
@@ -315,7 +322,7 @@ def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(
     g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1)
     store = Store(tmp_path)
     cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
-    snapshots = experiments.dense_runs("cartpole", g, store)[0]["snapshots"]
+    snapshots = stored_dense_runs(store, g)[0]["snapshots"]
     at_4, at_end = (experiments._state_from(snapshots, name) for name in ("e4", "converged"))
     assert at_4.adam_steps > 0 and any(m.any() for m in at_4.exp_avg), "pruned after learning started"
     starts = {

@@ -31,57 +31,65 @@ def pipeline(*args, **kwargs):
         (["run", "02_retrain", "-p", "fractions=[0.2,1.5]"], "fractions"),
         (["run", "02_retrain", "-p", "seeds=[]"], "seeds"),
         (["run", "04_eb_exploit", "--profile", "huge"], "--profile"),
+        (["run", "02_retrain", "-p", "seeds=0,1"], "seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1"),
+        (["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds: given twice"),
+        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be bool, got 'maybe'"),
+        (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
+        (["publish"], "publish: no record"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = pipeline("--store", str(tmp_path / "store"), *args)
+def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, args, message):
+    result = pipeline("--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
-    assert not (tmp_path / "store").exists()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert list(tmp_path.iterdir()) == [], "no kernel started, nothing written"
 
 
 def test_help_lists_every_command():
     result = pipeline("--help")
     assert result.returncode == 0
-    for command in ("all", "quick", "run", "list", "compute", "clean", "--force", "--store"):
+    for command in ("all", "quick", "run", "list", "compute", "publish", "report", "clean", "--force", "--recompute",
+                    "--store"):  # fmt: skip
         assert command in result.stdout
 
 
-def test_run_one_notebook_then_list_shows_it_cached(tmp_path):
-    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "executed")]
+def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_it_cached(tmp_path):
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
     # seed 0 of the quick profile: `list` then shows one of its two dense runs cached
-    overrides = ["-p", "seeds=[0]", "-p", f"figures_dir='{tmp_path / 'figures'}'"]
-    result = pipeline(*where, "run", "01_mask_similarity", "--env", "cartpole", *overrides)
+    result = pipeline(*where, "run", "01_mask_similarity", "--env", "cartpole", "-p", "seeds=[0]")
     assert result.returncode == 0, result.stderr
-    executed = tmp_path / "executed" / "quick" / "01_mask_similarity-cartpole.ipynb"
-    notebook = nbformat.read(executed, as_version=4)
+    run = tmp_path / "outputs" / "quick-seeds=0"
+    notebook = nbformat.read(run / "01_mask_similarity-cartpole.ipynb", as_version=4)
     assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert "[pipeline] 01_mask_similarity cartpole (quick): computing what it reads" in result.stdout
+    assert re.search(r"^\[shard 1/1\] cartpole dense runs: 1 of its 1 units to compute$", result.stdout, re.M)
     assert "wall time per notebook" in result.stdout
     assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
-    assert (tmp_path / "figures" / "fig3_3_mask_similarity_cartpole.png").exists()
+    loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
+    assert sorted(p.name for p in (run / "figures").iterdir()) == [
+        "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]  # fmt: skip
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr
     quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.M).group(1)
     assert re.search(r"^\s+dense runs\s+1/2\s+cached\s+[1-9][0-9.]* [KM]?i?B$", quick_cartpole, re.M), listing.stdout
     assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.M), listing.stdout
-    assert "executed notebooks: 01_mask_similarity\n" in quick_cartpole, listing.stdout
 
 
 def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):
-    files = ("store/dense/0123456789abcdef/part.npz", "executed/quick/01.ipynb", "figures/fig.png", "mine/file")
+    files = ("store/dense/0123456789abcdef/part.npz", "outputs/quick/01.ipynb", "outputs/quick/figures/fig.png",
+             "mine/file")  # fmt: skip
     for file in files:
-        (tmp_path / file).parent.mkdir(parents=True)
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / file).write_bytes(b"x" * 1000)
-    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "executed")]
-    kept = pipeline(*where, "clean", "--keep-figures", "--figures", str(tmp_path / "figures"))
-    assert kept.returncode == 0, kept.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "mine"]
-    assert "store" in kept.stdout and "1000 B removed" in kept.stdout
-    assert pipeline(*where, "clean", "--figures", str(tmp_path / "figures")).returncode == 0
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
+    cleaned = pipeline(*where, "clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "store" in cleaned.stdout and "1000 B removed" in cleaned.stdout and "2.0 KiB removed" in cleaned.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "file").read_bytes() == b"x" * 1000
     (tmp_path / "mine" / "pyproject.toml").write_text("")  # --store pointing at a project: refused
-    refused = pipeline("--store", str(tmp_path / "mine"), "--out", str(tmp_path / "executed"), "clean")
+    refused = pipeline("--store", str(tmp_path / "mine"), "--out", str(tmp_path / "outputs"), "clean")
     assert refused.returncode == 2 and refused.stderr.startswith("error: refusing to delete store")
     assert (tmp_path / "mine" / "file").exists()
 
@@ -95,10 +103,10 @@ def test_source_notebooks_are_committed_without_outputs(path):
     assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code)
 
 
-def test_tests_and_nbval_use_a_fresh_temporary_store_and_figures_folder():
-    """conftest.py points $EBNB_STORE and $EBNB_FIGURES into a directory this test session
+def test_tests_and_nbval_use_a_fresh_temporary_store_and_outputs_folder():
+    """conftest.py points $EBNB_STORE and $EBNB_OUTPUTS into a directory this test session
     made: nbval recomputes the checked tables instead of loading the project's store/."""
-    for name in ("EBNB_STORE", "EBNB_FIGURES"):
+    for name in ("EBNB_STORE", "EBNB_OUTPUTS"):
         path = Path(os.environ[name]).resolve()
         assert path.parent.name.startswith("ebnb-test-session-") and path.is_relative_to(
             Path(tempfile.gettempdir()).resolve()), (name, path)
@@ -106,12 +114,11 @@ def test_tests_and_nbval_use_a_fresh_temporary_store_and_figures_folder():
     from ebnb import experiments
 
     assert experiments.default_store() == Path(os.environ["EBNB_STORE"])
-    assert experiments.default_figures("quick") == Path(os.environ["EBNB_FIGURES"]) / "quick"
+    assert experiments.default_figures("quick") == Path(os.environ["EBNB_OUTPUTS"]) / "quick" / "figures"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "executed" / "quick").glob("*.ipynb")),
-                         ids=lambda p: p.name)  # fmt: skip
-def test_executed_quick_notebooks_take_their_store_and_figures_from_the_environment(path):
+@pytest.mark.parametrize("path", sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_nbval_reference_notebooks_take_their_store_and_figures_from_the_environment(path):
     """An injected store_dir or figures_dir would make nbval read or write a fixed path
     instead of the session's fresh store: regenerate with EBNB_STORE=..., not --store."""
     notebook = json.loads(path.read_text())
@@ -120,7 +127,11 @@ def test_executed_quick_notebooks_take_their_store_and_figures_from_the_environm
     assert injected and "store_dir" not in source and "figures_dir" not in source
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "executed").rglob("*.ipynb")), ids=lambda p: p.name)
+PUBLISHED_NOTEBOOKS = sorted((ROOT / "notebooks" / "executed").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", PUBLISHED_NOTEBOOKS + sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")  # fmt: skip
 def test_executed_notebooks_name_project_files_relative_to_the_project(path):
     """No path of the machine that ran a notebook: papermill's input and output paths and the
     printed figure paths are relative to the project root (`pipeline.relative_paths`)."""
@@ -147,3 +158,12 @@ def test_relative_paths_rewrites_the_project_root_and_nothing_else(tmp_path):
     assert rewritten.cells[0].outputs[0].text == "figures/a.png /elsewhere/b.png\n"
     assert rewritten.metadata["papermill"]["input_path"] == "notebooks/x.ipynb"
     assert [p.name for p in tmp_path.iterdir()] == ["executed.ipynb"]
+
+
+def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_folder(tmp_path):
+    result = pipeline("--out", str(tmp_path / "outputs"), "report")
+    assert result.returncode == 0, result.stderr
+    index = tmp_path / "outputs" / "report" / "index.html"
+    assert result.stdout.strip() == f"[report] {index}"
+    pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*.html"))
+    assert pages == ["index.html"] + [f"notebooks/{p.stem}.html" for p in PUBLISHED_NOTEBOOKS]

@@ -215,7 +215,7 @@ def rewrite_manifest_for(directory, name, data):
     """Replace a file and forge a matching manifest: only reading the file can tell."""
     (directory / name).write_bytes(data)
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["files"][name] = store_module._file_entry(data)
+    manifest["files"][name] = store_module.file_entry(data)
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -1,0 +1,170 @@
+"""The published results: the full-profile results committed in ``results/``, so that a reader
+reruns every notebook's analysis without training.
+
+Layout::
+
+    results/manifest.json        sha256 and size of every file below, the grid, the commit and
+                                 lock-file hash of the run that made the results, unit counts
+    results/run_record.json      that run's record (ebnb.accounting)
+    results/<env id>/<table>     one tidy table per protocol step and part
+
+A table holds what the notebooks read of each unit (`ebnb.experiments.published_view`), one
+unit after another, keyed by the unit's config hash (`ebnb.store.config_hash`): DataFrame
+parts as parquet with a first column ``unit``; dicts of arrays (the dense runs' mask
+disagreement counts) as ``.npz`` with keys ``<unit>.<name>``. A unit is taken from here only
+if its hash is listed, so a grid that differs from the published one in any setting finds
+the units it shares and computes the rest. Every file is checked against the manifest before
+it is read; a damaged file is an error that names it, never data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ebnb.store import CorruptResultError, config_hash, file_entry, npz_bytes
+
+MANIFEST = "manifest.json"
+RUN_RECORD = "run_record.json"
+UNIT = "unit"
+
+
+def table_name(step: str, part: str, arrays: bool) -> str:
+    """File name of a step's part: ``retrain.parquet`` (the part "result"),
+    ``dense_runs_episodes.parquet``, ``dense_runs_disagreements.npz``."""
+    stem = step.replace(" ", "_") + ("" if part == "result" else f"_{part}")
+    return stem + (".npz" if arrays else ".parquet")
+
+
+def _encode(results: Mapping[str, dict]) -> dict[str, bytes]:
+    """{file name: bytes} of one step's results ({unit hash: parts}), one file per part."""
+    first = next(iter(results.values()))
+    files = {}
+    for part, value in first.items():
+        if isinstance(value, pd.DataFrame):
+            table = pd.concat([r[part].assign(**{UNIT: h})[[UNIT, *r[part].columns]] for h, r in results.items()],
+                              ignore_index=True)  # fmt: skip
+            buffer = io.BytesIO()
+            table.to_parquet(buffer, engine="pyarrow", index=False)
+            files[part] = buffer.getvalue()
+        else:
+            files[part] = npz_bytes({f"{h}.{key}": array for h, r in results.items() for key, array in r[part].items()})
+    return files
+
+
+def _decode(data: bytes, arrays: bool) -> dict[str, object]:
+    """{unit hash: part} from a table's bytes."""
+    if arrays:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            out: dict[str, dict] = {}
+            for key in npz.files:
+                unit, name = key.split(".", 1)
+                out.setdefault(unit, {})[name] = npz[key]
+            return out
+    table = pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+    return {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
+
+
+class Published:
+    """A published results set (read only): the units it holds, by config hash."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        try:
+            self.manifest = json.loads((self.root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no published results at {self.root} (no {MANIFEST})") from None
+        self._tables: dict[str, dict] = {}
+
+    @property
+    def made_by(self) -> str:
+        """The commit of the run that made the results, abbreviated (``-dirty`` kept)."""
+        commit = self.manifest["commit"]
+        return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+    def parts(self, env_id: str, step: str, units) -> dict:
+        """{unit: its parts} for those of `units` the published set holds."""
+        layout = self.manifest["tables"].get(env_id, {}).get(step)
+        if layout is None:
+            return {}
+        tables = {part: self._table(f"{env_id}/{name}", name.endswith(".npz")) for part, name in layout.items()}
+        found = {}
+        for unit in units:
+            key = config_hash(unit)
+            if all(key in table for table in tables.values()):
+                found[unit] = {part: table[key] for part, table in tables.items()}
+        return found
+
+    def _table(self, name: str, arrays: bool) -> dict:
+        if name not in self._tables:
+            data = (self.root / name).read_bytes()
+            if file_entry(data) != self.manifest["files"].get(name):
+                raise CorruptResultError(f"{self.root / name} does not match {self.root / MANIFEST}: the published "
+                                         "results are damaged; restore them (git checkout) or recompute "
+                                         "(use_published=False, or pipeline.py --recompute)")  # fmt: skip
+            self._tables[name] = _decode(data, arrays)
+        return self._tables[name]
+
+
+def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: dict, run_record: dict) -> Path:
+    """Replace the published set at `root` with `results` ({env id: {step: {unit: parts}}}),
+    `grid` (what the results cover) and the `run_record` of the run that made them. Built in a
+    temporary sibling folder, checked by reading it back, then renamed into place."""
+    root = Path(root)
+    files = {RUN_RECORD: (json.dumps(run_record, indent=2) + "\n").encode()}
+    tables: dict[str, dict] = {}
+    for env_id, steps in results.items():
+        for step, units in steps.items():
+            hashed = {config_hash(unit): parts for unit, parts in units.items()}
+            for part, data in _encode(hashed).items():
+                name = table_name(step, part, arrays=not isinstance(next(iter(hashed.values()))[part], pd.DataFrame))
+                tables.setdefault(env_id, {}).setdefault(step, {})[part] = name
+                files[f"{env_id}/{name}"] = data
+    manifest = {
+        "commit": run_record["commit"], "lock_sha256": run_record["lock_sha256"], "grid": grid,
+        "units": {env: {step: len(units) for step, units in steps.items()} for env, steps in results.items()},
+        "tables": tables, "run_record": RUN_RECORD, "files": {name: file_entry(data) for name, data in files.items()},
+    }  # fmt: skip
+    new = root.parent / f".{root.name}.new-{secrets.token_hex(4)}"
+    try:
+        for name, data in {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()}.items():
+            (new / name).parent.mkdir(parents=True, exist_ok=True)
+            (new / name).write_bytes(data)
+        _check_readback(new, results)
+        _swap(new, root)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    return root
+
+
+def _check_readback(root: Path, results: Mapping) -> None:
+    """Every unit's parts read back from `root` equal what was written."""
+    published = Published(root)
+    for env_id, steps in results.items():
+        for step, units in steps.items():
+            back = published.parts(env_id, step, units)
+            for unit, parts in units.items():
+                for part, value in parts.items():
+                    if isinstance(value, pd.DataFrame):
+                        pd.testing.assert_frame_equal(back[unit][part], value)
+                    else:
+                        assert value.keys() == back[unit][part].keys()
+                        for key, array in value.items():
+                            np.testing.assert_array_equal(back[unit][part][key], array, strict=True)
+
+
+def _swap(new: Path, root: Path) -> None:
+    """Put `new` where `root` is: the old set moved aside, the new renamed in, the old removed."""
+    old = root.parent / f".{root.name}.old-{secrets.token_hex(4)}"
+    if root.exists():
+        os.rename(root, old)
+    os.rename(new, root)
+    shutil.rmtree(old, ignore_errors=True)
