@@ -239,8 +239,14 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
     workers = options.get("workers")
     if workers is not None:
         check_positive_int("--workers", workers)
-    work = compute.plan(envs, {s for n in notebooks for s in NOTEBOOK_STEPS[n]}, grid, published, population=population,
-                        **eb_exploit)  # fmt: skip
+    step_names = {s for n in notebooks for s in NOTEBOOK_STEPS[n]}
+    work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
+    if published is not None:
+        asked = sum(len(step.units) for _, step in compute.plan(envs, step_names, grid, **eb_exploit))
+        left = sum(len(step.units) for _, step in work)
+        if left < asked:
+            print(f"[compute] {asked - left} of {asked} units from {experiments.shown(published.root)}/ (made by "
+                  f"{published.made_by}); {left} to compute or load from the store", flush=True)  # fmt: skip
     root = store or experiments.default_store()
     settings = {"command": options["command"], "target": options["target"], "profile": profile,
                 "scheduler": options["scheduler"], "workers": 1 if options["scheduler"] == "inline" else workers or os.cpu_count(),
@@ -302,11 +308,11 @@ def publish(store: Path | None, out: Path, nbval: bool) -> None:
     for env in ENVS:
         for name, step in experiments.steps(env, grid).items():
             results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
-    figures = sorted((out / "full" / "figures").glob("fig*.*"))
+    figures = sorted((out / "full" / "figures").glob("[!.]*"))
     grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS}
     published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
     _replace_files(notebooks, PUBLISHED_NOTEBOOKS, "*.ipynb")
-    _replace_files(figures, PUBLISHED_FIGURES, "fig*.*")
+    _replace_files(figures, PUBLISHED_FIGURES, "[!.]*")
     print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}; {len(notebooks)} notebooks "
           f"and {len(figures)} figure files from {out / 'full'}")  # fmt: skip
 
@@ -360,17 +366,21 @@ def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: st
                          help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 
 
+def _recompute(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--recompute", action="store_true",
+                         help="compute the units the store lacks instead of taking them from results/")  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
     parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
     parser.add_argument("--force", action="store_true", help="discard the store's cached results first, recompute all")
-    parser.add_argument("--recompute", action="store_true",
-                        help="compute the units the store lacks instead of taking them from results/")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("all", "every notebook x env, full profile (the thesis)"),
                        ("quick", "every notebook x env, quick profile")):  # fmt: skip
         command = commands.add_parser(name, help=text)
+        _recompute(command)
         command.add_argument("--env", choices=ENVS, action="append", help="only this env (repeatable)")
         if name == "all":
             command.add_argument("--scheduler", default="local",
@@ -380,11 +390,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("notebook", help=f"one of: {', '.join(NOTEBOOKS)}")
     run.add_argument("--env", default="cartpole", help=f"{', '.join(ENVS)} (or a gymnasium id)")
     _profile_and_params(run, "quick", "a notebook parameter")
+    _recompute(run)
     commands.add_parser("list", help="the grid, its cache status and size on disk")
     compute = commands.add_parser("compute", help="fill the store (shards, checkpoints, Dask); run no notebook")
     compute.add_argument("target", help=f"all, or one of: {', '.join(NOTEBOOKS)} (the results it reads)")
     compute.add_argument("--env", action="append", help=f"{', '.join(ENVS)} or a gymnasium id (repeatable)")
     _profile_and_params(compute, "full", "a grid or EB Exploit parameter")
+    _recompute(compute)
     compute.add_argument("--scheduler", default="local",
                          help="local (default: a Dask LocalCluster, one worker per core), inline (this process), "
                               "or tcp://host:port of a Dask scheduler; the store must be shared by the workers")  # fmt: skip

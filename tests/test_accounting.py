@@ -69,7 +69,7 @@ def test_all_writes_one_run_record_with_the_notebooks_wall_times(tmp_path, monke
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: iter(()))
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: {("01_mask_similarity", "cartpole"): 1.5})
     store = tmp_path / "store"
-    argv = ["--store", str(store), "--out", str(tmp_path / "out"), "--recompute", "all", "--env", "cartpole"]
+    argv = ["--store", str(store), "--out", str(tmp_path / "out"), "all", "--recompute", "--env", "cartpole"]
     assert pipeline.main(argv) == 0
     [path] = (store / "runs").glob("*.json")
     record = json.loads(path.read_text())

@@ -49,9 +49,10 @@ def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, args, mes
 def test_help_lists_every_command():
     result = pipeline("--help")
     assert result.returncode == 0
-    for command in ("all", "quick", "run", "list", "compute", "publish", "report", "clean", "--force", "--recompute",
-                    "--store"):  # fmt: skip
+    for command in ("all", "quick", "run", "list", "compute", "publish", "report", "clean", "--force", "--store"):
         assert command in result.stdout
+    for command in ("all", "quick", "run", "compute"):
+        assert "--recompute" in pipeline(command, "--help").stdout
 
 
 def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_it_cached(tmp_path):

@@ -158,3 +158,40 @@ def test_a_fresh_checkout_reruns_the_full_profile_from_the_published_results_tra
         assert _text_outputs(rerun) == _text_outputs(notebook), f"{notebook.name}: the rerun differs from the published"
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", "a normal run changed tracked files"
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
+def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_outputs(tmp_path, monkeypatch, capsys):
+    """`publish` from a store that lacks every unit takes them from the current results/ and
+    writes the same table files; notebooks and figures mirror outputs/full/, hidden files kept."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import pipeline
+    finally:
+        sys.path.remove(str(ROOT))
+    record = {**RECORD, "command": "all", "steps": [{"computed": 3}]}
+    (tmp_path / "store" / "runs").mkdir(parents=True)
+    (tmp_path / "store" / "runs" / "2026-01-01T00-00-00+00-00.json").write_text(json.dumps(record))
+    (tmp_path / "out" / "full" / "figures").mkdir(parents=True)
+    for notebook in pipeline.NOTEBOOKS:
+        for env in pipeline.ENVS:
+            (tmp_path / "out" / "full" / f"{notebook}-{env}.ipynb").write_text(f"{notebook} {env}")
+    (tmp_path / "out" / "full" / "figures" / "fig3_3_a.png").write_text("new figure")
+    published_figures = tmp_path / "figures"
+    published_figures.mkdir()
+    (published_figures / ".gitkeep").write_text("")
+    (published_figures / "fig3_3_old_name.png").write_text("stale")
+    monkeypatch.setattr(pipeline, "PUBLISHED_FIGURES", published_figures)
+    monkeypatch.setattr(pipeline, "PUBLISHED_NOTEBOOKS", tmp_path / "executed")
+    monkeypatch.setenv("EBNB_RESULTS", str(tmp_path / "results"))
+    shutil.copytree(ROOT / "results", tmp_path / "results")  # what the store lacks comes from here
+    assert pipeline.main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"), "publish"]) == 0
+    before = json.loads((ROOT / "results" / "manifest.json").read_text())
+    after = json.loads((tmp_path / "results" / "manifest.json").read_text())
+    assert {k: v for k, v in after["files"].items() if k != "run_record.json"} == {
+        k: v for k, v in before["files"].items() if k != "run_record.json"}  # fmt: skip
+    assert json.loads((tmp_path / "results" / "run_record.json").read_text()) == record
+    assert after["commit"] == RECORD["commit"] and after["grid"] == before["grid"]
+    assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png"]
+    assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 8
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary folder left"
