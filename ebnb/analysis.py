@@ -13,6 +13,8 @@ mean: `RETURN_MARGIN` of |mean return|, `LENGTH_MARGIN` of the mean training len
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -89,10 +91,14 @@ def early_bird_criteria_compared(tickets: pd.DataFrame, baseline: pd.DataFrame, 
     table: one row per (P, prune_episode, criterion, method) with `met` (bool) and `p`, the
     p-value that decides the criterion (criterion 3: the smaller of its two Welch p-values,
     the larger of its two TOST p-values; NaN for 4_earlier and early_bird, which no test
-    decides)."""
+    decides). scipy's warning of precision loss for a sample of (nearly) equal values, such as
+    CartPole returns at the cap of 200, is silenced: the other sample's variance dominates the
+    Welch statistic, and samples without any spread are decided by the means."""
     tables = []
     for method in METHODS:
-        wide = early_bird_criteria(tickets, baseline, winning, alpha, method=method)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+            wide = early_bird_criteria(tickets, baseline, winning, alpha, method=method)
         p = {
             "1_performance": wide["p_return_vs_unpruned"], "2_length": wide["p_length_vs_unpruned"],
             "3_winning": wide[["p_return_vs_winning", "p_length_vs_winning"]].apply(_DECIDING_P[method], axis=1),
@@ -106,6 +112,12 @@ def early_bird_criteria_compared(tickets: pd.DataFrame, baseline: pd.DataFrame, 
     order = compared["method"].map(METHODS.index)
     return compared.assign(order=order).sort_values(["P", "prune_episode", "criterion", "order"], kind="stable",
                                                     ignore_index=True).drop(columns="order")  # fmt: skip
+
+
+def criteria_counts(compared: pd.DataFrame) -> pd.DataFrame:
+    """How many (P, prune_episode) cells meet each criterion, per method (criteria x methods)."""
+    counts = compared.pivot_table(index="criterion", columns="method", values="met", aggfunc="sum")
+    return counts.reindex(index=[c for c in CRITERIA if c in counts.index], columns=list(METHODS)).astype(int)
 
 
 def criteria_disagreements(compared: pd.DataFrame) -> pd.DataFrame:

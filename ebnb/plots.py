@@ -166,10 +166,10 @@ DISAGREE = dict(edgecolor="#d62728", linewidth=2.2)
 
 
 def _p_text(p: float) -> str:
-    """A p-value in a few characters: <.001, .004, .05, 1."""
+    """A p-value in a few characters, three decimals near alpha: <.001, .049, .12, 1."""
     if p >= 0.995:
         return "1"
-    return "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0") if p < 0.01 else f"{p:.2f}".lstrip("0")
+    return "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0") if p < 0.095 else f"{p:.2f}".lstrip("0")
 
 
 def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: float = 0.05):
@@ -179,6 +179,7 @@ def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: floa
     where the methods disagree on a cell."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch, Rectangle
+    from matplotlib.transforms import offset_copy
 
     criteria = [c for c in CRITERION_LABELS if c in set(compared["criterion"])]
     methods = [m for m in METHOD_LABELS if m in set(compared["method"])]
@@ -187,7 +188,8 @@ def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: floa
                                     aggfunc="first").astype(float)  # fmt: skip
     p_values = compared.pivot_table(index=["criterion", "P"], columns=["method", "prune_episode"], values="p",
                                     aggfunc="first", dropna=False)  # fmt: skip
-    width, height = 0.55 * len(episodes) * len(methods) + 2.5, 0.38 * len(fractions) * len(criteria) + 2.5
+    width = max(0.55 * len(episodes), 4.5) * len(methods) + 1.5  # a small grid still has room for the titles
+    height = (max(0.38 * len(fractions), 0.9) + 0.5) * len(criteria) + 1.5
     fig, axes = plt.subplots(len(criteria), len(methods), figsize=(width, height), squeeze=False,
                              constrained_layout=True)  # fmt: skip
     colours = ListedColormap([VERDICT_COLORS["not met"], VERDICT_COLORS["met"]])
@@ -207,17 +209,21 @@ def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: floa
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, **DISAGREE))
             ax.set_xticks(range(len(episodes)), [str(e) for e in episodes], fontsize=8)
             ax.set_yticks(range(len(fractions)), [str(f) for f in fractions], fontsize=8)
-            ax.set_ylabel("pruning fraction P", fontsize=8)
+            if column == 0:
+                ax.set_ylabel("pruning fraction P", fontsize=8)
             ax.set_title(f"{CRITERION_LABELS[criterion]}\n{METHOD_LABELS[method]}", fontsize=9)
             if row == len(criteria) - 1:
                 ax.set_xlabel("episode at which the network was pruned")
     key = [Patch(facecolor=VERDICT_COLORS["met"], label="criterion met"),
            Patch(facecolor=VERDICT_COLORS["not met"], label="not met"),
            Patch(facecolor="none", label="Welch and TOST disagree", **DISAGREE)]  # fmt: skip
-    fig.legend(handles=key, loc="outside lower center", ncol=3, fontsize=9,
-               title=f"cell text: the deciding p-value (alpha = {alpha}); criterion 4 and the conjunction need no test")
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria judged by "
-                 "Welch and by TOST")  # fmt: skip
+    # under the last panel, inside the layout (a figure legend outside it would hide `save`'s note)
+    below_label = offset_copy(axes[-1, -1].transAxes, fig, y=-34, units="points")
+    axes[-1, -1].legend(handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=3,
+                        fontsize=9)  # fmt: skip
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria judged by Welch and by "
+                 f"TOST\ncell text: the p-value that decides the criterion (alpha = {alpha}); criterion 4 and the "
+                 "conjunction take no test", fontsize=11)  # fmt: skip
     return fig
 
 

@@ -227,7 +227,9 @@ def test_published_cartpole_retrain_criteria_judged_twice(published_cartpole):
     welch = analysis.early_bird_criteria(retrain, baseline, winning)
     mine = compared[compared.method == "welch"].pivot(index=["P", "prune_episode"], columns="criterion", values="met")
     assert (mine[list(analysis.CRITERIA)].to_numpy() == welch[list(analysis.CRITERIA)].to_numpy()).all()
-    assert compared.query("method == 'welch' and criterion == 'early_bird'")["met"].sum() == welch.early_bird.sum() == 17
+    counts = analysis.criteria_counts(compared)
+    assert counts.loc["early_bird", "welch"] == welch.early_bird.sum() == 17
+    assert (counts["welch"] == welch[list(analysis.CRITERIA)].sum()).all() and list(counts.columns) == ["welch", "tost"]
     disagreements = analysis.criteria_disagreements(compared)
     by_cell = compared.pivot_table(index=["P", "prune_episode", "criterion"], columns="method", values="met")
     assert len(disagreements) == (by_cell["welch"] != by_cell["tost"]).sum() > 0

@@ -55,15 +55,15 @@ def test_criteria_heatmap_has_a_panel_per_criterion_and_method_and_frames_the_di
     fig = plots.criteria_heatmap(compared, "CartPole-v0", "retrain")
     axes = fig.axes
     assert len(axes) == len(analysis.CRITERIA) * len(analysis.METHODS)
-    assert "CartPole-v0" in fig._suptitle.get_text()
-    assert all(ax.get_ylabel() == "pruning fraction P" for ax in axes)
+    assert "CartPole-v0" in fig.get_suptitle()
+    assert [ax.get_ylabel() for ax in axes] == ["pruning fraction P", ""] * len(analysis.CRITERIA)
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["5", "20", "50"]
     frames = [sum(isinstance(p, Rectangle) and not p.get_fill() for p in ax.patches) for ax in axes]
     assert frames == [1] * len(axes), "P=0.8, episode 5 disagrees in every criterion: framed in both panels"
     texts = [t.get_text() for t in axes[0].texts]
     assert texts == [".50"] * len(cells), "criterion 1 shows its p-values"
     assert not axes[-1].texts, "the conjunction has none"
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    legend = [t.get_text() for t in axes[-1].get_legend().get_texts()]
     assert legend == ["criterion met", "not met", "Welch and TOST disagree"]
     import matplotlib.pyplot as plt
 
