@@ -1,59 +1,157 @@
 """The thesis' claims as computations on results: the four Early-Bird ticket criteria (3.4),
 finetune vs retrain, EB Exploit vs unpruned.
 
-"Similar or better" is decided by a one-sided Welch t-test at level `alpha`: a criterion is
-met unless the ticket is significantly worse (lower test return, or longer training) than
-the reference. With 10 seeds this is lenient by design, as the thesis' visual reading was; the
-p-values are in the tables so a reader can apply a stricter rule.
+"Similar or better" is decided by a one-sided Welch t-test at level `alpha` (method "welch",
+the default): a criterion is met unless the ticket is significantly worse (lower test return,
+or longer training) than the reference. With 10 seeds this is lenient by design, as the
+thesis' visual reading was; the p-values are in the tables so a reader can apply a stricter
+rule. Method "tost" is that stricter rule for the criteria: a criterion is met only if the
+data show equivalence (TOST, two one-sided Welch t-tests) within a margin of the reference's
+mean: `RETURN_MARGIN` of |mean return|, `LENGTH_MARGIN` of the mean training length.
+`early_bird_criteria_compared` judges every cell both ways. The tests are in `ebnb.statistics`.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ebnb.statistics import p_tost, p_worse
+
 ALPHA = 0.05
+METHODS = ("welch", "tost")
+RETURN_MARGIN = 0.05  # TOST: equivalent test returns lie within 5% of |reference mean return|
+LENGTH_MARGIN = 0.10  # TOST: equivalent training lengths lie within 10% of the reference mean length
+CRITERIA = ("1_performance", "2_length", "3_winning", "4_earlier", "early_bird")
+_DECIDING_P = {"welch": min, "tost": max}  # criterion 3 needs both tests: the p-value that decides it
 
 
-def p_worse(ticket, reference, higher_is_better: bool) -> float:
-    """One-sided Welch t-test p-value for 'ticket is worse than reference' (1.0 when undefined)."""
-    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
-    if len(ticket) < 2 or len(reference) < 2 or (ticket.std() == 0 and reference.std() == 0):
-        worse = ticket.mean() < reference.mean() if higher_is_better else ticket.mean() > reference.mean()
-        return 0.0 if worse else 1.0
-    alternative = "less" if higher_is_better else "greater"
-    return float(stats.ttest_ind(ticket, reference, equal_var=False, alternative=alternative).pvalue)
+def margin(reference, relative: float) -> float:
+    """TOST margin: `relative` x |mean of the reference values|."""
+    return relative * abs(float(np.mean(reference)))
+
+
+def _judge(method: str, ticket, reference, higher_is_better: bool, relative_margin: float,
+           alpha: float) -> tuple[float, bool]:  # fmt: skip
+    """(p, met) of 'ticket similar to or better than reference' by `method`."""
+    if method == "welch":
+        p = p_worse(ticket, reference, higher_is_better)
+        return p, p >= alpha
+    if method == "tost":
+        p = p_tost(ticket, reference, margin(reference, relative_margin))
+        return p, p < alpha
+    raise ValueError(f"method: one of {METHODS}, got {method!r}")
 
 
 def early_bird_criteria(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame,
-                        alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+                        alpha: float = ALPHA, method: str = "welch") -> pd.DataFrame:  # fmt: skip
     """Per (P, prune_episode): the four EB-ticket criteria of thesis section 3.4.
 
-    1. performance: test return not significantly below the unpruned network's;
-    2. length: training length not significantly above the unpruned network's;
-    3. winning: neither return below nor length above the winning tickets' (same P);
+    1. performance: test return similar to or higher than the unpruned network's;
+    2. length: training length similar to or shorter than the unpruned network's (its
+       convergence episode);
+    3. winning: return and length both similar to the winning tickets' (same P);
     4. earlier: pruned before the unpruned network converges (mean convergence episode).
+
+    method "welch": criteria 1-3 met unless a one-sided Welch test says the ticket is
+    significantly worse (p >= alpha). method "tost": met only if TOST shows equivalence
+    (p < alpha) within `RETURN_MARGIN` / `LENGTH_MARGIN` of the reference's mean (the unpruned
+    network's for 1 and 2, the winning tickets' for 3); a ticket better than the reference by
+    more than the margin is not equivalent. Criterion 4 is the same for both.
     """
     rows = []
     unpruned_length = baseline["converged_episode"].mean()
     for (fraction, episode), group in tickets.groupby(["P", "prune_episode"], sort=True):
         win = winning[winning.P == fraction]
-        row = {
-            "P": fraction, "prune_episode": episode,
-            "test_return": group["test_return"].mean(), "length": group["length"].mean(),
-            "p_return_vs_unpruned": p_worse(group["test_return"], baseline["test_return"], True),
-            "p_length_vs_unpruned": p_worse(group["length"], baseline["converged_episode"], False),
-            "p_return_vs_winning": p_worse(group["test_return"], win["test_return"], True),
-            "p_length_vs_winning": p_worse(group["length"], win["length"], False),
+        comparisons = {
+            "return_vs_unpruned": (group["test_return"], baseline["test_return"], True, RETURN_MARGIN),
+            "length_vs_unpruned": (group["length"], baseline["converged_episode"], False, LENGTH_MARGIN),
+            "return_vs_winning": (group["test_return"], win["test_return"], True, RETURN_MARGIN),
+            "length_vs_winning": (group["length"], win["length"], False, LENGTH_MARGIN),
         }  # fmt: skip
-        row["1_performance"] = row["p_return_vs_unpruned"] >= alpha
-        row["2_length"] = row["p_length_vs_unpruned"] >= alpha
-        row["3_winning"] = row["p_return_vs_winning"] >= alpha and row["p_length_vs_winning"] >= alpha
+        judged = {name: _judge(method, *arguments, alpha) for name, arguments in comparisons.items()}
+        row = {"P": fraction, "prune_episode": episode,
+               "test_return": group["test_return"].mean(), "length": group["length"].mean()}  # fmt: skip
+        row.update({f"p_{name}": p for name, (p, _) in judged.items()})
+        row["1_performance"] = judged["return_vs_unpruned"][1]
+        row["2_length"] = judged["length_vs_unpruned"][1]
+        row["3_winning"] = judged["return_vs_winning"][1] and judged["length_vs_winning"][1]
         row["4_earlier"] = episode < unpruned_length
         row["early_bird"] = row["1_performance"] and row["2_length"] and row["3_winning"] and row["4_earlier"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def early_bird_criteria_compared(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame,
+                                 alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+    """The four criteria and their conjunction judged by every method of `METHODS`, as a tidy
+    table: one row per (P, prune_episode, criterion, method) with `met` (bool) and `p`, the
+    p-value that decides the criterion (criterion 3: the smaller of its two Welch p-values,
+    the larger of its two TOST p-values; NaN for 4_earlier and early_bird, which no test
+    decides). scipy's warning of precision loss for a sample of (nearly) equal values, such as
+    CartPole returns at the cap of 200, is silenced: the other sample's variance dominates the
+    Welch statistic, and samples without any spread are decided by the means."""
+    tables = []
+    for method in METHODS:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+            wide = early_bird_criteria(tickets, baseline, winning, alpha, method=method)
+        p = {
+            "1_performance": wide["p_return_vs_unpruned"], "2_length": wide["p_length_vs_unpruned"],
+            "3_winning": wide[["p_return_vs_winning", "p_length_vs_winning"]].apply(_DECIDING_P[method], axis=1),
+        }  # fmt: skip
+        for criterion in CRITERIA:
+            tables.append(pd.DataFrame({
+                "P": wide["P"], "prune_episode": wide["prune_episode"], "criterion": criterion, "method": method,
+                "met": wide[criterion].astype(bool), "p": p.get(criterion, np.nan),
+            }))  # fmt: skip
+    compared = pd.concat(tables, ignore_index=True)
+    order = compared["method"].map(METHODS.index)
+    return compared.assign(order=order).sort_values(["P", "prune_episode", "criterion", "order"], kind="stable",
+                                                    ignore_index=True).drop(columns="order")  # fmt: skip
+
+
+def criteria_counts(compared: pd.DataFrame) -> pd.DataFrame:
+    """How many (P, prune_episode) cells meet each criterion, per method (criteria x methods)."""
+    counts = compared.pivot_table(index="criterion", columns="method", values="met", aggfunc="sum")
+    return counts.reindex(index=[c for c in CRITERIA if c in counts.index], columns=list(METHODS)).astype(int)
+
+
+def criteria_disagreements(compared: pd.DataFrame) -> pd.DataFrame:
+    """The (P, prune_episode, criterion) cells of `early_bird_criteria_compared` where the
+    methods disagree, with each method's verdict and p-value side by side."""
+    wide = compared.pivot_table(index=["P", "prune_episode", "criterion"], columns="method", values=["met", "p"],
+                                aggfunc="first", dropna=False)  # fmt: skip
+    wide.columns = [f"{value}_{method}" for value, method in wide.columns]
+    met = wide[[f"met_{method}" for method in METHODS]].astype(bool)
+    return wide[met.nunique(axis=1) > 1].reset_index()
+
+
+def disagreement_lines(disagreements: pd.DataFrame) -> list[str]:
+    """`criteria_disagreements` as text: per criterion and verdicts, the prune episodes per P."""
+    if disagreements.empty:
+        return ["The methods agree on every cell."]
+    verdicts = [f"met_{method}" for method in METHODS]
+    lines = []
+    for (criterion, *met), group in disagreements.groupby(["criterion", *verdicts], sort=True):
+        said = ", ".join(f"{method} {'met' if value else 'not met'}" for method, value in zip(METHODS, met))
+        cells = "; ".join(f"P={p}: {g.prune_episode.tolist()}" for p, g in group.groupby("P"))
+        lines.append(f"{criterion} ({said}), {len(group)} cells: {cells}")
+    return lines
+
+
+def equivalence_margins(baseline: pd.DataFrame, winning: pd.DataFrame) -> pd.DataFrame:
+    """The TOST margins of `early_bird_criteria(method="tost")`: per reference (the unpruned
+    network, the winning tickets of each P), its mean return and length and the margins."""
+    references = [("unpruned", baseline["test_return"], baseline["converged_episode"])]
+    references += [(f"winning P={p}", group["test_return"], group["length"]) for p, group in winning.groupby("P")]
+    return pd.DataFrame([{
+        "reference": name, "mean_return": returns.mean(), "return_margin": margin(returns, RETURN_MARGIN),
+        "mean_length": lengths.mean(), "length_margin": margin(lengths, LENGTH_MARGIN),
+    } for name, returns, lengths in references])  # fmt: skip
 
 
 def finetune_vs_retrain(retrain: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:

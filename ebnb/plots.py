@@ -155,6 +155,78 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
     return fig
 
 
+CRITERION_LABELS = {
+    "1_performance": "1. return similar or higher than unpruned", "2_length": "2. length similar or shorter than unpruned",
+    "3_winning": "3. return and length similar to winning ticket", "4_earlier": "4. pruned before unpruned converges",
+    "early_bird": "Early-Bird ticket (1-4 all met)",
+}  # fmt: skip
+METHOD_LABELS = {"welch": "one-sided Welch: not significantly worse", "tost": "TOST: equivalent within margin"}
+VERDICT_COLORS = {"not met": "#e6e6e6", "met": "#3b75af"}
+DISAGREE = dict(edgecolor="#d62728", linewidth=2.2)
+
+
+def _p_text(p: float) -> str:
+    """A p-value in a few characters, three decimals near alpha: <.001, .049, .12, 1."""
+    if p >= 0.995:
+        return "1"
+    return "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0") if p < 0.095 else f"{p:.2f}".lstrip("0")
+
+
+def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: float = 0.05):
+    """The EB-ticket criteria judged by each method (`ebnb.analysis.early_bird_criteria_compared`):
+    one panel per criterion (rows) and method (columns), pruning fraction P against prune
+    episode, met / not met as two colours, the deciding p-value in each cell, and a red frame
+    where the methods disagree on a cell."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.transforms import offset_copy
+
+    criteria = [c for c in CRITERION_LABELS if c in set(compared["criterion"])]
+    methods = [m for m in METHOD_LABELS if m in set(compared["method"])]
+    fractions, episodes = sorted(compared["P"].unique()), sorted(compared["prune_episode"].unique())
+    verdicts = compared.pivot_table(index=["criterion", "P"], columns=["method", "prune_episode"], values="met",
+                                    aggfunc="first").astype(float)  # fmt: skip
+    p_values = compared.pivot_table(index=["criterion", "P"], columns=["method", "prune_episode"], values="p",
+                                    aggfunc="first", dropna=False)  # fmt: skip
+    width = max(0.55 * len(episodes), 4.5) * len(methods) + 1.5  # a small grid still has room for the titles
+    height = (max(0.38 * len(fractions), 0.9) + 0.5) * len(criteria) + 1.5
+    fig, axes = plt.subplots(len(criteria), len(methods), figsize=(width, height), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    colours = ListedColormap([VERDICT_COLORS["not met"], VERDICT_COLORS["met"]])
+    for row, criterion in enumerate(criteria):
+        met = {m: verdicts.loc[criterion].reindex(index=fractions)[m].reindex(columns=episodes).to_numpy() for m in methods}
+        disagree = np.zeros_like(met[methods[0]], dtype=bool)
+        for m in methods[1:]:
+            disagree |= (met[m] != met[methods[0]]) & ~np.isnan(met[m]) & ~np.isnan(met[methods[0]])
+        for column, method in enumerate(methods):
+            ax = axes[row, column]
+            ax.imshow(np.ma.masked_invalid(met[method]), cmap=colours, vmin=0, vmax=1, aspect="auto", origin="lower")
+            p = p_values.loc[criterion].reindex(index=fractions)[method].reindex(columns=episodes).to_numpy()
+            for i, j in zip(*np.nonzero(~np.isnan(p))):
+                ax.text(j, i, _p_text(p[i, j]), ha="center", va="center", fontsize=6.5,
+                        color="white" if met[method][i, j] == 1 else "black")  # fmt: skip
+            for i, j in zip(*np.nonzero(disagree)):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, **DISAGREE))
+            ax.set_xticks(range(len(episodes)), [str(e) for e in episodes], fontsize=8)
+            ax.set_yticks(range(len(fractions)), [str(f) for f in fractions], fontsize=8)
+            if column == 0:
+                ax.set_ylabel("pruning fraction P", fontsize=8)
+            ax.set_title(f"{CRITERION_LABELS[criterion]}\n{METHOD_LABELS[method]}", fontsize=9)
+            if row == len(criteria) - 1:
+                ax.set_xlabel("episode at which the network was pruned")
+    key = [Patch(facecolor=VERDICT_COLORS["met"], label="criterion met"),
+           Patch(facecolor=VERDICT_COLORS["not met"], label="not met"),
+           Patch(facecolor="none", label="Welch and TOST disagree", **DISAGREE)]  # fmt: skip
+    # under the last panel, inside the layout (a figure legend outside it would hide `save`'s note)
+    below_label = offset_copy(axes[-1, -1].transAxes, fig, y=-34, units="points")
+    axes[-1, -1].legend(handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=3,
+                        fontsize=9)  # fmt: skip
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria judged by Welch and by "
+                 f"TOST\ncell text: the p-value that decides the criterion (alpha = {alpha}); criterion 4 and the "
+                 "conjunction take no test", fontsize=11)  # fmt: skip
+    return fig
+
+
 def figure_name(number: str, what: str, env_id: str) -> str:
     """File stem of a thesis figure, named by the env id, e.g. fig3_4_retrain_cartpole-v0."""
     return f"fig{number}_{what}_{env_id.lower()}"

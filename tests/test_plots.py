@@ -40,3 +40,31 @@ def test_summarize_gives_each_group_its_own_band():
     assert summary["P"].tolist() == [0.2, 0.8]
     assert summary["mean"].tolist() == [30.0, 496.0]
     assert (summary["low"] >= [10, 480]).all() and (summary["high"] <= [50, 500]).all()
+
+
+def test_criteria_heatmap_has_a_panel_per_criterion_and_method_and_frames_the_disagreements():
+    from matplotlib.patches import Rectangle
+
+    from ebnb import analysis
+
+    cells = [(p, e) for p in (0.2, 0.8) for e in (5, 20, 50)]
+    rows = [{"P": p, "prune_episode": e, "criterion": c, "method": m, "met": (p == 0.2) or (m == "welch" and e == 5),
+             "p": np.nan if c in ("4_earlier", "early_bird") else 0.5}
+            for p, e in cells for c in analysis.CRITERIA for m in analysis.METHODS]  # fmt: skip
+    compared = pd.DataFrame(rows)
+    fig = plots.criteria_heatmap(compared, "CartPole-v0", "retrain")
+    axes = fig.axes
+    assert len(axes) == len(analysis.CRITERIA) * len(analysis.METHODS)
+    assert "CartPole-v0" in fig.get_suptitle()
+    assert [ax.get_ylabel() for ax in axes] == ["pruning fraction P", ""] * len(analysis.CRITERIA)
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["5", "20", "50"]
+    frames = [sum(isinstance(p, Rectangle) and not p.get_fill() for p in ax.patches) for ax in axes]
+    assert frames == [1] * len(axes), "P=0.8, episode 5 disagrees in every criterion: framed in both panels"
+    texts = [t.get_text() for t in axes[0].texts]
+    assert texts == [".50"] * len(cells), "criterion 1 shows its p-values"
+    assert not axes[-1].texts, "the conjunction has none"
+    legend = [t.get_text() for t in axes[-1].get_legend().get_texts()]
+    assert legend == ["criterion met", "not met", "Welch and TOST disagree"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

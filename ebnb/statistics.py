@@ -1,0 +1,80 @@
+"""Statistics over seeds: one-sided Welch tests, TOST equivalence, the interquartile mean and
+its bootstrap confidence interval.
+
+The tests compare a sample of tickets (one value per seed) with a reference sample (the
+unpruned network's, or the winning tickets'); `ebnb.analysis` uses them to decide the thesis'
+criteria. Degenerate samples (fewer than 2 values, or no spread in either sample) get a
+deterministic p-value of 0 or 1 from the means, never NaN, so a criterion is always decided.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+BOOTSTRAP_RESAMPLES = 10_000
+MIN_CI_SEEDS = 3  # fewer values: the interval is undefined (NaN)
+
+
+def _degenerate(ticket: np.ndarray, reference: np.ndarray) -> bool:
+    """True where a Welch t statistic is undefined: fewer than 2 values in a sample, or no
+    spread in either sample."""
+    return len(ticket) < 2 or len(reference) < 2 or (ticket.std() == 0 and reference.std() == 0)
+
+
+def p_worse(ticket, reference, higher_is_better: bool) -> float:
+    """One-sided Welch t-test p-value for 'ticket is worse than reference'.
+
+    Degenerate samples (`_degenerate`): 0.0 if the ticket's mean is worse than the
+    reference's, else 1.0."""
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    if _degenerate(ticket, reference):
+        worse = ticket.mean() < reference.mean() if higher_is_better else ticket.mean() > reference.mean()
+        return 0.0 if worse else 1.0
+    alternative = "less" if higher_is_better else "greater"
+    return float(stats.ttest_ind(ticket, reference, equal_var=False, alternative=alternative).pvalue)
+
+
+def p_tost(ticket, reference, margin: float) -> float:
+    """TOST (two one-sided Welch t-tests) p-value for 'the ticket's mean lies within `margin`
+    of the reference's': the larger of the p-values of H0 mean(ticket) - mean(reference) <=
+    -margin and H0 mean(ticket) - mean(reference) >= +margin. Equivalent at level alpha
+    when p < alpha.
+
+    Degenerate samples (`_degenerate`): 0.0 if |mean(ticket) - mean(reference)| < margin,
+    else 1.0 (so a margin of 0 is never met)."""
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    if _degenerate(ticket, reference):
+        return 0.0 if abs(ticket.mean() - reference.mean()) < margin else 1.0
+    above_lower = stats.ttest_ind(ticket + margin, reference, equal_var=False, alternative="greater").pvalue
+    below_upper = stats.ttest_ind(ticket - margin, reference, equal_var=False, alternative="less").pvalue
+    return float(max(above_lower, below_upper))
+
+
+def iqm(values) -> float:
+    """Interquartile mean: the mean of the middle 50% of the values (rliable's definition,
+    `scipy.stats.trim_mean(values, 0.25)`: a quarter cut from each end)."""
+    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def _iqm_along(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def iqm_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(iqm, low, high): the interquartile mean and its percentile-bootstrap confidence
+    interval over the values (seeds), `BOOTSTRAP_RESAMPLES` resamples from a fixed generator.
+
+    This is rliable's stratified bootstrap with one task: resampling seeds with replacement.
+    Each bound is the IQM of a resample, so the interval lies within [min, max] of the
+    values. With fewer than `MIN_CI_SEEDS` values, low = high = NaN."""
+    values = np.asarray(values, dtype=float)
+    centre = iqm(values)
+    if len(values) < MIN_CI_SEEDS:
+        return centre, float("nan"), float("nan")
+    if np.ptp(values) == 0:  # every resample is the same: scipy would warn about a degenerate distribution
+        return centre, centre, centre
+    result = stats.bootstrap((values,), _iqm_along, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
+                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(0))  # fmt: skip
+    interval = result.confidence_interval
+    return centre, float(interval.low), float(interval.high)
