@@ -308,7 +308,7 @@ def publish(store: Path | None, out: Path, nbval: bool) -> None:
     for env in ENVS:
         for name, step in experiments.steps(env, grid).items():
             results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
-    figures = sorted((out / "full" / "figures").glob("[!.]*"))
+    figures = sorted(p for p in (out / "full" / "figures").glob("[!.]*") if p.is_file())
     grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS}
     published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
     _replace_files(notebooks, PUBLISHED_NOTEBOOKS, "*.ipynb")
@@ -340,7 +340,7 @@ def _replace_files(sources: list[Path], folder: Path, pattern: str) -> None:
         os.replace(temporary, folder / source.name)
     names = {source.name for source in sources}
     for stale in folder.glob(pattern):
-        if stale.name not in names:
+        if stale.is_file() and stale.name not in names:
             stale.unlink()
 
 

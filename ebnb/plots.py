@@ -240,6 +240,6 @@ def save(fig, name: str, directory: str | Path, note: str | None = None) -> list
     if note:
         fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
     paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+    for path in paths:  # no creation date in the PDF: the same figure gives the same bytes
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import matplotlib.pyplot as plt
 from scipy import stats
 
 from ebnb import plots
@@ -68,3 +69,17 @@ def test_criteria_heatmap_has_a_panel_per_criterion_and_method_and_frames_the_di
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
+    """Published figures change only when what they show changes (no creation date in the PDF)."""
+    import time
+
+    def saved(folder):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return [p.read_bytes() for p in plots.save(fig, "fig", folder, "quick profile: not the thesis grid")]
+
+    first = saved(tmp_path / "a")
+    time.sleep(1.1)  # a date in whole seconds would now differ
+    assert saved(tmp_path / "b") == first
