@@ -111,6 +111,7 @@ class Grid:
 PROFILES = {
     "full": Grid(),
     "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5),
+    "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
 }
 
 

@@ -209,10 +209,14 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
 
 
 def findings(notebook: nbformat.NotebookNode) -> str:
-    """What the notebook's closing section (the code cells after its last markdown cell)
-    printed to stdout, without the lines that quote the thesis."""
-    last_markdown = max((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"), default=-1)
-    printed = "".join(output.text for cell in notebook.cells[last_markdown + 1:] if cell.cell_type == "code"
+    """What the notebook's findings section (the code cells after its "## Findings" heading,
+    else after its last markdown cell, up to the next markdown cell) printed to stdout, without
+    the lines that quote the thesis."""
+    markdown = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"]
+    headed = [i for i in markdown if notebook.cells[i].source.lstrip().startswith("## Findings")]
+    start = headed[0] if headed else max(markdown, default=-1)
+    end = min((i for i in markdown if i > start), default=len(notebook.cells))
+    printed = "".join(output.text for cell in notebook.cells[start + 1:end] if cell.cell_type == "code"
                       for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
     lines = [line for line in printed.splitlines() if not line.strip().lower().startswith(("thesis:", "(thesis:"))]
     return "\n".join(lines).strip()

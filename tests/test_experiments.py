@@ -140,6 +140,17 @@ def test_full_profile_is_the_thesis_grid():
     assert (full.episodes, full.test_episodes, full.mask_every) == (500, 100, 2)
 
 
+def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
+    """full15 computes only seeds 10-14: seeds 0-9 are the full profile's units, config for config."""
+    full, full15 = experiments.PROFILES["full"], experiments.PROFILES["full15"]
+    assert full15.seeds == tuple(range(15)) and experiments.run_name("full", full15) == "full-seeds=" + "_".join(
+        map(str, range(15)))  # fmt: skip
+    for env in ("cartpole", "acrobot"):
+        thesis, wider = experiments.steps(env, full), experiments.steps(env, full15)
+        for name, step in thesis.items():
+            assert set(step.units) < set(wider[name].units) and len(wider[name].units) == len(step.units) * 3 // 2
+
+
 def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path, monkeypatch):
     # With epsilon halving per episode it reaches its floor at episode 7, the ticket is found
     # at episode 9, and 12 episodes of finetuning are too few to converge: not converged.
