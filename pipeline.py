@@ -93,15 +93,15 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return grid_fields, eb_exploit, {k: v for k, v in overrides.items() if k in NOTEBOOK_OPTIONS}
 
 
-def check_overrides(overrides: dict, profile: str):
+def check_overrides(overrides: dict, profile: str) -> None:
     """The checks the notebooks' Python API makes, made before any notebook starts: the grid
     overrides make a valid grid, EB Exploit's parameters are valid, the notebook options have
-    their types. Returns the grid."""
+    their types."""
     from ebnb import experiments
 
     grid_fields, eb_exploit, options = split_overrides(overrides)
     try:
-        g = experiments.grid(profile, **grid_fields)
+        experiments.grid(profile, **grid_fields)
         experiments.check_eb_exploit(**{**experiments.EB_EXPLOIT_DEFAULTS, **eb_exploit})
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -109,7 +109,6 @@ def check_overrides(overrides: dict, profile: str):
         if not isinstance(value, NOTEBOOK_OPTIONS[name]):
             allowed = " or ".join("None" if t is type(None) else t.__name__ for t in NOTEBOOK_OPTIONS[name])
             raise UsageError(f"{name}: must be {allowed}, got {value!r}")
-    return g
 
 
 def run_folder(profile: str, overrides: dict, out: Path) -> Path:

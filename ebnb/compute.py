@@ -66,11 +66,8 @@ def run(
     if scheduler == "inline":
         store = Store(store_root)
         for number, (env, step, shard) in enumerate(tasks, 1):
-            missing = sum(not store.exists(shard.kind, unit) for unit in shard.units) if progress else 0
-            if missing:
-                print(f"[shard {number}/{len(tasks)}] {env} {step.name}: {missing} of its {len(shard.units)} units "
-                      "to compute", flush=True)  # fmt: skip
-            yield env, step.name, shards.run(store, shard, step.compute, checkpoint_every, progress)
+            label = f"[shard {number}/{len(tasks)}] {env} {step.name}"
+            yield env, step.name, shards.run(store, shard, step.compute, checkpoint_every, progress, label)
         return
     yield from _run_dask(store_root, tasks, scheduler, checkpoint_every, workers)
 

@@ -297,7 +297,7 @@ def _results(store: Store, step: Step, published: Published | None, progress: bo
         counts = {"loaded {} units from the store": len(step.units) - len(missing), source: len(found),
                   "computed {} units": len(missing) - len(found)}  # fmt: skip
         print(f"{step.name}: " + ", ".join(text.format(n) for text, n in counts.items() if n), flush=True)
-    return list(collect(store, step, published, parts).values())
+    return list(_gather(store, step, found, parts).values())
 
 
 def collect(store: Store, step: Step, published: Published | None, parts: tuple[str, ...] | None = None) -> dict:
@@ -308,6 +308,12 @@ def collect(store: Store, step: Step, published: Published | None, parts: tuple[
     if lacking:
         raise ValueError(f"{step.name}: {lacking} of {len(step.units)} units are neither in the store {store.root} nor "
                          "published; compute them first (pipeline.py compute)")  # fmt: skip
+    return _gather(store, step, found, parts)
+
+
+def _gather(store: Store, step: Step, found: dict, parts: tuple[str, ...] | None) -> dict:
+    """{unit: `published_view`} of `step`'s units: those in `found` (published parts) from
+    there, every other one loaded from the store."""
     chosen = {u: {p: found[u][p] for p in parts or found[u]} for u in found}
     return {u: chosen[u] if u in chosen else published_view(step.name, store.load(step.kind, u), parts)
             for u in step.units}  # fmt: skip

@@ -13,28 +13,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ebnb.statistics import MIN_CI_SEEDS, bootstrap_interval
+
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
 P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
 BASELINE = dict(color="black", linestyle=":", label="unpruned")
 
 
-BOOTSTRAP_RESAMPLES = 10_000
-MIN_BAND_SEEDS = 3  # fewer values: the mean alone, no band
-
-
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the mean and its percentile-bootstrap confidence interval
-    (`BOOTSTRAP_RESAMPLES` resamples from a fixed generator, so a figure redraws identically).
+    (`ebnb.statistics.bootstrap_interval`: a fixed generator, so a figure redraws identically).
     The bounds are means of resamples, so they lie within the values' range, which a
     Student-t interval of a skewed or capped quantity (returns in [-500, 0], lengths at the
-    episode cap) does not; with fewer than `MIN_BAND_SEEDS` values, low = high = mean."""
+    episode cap) does not; with fewer than `MIN_CI_SEEDS` values, low = high = mean."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
-    if len(values) < MIN_BAND_SEEDS:
+    if len(values) < MIN_CI_SEEDS:
         return mean, mean, mean
-    resamples = np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))
-    low, high = np.percentile(values[resamples].mean(axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
-    return mean, float(low), float(high)
+    return mean, *bootstrap_interval(values, np.mean, confidence)
 
 
 def summarize(table: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:

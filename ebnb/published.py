@@ -44,8 +44,8 @@ def table_name(step: str, part: str, arrays: bool) -> str:
     return stem + (".npz" if arrays else ".parquet")
 
 
-def _encode(results: Mapping[str, dict]) -> dict[str, bytes]:
-    """{file name: bytes} of one step's results ({unit hash: parts}), one file per part."""
+def _encode(step: str, results: Mapping[str, dict]) -> dict[str, tuple[str, bytes]]:
+    """{part: (file name, bytes)} of one step's results ({unit hash: parts}), a file per part."""
     first = next(iter(results.values()))
     files = {}
     for part, value in first.items():
@@ -54,9 +54,10 @@ def _encode(results: Mapping[str, dict]) -> dict[str, bytes]:
                               ignore_index=True)  # fmt: skip
             buffer = io.BytesIO()
             table.to_parquet(buffer, engine="pyarrow", index=False)
-            files[part] = buffer.getvalue()
+            files[part] = table_name(step, part, arrays=False), buffer.getvalue()
         else:
-            files[part] = npz_bytes({f"{h}.{key}": array for h, r in results.items() for key, array in r[part].items()})
+            arrays = {f"{h}.{key}": array for h, r in results.items() for key, array in r[part].items()}
+            files[part] = table_name(step, part, arrays=True), npz_bytes(arrays)
     return files
 
 
@@ -124,8 +125,7 @@ def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: 
     for env_id, steps in results.items():
         for step, units in steps.items():
             hashed = {config_hash(unit): parts for unit, parts in units.items()}
-            for part, data in _encode(hashed).items():
-                name = table_name(step, part, arrays=not isinstance(next(iter(hashed.values()))[part], pd.DataFrame))
+            for part, (name, data) in _encode(step, hashed).items():
                 tables.setdefault(env_id, {}).setdefault(step, {})[part] = name
                 files[f"{env_id}/{name}"] = data
     manifest = {

@@ -70,9 +70,11 @@ def cut(kind: str, units: Sequence, shard_size: int) -> list[Shard]:
 
 
 def run(
-    store: Store, shard: Shard, compute: Compute, checkpoint_every: float = DEFAULT_EVERY, progress: bool = False
+    store: Store, shard: Shard, compute: Compute, checkpoint_every: float = DEFAULT_EVERY, progress: bool = False,
+    label: str | None = None,
 ) -> ShardReport:
-    """Compute and store the units of `shard` that are not stored yet."""
+    """Compute and store the units of `shard` that are not stored yet (with `progress` and a
+    `label`, first print how many that is)."""
     lock = store.root / "lock" / f"{config_hash(shard)}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(lock):
@@ -80,6 +82,8 @@ def run(
         if not missing:
             log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
             return ShardReport(shard, 0, False)
+        if progress and label:
+            print(f"{label}: {len(missing)} of its {len(shard.units)} units to compute", flush=True)
         checkpoint = Checkpoint(store.root / "checkpoint" / f"{config_hash(shard)}.pt", checkpoint_every)
         unsaved = set(missing)
 

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 BOOTSTRAP_RESAMPLES = 10_000
-MIN_CI_SEEDS = 3  # fewer values: the interval is undefined (NaN)
+MIN_CI_SEEDS = 3  # fewer values: no interval (iqm_ci: NaN; plots.mean_ci: the mean alone)
 
 
 def _degenerate(ticket: np.ndarray, reference: np.ndarray) -> bool:
@@ -57,24 +57,26 @@ def iqm(values) -> float:
     return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
 
 
-def _iqm_along(values: np.ndarray, axis: int = -1) -> np.ndarray:
+def bootstrap_interval(values, statistic, confidence: float = 0.95) -> tuple[float, float]:
+    """(low, high): the percentile-bootstrap confidence interval of `statistic(resamples, axis=1)`
+    over the values (seeds), `BOOTSTRAP_RESAMPLES` resamples with replacement from a fixed
+    generator, so it is the same every time. Each bound is the statistic of a resample, so for
+    a mean or an IQM the interval lies within [min, max] of the values."""
+    values = np.asarray(values, dtype=float)
+    resamples = values[np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))]
+    low, high = np.percentile(statistic(resamples, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(low), float(high)
+
+
+def _iqm_along(values: np.ndarray, axis: int) -> np.ndarray:
     return stats.trim_mean(values, 0.25, axis=axis)
 
 
 def iqm_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(iqm, low, high): the interquartile mean and its percentile-bootstrap confidence
-    interval over the values (seeds), `BOOTSTRAP_RESAMPLES` resamples from a fixed generator.
-
-    This is rliable's stratified bootstrap with one task: resampling seeds with replacement.
-    Each bound is the IQM of a resample, so the interval lies within [min, max] of the
-    values. With fewer than `MIN_CI_SEEDS` values, low = high = NaN."""
-    values = np.asarray(values, dtype=float)
+    """(iqm, low, high): the interquartile mean and its `bootstrap_interval` over the values
+    (seeds): rliable's stratified bootstrap with one task, resampling seeds with replacement.
+    With fewer than `MIN_CI_SEEDS` values, low = high = NaN."""
     centre = iqm(values)
     if len(values) < MIN_CI_SEEDS:
         return centre, float("nan"), float("nan")
-    if np.ptp(values) == 0:  # every resample is the same: scipy would warn about a degenerate distribution
-        return centre, centre, centre
-    result = stats.bootstrap((values,), _iqm_along, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
-                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(0))  # fmt: skip
-    interval = result.confidence_interval
-    return centre, float(interval.low), float(interval.high)
+    return centre, *bootstrap_interval(values, _iqm_along, confidence)
