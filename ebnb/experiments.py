@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ebnb import masks, qnet, shards
+from ebnb import masks, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
@@ -120,14 +120,15 @@ EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; s
 
 def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]]:
     """(name, value) of each setting of `g` and EB Exploit that differs from the profile."""
-    base = PROFILES[profile]
+    base, defaults = PROFILES[profile], {**EB_EXPLOIT_DEFAULTS, **sweep.DEFAULTS}
     changed = [(f.name, getattr(g, f.name)) for f in fields(Grid) if getattr(g, f.name) != getattr(base, f.name)]
-    return changed + [(name, value) for name, value in eb_exploit.items() if value != EB_EXPLOIT_DEFAULTS[name]]
+    as_given = {name: tuple(value) if isinstance(value, list) else value for name, value in eb_exploit.items()}
+    return changed + [(name, value) for name, value in as_given.items() if value != defaults[name]]
 
 
 def run_name(profile: str, g: Grid, **eb_exploit) -> str:
-    """Name of a run's outputs folder: the profile, then each setting that differs from it,
-    e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
+    """Name of a run's outputs folder: the profile, then each setting (of the grid, EB Exploit
+    and its sweep) that differs from it, e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
     def text(value):
         return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -200,6 +201,28 @@ class EBExploitRun:
     test_episodes: int
 
 
+@dataclass(frozen=True)
+class MaskTrace:
+    """A dense run trained again (early stopping off, to its cap), recording the global-L1 mask
+    of every P of `dense.fractions` after every episode, with epsilon and counters (the search
+    of every EB Exploit setting: `ebnb.sweep`)."""
+
+    dense: DenseRun
+
+
+@dataclass(frozen=True)
+class EBSweepRun:
+    """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
+    of its dense run: the search read off the dense run's `MaskTrace`, the rest the finetune
+    ticket at the episode found."""
+
+    dense: DenseRun
+    xis: tuple[float, ...]
+    windows: tuple[int, ...]
+    detectors: tuple[str, ...]
+    starts: tuple[str, ...]
+
+
 SHARD_SIZE = 512  # in-process default: a whole step of the thesis grid in one population
 
 
@@ -224,13 +247,13 @@ def expected_steps(unit) -> float:
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
-        episodes = float(unit.episodes)
+        episodes = float(getattr(unit, "dense", unit).episodes)
     return episodes * (gymnasium.spec(env_id(unit)).max_episode_steps or 1000)
 
 
 def env_id(unit) -> str:
     """The gymnasium id a unit trains on."""
-    return (unit.dense if isinstance(unit, TicketRun) else unit).dqn.env_id
+    return getattr(unit, "dense", unit).dqn.env_id
 
 
 def longest_first(units) -> list:
@@ -239,8 +262,9 @@ def longest_first(units) -> list:
 
 
 def _inputs(units) -> list:
-    """The units of other steps that `units` read (a ticket reads its dense run), in order."""
-    return list(dict.fromkeys(u.dense for u in units if isinstance(u, TicketRun)))
+    """The units of other steps that `units` read (a ticket and a sweep read their dense run's
+    snapshots), in order."""
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, EBSweepRun))))
 
 
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
@@ -369,6 +393,18 @@ def _mask(state: AgentState, fraction: float) -> list[np.ndarray]:
 # ---- shared dense runs ----------------------------------------------------------------------
 
 
+def _draw(drawn: dict[int, dict[float, list]], fractions, agent_ids, weights) -> None:
+    """Append to `drawn[agent][P]` the packed flat global-L1 mask of each agent's `weights`."""
+    for fraction in fractions:
+        flat = masks.flatten(masks.global_magnitude_masks(weights, fraction)).numpy()
+        for row, agent in enumerate(agent_ids):
+            drawn[int(agent)][fraction].append(masks.pack(flat[row]))
+
+
+def _stacked_weights(agents: list[AgentState]) -> list[torch.Tensor]:
+    return [torch.cat(w) for w in zip(*[_weights(a) for a in agents])]
+
+
 def dense_units(env: str, g: Grid) -> list[DenseRun]:
     cfg = dqn_config(env, max_episodes=g.episodes)
     return [DenseRun(cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every,
@@ -391,15 +427,9 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
     }  # fmt: skip
     drawn: dict[int, dict[float, list]] = job["drawn"]
     snapshots: dict[int, dict[str, AgentState]] = job["snapshots"]
-
-    def draw(agent_ids, weights):
-        for fraction in first.fractions:
-            flat = masks.flatten(masks.global_magnitude_masks(weights, fraction)).numpy()
-            for row, agent in enumerate(agent_ids):
-                drawn[int(agent)][fraction].append(masks.pack(flat[row]))
-
+    draw = functools.partial(_draw, drawn, first.fractions)
     if not saved:
-        draw(range(len(units)), [torch.cat(w) for w in zip(*[_weights(a) for a in agents])])
+        draw(range(len(units)), _stacked_weights(agents))
 
     def on_episode_end(population: Population, ends):
         due = ends.agents[ends.episodes % first.mask_every == 0]
@@ -504,8 +534,7 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
         return runs[unit.dense]
 
     def start_state(unit: TicketRun) -> AgentState:
-        arrays = dense_run(unit)["snapshots"]
-        source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
+        source = _dense_state(cfg, dense_run(unit)["snapshots"], unit.prune_episode)
         start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
         return start.pruned(_mask(source, unit.fraction))
 
@@ -524,6 +553,7 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                     "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
                     "length": [episodes_run], "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
+                    "env_steps": [final.transitions], "updates": [final.updates],
                 })})  # fmt: skip
                 p.release(agent)
             job["saved"] += len(stopped)
@@ -540,6 +570,20 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
     checkpoint.run(pool, "train", job, tick=save_and_refill)
 
 
+def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
+    """A dense run's state at the end of `episode` (CONVERGED: where early stopping would
+    fire): its snapshot there, else its latest earlier snapshot (theta_0 at the latest) trained
+    on without early stopping to `episode`, which continues the dense run bit for bit."""
+    if episode == CONVERGED:
+        return _state_from(snapshots, "converged")
+    at = {name: int(snapshots[f"{name}.episodes"]) for name in sorted({key.split(".", 1)[0] for key in snapshots})}
+    nearest = max((name for name in at if at[name] <= episode), key=lambda name: at[name])
+    state = _state_from(snapshots, nearest)
+    if at[nearest] == episode:
+        return state
+    return Population(cfg, [state], early_stop=False, max_episodes=episode - at[nearest]).run().final[0]
+
+
 def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRun]:
     return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in g.fractions for e in prune_episodes]
 
@@ -552,7 +596,10 @@ def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | 
 def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
-    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
+    converged, test_return, state_sha256 (of the final agent state: `state_sha256`), env_steps
+    and updates (the final agent's lifetime env steps and gradient updates: a finetuned
+    ticket's include its dense run's before pruning; absent from results stored before they
+    were recorded)."""
     return _tickets(env, g, store, "retrain", published, progress)
 
 
@@ -646,11 +693,107 @@ def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[E
             for s in g.seeds for p in g.fractions]  # fmt: skip
 
 
+# ---- EB Exploit, swept ------------------------------------------------------------------------
+
+
+def _compute_traces(store: Store, units: list[MaskTrace], checkpoint: Checkpoint, progress: bool, save) -> None:
+    saved = checkpoint.load()
+    first = (saved["job"]["units"] if saved else units)[0].dense
+    cfg = first.dqn
+    agents = [fresh_agent(cfg, u.dense.seed) for u in units]
+    job = saved["job"] if saved else {
+        "units": units, "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
+        "log": {i: [(0, agents[i].epsilon, 0, 0)] for i in range(len(units))},
+    }  # fmt: skip
+    units = job["units"]
+    draw = functools.partial(_draw, job["drawn"], first.fractions)
+    if not saved:
+        draw(range(len(units)), _stacked_weights(agents))
+
+    def on_episode_end(population: Population, ends):
+        draw(ends.agents, population.weights(ends.agents))
+        updates = population.updates[population.positions(ends.agents)]
+        for row in zip(ends.agents, ends.episodes, ends.epsilon, ends.transitions, updates):
+            job["log"][int(row[0])].append((int(row[1]), float(row[2]), int(row[3]), int(row[4])))
+
+    if saved:
+        population = Population.restore(saved["population"], callback=on_episode_end, progress=progress)
+    else:
+        population = Population(cfg, agents, early_stop=False, max_episodes=first.episodes, callback=on_episode_end,
+                                progress=progress)  # fmt: skip
+    checkpoint.run(population, "train", job)
+    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(agents[0].params))
+    for i, unit in enumerate(units):
+        log = pd.DataFrame(job["log"][i], columns=["episode", "epsilon", "env_steps", "updates"])
+        mask_arrays = {f"P{p}": np.stack(job["drawn"][i][p]) for p in first.fractions}
+        save(unit, {"log": log, "masks": {**mask_arrays, "n_weights": np.array(n_weights)}})
+
+
+def _has_costs(store: Store, ticket: TicketRun) -> bool:
+    """True if `ticket` is stored with its env steps and updates (results stored before they
+    were recorded lack them)."""
+    return store.exists("ticket", ticket) and "env_steps" in store.load("ticket", ticket)["result"]
+
+
+def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpoint, progress: bool, save) -> None:
+    """Each setting's search read off its seed's `MaskTrace` (computed first if missing) by
+    `ebnb.sweep.detect`; each ticket found continues as the finetune `TicketRun` at its episode
+    (stored ones reused); costs from the trace's counters and the tickets' (`eb_exploit_sweep`)."""
+    traces = {u: MaskTrace(u.dense) for u in units}
+    for shard in shards.cut("mask_trace", list(traces.values()), SHARD_SIZE):
+        shards.run(store, shard, _compute_traces, progress=progress)
+    searches = {}
+    for unit in units:
+        trace, baseline = store.load("mask_trace", traces[unit]), store.load("dense", unit.dense)["baseline"].iloc[0]
+        stop, floor = int(baseline["converged_episode"]), unit.dense.dqn.eps_floor
+        grid_of = {name: getattr(unit, name) for name in sweep.DEFAULTS}
+        for fraction in unit.dense.fractions:
+            distance = sweep.distances(trace["masks"][f"P{fraction}"], int(trace["masks"]["n_weights"]))
+            for xi, window, detector, start in sweep.settings(grid_of):
+                first = sweep.search_start(trace["log"]["epsilon"].to_numpy(), floor, start)
+                episode = sweep.detect(distance, first, stop, window, xi, detector)
+                searches[(unit, fraction, xi, window, detector, start)] = episode
+    tickets = {key: TicketRun(key[0].dense, key[1], e, "finetune") for key, e in searches.items() if e is not None}
+    todo = [t for t in dict.fromkeys(tickets.values()) if not _has_costs(store, t)]
+    stale = {t for t in todo if store.exists("ticket", t)}
+    if todo:
+        _compute_tickets(store, todo, checkpoint, progress,
+                         lambda t, result: store.save("ticket", t, result, overwrite=t in stale))  # fmt: skip
+    for unit in units:
+        trace, baseline = store.load("mask_trace", traces[unit])["log"], store.load("dense", unit.dense)["baseline"].iloc[0]
+        stop = int(baseline["converged_episode"])
+        unpruned = trace.loc[stop, ["env_steps", "updates"]].to_numpy(dtype=float)
+        rows = []
+        for (owner, fraction, *setting), episode in searches.items():
+            if owner != unit:
+                continue
+            if episode is None:
+                row = {"found": False, "prune_episode": -1, "episodes": stop, "env_steps": trace.loc[stop, "env_steps"],
+                       "updates": trace.loc[stop, "updates"], "converged": baseline["converged"],
+                       "test_return": baseline["test_return"]}  # fmt: skip
+            else:
+                ticket = store.load("ticket", tickets[(owner, fraction, *setting)])["result"].iloc[0]
+                row = {"found": True, "prune_episode": episode, "episodes": episode + ticket["length"],
+                       **{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}  # fmt: skip
+            relative = np.divide([row["env_steps"], row["updates"]], unpruned, out=np.full(2, np.nan), where=unpruned > 0)
+            rows.append({"seed": unit.dense.seed, "P": fraction, **dict(zip(sweep.SETTING, setting)), **row,
+                         "relative_env_steps": relative[0], "relative_updates": relative[1]})  # fmt: skip
+        save(unit, {"result": pd.DataFrame(rows).astype({"found": bool, "converged": bool, "prune_episode": "int64",
+                                                         "episodes": "int64", "env_steps": "int64", "updates": "int64",
+                                                         "test_return": float})})  # fmt: skip
+
+
+def _sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
+    return [EBSweepRun(d, **sweep.grid(**sweep_grid)) for d in dense_units(env, g)]
+
+
 def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
-          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION) -> dict[str, Step]:  # fmt: skip
+          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION,
+          **sweep_grid) -> dict[str, Step]:  # fmt: skip
     """The protocol steps for one env and grid, by name, in an order that respects `needs`
-    (EB Exploit with the given parameters; at most `population` tickets training at once in
-    a shard, which changes no result)."""
+    (EB Exploit with the given parameters, its sweep over `sweep_grid`: `ebnb.sweep.grid`'s
+    xis, windows, detectors, starts; at most `population` tickets training at once in a
+    shard, which changes no result)."""
     if not isinstance(g, Grid):
         raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
     ticket_needs = ("dense runs",)
@@ -661,6 +804,7 @@ def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int 
         Step("winning tickets", "ticket", tuple(_ticket_units(env, g, "retrain", (CONVERGED,))), tickets, ticket_needs),
         Step("finetune", "ticket", tuple(_ticket_units(env, g, "finetune", g.prune_episodes)), tickets, ticket_needs),
         Step("eb_exploit", "eb_exploit", tuple(_eb_units(env, g, xi, window, rewind)), _compute_eb_exploit),
+        Step("eb_exploit sweep", "eb_sweep", tuple(_sweep_units(env, g, sweep_grid)), _compute_eb_sweep, ticket_needs),
     )}  # fmt: skip
 
 
@@ -677,4 +821,17 @@ def eb_exploit(env: str, g: Grid, store: Store, published: Published | None = No
     before early stopping), prune_episode (-1 if not), search_length, finetune_length,
     converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], published, progress)
+    return pd.concat([r["result"] for r in results], ignore_index=True)
+
+
+def eb_exploit_sweep(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,
+                     **sweep_grid) -> pd.DataFrame:  # fmt: skip
+    """EB Exploit at every setting of `sweep_grid` (`ebnb.sweep.grid`: xis, windows, detectors,
+    starts; default `ebnb.sweep.DEFAULTS`), per seed and P. Columns: seed, P, xi, window,
+    detector, start, found (a ticket was drawn before early stopping), prune_episode (-1 if
+    not), episodes (search + finetune; the unpruned length if not found), env_steps and
+    updates (the whole run's env steps and gradient updates), converged, test_return (the
+    unpruned network's if not found), relative_env_steps and relative_updates (over the same
+    seed's unpruned run up to its early stopping)."""
+    results = _results(store, steps(env, g, **sweep_grid)["eb_exploit sweep"], published, progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)
