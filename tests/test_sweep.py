@@ -1,0 +1,246 @@
+"""EB Exploit, swept: the trace is the dense run, detection from it is EB Exploit's search,
+the continuation is the finetune ticket, tickets start at any episode, costs are the counters."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ebnb import analysis, experiments, sweep
+from ebnb.experiments import EBSweepRun, MaskTrace, TicketRun
+from ebnb.store import Store
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+# Epsilon halves per episode (0.5**7 < 0.01: at its floor from episode 7), learning from 64
+# transitions: a short CartPole run searches, finds tickets, and has Adam state when it prunes.
+FAST = {"eps_decay": 0.5, "learning_starts": 64}
+GRID = dict(seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(4, 9), episodes=16, test_episodes=2)
+EB_SETTINGS = [(0.9, 1), (0.2, 2), (0.1, 1), (0.05, 3), (0.01, 1)]  # (xi, window): found early, later, never
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The sweep and EB Exploit at several (xi, window) on one store, with fast exploration."""
+    monkeypatch = pytest.MonkeyPatch()
+    real = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+    try:
+        store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID)
+        grid_of = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
+        results = experiments.eb_exploit_sweep("cartpole", g, store, **grid_of)
+        exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
+                   for xi, window in EB_SETTINGS}  # fmt: skip
+        cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+        dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
+    finally:
+        monkeypatch.undo()
+    return store, g, cfg, results, exploit, dense
+
+
+def test_the_trace_is_the_dense_run(made):
+    """The trace's episode lengths, epsilon, and its masks at the dense run's mask episodes
+    equal the stored dense run's: re-running a dense run gives the same run."""
+    store, g = made[:2]
+    for dense in made[5].values():
+        trace, run = store.load("mask_trace", MaskTrace(dense)), store.load("dense", dense)
+        log, episodes = trace["log"], run["episodes"]
+        assert log["episode"].tolist() == list(range(g.episodes + 1))
+        assert np.diff(log["env_steps"]).tolist() == episodes["length"].tolist()
+        assert log["epsilon"].iloc[:-1].tolist() == episodes["epsilon"].tolist(), "epsilon after e = at the start of e+1"
+        for fraction in g.fractions:
+            assert np.array_equal(trace["masks"][f"P{fraction}"][run["masks"]["episodes"]], run["masks"][f"P{fraction}"])
+
+
+def test_gradient_updates_follow_from_env_steps_and_the_config(made):
+    """updates(T) = #{t <= T: t % train_freq == 0 and t >= learning_starts}, in the trace after
+    every episode and in every ticket's final counters (the formula docs/protocol.md gives)."""
+    store, g, cfg = made[:3]
+
+    def formula(steps):
+        steps = np.asarray(steps)
+        return np.maximum(0, steps // cfg.train_freq - (cfg.learning_starts - 1) // cfg.train_freq)
+
+    for dense in made[5].values():
+        log = store.load("mask_trace", MaskTrace(dense))["log"]
+        assert log["updates"].tolist() == formula(log["env_steps"]).tolist()
+        assert log["updates"].iloc[-1] > 0
+    tickets = pd.concat([store.load("ticket", t)["result"] for t in _tickets(made[5], made[3])])
+    assert len(tickets) and tickets["updates"].tolist() == formula(tickets["env_steps"]).tolist()
+
+
+def _tickets(dense: dict, results: pd.DataFrame) -> list[TicketRun]:
+    """The finetune tickets the sweep's found runs continue as."""
+    found = results[results.found]
+    return list(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
+
+
+def test_detection_from_the_trace_is_eb_exploits_search_and_the_rest_its_finetune(made):
+    """The exactness anchor: for every (xi, window), seed and P, the thesis setting of the sweep
+    (last two masks, after exploration) finds its ticket where EB Exploit does (or neither
+    does), and EB Exploit's run equals the sweep's: the finetune ticket at that episode
+    (state_sha256, length), the same test return, total length and convergence."""
+    results, exploit = made[3], made[4]
+    thesis = results[(results.detector == "last_two") & (results.start == "after_exploration")]
+    found = 0
+    for (xi, window), table in exploit.items():
+        swept = thesis[(thesis.xi == xi) & (thesis.window == window)]
+        merged = table.merge(swept, on=["seed", "P"], suffixes=("", "_swept"), validate="one_to_one")
+        assert len(merged) == len(table) == 4
+        assert merged["found"].tolist() == merged["found_swept"].tolist(), (xi, window)
+        assert merged["prune_episode"].tolist() == merged["prune_episode_swept"].tolist(), (xi, window)
+        assert (merged["search_length"] + merged["finetune_length"]).tolist() == merged["episodes"].tolist()
+        assert merged["test_return"].tolist() == merged["test_return_swept"].tolist()
+        assert merged["converged"].tolist() == merged["converged_swept"].tolist()
+        found += int(merged["found"].sum())
+    assert 0 < found < 4 * len(exploit), "some settings find tickets, some do not"
+    assert {9, 8} <= set(thesis.loc[thesis.found, "prune_episode"]), "at a snapshot episode (9) and between (8)"
+
+
+def test_eb_exploit_continues_as_the_finetune_ticket_at_its_episode(made):
+    """EB Exploit's final state is the finetune TicketRun's at its (seed, P, prune episode),
+    whether that episode is one the dense run snapshots (9) or not."""
+    store, g, _, _, exploit, dense = made
+    episodes = set()
+    for table in exploit.values():
+        for row in table[table.found].itertuples():
+            ticket = store.load("ticket", TicketRun(dense[row.seed], row.P, row.prune_episode, "finetune"))["result"]
+            assert ticket["state_sha256"].iloc[0] == row.state_sha256
+            assert ticket["length"].iloc[0] == row.finetune_length
+            episodes.add(row.prune_episode)
+    assert 9 in episodes and episodes - set(g.prune_episodes)
+
+
+def test_a_ticket_between_snapshots_starts_from_the_dense_runs_state_there(made):
+    """Resuming the dense run from an earlier snapshot (or theta_0) to an episode it snapshots
+    reproduces that snapshot bit for bit."""
+    store, g, cfg = made[:3]
+    snapshots = store.load("dense", made[5][0])["snapshots"]
+    stored = experiments.state_sha256(experiments._state_from(snapshots, "e9"))
+    for dropped in (("e9",), ("e9", "e4")):
+        fewer = {k: v for k, v in snapshots.items() if k.split(".")[0] not in dropped + ("converged",)}
+        assert experiments.state_sha256(experiments._dense_state(cfg, fewer, 9)) == stored, dropped
+
+
+def test_costs_are_the_runs_counters_relative_to_the_unpruned_run(made):
+    """Not found: the unpruned run's cost (relative 1) and return; found: the finetune ticket's
+    lifetime counters (the dense run's up to pruning plus the finetune's)."""
+    store, g, _, results, _, dense = made
+    for row in results.itertuples():
+        log = store.load("mask_trace", MaskTrace(dense[row.seed]))["log"]
+        baseline = store.load("dense", dense[row.seed])["baseline"].iloc[0]
+        stop = int(baseline["converged_episode"])
+        unpruned = log.loc[stop, ["env_steps", "updates"]].to_numpy()
+        assert row.relative_env_steps == row.env_steps / unpruned[0]
+        assert row.relative_updates == row.updates / unpruned[1]
+        if not row.found:
+            assert (row.env_steps, row.updates, row.episodes) == (*unpruned, stop)
+            assert row.test_return == baseline["test_return"]
+            continue
+        ticket = store.load("ticket", TicketRun(dense[row.seed], row.P, row.prune_episode, "finetune"))["result"].iloc[0]
+        assert (row.env_steps, row.updates, row.episodes) == (ticket["env_steps"], ticket["updates"],
+                                                             row.prune_episode + ticket["length"])  # fmt: skip
+        assert row.env_steps > log.loc[row.prune_episode, "env_steps"]
+
+
+def test_a_ticket_stored_without_costs_is_recomputed_with_them(made, tmp_path):
+    """A ticket result stored before env steps and updates were recorded is trained again and
+    replaced by the same result with them (the same final state)."""
+    store, g = made[:2]
+    copy = Store(tmp_path / "store")
+    shutil.copytree(store.root, copy.root)
+    ticket = next(t for t in _tickets(made[5], made[3]) if t.prune_episode not in g.prune_episodes)
+    full = copy.load("ticket", ticket)
+    copy.save("ticket", ticket, {"result": full["result"].drop(columns=["env_steps", "updates"])}, overwrite=True)
+    shutil.rmtree(copy.root / "eb_sweep")
+    grid_of = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
+    real = experiments.dqn_config
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        again = experiments.eb_exploit_sweep("cartpole", g, copy, **grid_of)
+    pd.testing.assert_frame_equal(copy.load("ticket", ticket)["result"], full["result"])
+    pd.testing.assert_frame_equal(again, made[3])
+
+
+# ---- detection rules on made-up distances -------------------------------------------------------
+
+
+def _table(pairs: dict[tuple[int, int], float], default: float = 1.0):
+    return lambda i, j: pairs.get((min(i, j), max(i, j)), default)
+
+
+def test_last_two_compares_each_mask_with_the_one_before():
+    distance = _table({(3, 5): 0.05, (5, 7): 0.05})
+    assert sweep.detect(distance, 1, 20, 2, 0.1, "last_two") == 5
+    assert sweep.detect(distance, 1, 4, 2, 0.1, "last_two") is None, "stopped before the mask that settles"
+    assert sweep.detect(distance, 1, 5, 2, 0.1, "last_two") == 5, "a ticket at the stopping episode counts"
+    assert sweep.detect(distance, 1, 20, 2, 0.05, "last_two") is None, "strictly below xi"
+    assert sweep.detect(distance, None, 20, 2, 0.1, "last_two") is None, "no search without a start"
+
+
+def test_the_queue_compares_the_newest_of_five_masks_with_each_older_one():
+    """You et al.'s rule: newest vs each of the 4 older masks in the queue; the older ones
+    among themselves do not count."""
+    close = {(i, 9): 0.01 for i in (1, 3, 5, 7)}
+    assert sweep.detect(_table(close), 1, 20, 2, 0.1, "queue") == 9
+    assert sweep.detect(_table({**close, (1, 9): 0.5}), 1, 20, 2, 0.1, "queue") is None
+    late = {(i, 11): 0.01 for i in (3, 5, 7, 9)}
+    assert sweep.detect(_table({**close, (1, 9): 0.5, **late}), 1, 20, 2, 0.1, "queue") == 11
+    assert sweep.detect(_table(close, default=0.0), 1, 20, 2, 0.1, "queue") == 9, "never before 5 masks"
+
+
+def test_search_starts():
+    epsilon = np.array([1.0, 0.5, 0.1, 0.01, 0.01])
+    assert sweep.search_start(epsilon, 0.01, "after_exploration") == 3
+    assert sweep.search_start(epsilon[:3], 0.01, "after_exploration") is None
+    assert sweep.search_start(epsilon, 0.01, "episode_1") == 1
+
+
+def test_distances_count_differing_weights_over_all_weights():
+    masks = np.packbits(np.array([[1, 1, 1, 0, 1, 1, 1, 1, 1, 0], [1, 0, 1, 0, 1, 1, 1, 1, 0, 1]], dtype=bool), axis=-1)
+    assert sweep.distances(masks, 10)(0, 1) == 0.3
+
+
+# ---- the sweep grid, its units and its analysis -------------------------------------------------
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("xis", [0.0], "xis must be a number in the open interval"), ("xis", [], "xis: must be a non-empty list"),
+    ("windows", [0], "windows must be an integer >= 1"), ("windows", [2, 2], "windows: .* names a value twice"),
+    ("detectors", ["pairwise"], "detectors: unknown 'pairwise'; allowed: last_two, queue"),
+    ("starts", ["episode_0"], "starts: unknown 'episode_0'; allowed: after_exploration, episode_1"),
+    ("xis", 0.1, "xis: must be a non-empty list"),
+])  # fmt: skip
+def test_bad_sweep_grids_are_refused_before_anything_runs(tmp_path, name, value, message):
+    store = Store(tmp_path / "store")
+    with pytest.raises(ValueError, match=message):
+        experiments.eb_exploit_sweep("cartpole", experiments.grid("quick"), store, **{name: value})
+    assert not store.root.exists()
+
+
+def test_the_sweep_has_one_unit_per_seed_and_a_grid_change_keeps_traces_and_tickets(made):
+    g = made[1]
+    units = experiments.steps("cartpole", g)["eb_exploit sweep"].units
+    assert [u.dense.seed for u in units] == list(g.seeds) and all(isinstance(u, EBSweepRun) for u in units)
+    assert units[0].xis == sweep.DEFAULTS["xis"] and len(sweep.settings(sweep.grid())) == 48
+    narrower = experiments.steps("cartpole", g, xis=[0.1])["eb_exploit sweep"].units
+    assert {MaskTrace(u.dense) for u in narrower} == {MaskTrace(u.dense) for u in units}, "traces are per dense run"
+
+
+def test_the_summary_finds_the_best_saving_among_settings_not_worse_than_unpruned():
+    rng = np.random.default_rng(0)
+    baseline = pd.DataFrame({"test_return": 200 + rng.normal(0, 1, 10)})
+    rows = []
+    for xi, shift, cost in ((0.1, 0.0, 0.5), (0.2, -50.0, 0.3), (0.05, 0.0, 1.0)):
+        for seed, noise in enumerate(rng.normal(0, 1, 10)):
+            rows.append({"seed": seed, "P": 0.2, "xi": xi, "window": 1, "detector": "last_two", "start": "episode_1",
+                         "found": True, "prune_episode": 5, "test_return": 200 + shift + noise,
+                         "relative_env_steps": cost, "relative_updates": cost})  # fmt: skip
+    summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline)
+    assert summary.set_index("xi")["return_ok"].to_dict() == {0.05: True, 0.1: True, 0.2: False}
+    best = analysis.best_sweep_settings(summary)
+    assert best[["P", "xi", "saving"]].values.tolist() == [[0.2, 0.1, 0.5]], "0.2 saves more but returns less"
+    assert analysis.best_sweep_settings(summary[summary.xi == 0.05]).empty, "no saving: none named"
