@@ -244,3 +244,24 @@ def test_the_summary_finds_the_best_saving_among_settings_not_worse_than_unprune
     best = analysis.best_sweep_settings(summary)
     assert best[["P", "xi", "saving"]].values.tolist() == [[0.2, 0.1, 0.5]], "0.2 saves more but returns less"
     assert analysis.best_sweep_settings(summary[summary.xi == 0.05]).empty, "no saving: none named"
+
+
+def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_path):
+    """What `ebnb.published` holds of the sweep is its result table (not the traces), and a
+    store that lacks everything reads the sweep from it, training and storing nothing."""
+    from ebnb import published
+
+    store, g = made[:2]
+    grid_of = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
+    real = experiments.dqn_config
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        step = experiments.steps("cartpole", g, **grid_of)["eb_exploit sweep"]
+        record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
+        published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(store, step, None)}},
+                        {"grid": "tiny"}, record)  # fmt: skip
+        empty = Store(tmp_path / "empty")
+        again = experiments.eb_exploit_sweep("cartpole", g, empty, published.Published(tmp_path / "results"), **grid_of)
+    pd.testing.assert_frame_equal(again, made[3])
+    assert not empty.root.exists()
+    assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
