@@ -742,9 +742,10 @@ def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpo
     traces = {u: MaskTrace(u.dense) for u in units}
     for shard in shards.cut("mask_trace", list(traces.values()), SHARD_SIZE):
         shards.run(store, shard, _compute_traces, progress=progress)
-    searches = {}
+    searches, runs = {}, {}
     for unit in units:
         trace, baseline = store.load("mask_trace", traces[unit]), store.load("dense", unit.dense)["baseline"].iloc[0]
+        runs[unit] = trace["log"], baseline
         stop, floor = int(baseline["converged_episode"]), unit.dense.dqn.eps_floor
         grid_of = {name: getattr(unit, name) for name in sweep.DEFAULTS}
         for fraction in unit.dense.fractions:
@@ -760,7 +761,7 @@ def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpo
         _compute_tickets(store, todo, checkpoint, progress,
                          lambda t, result: store.save("ticket", t, result, overwrite=t in stale))  # fmt: skip
     for unit in units:
-        trace, baseline = store.load("mask_trace", traces[unit])["log"], store.load("dense", unit.dense)["baseline"].iloc[0]
+        trace, baseline = runs[unit]
         stop = int(baseline["converged_episode"])
         unpruned = trace.loc[stop, ["env_steps", "updates"]].to_numpy(dtype=float)
         rows = []
