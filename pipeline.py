@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit")
+NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls")
 # the protocol steps (ebnb.experiments.steps) whose results each notebook reads
 NOTEBOOK_STEPS = {
     "01_mask_similarity": ("dense runs",),
     "02_retrain": ("dense runs", "retrain", "winning tickets"),
     "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
     "04_eb_exploit": ("dense runs", "eb_exploit"),
+    "05_controls": ("dense runs", "retrain", "finetune", "sparse retrain", "sparse finetune", "retrain controls",
+                    "finetune controls"),
 }
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind")
 ENVS = ("cartpole", "acrobot")
