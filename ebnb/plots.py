@@ -209,9 +209,12 @@ def input_survival(survival: pd.DataFrame, env_id: str):
     for ax, fraction in zip(axes[0], fractions):
         for feature, color in zip(features, colors):
             table = survival[(survival.P == fraction) & (survival.feature == feature)]
-            summary = summarize(table, ["episode"], "kept")
-            ax.plot(summary["episode"], summary["mean"], color=color, label=feature)
-            ax.fill_between(summary["episode"], summary["low"], summary["high"], color=color, alpha=0.2, linewidth=0)
+            seeds_by_episode = table.pivot(index="seed", columns="episode", values="kept")
+            mean = seeds_by_episode.mean(axis=0)
+            ax.plot(mean.index, mean, color=color, label=feature)
+            if len(seeds_by_episode) >= MIN_CI_SEEDS:  # as mean_ci, for every episode at once
+                low, high = bootstrap_interval(seeds_by_episode.to_numpy(), np.mean)
+                ax.fill_between(mean.index, low, high, color=color, alpha=0.2, linewidth=0)
         ax.axhline(1 - fraction, color="black", linestyle=":", label="kept overall (1 - P)")
         ax.set_title(f"P = {fraction}")
         ax.set_xlabel("episode of the mask")
