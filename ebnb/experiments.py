@@ -86,7 +86,7 @@ class Grid:
     mask_every: int = 2  # experiment 1 draws a mask every this many episodes
     # beyond the thesis (notebook 05): controls of each ticket and sparser P, at these of prune_episodes
     control_episodes: tuple[int, ...] = (5, 30, 100, 250)
-    sparse_fractions: tuple[float, ...] = (0.9, 0.95, 0.98)
+    sparse_fractions: tuple[float, ...] = ()  # P beyond the thesis' (profile full_sparse: 0.9, 0.95, 0.98)
     controls: tuple[str, ...] = tuple(controls.CONTROLS)
 
     def __post_init__(self):
@@ -128,6 +128,7 @@ PROFILES = {
     "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5,
                   control_episodes=(6,), sparse_fractions=(0.95,)),
     "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
+    "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
 }
 
 

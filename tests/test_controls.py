@@ -3,6 +3,8 @@ from the agent's own stream, and the stored control results are agents trained f
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,14 +101,16 @@ def test_bad_controls_are_refused_naming_the_parameter():
 
 
 def test_the_full_profile_runs_every_control_on_the_named_subset():
-    g = experiments.PROFILES["full"]
+    assert experiments.PROFILES["full"].sparse_fractions == ()
+    g = experiments.PROFILES["full_sparse"]
     assert g.control_episodes == (5, 30, 100, 250) and g.sparse_fractions == (0.9, 0.95, 0.98)
+    assert g == dataclasses.replace(experiments.PROFILES["full"], sparse_fractions=g.sparse_fractions)
     steps = experiments.steps("acrobot", g)
     per_ticket = len(g.seeds) * (len(g.fractions) + len(g.sparse_fractions)) * len(g.control_episodes)
     assert len(steps["retrain controls"].units) == 4 * per_ticket
     assert len(steps["finetune controls"].units) == 2 * per_ticket
     assert len(steps["sparse retrain"].units) == len(steps["sparse finetune"].units) == 3 * 10 * 4
-    no_extras = experiments.grid("full", sparse_fractions=[], controls=[])
+    no_extras = experiments.grid("full_sparse", sparse_fractions=[], controls=[])
     assert not {"sparse retrain", "retrain controls"} & set(experiments.steps("acrobot", no_extras))
 
 
