@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "06_eb_exploit_sweep")
+NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls", "06_eb_exploit_sweep")
 # the protocol steps (ebnb.experiments.steps) whose results each notebook reads
 NOTEBOOK_STEPS = {
     "01_mask_similarity": ("dense runs",),
     "02_retrain": ("dense runs", "retrain", "winning tickets"),
     "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
     "04_eb_exploit": ("dense runs", "eb_exploit"),
+    "05_controls": ("dense runs", "retrain", "finetune", "sparse retrain", "sparse finetune", "retrain controls",
+                    "finetune controls"),
     "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
 }
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind", "xis", "windows", "detectors", "starts")  # the last four: its sweep
@@ -364,7 +366,7 @@ def clean_outputs(store: Path | None, out: Path) -> None:
 
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
-    command.add_argument("--profile", default=profile, help=f"quick, full or full15 (default {profile})")
+    command.add_argument("--profile", default=profile, help=f"quick, full, full15 or full_sparse (default {profile})")
     command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                          help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 

@@ -40,6 +40,16 @@ warnings.filterwarnings("ignore", message=".*The environment CartPole-v0 is out 
 from ebnb.rng import Stream
 
 ENV_ALIASES = {"cartpole": "CartPole-v0", "acrobot": "Acrobot-v1"}
+# what each observation dimension is (gymnasium's documentation of the two envs)
+OBSERVATION_NAMES = {
+    "CartPole-v0": ("cart position", "cart velocity", "pole angle", "pole angular velocity"),
+    "Acrobot-v1": ("cos θ1", "sin θ1", "cos θ2", "sin θ2", "θ1 velocity", "θ2 velocity"),
+}
+
+
+def observation_names(env_id: str, n: int) -> tuple[str, ...]:
+    """Names of an env's `n` observation dimensions (x0, x1, ... where not known)."""
+    return OBSERVATION_NAMES.get(env_id, tuple(f"x{i}" for i in range(n)))
 
 
 @functools.cache

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ebnb import masks, qnet, shards, sweep
+from ebnb import controls, masks, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
@@ -84,14 +84,18 @@ class Grid:
     episodes: int = 500  # dense-run length, and the cap of every training phase
     test_episodes: int = 100
     mask_every: int = 2  # experiment 1 draws a mask every this many episodes
+    # beyond the thesis (notebook 05): controls of each ticket and sparser P, at these of prune_episodes
+    control_episodes: tuple[int, ...] = (5, 30, 100, 250)
+    sparse_fractions: tuple[float, ...] = ()  # P beyond the thesis' (profile full_sparse: 0.9, 0.95, 0.98)
+    controls: tuple[str, ...] = tuple(controls.CONTROLS)
 
     def __post_init__(self):
-        for name in ("seeds", "fractions", "prune_episodes"):
+        for name in ("seeds", "fractions", "prune_episodes", "control_episodes", "sparse_fractions", "controls"):
             values = getattr(self, name)
             if not isinstance(values, tuple):
                 example = getattr(Grid, name)[0]
-                raise ValueError(f"{name}: must be a list of values, e.g. {name}=[{example}], got {values!r}")
-            if not values:
+                raise ValueError(f"{name}: must be a list of values, e.g. {name}=[{example!r}], got {values!r}")
+            if not values and name in ("seeds", "fractions", "prune_episodes"):
                 raise ValueError(f"{name}: the grid needs at least one value")
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: {list(values)} names a value twice")
@@ -106,12 +110,25 @@ class Grid:
         for episode in self.prune_episodes:
             if isinstance(episode, bool) or not isinstance(episode, int) or not 1 <= episode <= self.episodes:
                 raise ValueError(f"prune_episodes: each must be an integer in [1, episodes={self.episodes}], got {episode!r}")
+        for episode in self.control_episodes:
+            if episode not in self.prune_episodes:
+                raise ValueError(f"control_episodes: each must be one of prune_episodes {list(self.prune_episodes)}, "
+                                 f"got {episode!r}")  # fmt: skip
+        for fraction in self.sparse_fractions:
+            check_fraction("sparse_fractions", fraction)
+            if fraction in self.fractions:
+                raise ValueError(f"sparse_fractions: {fraction} is already in fractions {list(self.fractions)}")
+        for control in self.controls:
+            if control not in controls.CONTROLS:
+                raise ValueError(f"controls: unknown {control!r}; allowed: {', '.join(controls.CONTROLS)}")
 
 
 PROFILES = {
     "full": Grid(),
-    "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5),
+    "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5,
+                  control_episodes=(6,), sparse_fractions=(0.95,)),
     "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
+    "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
 }
 
 
@@ -147,7 +164,8 @@ def figure_note(profile: str, g: Grid, **eb_exploit) -> str | None:
 
 def grid(profile: str = "quick", **overrides) -> Grid:
     """The grid of a profile ('full' = the thesis, 'quick'), with fields overridden by name
-    (None keeps the profile's value)."""
+    (None keeps the profile's value). Overriding prune_episodes alone keeps those of the
+    profile's control_episodes that are still prune episodes."""
     if profile not in PROFILES:
         raise ValueError(f"profile: unknown {profile!r}; allowed: {', '.join(PROFILES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -157,6 +175,9 @@ def grid(profile: str = "quick", **overrides) -> Grid:
         raise ValueError(f"{sorted(unknown)[0]}: not a grid parameter; allowed: {', '.join(sorted(names))}")
     base = PROFILES[profile]
     as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    if isinstance(as_tuple.get("prune_episodes"), tuple) and "control_episodes" not in as_tuple:
+        # the profile's control episodes that remain prune episodes (none: no controls)
+        as_tuple["control_episodes"] = tuple(e for e in base.control_episodes if e in as_tuple["prune_episodes"])
     return Grid(**{**{f.name: getattr(base, f.name) for f in fields(Grid)}, **as_tuple})
 
 
@@ -185,6 +206,31 @@ class TicketRun:
     fraction: float
     prune_episode: int
     mode: str  # "retrain" | "finetune"
+
+
+@dataclass(frozen=True)
+class ControlRun:
+    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
+    with the mask or the start weights changed as `control` says."""
+
+    ticket: TicketRun
+    control: str
+
+    @property
+    def dense(self) -> DenseRun:
+        return self.ticket.dense
+
+    @property
+    def fraction(self) -> float:
+        return self.ticket.fraction
+
+    @property
+    def prune_episode(self) -> int:
+        return self.ticket.prune_episode
+
+    @property
+    def mode(self) -> str:
+        return self.ticket.mode
 
 
 @dataclass(frozen=True)
@@ -243,7 +289,7 @@ def expected_steps(unit) -> float:
     episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
     retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
     late has mostly learned already); higher P breaks ties."""
-    if isinstance(unit, TicketRun):
+    if isinstance(unit, (TicketRun, ControlRun)):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
@@ -262,9 +308,9 @@ def longest_first(units) -> list:
 
 
 def _inputs(units) -> list:
-    """The units of other steps that `units` read (a ticket and a sweep read their dense run's
-    snapshots), in order."""
-    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, EBSweepRun))))
+    """The units of other steps that `units` read (tickets, controls and the sweep read their
+    dense run), in order."""
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, ControlRun, EBSweepRun))))
 
 
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
@@ -278,12 +324,23 @@ def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
 
 def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None) -> dict:
     """What the notebooks read of a stored unit, and so what `ebnb.published` holds of it: a
-    dense run's training log, baseline and mask disagreement counts (not its snapshots and
-    masks, which only ticket training reads); any other unit's result as it is. `parts`: only
-    these (None: all)."""
+    dense run's training log, baseline, mask disagreement counts and input survival (not its
+    snapshots and masks, which only ticket training reads); any other unit's result as it is.
+    `parts`: only these (None: all)."""
     if step != "dense runs":
         return result
     return {name: _DENSE_VIEW[name](result) for name in parts or _DENSE_VIEW}
+
+
+def _weight_shapes(result: dict) -> list[tuple[int, ...]]:
+    """Shapes of a dense run's weight matrices ([out, in] each)."""
+    return [w.shape for w in qnet.weights(_state_from(result["snapshots"], "theta0").params)]
+
+
+def _unpacked_masks(result: dict) -> dict[str, np.ndarray]:
+    """A dense run's masks per P ("P0.2": bool [episodes drawn, weights])."""
+    n_weights = sum(int(np.prod(shape)) for shape in _weight_shapes(result))
+    return {key: masks.unpack(packed, n_weights) for key, packed in result["masks"].items() if key != "episodes"}
 
 
 def _disagreements(result: dict) -> dict[str, np.ndarray]:
@@ -291,16 +348,25 @@ def _disagreements(result: dict) -> dict[str, np.ndarray]:
     `squareform`: the upper triangle), with the episodes they were drawn at and the weight count."""
     from scipy.spatial.distance import squareform
 
-    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(_state_from(result["snapshots"], "theta0").params))
+    n_weights = sum(int(np.prod(shape)) for shape in _weight_shapes(result))
     out = {"episodes": result["masks"]["episodes"], "n_weights": np.array(n_weights)}
-    for key, packed in result["masks"].items():
-        if key != "episodes":
-            counts = masks.disagreement_counts(masks.unpack(packed, n_weights))
-            out[key] = squareform(counts.astype(np.min_scalar_type(n_weights)), checks=False)
+    for key, drawn in _unpacked_masks(result).items():
+        out[key] = squareform(masks.disagreement_counts(drawn).astype(np.min_scalar_type(n_weights)), checks=False)
     return out
 
 
-_DENSE_VIEW = {"episodes": lambda r: r["episodes"], "baseline": lambda r: r["baseline"], "disagreements": _disagreements}
+def _input_survival(result: dict) -> dict[str, np.ndarray]:
+    """Per P ("P0.2"), the share of each input's outgoing first-layer weights that a dense
+    run's masks keep, float64 [episodes drawn, inputs], with the episodes ("episodes")."""
+    hidden, n_inputs = _weight_shapes(result)[0]
+    out = {"episodes": result["masks"]["episodes"]}
+    for key, drawn in _unpacked_masks(result).items():
+        out[key] = drawn[:, : hidden * n_inputs].reshape(len(drawn), hidden, n_inputs).mean(axis=1)
+    return out
+
+
+_DENSE_VIEW = {"episodes": lambda r: r["episodes"], "baseline": lambda r: r["baseline"], "disagreements": _disagreements,
+               "input_survival": _input_survival}  # fmt: skip
 
 
 def _sources(store: Store, step: Step, published: Published | None) -> tuple[list, dict]:
@@ -346,6 +412,7 @@ def _gather(store: Store, step: Step, found: dict, parts: tuple[str, ...] | None
 def to_compute(env_steps: dict[str, Step], names, published: Published | None) -> list[Step]:
     """The steps `names` read (in the order of `env_steps`), each narrowed to the units that
     `published` lacks, plus the dense runs that those tickets read; empty steps dropped."""
+    names = [name for name in names if name in env_steps]  # a grid may have no controls or sparse P
     wanted = set(names) | {need for name in names for need in env_steps[name].needs}
     chosen = {name: step for name, step in env_steps.items() if name in wanted}
     if published is not None:
@@ -512,6 +579,27 @@ def mask_similarity(env: str, g: Grid, store: Store, published: Published | None
     return out
 
 
+def input_survival(env: str, g: Grid, store: Store, published: Published | None = None,
+                   progress: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Per seed, P, mask episode and input feature: the share of that input's outgoing
+    first-layer weights that the dense run's L1 mask keeps (the masks of experiment 1).
+    Columns: seed, P, episode, feature (`envs.observation_names`), kept."""
+    from ebnb.envs import observation_names
+
+    runs = dense_runs(env, g, store, published, progress, ("input_survival",))
+    rows = []
+    for seed, run in zip(g.seeds, runs):
+        view = run["input_survival"]
+        for fraction in g.fractions:
+            kept = view[f"P{fraction}"]
+            names = observation_names(dqn_config(env).env_id, kept.shape[1])
+            rows.append(pd.DataFrame({
+                "seed": seed, "P": fraction, "episode": np.repeat(view["episodes"], kept.shape[1]),
+                "feature": np.tile(names, len(kept)), "kept": kept.reshape(-1),
+            }))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------
 
 
@@ -520,8 +608,8 @@ POPULATION = 64  # most tickets training at once in one shard: throughput agains
 
 def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save,
                      population: int = POPULATION) -> None:  # fmt: skip
-    """Tickets with continuous batching: at most `population` train at once; the moment one
-    stops it is tested and saved, and the next unit takes its place."""
+    """Tickets (or their controls) with continuous batching: at most `population` train at
+    once; the moment one stops it is tested and saved, and the next unit takes its place."""
     saved = checkpoint.load()
     job = saved["job"] if saved else {"units": units, "admitted": min(population, len(units)), "saved": 0}
     units = job["units"]
@@ -533,10 +621,13 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
             runs[unit.dense] = store.load("dense", unit.dense)
         return runs[unit.dense]
 
-    def start_state(unit: TicketRun) -> AgentState:
+    def start_state(unit: TicketRun | ControlRun) -> AgentState:
         source = _dense_state(cfg, dense_run(unit)["snapshots"], unit.prune_episode)
         start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
-        return start.pruned(_mask(source, unit.fraction))
+        mask = _mask(source, unit.fraction)
+        if isinstance(unit, ControlRun):
+            return controls.control_start(unit.control, start, mask, unit.fraction, unit.prune_episode)
+        return start.pruned(mask)
 
     def save_and_refill(p: Population) -> None:
         stopped = p.retired[job["saved"]:]  # agent ids are unit indices: units enter in order
@@ -549,8 +640,9 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit)["baseline"]["converged_episode"].iloc[0])
+                control = {"control": [unit.control]} if isinstance(unit, ControlRun) else {}
                 save(unit, {"result": pd.DataFrame({
-                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
+                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode], **control,
                     "length": [episodes_run], "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
                     "env_steps": [final.transitions], "updates": [final.updates],
@@ -584,8 +676,14 @@ def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
     return Population(cfg, [state], early_stop=False, max_episodes=episode - at[nearest]).run().final[0]
 
 
-def _ticket_units(env: str, g: Grid, mode: str, prune_episodes) -> list[TicketRun]:
-    return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in g.fractions for e in prune_episodes]
+def _ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -> list[TicketRun]:
+    return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in (g.fractions if fractions is None else fractions)
+            for e in prune_episodes]  # fmt: skip
+
+
+def _control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
+    tickets = _ticket_units(env, g, mode, g.control_episodes, g.fractions + g.sparse_fractions)
+    return [ControlRun(t, c) for t in tickets for c in g.controls if mode in controls.CONTROLS[c]]
 
 
 def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | None, progress: bool) -> pd.DataFrame:
@@ -614,6 +712,26 @@ def finetune(env: str, g: Grid, store: Store, published: Published | None = None
     """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
     Adam state; length counts from pruning (columns as `retrain`)."""
     return _tickets(env, g, store, "finetune", published, progress)
+
+
+# ---- beyond the thesis: controls and sparser P ------------------------------------------------
+
+
+def controlled_tickets(env: str, g: Grid, store: Store, published: Published | None = None,
+                       progress: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Every ticket of `g.control_episodes` at P in `g.fractions + g.sparse_fractions`, and
+    its controls, as one table: the columns of `retrain` plus mode ("retrain" | "finetune")
+    and control ("l1" for the ticket itself, else an `ebnb.controls.CONTROLS` name)."""
+    tables = []
+    for mode in ("retrain", "finetune"):
+        l1 = _tickets(env, g, store, mode, published, progress)
+        tables.append(l1[l1.prune_episode.isin(g.control_episodes)].assign(mode=mode, control="l1"))
+        if g.sparse_fractions:
+            tables.append(_tickets(env, g, store, f"sparse {mode}", published, progress).assign(mode=mode, control="l1"))
+        if any(mode in controls.CONTROLS[c] for c in g.controls):
+            tables.append(_tickets(env, g, store, f"{mode} controls", published, progress).assign(mode=mode))
+    columns = ["mode", "control", "seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
+    return pd.concat(tables, ignore_index=True)[columns]
 
 
 # ---- experiment 4: EB Exploit -----------------------------------------------------------------
@@ -791,10 +909,10 @@ def _sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
 def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
           rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION,
           **sweep_grid) -> dict[str, Step]:  # fmt: skip
-    """The protocol steps for one env and grid, by name, in an order that respects `needs`
-    (EB Exploit with the given parameters, its sweep over `sweep_grid`: `ebnb.sweep.grid`'s
-    xis, windows, detectors, starts; at most `population` tickets training at once in a
-    shard, which changes no result)."""
+    """The protocol steps for one env and grid that have units, by name, in an order that
+    respects `needs` (EB Exploit with the given parameters, its sweep over `sweep_grid`:
+    `ebnb.sweep.grid`'s xis, windows, detectors, starts; at most `population` tickets training
+    at once in a shard, which changes no result)."""
     if not isinstance(g, Grid):
         raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
     ticket_needs = ("dense runs",)
@@ -805,8 +923,12 @@ def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int 
         Step("winning tickets", "ticket", tuple(_ticket_units(env, g, "retrain", (CONVERGED,))), tickets, ticket_needs),
         Step("finetune", "ticket", tuple(_ticket_units(env, g, "finetune", g.prune_episodes)), tickets, ticket_needs),
         Step("eb_exploit", "eb_exploit", tuple(_eb_units(env, g, xi, window, rewind)), _compute_eb_exploit),
+        *(Step(f"sparse {mode}", "ticket", tuple(_ticket_units(env, g, mode, g.control_episodes, g.sparse_fractions)),
+               tickets, ticket_needs) for mode in ("retrain", "finetune")),
+        *(Step(f"{mode} controls", "control", tuple(_control_units(env, g, mode)), tickets, ticket_needs)
+          for mode in ("retrain", "finetune")),
         Step("eb_exploit sweep", "eb_sweep", tuple(_sweep_units(env, g, sweep_grid)), _compute_eb_sweep, ticket_needs),
-    )}  # fmt: skip
+    ) if step.units}  # fmt: skip
 
 
 def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:

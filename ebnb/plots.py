@@ -1,9 +1,12 @@
-"""One function per thesis figure (3.3-3.8) and per figure beyond it, drawn from the tidy
-results of `ebnb.experiments`.
+"""One function per figure, drawn from the tidy results of `ebnb.experiments`: the thesis'
+3.3-3.8, then the figures beyond it (controls, input survival, the EB criteria, the EB Exploit
+sweep).
 
-Every line is a mean over seeds with a 95% confidence band (`mean_ci`: a percentile bootstrap,
-so a band never leaves the range of the data, and none is drawn for fewer than 3 seeds); axes
-are labelled in words. `save` writes a figure as PNG and PDF under `figures/`.
+Every line of a thesis figure is a mean over seeds with a 95% confidence band (`mean_ci`: a
+percentile bootstrap, so a band never leaves the range of the data, and none is drawn for
+fewer than 3 seeds); the figures beyond the thesis show interquartile means with the same
+bootstrap (`ebnb.statistics.iqm_ci`). Axes are labelled in words. `save` writes a figure as
+PNG and PDF under `figures/`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from ebnb.statistics import MIN_CI_SEEDS, bootstrap_interval, iqm_ci
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
 P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
 BASELINE = dict(color="black", linestyle=":", label="unpruned")
+CONTROL_STYLES = {
+    "l1": dict(color="black", label="L1 ticket"),
+    "random_mask": dict(color="tab:red", label="random mask"),
+    "layer_shuffled": dict(color="tab:orange", label="L1 mask shuffled within layers"),
+    "reinit": dict(color="tab:purple", label="L1 mask, re-initialised θ0"),
+    "permuted_weights": dict(color="tab:cyan", label="L1 mask, θ0 permuted within layers"),
+}
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -34,11 +44,12 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, *bootstrap_interval(values, np.mean, confidence)
 
 
-def summarize(table: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
-    """Per group of `by`: mean, lower and upper 95% bound of `column`."""
+def summarize(table: pd.DataFrame, by: list[str], column: str, centre=mean_ci) -> pd.DataFrame:
+    """Per group of `by`: centre, lower and upper 95% bound of `column` (columns mean, low,
+    high; `centre` is `mean_ci` or `ebnb.statistics.iqm_ci`)."""
     rows = []
     for key, group in table.groupby(by, sort=True):
-        rows.append((*np.atleast_1d(key), *mean_ci(group[column])))
+        rows.append((*np.atleast_1d(key), *centre(group[column])))
     return pd.DataFrame(rows, columns=[*by, "mean", "low", "high"])
 
 
@@ -58,9 +69,9 @@ def _reference(ax, values, **style):
     ax.axhspan(low, high, color=style.get("color", "black"), alpha=0.08, linewidth=0)
 
 
-def _by_prune_episode(ax_return, ax_length, table: pd.DataFrame, label: str, **style):
-    returns = summarize(table, ["prune_episode"], "test_return")
-    lengths = summarize(table, ["prune_episode"], "length")
+def _by_prune_episode(ax_return, ax_length, table: pd.DataFrame, label: str, centre=mean_ci, **style):
+    returns = summarize(table, ["prune_episode"], "test_return", centre)
+    lengths = summarize(table, ["prune_episode"], "length", centre)
     _band(ax_return, returns["prune_episode"], returns, label=label, **style)
     _band(ax_length, lengths["prune_episode"], lengths, label=label, **style)
 
@@ -207,6 +218,60 @@ CRITERION_LABELS = {
 METHOD_LABELS = {"welch": "one-sided Welch: not significantly worse", "tost": "TOST: equivalent within margin"}
 VERDICT_COLORS = {"not met": "#e6e6e6", "met": "#3b75af"}
 DISAGREE = dict(edgecolor="#d62728", linewidth=2.2)
+
+
+def tickets_vs_controls(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: str, mode: str):
+    """Test return (top) and training length (bottom) against the prune episode, one column
+    per P: the L1 ticket and each of its controls (IQM over seeds, 95% bootstrap band), and
+    the unpruned baseline. `tickets`: one mode of `experiments.controlled_tickets`."""
+    fractions = sorted(tickets["P"].unique())
+    fig, axes = plt.subplots(2, len(fractions), figsize=(3.6 * len(fractions), 6.5), sharex=True, sharey="row",
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    for column, fraction in enumerate(fractions):
+        ax_return, ax_length = axes[0, column], axes[1, column]
+        for control, style in CONTROL_STYLES.items():
+            table = tickets[(tickets.P == fraction) & (tickets.control == control)]
+            if len(table):
+                _by_prune_episode(ax_return, ax_length, table, centre=iqm_ci, **style)
+        _reference(ax_return, baseline["test_return"], **BASELINE)
+        _reference(ax_length, baseline["converged_episode"], **BASELINE)
+        ax_return.set_title(f"P = {fraction}")
+        _label(ax_return, ax_length, "episodes to early stopping" + (" (from pruning)" if mode == "finetune" else ""))
+        if column:
+            ax_return.set_ylabel("")
+            ax_length.set_ylabel("")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {mode} tickets against their controls (IQM over seeds, 95% "
+                 "bootstrap CI)")  # fmt: skip
+    return fig
+
+
+def input_survival(survival: pd.DataFrame, env_id: str):
+    """One panel per P: the share of each input's outgoing first-layer weights kept by the
+    dense run's L1 mask, against the episode (mean over seeds, 95% bootstrap band)."""
+    fractions = sorted(survival["P"].unique())
+    fig, axes = plt.subplots(1, len(fractions), figsize=(3.6 * len(fractions), 3.8), sharey=True, squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    features = list(dict.fromkeys(survival["feature"]))
+    colors = plt.get_cmap("tab10").colors
+    for ax, fraction in zip(axes[0], fractions):
+        for feature, color in zip(features, colors):
+            table = survival[(survival.P == fraction) & (survival.feature == feature)]
+            seeds_by_episode = table.pivot(index="seed", columns="episode", values="kept")
+            mean = seeds_by_episode.mean(axis=0)
+            ax.plot(mean.index, mean, color=color, label=feature)
+            if len(seeds_by_episode) >= MIN_CI_SEEDS:  # as mean_ci, for every episode at once
+                low, high = bootstrap_interval(seeds_by_episode.to_numpy(), np.mean)
+                ax.fill_between(mean.index, low, high, color=color, alpha=0.2, linewidth=0)
+        ax.axhline(1 - fraction, color="black", linestyle=":", label="kept overall (1 - P)")
+        ax.set_title(f"P = {fraction}")
+        ax.set_xlabel("episode of the mask")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("share of the input's outgoing weights kept")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask keeps during training (mean over seeds, "
+                 "95% CI)")  # fmt: skip
+    return fig
 
 
 def _p_text(p: float) -> str:

@@ -28,6 +28,7 @@ class Stream(enum.IntEnum):
     REPLAY = 3  # replay-buffer indices of a minibatch
     RESET = 4  # initial state of an episode
     TEST = 5  # the seed of an agent's test episodes (kept apart from its training episodes)
+    CONTROL = 6  # the shuffles and re-initialisation of a control ticket (ebnb.controls)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

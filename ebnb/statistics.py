@@ -57,15 +57,17 @@ def iqm(values) -> float:
     return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
 
 
-def bootstrap_interval(values, statistic, confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(values, statistic, confidence: float = 0.95):
     """(low, high): the percentile-bootstrap confidence interval of `statistic(resamples, axis=1)`
     over the values (seeds), `BOOTSTRAP_RESAMPLES` resamples with replacement from a fixed
     generator, so it is the same every time. Each bound is the statistic of a resample, so for
-    a mean or an IQM the interval lies within [min, max] of the values."""
+    a mean or an IQM the interval lies within [min, max] of the values. Floats for values
+    [seeds]; for values [seeds, columns] (e.g. episodes) an array each, every column
+    bootstrapped with the same resamples of seeds."""
     values = np.asarray(values, dtype=float)
     resamples = values[np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))]
-    low, high = np.percentile(statistic(resamples, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(low), float(high)
+    low, high = np.percentile(statistic(resamples, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return (float(low), float(high)) if values.ndim == 1 else (low, high)
 
 
 def _iqm_along(values: np.ndarray, axis: int) -> np.ndarray:

@@ -233,3 +233,16 @@ def test_published_cartpole_retrain_criteria_judged_twice(published_cartpole):
     disagreements = analysis.criteria_disagreements(compared)
     by_cell = compared.pivot_table(index=["P", "prune_episode", "criterion"], columns="method", values="met")
     assert len(disagreements) == (by_cell["welch"] != by_cell["tost"]).sum() > 0
+
+
+def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
+    """The input-survival figure bootstraps every episode at once; each column's interval is
+    the one `bootstrap_interval` gives that column alone (up to the rounding of numpy's mean,
+    which sums a strided column in another order)."""
+    from ebnb.statistics import bootstrap_interval
+
+    values = np.random.default_rng(5).normal(size=(10, 7))
+    low, high = bootstrap_interval(values, np.mean)
+    for column in range(values.shape[1]):
+        np.testing.assert_allclose((low[column], high[column]), bootstrap_interval(values[:, column], np.mean),
+                                   rtol=1e-12)

@@ -11,6 +11,7 @@ import torch
 from ebnb import agent as agent_module
 from ebnb import analysis, experiments
 from ebnb.agent import AgentState, fresh_agent
+from ebnb.envs import OBSERVATION_NAMES
 from ebnb.population import Population
 from ebnb.store import Store
 
@@ -63,6 +64,21 @@ def test_dense_runs_record_masks_snapshots_and_baseline(store, grid):
         expected = numpy_global_l1_mask(state.params[0::2], 0.5)
         stored = np.unpackbits(run["masks"]["P0.5"][row])[: expected.size].astype(bool)
         assert np.array_equal(stored, expected), name
+
+
+def test_input_survival_is_the_kept_share_of_each_inputs_outgoing_weights(store, grid):
+    """At every episode a mask was drawn (here θ0 and the snapshot at episode 4), the share of
+    each input's first-layer column that the L1 mask of that state keeps."""
+    table = experiments.input_survival("cartpole", grid, store)
+    for seed, run in zip(grid.seeds, stored_dense_runs(store, grid)):
+        for name, episode in (("theta0", 0), ("e4", 4)):
+            state = experiments._state_from(run["snapshots"], name)
+            for fraction in grid.fractions:
+                rows = table[(table.seed == seed) & (table.P == fraction) & (table.episode == episode)]
+                assert tuple(rows.feature) == OBSERVATION_NAMES["CartPole-v0"]
+                first_layer = layer_mask(numpy_global_l1_mask(state.params[0::2], fraction), state.params)[0]
+                np.testing.assert_array_equal(rows.kept.to_numpy(), first_layer.mean(axis=0))
+    assert sorted(table.episode.unique()) == list(range(0, grid.episodes + 1, grid.mask_every))
 
 
 def test_steps_load_from_the_store_instead_of_recomputing(store, grid):

@@ -16,7 +16,8 @@ every mutant was killed.
 MUTANTS is a plain list of small records (name, file, original, replacement, tests): the
 recovery of interrupted work (issue 9.1-9.3), the protocol's start states, similarity,
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
-batching, run records and the compiled Acrobot dynamics (issue 11).
+batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
+survival (issue 13).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SHARDS = "tests/test_shards.py::"
 CRASH = SHARDS + "test_a_shard_crashed_while_learning_resumes_to_identical_results"
 KILL = SHARDS + "test_compute_killed_while_a_checkpoint_exists_resumes_from_it_to_identical_results"
 EXPERIMENTS = "tests/test_experiments.py::"
+CONTROLS = "tests/test_controls.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
 FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
@@ -191,6 +193,24 @@ MUTANTS = [
          original="            if self.mask is not None:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
          replacement="            if False:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
          tests=[KERNEL + "test_one_update_equals_the_torch_path_per_agent"]),
+    # issue 13: controls change exactly one thing, from the agent's own stream
+    dict(name="control-ignored", file="ebnb/experiments.py",
+         original="        if isinstance(unit, ControlRun):\n            return controls.control_start(",
+         replacement="        if False:\n            return controls.control_start(",
+         tests=[CONTROLS + "test_stored_controls_are_agents_trained_from_the_control_start"]),
+    dict(name="layer-shuffle-keeps-positions", file="ebnb/controls.py",
+         original="m.reshape(-1)[_permutation(m.size, key, layer).numpy()]", replacement="m.reshape(-1)",
+         tests=[CONTROLS + "test_a_layer_shuffled_mask_keeps_each_layers_sparsity_not_its_positions"]),
+    dict(name="control-key-ignores-episode", file="ebnb/controls.py",
+         original="* 1_000_000 + prune_episode", replacement="* 1_000_000",
+         tests=[CONTROLS + "test_a_control_is_a_function_of_its_agent_p_and_episode"]),
+    dict(name="permuted-weights-move-pruned-values", file="ebnb/controls.py",
+         original="        kept = np.flatnonzero(keep)\n", replacement="        kept = np.arange(keep.size)\n",
+         tests=[CONTROLS + "test_permuted_weights_shuffle_the_surviving_values_within_each_layer"]),
+    dict(name="input-survival-of-the-wrong-axis", file="ebnb/experiments.py",
+         original=".reshape(len(drawn), hidden, n_inputs).mean(axis=1)",
+         replacement=".reshape(len(drawn), n_inputs, hidden).mean(axis=2)",
+         tests=[EXPERIMENTS + "test_input_survival_is_the_kept_share_of_each_inputs_outgoing_weights"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"
