@@ -208,13 +208,8 @@ class TicketRun:
     mode: str  # "retrain" | "finetune"
 
 
-@dataclass(frozen=True)
-class ControlRun:
-    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
-    with the mask or the start weights changed as `control` says."""
-
-    ticket: TicketRun
-    control: str
+class _OfTicket:
+    """A unit trained like its field `ticket`: the same dense run, P, prune episode and mode."""
 
     @property
     def dense(self) -> DenseRun:
@@ -231,6 +226,15 @@ class ControlRun:
     @property
     def mode(self) -> str:
         return self.ticket.mode
+
+
+@dataclass(frozen=True)
+class ControlRun(_OfTicket):
+    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
+    with the mask or the start weights changed as `control` says."""
+
+    ticket: TicketRun
+    control: str
 
 
 @dataclass(frozen=True)
@@ -259,14 +263,23 @@ class MaskTrace:
 @dataclass(frozen=True)
 class EBSweepRun:
     """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
-    of its dense run: the search read off the dense run's `MaskTrace`, the rest the finetune
-    ticket at the episode found."""
+    of its dense run: the search read off the dense run's `MaskTrace`, the rest the
+    `SweepTicket` at the episode found."""
 
     dense: DenseRun
     xis: tuple[float, ...]
     windows: tuple[int, ...]
     detectors: tuple[str, ...]
     starts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepTicket(_OfTicket):
+    """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
+    only a snapshot's), trained and tested as the ticket, its result also recording env steps
+    and gradient updates."""
+
+    ticket: TicketRun
 
 
 SHARD_SIZE = 512  # in-process default: a whole step of the thesis grid in one population
@@ -289,7 +302,7 @@ def expected_steps(unit) -> float:
     episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
     retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
     late has mostly learned already); higher P breaks ties."""
-    if isinstance(unit, (TicketRun, ControlRun)):
+    if isinstance(unit, (TicketRun, ControlRun, SweepTicket)):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
@@ -310,16 +323,21 @@ def longest_first(units) -> list:
 def _inputs(units) -> list:
     """The units of other steps that `units` read (tickets, controls and the sweep read their
     dense run), in order."""
-    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, ControlRun, EBSweepRun))))
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, ControlRun, SweepTicket, EBSweepRun))))
 
 
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
     """Compute and store those of `units` (of `step`) that are not stored yet, after the
     dense runs they read."""
-    inputs = _inputs(units)
-    for kind, compute, todo in (("dense", _compute_dense, inputs), (step.kind, step.compute, units)):
-        for shard in shards.cut(kind, longest_first(todo), SHARD_SIZE) if todo else ():
-            shards.run(store, shard, compute, progress=progress)
+    _store_missing(store, "dense", _compute_dense, _inputs(units), progress)
+    _store_missing(store, step.kind, step.compute, units, progress)
+
+
+def _store_missing(store: Store, kind: str, compute: Callable, units, progress: bool) -> None:
+    """Compute and store those of `units` (all of `kind`) that are not stored yet, in shards
+    (`ebnb.shards`), longest first."""
+    for shard in shards.cut(kind, longest_first(units), SHARD_SIZE) if units else ():
+        shards.run(store, shard, compute, progress=progress)
 
 
 def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None) -> dict:
@@ -621,7 +639,7 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
             runs[unit.dense] = store.load("dense", unit.dense)
         return runs[unit.dense]
 
-    def start_state(unit: TicketRun | ControlRun) -> AgentState:
+    def start_state(unit: TicketRun | ControlRun | SweepTicket) -> AgentState:
         source = _dense_state(cfg, dense_run(unit)["snapshots"], unit.prune_episode)
         start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
         mask = _mask(source, unit.fraction)
@@ -640,12 +658,10 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit)["baseline"]["converged_episode"].iloc[0])
-                control = {"control": [unit.control]} if isinstance(unit, ControlRun) else {}
                 save(unit, {"result": pd.DataFrame({
-                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode], **control,
-                    "length": [episodes_run], "converged": [reason == "early_stop"],
+                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
+                    **_extra_columns(unit, final), "length": [episodes_run], "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
-                    "env_steps": [final.transitions], "updates": [final.updates],
                 })})  # fmt: skip
                 p.release(agent)
             job["saved"] += len(stopped)
@@ -660,6 +676,17 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
         pool = Population(cfg, [start_state(u) for u in units[: job["admitted"]]], early_stop=True,
                           max_episodes=first.episodes, progress=progress)  # fmt: skip
     checkpoint.run(pool, "train", job, tick=save_and_refill)
+
+
+def _extra_columns(unit, final: AgentState) -> dict[str, list]:
+    """What a unit's result adds to a ticket's columns: a control its name, a sweep ticket
+    its final agent's lifetime env steps and gradient updates (the dense run's before pruning
+    included)."""
+    if isinstance(unit, ControlRun):
+        return {"control": [unit.control]}
+    if isinstance(unit, SweepTicket):
+        return {"env_steps": [final.transitions], "updates": [final.updates]}
+    return {}
 
 
 def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
@@ -694,10 +721,7 @@ def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | 
 def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
-    converged, test_return, state_sha256 (of the final agent state: `state_sha256`), env_steps
-    and updates (the final agent's lifetime env steps and gradient updates: a finetuned
-    ticket's include its dense run's before pruning; absent from results stored before they
-    were recorded)."""
+    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     return _tickets(env, g, store, "retrain", published, progress)
 
 
@@ -847,56 +871,57 @@ def _compute_traces(store: Store, units: list[MaskTrace], checkpoint: Checkpoint
         save(unit, {"log": log, "masks": {**mask_arrays, "n_weights": np.array(n_weights)}})
 
 
-def _has_costs(store: Store, ticket: TicketRun) -> bool:
-    """True if `ticket` is stored with its env steps and updates (results stored before they
-    were recorded lack them)."""
-    return store.exists("ticket", ticket) and "env_steps" in store.load("ticket", ticket)["result"]
+def _searches(unit: EBSweepRun, trace: dict, stop: int) -> dict[tuple, int | None]:
+    """{(P, xi, window, detector, start): the episode at which that setting draws its ticket
+    (`ebnb.sweep.detect`), or None} for the seed of `unit`, from its `MaskTrace` `trace`;
+    `stop`: the episode at which the dense run early-stops (or its cap)."""
+    epsilon, floor = trace["log"]["epsilon"].to_numpy(), unit.dense.dqn.eps_floor
+    searches = {}
+    for fraction in unit.dense.fractions:
+        distance = sweep.distances(trace["masks"][f"P{fraction}"], int(trace["masks"]["n_weights"]))
+        for xi, window, detector, start in sweep.settings({name: getattr(unit, name) for name in sweep.DEFAULTS}):
+            first = sweep.search_start(epsilon, floor, start)
+            searches[(fraction, xi, window, detector, start)] = sweep.detect(distance, first, stop, window, xi, detector)
+    return searches
+
+
+def _sweep_ticket(unit: EBSweepRun, fraction: float, episode: int) -> SweepTicket:
+    return SweepTicket(TicketRun(unit.dense, fraction, episode, "finetune"))
+
+
+def _sweep_row(unit: EBSweepRun, setting: tuple, ticket: pd.Series | None, log: pd.DataFrame,
+               baseline: pd.Series) -> dict:  # fmt: skip
+    """One row of `eb_exploit_sweep` for the seed of `unit` at `setting` (P, xi, window,
+    detector, start): its `SweepTicket`'s result, or the unpruned run's if it found none."""
+    stop = int(baseline["converged_episode"])
+    unpruned = log.loc[stop, ["env_steps", "updates"]].to_numpy(dtype=float)
+    if ticket is None:
+        row = {"found": False, "prune_episode": -1, "episodes": stop, "env_steps": unpruned[0], "updates": unpruned[1],
+               "converged": baseline["converged"], "test_return": baseline["test_return"]}  # fmt: skip
+    else:
+        row = {"found": True, "prune_episode": ticket["prune_episode"], "episodes": ticket["prune_episode"] + ticket["length"],
+               **{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}  # fmt: skip
+    relative = np.divide([row["env_steps"], row["updates"]], unpruned, out=np.full(2, np.nan), where=unpruned > 0)
+    return {"seed": unit.dense.seed, "P": setting[0], **dict(zip(sweep.SETTING, setting[1:])), **row,
+            "relative_env_steps": relative[0], "relative_updates": relative[1]}  # fmt: skip
 
 
 def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpoint, progress: bool, save) -> None:
-    """Each setting's search read off its seed's `MaskTrace` (computed first if missing) by
-    `ebnb.sweep.detect`; each ticket found continues as the finetune `TicketRun` at its episode
-    (stored ones reused); costs from the trace's counters and the tickets' (`eb_exploit_sweep`)."""
-    traces = {u: MaskTrace(u.dense) for u in units}
-    for shard in shards.cut("mask_trace", list(traces.values()), SHARD_SIZE):
-        shards.run(store, shard, _compute_traces, progress=progress)
-    searches, runs = {}, {}
+    """Each setting's search read off its seed's `MaskTrace`, each ticket found continued as
+    its `SweepTicket` (both computed first where missing; settings that draw the same ticket
+    share it); one table per seed (`eb_exploit_sweep`)."""
+    traces = [MaskTrace(u.dense) for u in units]
+    _store_missing(store, "mask_trace", _compute_traces, traces, progress)
+    logs, baselines, searches = {}, {}, {}
+    for unit, trace in zip(units, traces):
+        loaded, baselines[unit] = store.load("mask_trace", trace), store.load("dense", unit.dense)["baseline"].iloc[0]
+        logs[unit], searches[unit] = loaded["log"], _searches(unit, loaded, int(baselines[unit]["converged_episode"]))
+    tickets = {(u, key): _sweep_ticket(u, key[0], e) for u in units for key, e in searches[u].items() if e is not None}
+    _store_missing(store, "sweep_ticket", _compute_tickets, list(tickets.values()), progress)
+    results = {t: store.load("sweep_ticket", t)["result"].iloc[0] for t in dict.fromkeys(tickets.values())}
     for unit in units:
-        trace, baseline = store.load("mask_trace", traces[unit]), store.load("dense", unit.dense)["baseline"].iloc[0]
-        runs[unit] = trace["log"], baseline
-        stop, floor = int(baseline["converged_episode"]), unit.dense.dqn.eps_floor
-        grid_of = {name: getattr(unit, name) for name in sweep.DEFAULTS}
-        for fraction in unit.dense.fractions:
-            distance = sweep.distances(trace["masks"][f"P{fraction}"], int(trace["masks"]["n_weights"]))
-            for xi, window, detector, start in sweep.settings(grid_of):
-                first = sweep.search_start(trace["log"]["epsilon"].to_numpy(), floor, start)
-                episode = sweep.detect(distance, first, stop, window, xi, detector)
-                searches[(unit, fraction, xi, window, detector, start)] = episode
-    tickets = {key: TicketRun(key[0].dense, key[1], e, "finetune") for key, e in searches.items() if e is not None}
-    todo = [t for t in dict.fromkeys(tickets.values()) if not _has_costs(store, t)]
-    stale = {t for t in todo if store.exists("ticket", t)}
-    if todo:
-        _compute_tickets(store, todo, checkpoint, progress,
-                         lambda t, result: store.save("ticket", t, result, overwrite=t in stale))  # fmt: skip
-    for unit in units:
-        trace, baseline = runs[unit]
-        stop = int(baseline["converged_episode"])
-        unpruned = trace.loc[stop, ["env_steps", "updates"]].to_numpy(dtype=float)
-        rows = []
-        for (owner, fraction, *setting), episode in searches.items():
-            if owner != unit:
-                continue
-            if episode is None:
-                row = {"found": False, "prune_episode": -1, "episodes": stop, "env_steps": trace.loc[stop, "env_steps"],
-                       "updates": trace.loc[stop, "updates"], "converged": baseline["converged"],
-                       "test_return": baseline["test_return"]}  # fmt: skip
-            else:
-                ticket = store.load("ticket", tickets[(owner, fraction, *setting)])["result"].iloc[0]
-                row = {"found": True, "prune_episode": episode, "episodes": episode + ticket["length"],
-                       **{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}  # fmt: skip
-            relative = np.divide([row["env_steps"], row["updates"]], unpruned, out=np.full(2, np.nan), where=unpruned > 0)
-            rows.append({"seed": unit.dense.seed, "P": fraction, **dict(zip(sweep.SETTING, setting)), **row,
-                         "relative_env_steps": relative[0], "relative_updates": relative[1]})  # fmt: skip
+        rows = [_sweep_row(unit, key, results.get(tickets.get((unit, key))), logs[unit], baselines[unit])
+                for key in searches[unit]]  # fmt: skip
         save(unit, {"result": pd.DataFrame(rows).astype({"found": bool, "converged": bool, "prune_episode": "int64",
                                                          "episodes": "int64", "env_steps": "int64", "updates": "int64",
                                                          "test_return": float})})  # fmt: skip
