@@ -7,9 +7,10 @@ global-L1 mask after every episode (`ebnb.experiments.MaskTrace`). A setting is
 - ``xi``: the Hamming-distance threshold (a distance below it counts as settled);
 - ``window``: a mask is drawn every `window` episodes from the search's first episode on;
 - ``detector``: ``"last_two"``, the thesis' algorithm 3.1 (the distance between the last two
-  masks drawn is below xi), or ``"queue"``, You et al.'s EB-Train (ICLR 2020, their
-  ``EarlyBird`` class): a FIFO of the last `QUEUE` masks drawn, settled once the distance
-  from the newest to each of the `QUEUE` - 1 older ones is below xi;
+  masks drawn is below xi), or ``"queue"``, You et al.'s EB-Train queue (ICLR 2020) as issue
+  13 words it: settled once the distances among the last `QUEUE` masks drawn, every pair of
+  them, are all below xi (their code compares only the newest with each older one:
+  docs/protocol.md);
 - ``start``: ``"after_exploration"``, the first mask at the first episode end at which epsilon
   is at its floor (as `ebnb.experiments.eb_exploit`), or ``"episode_1"``, the first mask at the
   end of episode 1.
@@ -19,6 +20,9 @@ episode at which the dense run early-stops (or the episode cap); else the run en
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
 
 import numpy as np
 
@@ -70,7 +74,9 @@ def search_start(epsilon: np.ndarray, floor: float, start: str) -> int | None:
 
 def distances(packed: np.ndarray, n_weights: int):
     """distance(i, j): the normalized Hamming distance between the masks after episodes i and
-    j of packed flat masks `packed[episode]` (`ebnb.masks.pack`) of `n_weights` weights."""
+    j of packed flat masks `packed[episode]` (`ebnb.masks.pack`) of `n_weights` weights
+    (each pair computed once)."""
+    @functools.cache
     def distance(i: int, j: int) -> float:
         return int(np.unpackbits(packed[i] ^ packed[j]).sum()) / n_weights
 
@@ -82,10 +88,10 @@ def detect(distance, first: int | None, last: int, window: int, xi: float, detec
     later than `last`, the episode at which the run stops) finds its ticket, or None."""
     if first is None:
         return None
+    size = 2 if detector == "last_two" else QUEUE
     drawn: list[int] = []
     for episode in range(first, last + 1, window):
         drawn.append(episode)
-        older = drawn[-2:-1] if detector == "last_two" else drawn[-QUEUE:-1] if len(drawn) >= QUEUE else []
-        if older and all(distance(e, episode) < xi for e in older):
+        if len(drawn) >= size and all(distance(i, j) < xi for i, j in itertools.combinations(drawn[-size:], 2)):
             return episode
     return None

@@ -190,15 +190,21 @@ def test_last_two_compares_each_mask_with_the_one_before():
     assert sweep.detect(distance, None, 20, 2, 0.1, "last_two") is None, "no search without a start"
 
 
-def test_the_queue_compares_the_newest_of_five_masks_with_each_older_one():
-    """You et al.'s rule: newest vs each of the 4 older masks in the queue; the older ones
-    among themselves do not count."""
-    close = {(i, 9): 0.01 for i in (1, 3, 5, 7)}
-    assert sweep.detect(_table(close), 1, 20, 2, 0.1, "queue") == 9
-    assert sweep.detect(_table({**close, (1, 9): 0.5}), 1, 20, 2, 0.1, "queue") is None
-    late = {(i, 11): 0.01 for i in (3, 5, 7, 9)}
-    assert sweep.detect(_table({**close, (1, 9): 0.5, **late}), 1, 20, 2, 0.1, "queue") == 11
-    assert sweep.detect(_table(close, default=0.0), 1, 20, 2, 0.1, "queue") == 9, "never before 5 masks"
+def test_the_queue_needs_every_pair_among_the_last_five_masks_below_xi():
+    """Issue 13's rule: all 10 distances among the last 5 masks drawn below xi; the newest
+    close to each older one (You et al.'s code) is not enough."""
+    def close(*episodes):
+        return {pair: 0.01 for pair in itertools.combinations(episodes, 2)}
+
+    assert sweep.detect(_table(close(1, 3, 5, 7, 9)), 1, 20, 2, 0.1, "queue") == 9
+    newest = {(i, 9): 0.01 for i in (1, 3, 5, 7)}
+    assert sweep.detect(_table(newest), 1, 20, 2, 0.1, "queue") is None, "the older masks among themselves count"
+    assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (3, 5): 0.5}), 1, 20, 2, 0.1, "queue") is None
+    assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (1, 3): 0.5, **close(3, 5, 7, 9, 11)}), 1, 20, 2, 0.1,
+                        "queue") == 11, "the oldest mask leaves the queue"  # fmt: skip
+    assert sweep.detect(_table({}, default=0.0), 1, 20, 2, 0.1, "queue") == 9, "never before 5 masks"
+    assert sweep.detect(_table(close(1, 3, 5, 7, 9)), 1, 8, 2, 0.1, "queue") is None, "stopped before the 5th"
+    assert sweep.detect(_table({}, default=0.1), 1, 20, 2, 0.1, "queue") is None, "strictly below xi"
 
 
 def test_search_starts():
