@@ -323,7 +323,8 @@ def longest_first(units) -> list:
 def _inputs(units) -> list:
     """The units of other steps that `units` read (tickets, controls and the sweep read their
     dense run), in order."""
-    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, ControlRun, SweepTicket, EBSweepRun))))
+    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun)
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))
 
 
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
@@ -626,8 +627,9 @@ POPULATION = 64  # most tickets training at once in one shard: throughput agains
 
 def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save,
                      population: int = POPULATION) -> None:  # fmt: skip
-    """Tickets (or their controls) with continuous batching: at most `population` train at
-    once; the moment one stops it is tested and saved, and the next unit takes its place."""
+    """Tickets, their controls or sweep tickets with continuous batching: at most `population`
+    train at once; the moment one stops it is tested and saved, and the next unit takes its
+    place."""
     saved = checkpoint.load()
     job = saved["job"] if saved else {"units": units, "admitted": min(population, len(units)), "saved": 0}
     units = job["units"]
@@ -881,7 +883,8 @@ def _searches(unit: EBSweepRun, trace: dict, stop: int) -> dict[tuple, int | Non
         distance = sweep.distances(trace["masks"][f"P{fraction}"], int(trace["masks"]["n_weights"]))
         for xi, window, detector, start in sweep.settings({name: getattr(unit, name) for name in sweep.DEFAULTS}):
             first = sweep.search_start(epsilon, floor, start)
-            searches[(fraction, xi, window, detector, start)] = sweep.detect(distance, first, stop, window, xi, detector)
+            found = sweep.detect(distance, first, stop, window, xi, detector)
+            searches[(fraction, xi, window, detector, start)] = found
     return searches
 
 
@@ -899,7 +902,8 @@ def _sweep_row(unit: EBSweepRun, setting: tuple, ticket: pd.Series | None, log: 
         row = {"found": False, "prune_episode": -1, "episodes": stop, "env_steps": unpruned[0], "updates": unpruned[1],
                "converged": baseline["converged"], "test_return": baseline["test_return"]}  # fmt: skip
     else:
-        row = {"found": True, "prune_episode": ticket["prune_episode"], "episodes": ticket["prune_episode"] + ticket["length"],
+        episode = ticket["prune_episode"]
+        row = {"found": True, "prune_episode": episode, "episodes": episode + ticket["length"],
                **{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}  # fmt: skip
     relative = np.divide([row["env_steps"], row["updates"]], unpruned, out=np.full(2, np.nan), where=unpruned > 0)
     return {"seed": unit.dense.seed, "P": setting[0], **dict(zip(sweep.SETTING, setting[1:])), **row,
