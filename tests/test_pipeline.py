@@ -178,3 +178,13 @@ def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_fold
     assert result.stdout.strip() == f"[report] {index}"
     pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*.html"))
     assert pages == ["index.html"] + [f"notebooks/{p.stem}.html" for p in PUBLISHED_NOTEBOOKS]
+
+
+def test_a_bracketed_list_of_bare_words_is_a_list_of_strings():
+    """`-p controls=['reinit']` reaches Python as controls=[reinit] once the shell removed the quotes."""
+    import pipeline as pipeline_module
+
+    parsed = pipeline_module.parse_overrides(["controls=[random_mask, reinit]", "seeds=[0,1]", "fractions=[]"],
+                                             ["05_controls"])  # fmt: skip
+    assert parsed == {"controls": ["random_mask", "reinit"], "seeds": [0, 1], "fractions": []}
+    assert pipeline_module.parse_overrides(["controls=['reinit']"], ["05_controls"]) == {"controls": ["reinit"]}
