@@ -58,9 +58,18 @@ class UsageError(ValueError):
     """Bad command-line input: reported in one line with exit status 2."""
 
 
+def _literal(text: str):
+    """`text` as a Python literal (number, list, True/None, quoted string), else as it is."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | None = None) -> dict:
     """`name=value` pairs checked against the notebooks' parameters cells (and `allowed`,
-    if given); values are Python literals (numbers, lists, True/None) or else strings."""
+    if given); values are Python literals (numbers, lists, True/None) or else strings; a
+    bracketed list of bare words, as a shell leaves ``['a','b']``, is a list of strings."""
     import papermill
 
     declared = set().union(*(papermill.inspect_notebook(str(SOURCE / f"{n}.ipynb")) for n in notebooks))
@@ -77,10 +86,9 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
             raise UsageError(f"-p {name}: not a parameter of {notebook}; allowed: {', '.join(allowed)}")
         if name in overrides:
             raise UsageError(f"-p {name}: given twice; give each parameter once")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
+        value = _literal(text)
+        if isinstance(value, str) and text.startswith("[") and text.endswith("]"):  # [a, b]: the shell ate the quotes
+            value = [_literal(item.strip()) for item in text[1:-1].split(",")] if text[1:-1].strip() else []
         if isinstance(value, tuple):  # papermill would pass it on as a string
             raise UsageError(f"{name}: a list goes in brackets: {name}=[{text}], not {name}={text}")
         overrides[name] = value

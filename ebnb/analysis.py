@@ -229,8 +229,8 @@ def control_findings(versus: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
 
     lines = [f"The L1 ticket beats a control where a one-sided Welch t-test over seeds gives p < {alpha}."]
     for (mode, control), by_control in versus.groupby(["mode", "control"], sort=True):
-        won = int(by_control.beats_return.sum())
-        lines.append(f"{mode}, vs {control}: higher return in {won} of {len(by_control)} (P, episode) cells")
+        lines.append(f"{mode}, vs {control}: higher return in {int(by_control.beats_return.sum())}, shorter training in "
+                     f"{int(by_control.beats_length.sum())} of {len(by_control)} (P, episode) cells")  # fmt: skip
         for fraction, cells in by_control.groupby("P", sort=True):
             lines.append(f"  P={fraction}: higher return at e = {episodes(cells[cells.beats_return])}; "
                          f"shorter training at e = {episodes(cells[cells.beats_length])}")  # fmt: skip

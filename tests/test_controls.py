@@ -147,6 +147,7 @@ def test_the_ticket_beats_a_control_only_where_the_seeds_show_it():
     assert versus.loc["random_mask", "beats_return"] and versus.loc["random_mask", "beats_length"]
     assert not versus.loc["reinit", "beats_return"] and not versus.loc["reinit", "beats_length"]
     lines = analysis.control_findings(versus.reset_index())
-    assert "retrain, vs random_mask: higher return in 1 of 1 (P, episode) cells" in lines
+    assert "retrain, vs random_mask: higher return in 1, shorter training in 1 of 1 (P, episode) cells" in lines
+    assert "retrain, vs reinit: higher return in 0, shorter training in 0 of 1 (P, episode) cells" in lines
     assert "  P=0.8: higher return at e = none; shorter training at e = none" in lines
 

@@ -25,7 +25,7 @@ def pipeline(*args, **kwargs):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "05_nothing"], "notebook"),
+        (["run", "07_nothing"], "notebook"),
         (["run", "02_retrain", "--env", "nosuchenv"], "env"),
         (["run", "02_retrain", "-p", "bogus=1"], "-p bogus"),
         (["run", "02_retrain", "-p", "fractions=[0.2,1.5]"], "fractions"),
@@ -38,12 +38,22 @@ def pipeline(*args, **kwargs):
         (["publish"], "publish: no record"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, args, message):
-    result = pipeline("--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
+def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, capsys, args, message):
+    """`pipeline.main` in this process (the command line's own exit status: below and in
+    tests/test_bad_inputs.py)."""
+    import pipeline as pipeline_module
+
+    status = pipeline_module.main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), *args])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
     assert list(tmp_path.iterdir()) == [], "no kernel started, nothing written"
+
+
+def test_the_command_line_exits_2_on_bad_input(tmp_path):
+    result = pipeline("--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), "run", "05_nothing")
+    assert result.returncode == 2 and result.stderr.startswith("error: notebook: unknown '05_nothing'"), result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_lists_every_command():
@@ -168,3 +178,13 @@ def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_fold
     assert result.stdout.strip() == f"[report] {index}"
     pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*.html"))
     assert pages == ["index.html"] + [f"notebooks/{p.stem}.html" for p in PUBLISHED_NOTEBOOKS]
+
+
+def test_a_bracketed_list_of_bare_words_is_a_list_of_strings():
+    """`-p controls=['reinit']` reaches Python as controls=[reinit] once the shell removed the quotes."""
+    import pipeline as pipeline_module
+
+    parsed = pipeline_module.parse_overrides(["controls=[random_mask, reinit]", "seeds=[0,1]", "fractions=[]"],
+                                             ["05_controls"])  # fmt: skip
+    assert parsed == {"controls": ["random_mask", "reinit"], "seeds": [0, 1], "fractions": []}
+    assert pipeline_module.parse_overrides(["controls=['reinit']"], ["05_controls"]) == {"controls": ["reinit"]}
