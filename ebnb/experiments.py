@@ -606,12 +606,13 @@ def input_survival(env: str, g: Grid, store: Store, published: Published | None 
     from ebnb.envs import observation_names
 
     runs = dense_runs(env, g, store, published, progress, ("input_survival",))
+    gym_id = dqn_config(env).env_id
     rows = []
     for seed, run in zip(g.seeds, runs):
         view = run["input_survival"]
         for fraction in g.fractions:
             kept = view[f"P{fraction}"]
-            names = observation_names(dqn_config(env).env_id, kept.shape[1])
+            names = observation_names(gym_id, kept.shape[1])
             rows.append(pd.DataFrame({
                 "seed": seed, "P": fraction, "episode": np.repeat(view["episodes"], kept.shape[1]),
                 "feature": np.tile(names, len(kept)), "kept": kept.reshape(-1),

@@ -151,11 +151,13 @@ class Figure(NamedTuple):
 
 def build(destination: Path, figures: Path, executed: Path, run_record: Path) -> Path:
     """Write the report site into `destination` from the published figures (`fig*.png` in
-    `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`) and the run
-    record JSON; return the path of index.html."""
+    `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`: those of the
+    thesis figures must be there; every one is rendered and listed) and the run record JSON;
+    return the path of index.html."""
     destination, executed = Path(destination), Path(executed)
     found = published_figures(Path(figures))
     notebooks = {f.notebook: read_notebook(executed / f"{f.notebook}.ipynb") for f in found}
+    notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
     record = read_run_record(Path(run_record))
     for directory in ("figures", "notebooks"):
         (destination / directory).mkdir(parents=True, exist_ok=True)
