@@ -178,22 +178,30 @@ def relative_paths(executed: Path) -> None:
         os.replace(temporary, executed)
 
 
+NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (each kernel mostly loads and plots)
+
+
 def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path,
              computes: dict | None = None) -> dict:  # fmt: skip
-    """Execute notebooks x envs in order, each after computing what it reads (`computes`:
-    (notebook, env) -> ComputePlan, with progress in the terminal); print and return their
+    """Compute what the notebooks x envs read, in order (`computes`: (notebook, env) ->
+    ComputePlan, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
+    time (each in its own kernel; they only read the store by then); print and return their
     wall times."""
-    times = {}
-    for notebook in notebooks:
-        for env in envs:
-            if computes and computes[(notebook, env)].work:
-                print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
-                compute_store(computes[(notebook, env)], always_record=False)
-            times[(notebook, env)] = execute(notebook, env, profile, overrides, store, out)
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(notebook, env) for notebook in notebooks for env in envs]
+    for notebook, env in jobs:
+        if computes and computes[(notebook, env)].work:
+            print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
+            compute_store(computes[(notebook, env)], always_record=False)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(min(NOTEBOOK_WORKERS, len(jobs))) as pool:
+        seconds = pool.map(lambda job: execute(*job, profile, overrides, store, out), jobs)
+        times = dict(zip(jobs, seconds))
     print("\n[pipeline] wall time per notebook")
-    for (notebook, env), seconds in times.items():
-        print(f"  {notebook:<20} {env:<9} {seconds:8.1f} s")
-    print(f"  {'total':<30} {sum(times.values()):8.1f} s")
+    for (notebook, env), each in times.items():
+        print(f"  {notebook:<20} {env:<9} {each:8.1f} s")
+    print(f"  {'all, ' + str(min(NOTEBOOK_WORKERS, len(jobs))) + ' at a time':<30} {time.perf_counter() - start:8.1f} s")
     return times
 
 
