@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls")
+NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls", "06_eb_exploit_sweep")
 # the protocol steps (ebnb.experiments.steps) whose results each notebook reads
 NOTEBOOK_STEPS = {
     "01_mask_similarity": ("dense runs",),
@@ -43,8 +43,9 @@ NOTEBOOK_STEPS = {
     "04_eb_exploit": ("dense runs", "eb_exploit"),
     "05_controls": ("dense runs", "retrain", "finetune", "sparse retrain", "sparse finetune", "retrain controls",
                     "finetune controls"),
+    "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
 }
-EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind")
+EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind", "xis", "windows", "detectors", "starts")  # the last four: its sweep
 ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
@@ -95,7 +96,7 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
-    """(grid fields, EB Exploit parameters, notebook options) of checked overrides."""
+    """(grid fields, EB Exploit parameters and its sweep's, notebook options) of checked overrides."""
     from ebnb import experiments
 
     grid_fields = {k: v for k, v in overrides.items() if k in experiments.Grid.__dataclass_fields__}
@@ -105,14 +106,16 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
 
 def check_overrides(overrides: dict, profile: str) -> None:
     """The checks the notebooks' Python API makes, made before any notebook starts: the grid
-    overrides make a valid grid, EB Exploit's parameters are valid, the notebook options have
-    their types."""
-    from ebnb import experiments
+    overrides make a valid grid, EB Exploit's parameters and its sweep grid are valid, the
+    notebook options have their types."""
+    from ebnb import experiments, sweep
 
     grid_fields, eb_exploit, options = split_overrides(overrides)
     try:
         experiments.grid(profile, **grid_fields)
-        experiments.check_eb_exploit(**{**experiments.EB_EXPLOIT_DEFAULTS, **eb_exploit})
+        single = {k: v for k, v in eb_exploit.items() if k in experiments.EB_EXPLOIT_DEFAULTS}
+        experiments.check_eb_exploit(**{**experiments.EB_EXPLOIT_DEFAULTS, **single})
+        sweep.grid(**{k: v for k, v in eb_exploit.items() if k in sweep.DEFAULTS})
     except ValueError as error:
         raise UsageError(str(error)) from None
     for name, value in options.items():
@@ -175,22 +178,30 @@ def relative_paths(executed: Path) -> None:
         os.replace(temporary, executed)
 
 
+NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (each kernel mostly loads and plots)
+
+
 def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path,
              computes: dict | None = None) -> dict:  # fmt: skip
-    """Execute notebooks x envs in order, each after computing what it reads (`computes`:
-    (notebook, env) -> ComputePlan, with progress in the terminal); print and return their
+    """Compute what the notebooks x envs read, in order (`computes`: (notebook, env) ->
+    ComputePlan, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
+    time (each in its own kernel; they only read the store by then); print and return their
     wall times."""
-    times = {}
-    for notebook in notebooks:
-        for env in envs:
-            if computes and computes[(notebook, env)].work:
-                print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
-                compute_store(computes[(notebook, env)], always_record=False)
-            times[(notebook, env)] = execute(notebook, env, profile, overrides, store, out)
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(notebook, env) for notebook in notebooks for env in envs]
+    for notebook, env in jobs:
+        if computes and computes[(notebook, env)].work:
+            print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
+            compute_store(computes[(notebook, env)], always_record=False)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(min(NOTEBOOK_WORKERS, len(jobs))) as pool:
+        seconds = pool.map(lambda job: execute(*job, profile, overrides, store, out), jobs)
+        times = dict(zip(jobs, seconds))
     print("\n[pipeline] wall time per notebook")
-    for (notebook, env), seconds in times.items():
-        print(f"  {notebook:<20} {env:<9} {seconds:8.1f} s")
-    print(f"  {'total':<30} {sum(times.values()):8.1f} s")
+    for (notebook, env), each in times.items():
+        print(f"  {notebook:<20} {env:<9} {each:8.1f} s")
+    print(f"  {'all, ' + str(min(NOTEBOOK_WORKERS, len(jobs))) + ' at a time':<30} {time.perf_counter() - start:8.1f} s")
     return times
 
 
@@ -300,7 +311,7 @@ def publish(store: Path | None, out: Path, nbval: bool) -> None:
     results/, with the run record of the newest `all` in the store; the executed notebooks and
     figures of outputs/full/ become notebooks/executed/ and figures/. With `nbval`, the quick
     notebooks of outputs/quick/ become nbval's references instead. Checks everything first."""
-    from ebnb import experiments, published
+    from ebnb import experiments, published, sweep
     from ebnb.store import Store, config_json
 
     if nbval:
@@ -318,7 +329,8 @@ def publish(store: Path | None, out: Path, nbval: bool) -> None:
         for name, step in experiments.steps(env, grid).items():
             results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
     figures = sorted(p for p in (out / "full" / "figures").glob("[!.]*") if p.is_file())
-    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS}
+    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
+                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}
     published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
     _replace_files(notebooks, PUBLISHED_NOTEBOOKS, "*.ipynb")
     _replace_files(figures, PUBLISHED_FIGURES, "[!.]*")

@@ -1,5 +1,5 @@
 """The thesis' claims as computations on results: the four Early-Bird ticket criteria (3.4),
-finetune vs retrain, EB Exploit vs unpruned.
+finetune vs retrain, EB Exploit vs unpruned, and the EB Exploit sweep's best settings.
 
 "Similar or better" is decided by a one-sided Welch t-test at level `alpha` (method "welch",
 the default): a criterion is met unless the ticket is significantly worse (lower test return,
@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ebnb.statistics import iqm, p_tost, p_worse
+from ebnb.sweep import SETTING
 
 ALPHA = 0.05
 METHODS = ("welch", "tost")
@@ -255,3 +256,37 @@ def mask_similarity_summary(similarity: dict[float, pd.DataFrame], settled: floa
             f"settles_at_{settled}": settles,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def eb_exploit_sweep_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per P and setting of `ebnb.experiments.eb_exploit_sweep`: how often a ticket was found,
+    the mean prune episode, the IQM (`ebnb.statistics.iqm`) of the costs relative to the
+    unpruned run and of the test return, and whether the return is equivalent to the unpruned
+    network's (TOST, margin `RETURN_MARGIN`) or significantly better (one-sided Welch):
+    `return_ok`. `saving`: 1 - IQM of the relative env steps."""
+    rows = []
+    unpruned = baseline["test_return"]
+    for (fraction, *setting), group in results.groupby(["P", *SETTING], sort=True):
+        with warnings.catch_warnings():  # samples of (nearly) equal returns: see early_bird_criteria_compared
+            warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+            p_equivalent = p_tost(group["test_return"], unpruned, margin(unpruned, RETURN_MARGIN))
+            p_better = p_worse(unpruned, group["test_return"], higher_is_better=True)
+        rows.append({
+            "P": fraction, **dict(zip(SETTING, setting)), "found": group["found"].mean(),
+            "prune_episode": group.loc[group.found, "prune_episode"].mean(),
+            "relative_env_steps": iqm(group["relative_env_steps"]), "relative_updates": iqm(group["relative_updates"]),
+            "test_return": iqm(group["test_return"]), "unpruned_test_return": iqm(unpruned),
+            "p_tost": p_equivalent, "p_better": p_better, "return_ok": p_equivalent < alpha or p_better < alpha,
+        })  # fmt: skip
+    summary = pd.DataFrame(rows)
+    return summary.assign(saving=1 - summary["relative_env_steps"])
+
+
+def best_sweep_settings(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per P of `eb_exploit_sweep_summary`: the setting with the largest saving in env steps
+    among those that save (saving > 0) and whose return is `return_ok` (ties: the larger
+    saving in updates, then grid order); a P where no setting does both is left out."""
+    ok = summary[summary["return_ok"] & (summary["saving"] > 0)]
+    ranked = ok.assign(update_saving=1 - ok["relative_updates"]).sort_values(
+        ["P", "saving", "update_saving"], ascending=[True, False, False], kind="stable")
+    return ranked.groupby("P", sort=True).head(1).drop(columns="update_saving").reset_index(drop=True)

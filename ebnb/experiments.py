@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ebnb import controls, masks, qnet, shards
+from ebnb import controls, masks, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
@@ -137,14 +137,15 @@ EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; s
 
 def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]]:
     """(name, value) of each setting of `g` and EB Exploit that differs from the profile."""
-    base = PROFILES[profile]
+    base, defaults = PROFILES[profile], {**EB_EXPLOIT_DEFAULTS, **sweep.DEFAULTS}
     changed = [(f.name, getattr(g, f.name)) for f in fields(Grid) if getattr(g, f.name) != getattr(base, f.name)]
-    return changed + [(name, value) for name, value in eb_exploit.items() if value != EB_EXPLOIT_DEFAULTS[name]]
+    as_given = {name: tuple(value) if isinstance(value, list) else value for name, value in eb_exploit.items()}
+    return changed + [(name, value) for name, value in as_given.items() if value != defaults[name]]
 
 
 def run_name(profile: str, g: Grid, **eb_exploit) -> str:
-    """Name of a run's outputs folder: the profile, then each setting that differs from it,
-    e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
+    """Name of a run's outputs folder: the profile, then each setting (of the grid, EB Exploit
+    and its sweep) that differs from it, e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
     def text(value):
         return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -207,13 +208,8 @@ class TicketRun:
     mode: str  # "retrain" | "finetune"
 
 
-@dataclass(frozen=True)
-class ControlRun:
-    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
-    with the mask or the start weights changed as `control` says."""
-
-    ticket: TicketRun
-    control: str
+class _OfTicket:
+    """A unit trained like its field `ticket`: the same dense run, P, prune episode and mode."""
 
     @property
     def dense(self) -> DenseRun:
@@ -233,6 +229,15 @@ class ControlRun:
 
 
 @dataclass(frozen=True)
+class ControlRun(_OfTicket):
+    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
+    with the mask or the start weights changed as `control` says."""
+
+    ticket: TicketRun
+    control: str
+
+
+@dataclass(frozen=True)
 class EBExploitRun:
     """EB Exploit (thesis algorithm 3.1) for one seed and P."""
 
@@ -244,6 +249,37 @@ class EBExploitRun:
     rewind: bool  # False: finetune from m * theta_now (default); True: retrain from m * theta_0
     episodes: int
     test_episodes: int
+
+
+@dataclass(frozen=True)
+class MaskTrace:
+    """A dense run trained again (early stopping off, to its cap), recording the global-L1 mask
+    of every P of `dense.fractions` after every episode, with epsilon and counters (the search
+    of every EB Exploit setting: `ebnb.sweep`)."""
+
+    dense: DenseRun
+
+
+@dataclass(frozen=True)
+class EBSweepRun:
+    """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
+    of its dense run: the search read off the dense run's `MaskTrace`, the rest the
+    `SweepTicket` at the episode found."""
+
+    dense: DenseRun
+    xis: tuple[float, ...]
+    windows: tuple[int, ...]
+    detectors: tuple[str, ...]
+    starts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepTicket(_OfTicket):
+    """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
+    only a snapshot's), trained and tested as the ticket, its result also recording env steps
+    and gradient updates."""
+
+    ticket: TicketRun
 
 
 SHARD_SIZE = 512  # in-process default: a whole step of the thesis grid in one population
@@ -266,17 +302,17 @@ def expected_steps(unit) -> float:
     episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
     retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
     late has mostly learned already); higher P breaks ties."""
-    if isinstance(unit, (TicketRun, ControlRun)):
+    if isinstance(unit, (TicketRun, ControlRun, SweepTicket)):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
-        episodes = float(unit.episodes)
+        episodes = float(getattr(unit, "dense", unit).episodes)
     return episodes * (gymnasium.spec(env_id(unit)).max_episode_steps or 1000)
 
 
 def env_id(unit) -> str:
     """The gymnasium id a unit trains on."""
-    return (unit.dense if isinstance(unit, (TicketRun, ControlRun)) else unit).dqn.env_id
+    return getattr(unit, "dense", unit).dqn.env_id
 
 
 def longest_first(units) -> list:
@@ -285,17 +321,24 @@ def longest_first(units) -> list:
 
 
 def _inputs(units) -> list:
-    """The units of other steps that `units` read (a ticket reads its dense run), in order."""
-    return list(dict.fromkeys(u.dense for u in units if isinstance(u, (TicketRun, ControlRun))))
+    """The units of other steps that `units` read (tickets, controls and the sweep read their
+    dense run), in order."""
+    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun)
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))
 
 
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
     """Compute and store those of `units` (of `step`) that are not stored yet, after the
     dense runs they read."""
-    inputs = _inputs(units)
-    for kind, compute, todo in (("dense", _compute_dense, inputs), (step.kind, step.compute, units)):
-        for shard in shards.cut(kind, longest_first(todo), SHARD_SIZE) if todo else ():
-            shards.run(store, shard, compute, progress=progress)
+    _store_missing(store, "dense", _compute_dense, _inputs(units), progress)
+    _store_missing(store, step.kind, step.compute, units, progress)
+
+
+def _store_missing(store: Store, kind: str, compute: Callable, units, progress: bool) -> None:
+    """Compute and store those of `units` (all of `kind`) that are not stored yet, in shards
+    (`ebnb.shards`), longest first."""
+    for shard in shards.cut(kind, longest_first(units), SHARD_SIZE) if units else ():
+        shards.run(store, shard, compute, progress=progress)
 
 
 def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None) -> dict:
@@ -436,6 +479,18 @@ def _mask(state: AgentState, fraction: float) -> list[np.ndarray]:
 # ---- shared dense runs ----------------------------------------------------------------------
 
 
+def _draw(drawn: dict[int, dict[float, list]], fractions, agent_ids, weights) -> None:
+    """Append to `drawn[agent][P]` the packed flat global-L1 mask of each agent's `weights`."""
+    for fraction in fractions:
+        flat = masks.flatten(masks.global_magnitude_masks(weights, fraction)).numpy()
+        for row, agent in enumerate(agent_ids):
+            drawn[int(agent)][fraction].append(masks.pack(flat[row]))
+
+
+def _stacked_weights(agents: list[AgentState]) -> list[torch.Tensor]:
+    return [torch.cat(w) for w in zip(*[_weights(a) for a in agents])]
+
+
 def dense_units(env: str, g: Grid) -> list[DenseRun]:
     cfg = dqn_config(env, max_episodes=g.episodes)
     return [DenseRun(cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every,
@@ -458,15 +513,9 @@ def _compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, 
     }  # fmt: skip
     drawn: dict[int, dict[float, list]] = job["drawn"]
     snapshots: dict[int, dict[str, AgentState]] = job["snapshots"]
-
-    def draw(agent_ids, weights):
-        for fraction in first.fractions:
-            flat = masks.flatten(masks.global_magnitude_masks(weights, fraction)).numpy()
-            for row, agent in enumerate(agent_ids):
-                drawn[int(agent)][fraction].append(masks.pack(flat[row]))
-
+    draw = functools.partial(_draw, drawn, first.fractions)
     if not saved:
-        draw(range(len(units)), [torch.cat(w) for w in zip(*[_weights(a) for a in agents])])
+        draw(range(len(units)), _stacked_weights(agents))
 
     def on_episode_end(population: Population, ends):
         due = ends.agents[ends.episodes % first.mask_every == 0]
@@ -579,8 +628,9 @@ POPULATION = 64  # most tickets training at once in one shard: throughput agains
 
 def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save,
                      population: int = POPULATION) -> None:  # fmt: skip
-    """Tickets (or their controls) with continuous batching: at most `population` train at
-    once; the moment one stops it is tested and saved, and the next unit takes its place."""
+    """Tickets, their controls or sweep tickets with continuous batching: at most `population`
+    train at once; the moment one stops it is tested and saved, and the next unit takes its
+    place."""
     saved = checkpoint.load()
     job = saved["job"] if saved else {"units": units, "admitted": min(population, len(units)), "saved": 0}
     units = job["units"]
@@ -592,9 +642,8 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
             runs[unit.dense] = store.load("dense", unit.dense)
         return runs[unit.dense]
 
-    def start_state(unit: TicketRun | ControlRun) -> AgentState:
-        arrays = dense_run(unit)["snapshots"]
-        source = _state_from(arrays, "converged" if unit.prune_episode == CONVERGED else f"e{unit.prune_episode}")
+    def start_state(unit: TicketRun | ControlRun | SweepTicket) -> AgentState:
+        source = _dense_state(cfg, dense_run(unit)["snapshots"], unit.prune_episode)
         start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
         mask = _mask(source, unit.fraction)
         if isinstance(unit, ControlRun):
@@ -612,10 +661,9 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit)["baseline"]["converged_episode"].iloc[0])
-                control = {"control": [unit.control]} if isinstance(unit, ControlRun) else {}
                 save(unit, {"result": pd.DataFrame({
-                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode], **control,
-                    "length": [episodes_run], "converged": [reason == "early_stop"],
+                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
+                    **_extra_columns(unit, final), "length": [episodes_run], "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
                 })})  # fmt: skip
                 p.release(agent)
@@ -631,6 +679,31 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
         pool = Population(cfg, [start_state(u) for u in units[: job["admitted"]]], early_stop=True,
                           max_episodes=first.episodes, progress=progress)  # fmt: skip
     checkpoint.run(pool, "train", job, tick=save_and_refill)
+
+
+def _extra_columns(unit, final: AgentState) -> dict[str, list]:
+    """What a unit's result adds to a ticket's columns: a control its name, a sweep ticket
+    its final agent's lifetime env steps and gradient updates (the dense run's before pruning
+    included)."""
+    if isinstance(unit, ControlRun):
+        return {"control": [unit.control]}
+    if isinstance(unit, SweepTicket):
+        return {"env_steps": [final.transitions], "updates": [final.updates]}
+    return {}
+
+
+def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
+    """A dense run's state at the end of `episode` (CONVERGED: where early stopping would
+    fire): its snapshot there, else its latest earlier snapshot (theta_0 at the latest) trained
+    on without early stopping to `episode`, which continues the dense run bit for bit."""
+    if episode == CONVERGED:
+        return _state_from(snapshots, "converged")
+    at = {name: int(snapshots[f"{name}.episodes"]) for name in sorted({key.split(".", 1)[0] for key in snapshots})}
+    nearest = max((name for name in at if at[name] <= episode), key=lambda name: at[name])
+    state = _state_from(snapshots, nearest)
+    if at[nearest] == episode:
+        return state
+    return Population(cfg, [state], early_stop=False, max_episodes=episode - at[nearest]).run().final[0]
 
 
 def _ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -> list[TicketRun]:
@@ -765,11 +838,111 @@ def _eb_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[E
             for s in g.seeds for p in g.fractions]  # fmt: skip
 
 
+# ---- EB Exploit, swept ------------------------------------------------------------------------
+
+
+def _compute_traces(store: Store, units: list[MaskTrace], checkpoint: Checkpoint, progress: bool, save) -> None:
+    saved = checkpoint.load()
+    first = (saved["job"]["units"] if saved else units)[0].dense
+    cfg = first.dqn
+    agents = [fresh_agent(cfg, u.dense.seed) for u in units]
+    job = saved["job"] if saved else {
+        "units": units, "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
+        "log": {i: [(0, agents[i].epsilon, 0, 0)] for i in range(len(units))},
+    }  # fmt: skip
+    units = job["units"]
+    draw = functools.partial(_draw, job["drawn"], first.fractions)
+    if not saved:
+        draw(range(len(units)), _stacked_weights(agents))
+
+    def on_episode_end(population: Population, ends):
+        draw(ends.agents, population.weights(ends.agents))
+        updates = population.updates[population.positions(ends.agents)]
+        for row in zip(ends.agents, ends.episodes, ends.epsilon, ends.transitions, updates):
+            job["log"][int(row[0])].append((int(row[1]), float(row[2]), int(row[3]), int(row[4])))
+
+    if saved:
+        population = Population.restore(saved["population"], callback=on_episode_end, progress=progress)
+    else:
+        population = Population(cfg, agents, early_stop=False, max_episodes=first.episodes, callback=on_episode_end,
+                                progress=progress)  # fmt: skip
+    checkpoint.run(population, "train", job)
+    n_weights = sum(int(np.prod(w.shape)) for w in qnet.weights(agents[0].params))
+    for i, unit in enumerate(units):
+        log = pd.DataFrame(job["log"][i], columns=["episode", "epsilon", "env_steps", "updates"])
+        mask_arrays = {f"P{p}": np.stack(job["drawn"][i][p]) for p in first.fractions}
+        save(unit, {"log": log, "masks": {**mask_arrays, "n_weights": np.array(n_weights)}})
+
+
+def _searches(unit: EBSweepRun, trace: dict, stop: int) -> dict[tuple, int | None]:
+    """{(P, xi, window, detector, start): the episode at which that setting draws its ticket
+    (`ebnb.sweep.detect`), or None} for the seed of `unit`, from its `MaskTrace` `trace`;
+    `stop`: the episode at which the dense run early-stops (or its cap)."""
+    epsilon, floor = trace["log"]["epsilon"].to_numpy(), unit.dense.dqn.eps_floor
+    searches = {}
+    for fraction in unit.dense.fractions:
+        distance = sweep.distances(trace["masks"][f"P{fraction}"], int(trace["masks"]["n_weights"]))
+        for xi, window, detector, start in sweep.settings({name: getattr(unit, name) for name in sweep.DEFAULTS}):
+            first = sweep.search_start(epsilon, floor, start)
+            found = sweep.detect(distance, first, stop, window, xi, detector)
+            searches[(fraction, xi, window, detector, start)] = found
+    return searches
+
+
+def _sweep_ticket(unit: EBSweepRun, fraction: float, episode: int) -> SweepTicket:
+    return SweepTicket(TicketRun(unit.dense, fraction, episode, "finetune"))
+
+
+def _sweep_row(unit: EBSweepRun, setting: tuple, ticket: pd.Series | None, log: pd.DataFrame,
+               baseline: pd.Series) -> dict:  # fmt: skip
+    """One row of `eb_exploit_sweep` for the seed of `unit` at `setting` (P, xi, window,
+    detector, start): its `SweepTicket`'s result, or the unpruned run's if it found none."""
+    stop = int(baseline["converged_episode"])
+    unpruned = log.loc[stop, ["env_steps", "updates"]].to_numpy(dtype=float)
+    if ticket is None:
+        row = {"found": False, "prune_episode": -1, "episodes": stop, "env_steps": unpruned[0], "updates": unpruned[1],
+               "converged": baseline["converged"], "test_return": baseline["test_return"]}  # fmt: skip
+    else:
+        episode = ticket["prune_episode"]
+        row = {"found": True, "prune_episode": episode, "episodes": episode + ticket["length"],
+               **{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}  # fmt: skip
+    relative = np.divide([row["env_steps"], row["updates"]], unpruned, out=np.full(2, np.nan), where=unpruned > 0)
+    return {"seed": unit.dense.seed, "P": setting[0], **dict(zip(sweep.SETTING, setting[1:])), **row,
+            "relative_env_steps": relative[0], "relative_updates": relative[1]}  # fmt: skip
+
+
+def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpoint, progress: bool, save) -> None:
+    """Each setting's search read off its seed's `MaskTrace`, each ticket found continued as
+    its `SweepTicket` (both computed first where missing; settings that draw the same ticket
+    share it); one table per seed (`eb_exploit_sweep`)."""
+    traces = [MaskTrace(u.dense) for u in units]
+    _store_missing(store, "mask_trace", _compute_traces, traces, progress)
+    logs, baselines, searches = {}, {}, {}
+    for unit, trace in zip(units, traces):
+        loaded, baselines[unit] = store.load("mask_trace", trace), store.load("dense", unit.dense)["baseline"].iloc[0]
+        logs[unit], searches[unit] = loaded["log"], _searches(unit, loaded, int(baselines[unit]["converged_episode"]))
+    tickets = {(u, key): _sweep_ticket(u, key[0], e) for u in units for key, e in searches[u].items() if e is not None}
+    _store_missing(store, "sweep_ticket", _compute_tickets, list(tickets.values()), progress)
+    results = {t: store.load("sweep_ticket", t)["result"].iloc[0] for t in dict.fromkeys(tickets.values())}
+    for unit in units:
+        rows = [_sweep_row(unit, key, results.get(tickets.get((unit, key))), logs[unit], baselines[unit])
+                for key in searches[unit]]  # fmt: skip
+        save(unit, {"result": pd.DataFrame(rows).astype({"found": bool, "converged": bool, "prune_episode": "int64",
+                                                         "episodes": "int64", "env_steps": "int64", "updates": "int64",
+                                                         "test_return": float})})  # fmt: skip
+
+
+def _sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
+    return [EBSweepRun(d, **sweep.grid(**sweep_grid)) for d in dense_units(env, g)]
+
+
 def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
-          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION) -> dict[str, Step]:  # fmt: skip
+          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION,
+          **sweep_grid) -> dict[str, Step]:  # fmt: skip
     """The protocol steps for one env and grid that have units, by name, in an order that
-    respects `needs` (EB Exploit with the given parameters; at most `population` tickets
-    training at once in a shard, which changes no result)."""
+    respects `needs` (EB Exploit with the given parameters, its sweep over `sweep_grid`:
+    `ebnb.sweep.grid`'s xis, windows, detectors, starts; at most `population` tickets training
+    at once in a shard, which changes no result)."""
     if not isinstance(g, Grid):
         raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
     ticket_needs = ("dense runs",)
@@ -784,6 +957,7 @@ def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int 
                tickets, ticket_needs) for mode in ("retrain", "finetune")),
         *(Step(f"{mode} controls", "control", tuple(_control_units(env, g, mode)), tickets, ticket_needs)
           for mode in ("retrain", "finetune")),
+        Step("eb_exploit sweep", "eb_sweep", tuple(_sweep_units(env, g, sweep_grid)), _compute_eb_sweep, ticket_needs),
     ) if step.units}  # fmt: skip
 
 
@@ -800,4 +974,17 @@ def eb_exploit(env: str, g: Grid, store: Store, published: Published | None = No
     before early stopping), prune_episode (-1 if not), search_length, finetune_length,
     converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], published, progress)
+    return pd.concat([r["result"] for r in results], ignore_index=True)
+
+
+def eb_exploit_sweep(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,
+                     **sweep_grid) -> pd.DataFrame:  # fmt: skip
+    """EB Exploit at every setting of `sweep_grid` (`ebnb.sweep.grid`: xis, windows, detectors,
+    starts; default `ebnb.sweep.DEFAULTS`), per seed and P. Columns: seed, P, xi, window,
+    detector, start, found (a ticket was drawn before early stopping), prune_episode (-1 if
+    not), episodes (search + finetune; the unpruned length if not found), env_steps and
+    updates (the whole run's env steps and gradient updates), converged, test_return (the
+    unpruned network's if not found), relative_env_steps and relative_updates (over the same
+    seed's unpruned run up to its early stopping)."""
+    results = _results(store, steps(env, g, **sweep_grid)["eb_exploit sweep"], published, progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)

@@ -218,6 +218,13 @@ EBNB_CASES = [
                  "device", False, id="train device=gpu"),
     pytest.param(["train", "--env", "FrozenLake-v1", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,
                  id="train env with discrete observations"),
+    pytest.param(["train", "--env", "Pendulum-v1", "--seeds", "0-2", "--out", "{tmp}/log.csv"], "env", False,
+                 id="train env with continuous actions"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds empty"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "5-2", "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=5-2"),
+    pytest.param(["bench", "--env", "acrobat"], "env", False, id="bench unknown env"),
 ]
 
 

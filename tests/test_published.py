@@ -35,6 +35,7 @@ def made(tmp_path_factory, one_thread):
     experiments.retrain("cartpole", g, store)
     experiments.finetune("cartpole", g, store)
     experiments.eb_exploit("cartpole", g, store)
+    experiments.eb_exploit_sweep("cartpole", g, store)
     steps = experiments.steps("cartpole", g)
     results = {"CartPole-v0": {name: experiments.collect(store, step, None) for name, step in steps.items()
                                if name != "winning tickets"}}  # fmt: skip

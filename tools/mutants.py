@@ -17,7 +17,7 @@ MUTANTS is a plain list of small records (name, file, original, replacement, tes
 recovery of interrupted work (issue 9.1-9.3), the protocol's start states, similarity,
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
 batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
-survival (issue 13).
+survival, and the EB Exploit sweep (issue 13).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ CRASH = SHARDS + "test_a_shard_crashed_while_learning_resumes_to_identical_resul
 KILL = SHARDS + "test_compute_killed_while_a_checkpoint_exists_resumes_from_it_to_identical_results"
 EXPERIMENTS = "tests/test_experiments.py::"
 CONTROLS = "tests/test_controls.py::"
+SWEEP = "tests/test_sweep.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
 FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
@@ -211,6 +212,19 @@ MUTANTS = [
          original=".reshape(len(drawn), hidden, n_inputs).mean(axis=1)",
          replacement=".reshape(len(drawn), n_inputs, hidden).mean(axis=2)",
          tests=[EXPERIMENTS + "test_input_survival_is_the_kept_share_of_each_inputs_outgoing_weights"]),
+    # issue 13: EB Exploit, swept: detection, continuation, costs
+    dict(name="sweep-search-starts-a-window-late", file="ebnb/sweep.py",
+         original="for episode in range(first, last + 1, window):",
+         replacement="for episode in range(first + window, last + 1, window):",
+         tests=[SWEEP + "test_detection_from_the_trace_is_eb_exploits_search_and_the_rest_its_finetune"]),
+    dict(name="sweep-ticket-continues-an-episode-late", file="ebnb/experiments.py",
+         original="max_episodes=episode - at[nearest]).run()", replacement="max_episodes=episode - at[nearest] + 1).run()",
+         tests=[SWEEP + "test_eb_exploit_is_the_finetune_ticket_at_its_episode_and_the_sweeps_ticket"]),
+    dict(name="sweep-costs-count-the-finetune-only", file="ebnb/experiments.py",
+         original='**{name: ticket[name] for name in ("env_steps", "updates", "converged", "test_return")}}',
+         replacement='**{name: ticket[name] for name in ("converged", "test_return")},\n'
+                     '               **{name: ticket[name] - log.loc[ticket["prune_episode"], name] for name in ("env_steps", "updates")}}',
+         tests=[SWEEP + "test_costs_are_the_runs_counters_relative_to_the_unpruned_run"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"

@@ -1,0 +1,281 @@
+"""EB Exploit, swept: the trace is the dense run, detection from it is EB Exploit's search,
+the continuation is the finetune ticket, tickets start at any episode, costs are the counters,
+and stored ticket results are left as they are."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ebnb import analysis, experiments, sweep
+from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
+from ebnb.store import Store
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+# Epsilon halves per episode (0.5**7 < 0.01: at its floor from episode 7), learning from 64
+# transitions: a short CartPole run searches, finds tickets, and has Adam state when it prunes.
+FAST = {"eps_decay": 0.5, "learning_starts": 64}
+GRID = dict(seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(4, 9), episodes=16, test_episodes=2)
+EB_SETTINGS = [(0.9, 1), (0.2, 2), (0.1, 1), (0.05, 3), (0.01, 1)]  # (xi, window): found early, later, never
+SWEEP_GRID = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
+TICKET_COLUMNS = ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """On one store, with fast exploration: experiment 3's tickets (and what the store holds
+    of them), then the sweep, EB Exploit at several (xi, window), and the finetune TicketRuns
+    at the episodes where EB Exploit found its tickets."""
+    monkeypatch = pytest.MonkeyPatch()
+    real = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+    try:
+        store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID)
+        finetuned = experiments.finetune("cartpole", g, store)
+        tickets_before = _files(store.root / "ticket")
+        results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
+        tickets_after = _files(store.root / "ticket")
+        exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
+                   for xi, window in EB_SETTINGS}  # fmt: skip
+        cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+        dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
+    finally:
+        monkeypatch.undo()
+    found = pd.concat(exploit.values()).query("found")
+    at_eb = tuple(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
+    experiments._compute_missing(store, experiments.Step("at EB", "ticket", at_eb, experiments._compute_tickets), at_eb,
+                                 False)  # fmt: skip
+    return SimpleNamespace(store=store, g=g, cfg=cfg, results=results, exploit=exploit, dense=dense,
+                           finetuned=finetuned, tickets_before=tickets_before, tickets_after=tickets_after)
+
+
+def test_the_trace_is_the_dense_run(made):
+    """The trace's episode lengths, epsilon, and its masks at the dense run's mask episodes
+    equal the stored dense run's: re-running a dense run gives the same run."""
+    for dense in made.dense.values():
+        trace, run = made.store.load("mask_trace", MaskTrace(dense)), made.store.load("dense", dense)
+        log, episodes = trace["log"], run["episodes"]
+        assert log["episode"].tolist() == list(range(made.g.episodes + 1))
+        assert np.diff(log["env_steps"]).tolist() == episodes["length"].tolist()
+        assert log["epsilon"].iloc[:-1].tolist() == episodes["epsilon"].tolist(), "epsilon after e = at the start of e+1"
+        for fraction in made.g.fractions:
+            assert np.array_equal(trace["masks"][f"P{fraction}"][run["masks"]["episodes"]], run["masks"][f"P{fraction}"])
+
+
+def _sweep_tickets(made) -> list[SweepTicket]:
+    """The sweep tickets that the sweep's found runs continue as."""
+    found = made.results[made.results.found]
+    return list(dict.fromkeys(SweepTicket(TicketRun(made.dense[r.seed], r.P, r.prune_episode, "finetune"))
+                              for r in found.itertuples()))  # fmt: skip
+
+
+def test_gradient_updates_follow_from_env_steps_and_the_config(made):
+    """updates(T) = #{t <= T: t % train_freq == 0 and t >= learning_starts}, in the trace after
+    every episode and in every sweep ticket's final counters (the formula docs/protocol.md gives)."""
+    cfg = made.cfg
+
+    def formula(steps):
+        steps = np.asarray(steps)
+        return np.maximum(0, steps // cfg.train_freq - (cfg.learning_starts - 1) // cfg.train_freq)
+
+    for dense in made.dense.values():
+        log = made.store.load("mask_trace", MaskTrace(dense))["log"]
+        assert log["updates"].tolist() == formula(log["env_steps"]).tolist()
+        assert log["updates"].iloc[-1] > 0
+    tickets = pd.concat([made.store.load("sweep_ticket", t)["result"] for t in _sweep_tickets(made)])
+    assert len(tickets) and tickets["updates"].tolist() == formula(tickets["env_steps"]).tolist()
+
+
+def test_tickets_keep_their_schema_and_the_sweep_stores_its_own(made):
+    """The sweep leaves experiment 3's stored tickets byte for byte as they were and adds no
+    ticket; its continuations are `SweepTicket`s (one per distinct seed, P and episode, shared
+    by the settings that draw it), whose results are a ticket's columns plus env steps and
+    updates."""
+    assert list(made.finetuned.columns) == TICKET_COLUMNS
+    assert made.tickets_after == made.tickets_before
+    stored = sorted(p.name for p in (made.store.root / "sweep_ticket").iterdir())
+    assert stored == sorted(made.store.path("sweep_ticket", t).name for t in _sweep_tickets(made))
+    result = made.store.load("sweep_ticket", _sweep_tickets(made)[0])["result"]
+    assert sorted(result.columns) == sorted(TICKET_COLUMNS + ["env_steps", "updates"])
+
+
+def test_detection_from_the_trace_is_eb_exploits_search_and_the_rest_its_finetune(made):
+    """The exactness anchor: for every (xi, window), seed and P, the thesis setting of the sweep
+    (last two masks, after exploration) finds its ticket where EB Exploit does (or neither
+    does), with EB Exploit's test return, total length and convergence."""
+    thesis = made.results[(made.results.detector == "last_two") & (made.results.start == "after_exploration")]
+    found = 0
+    for (xi, window), table in made.exploit.items():
+        swept = thesis[(thesis.xi == xi) & (thesis.window == window)]
+        merged = table.merge(swept, on=["seed", "P"], suffixes=("", "_swept"), validate="one_to_one")
+        assert len(merged) == len(table) == 4
+        assert merged["found"].tolist() == merged["found_swept"].tolist(), (xi, window)
+        assert merged["prune_episode"].tolist() == merged["prune_episode_swept"].tolist(), (xi, window)
+        assert (merged["search_length"] + merged["finetune_length"]).tolist() == merged["episodes"].tolist()
+        assert merged["test_return"].tolist() == merged["test_return_swept"].tolist()
+        assert merged["converged"].tolist() == merged["converged_swept"].tolist()
+        found += int(merged["found"].sum())
+    assert 0 < found < 4 * len(made.exploit), "some settings find tickets, some do not"
+    assert {9, 8} <= set(thesis.loc[thesis.found, "prune_episode"]), "at a snapshot episode (9) and between (8)"
+
+
+def test_eb_exploit_is_the_finetune_ticket_at_its_episode_and_the_sweeps_ticket(made):
+    """EB Exploit's final state is the finetune TicketRun's at its (seed, P, prune episode),
+    and the sweep's SweepTicket's there, whether that episode is one the dense run snapshots
+    (9) or not."""
+    episodes = set()
+    for table in made.exploit.values():
+        for row in table[table.found].itertuples():
+            ticket = TicketRun(made.dense[row.seed], row.P, row.prune_episode, "finetune")
+            for kind, unit in (("ticket", ticket), ("sweep_ticket", SweepTicket(ticket))):
+                result = made.store.load(kind, unit)["result"].iloc[0]
+                assert (result["state_sha256"], result["length"]) == (row.state_sha256, row.finetune_length), kind
+            episodes.add(row.prune_episode)
+    assert 9 in episodes and episodes - set(made.g.prune_episodes)
+
+
+def test_a_ticket_between_snapshots_starts_from_the_dense_runs_state_there(made):
+    """Resuming the dense run from an earlier snapshot (or theta_0) to an episode it snapshots
+    reproduces that snapshot bit for bit."""
+    snapshots = made.store.load("dense", made.dense[0])["snapshots"]
+    stored = experiments.state_sha256(experiments._state_from(snapshots, "e9"))
+    for dropped in (("e9",), ("e9", "e4")):
+        fewer = {k: v for k, v in snapshots.items() if k.split(".")[0] not in dropped + ("converged",)}
+        assert experiments.state_sha256(experiments._dense_state(made.cfg, fewer, 9)) == stored, dropped
+
+
+def test_costs_are_the_runs_counters_relative_to_the_unpruned_run(made):
+    """Not found: the unpruned run's cost (relative 1) and return; found: the sweep ticket's
+    lifetime counters (the dense run's up to pruning plus the finetune's)."""
+    for row in made.results.itertuples():
+        log = made.store.load("mask_trace", MaskTrace(made.dense[row.seed]))["log"]
+        baseline = made.store.load("dense", made.dense[row.seed])["baseline"].iloc[0]
+        stop = int(baseline["converged_episode"])
+        unpruned = log.loc[stop, ["env_steps", "updates"]].to_numpy()
+        assert row.relative_env_steps == row.env_steps / unpruned[0]
+        assert row.relative_updates == row.updates / unpruned[1]
+        if not row.found:
+            assert (row.env_steps, row.updates, row.episodes) == (*unpruned, stop)
+            assert row.test_return == baseline["test_return"]
+            continue
+        ticket = SweepTicket(TicketRun(made.dense[row.seed], row.P, row.prune_episode, "finetune"))
+        result = made.store.load("sweep_ticket", ticket)["result"].iloc[0]
+        assert (row.env_steps, row.updates, row.episodes) == (result["env_steps"], result["updates"],
+                                                             row.prune_episode + result["length"])  # fmt: skip
+        assert row.env_steps >= log.loc[row.prune_episode, "env_steps"] + result["length"], "at least a step an episode"
+
+
+# ---- detection rules on made-up distances -------------------------------------------------------
+
+
+def _table(pairs: dict[tuple[int, int], float], default: float = 1.0):
+    return lambda i, j: pairs.get((min(i, j), max(i, j)), default)
+
+
+def test_last_two_compares_each_mask_with_the_one_before():
+    distance = _table({(3, 5): 0.05, (5, 7): 0.05})
+    assert sweep.detect(distance, 1, 20, 2, 0.1, "last_two") == 5
+    assert sweep.detect(distance, 1, 4, 2, 0.1, "last_two") is None, "stopped before the mask that settles"
+    assert sweep.detect(distance, 1, 5, 2, 0.1, "last_two") == 5, "a ticket at the stopping episode counts"
+    assert sweep.detect(distance, 1, 20, 2, 0.05, "last_two") is None, "strictly below xi"
+    assert sweep.detect(distance, None, 20, 2, 0.1, "last_two") is None, "no search without a start"
+
+
+def test_the_queue_needs_every_pair_among_the_last_five_masks_below_xi():
+    """Issue 13's rule: all 10 distances among the last 5 masks drawn below xi; the newest
+    close to each older one (You et al.'s code) is not enough."""
+    def close(*episodes):
+        return {pair: 0.01 for pair in itertools.combinations(episodes, 2)}
+
+    assert sweep.detect(_table(close(1, 3, 5, 7, 9)), 1, 20, 2, 0.1, "queue") == 9
+    newest = {(i, 9): 0.01 for i in (1, 3, 5, 7)}
+    assert sweep.detect(_table(newest), 1, 20, 2, 0.1, "queue") is None, "the older masks among themselves count"
+    assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (3, 5): 0.5}), 1, 20, 2, 0.1, "queue") is None
+    assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (1, 3): 0.5, **close(3, 5, 7, 9, 11)}), 1, 20, 2, 0.1,
+                        "queue") == 11, "the oldest mask leaves the queue"  # fmt: skip
+    assert sweep.detect(_table({}, default=0.0), 1, 20, 2, 0.1, "queue") == 9, "never before 5 masks"
+    assert sweep.detect(_table(close(1, 3, 5, 7, 9)), 1, 8, 2, 0.1, "queue") is None, "stopped before the 5th"
+    assert sweep.detect(_table({}, default=0.1), 1, 20, 2, 0.1, "queue") is None, "strictly below xi"
+
+
+def test_search_starts():
+    epsilon = np.array([1.0, 0.5, 0.1, 0.01, 0.01])
+    assert sweep.search_start(epsilon, 0.01, "after_exploration") == 3
+    assert sweep.search_start(epsilon[:3], 0.01, "after_exploration") is None
+    assert sweep.search_start(epsilon, 0.01, "episode_1") == 1
+
+
+def test_distances_count_differing_weights_over_all_weights():
+    masks = np.packbits(np.array([[1, 1, 1, 0, 1, 1, 1, 1, 1, 0], [1, 0, 1, 0, 1, 1, 1, 1, 0, 1]], dtype=bool), axis=-1)
+    assert sweep.distances(masks, 10)(0, 1) == 0.3
+
+
+# ---- the sweep grid, its units and its analysis -------------------------------------------------
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("xis", [0.0], "xis must be a number in the open interval"), ("xis", [], "xis: must be a non-empty list"),
+    ("windows", [0], "windows must be an integer >= 1"), ("windows", [2, 2], "windows: .* names a value twice"),
+    ("detectors", ["pairwise"], "detectors: unknown 'pairwise'; allowed: last_two, queue"),
+    ("starts", ["episode_0"], "starts: unknown 'episode_0'; allowed: after_exploration, episode_1"),
+    ("xis", 0.1, "xis: must be a non-empty list"),
+])  # fmt: skip
+def test_bad_sweep_grids_are_refused_before_anything_runs(tmp_path, name, value, message):
+    store = Store(tmp_path / "store")
+    with pytest.raises(ValueError, match=message):
+        experiments.eb_exploit_sweep("cartpole", experiments.grid("quick"), store, **{name: value})
+    assert not store.root.exists()
+
+
+def test_the_sweep_has_one_unit_per_seed_and_a_grid_change_keeps_traces(made):
+    g = made.g
+    units = experiments.steps("cartpole", g)["eb_exploit sweep"].units
+    assert [u.dense.seed for u in units] == list(g.seeds) and all(isinstance(u, EBSweepRun) for u in units)
+    assert units[0].xis == sweep.DEFAULTS["xis"] and len(sweep.settings(sweep.grid())) == 48
+    narrower = experiments.steps("cartpole", g, xis=[0.1])["eb_exploit sweep"].units
+    assert {MaskTrace(u.dense) for u in narrower} == {MaskTrace(u.dense) for u in units}, "traces are per dense run"
+
+
+def test_the_summary_finds_the_best_saving_among_settings_not_worse_than_unpruned():
+    rng = np.random.default_rng(0)
+    baseline = pd.DataFrame({"test_return": 200 + rng.normal(0, 1, 10)})
+    rows = []
+    for xi, shift, cost in ((0.1, 0.0, 0.5), (0.2, -50.0, 0.3), (0.05, 0.0, 1.0)):
+        for seed, noise in enumerate(rng.normal(0, 1, 10)):
+            rows.append({"seed": seed, "P": 0.2, "xi": xi, "window": 1, "detector": "last_two", "start": "episode_1",
+                         "found": True, "prune_episode": 5, "test_return": 200 + shift + noise,
+                         "relative_env_steps": cost, "relative_updates": cost})  # fmt: skip
+    summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline)
+    assert summary.set_index("xi")["return_ok"].to_dict() == {0.05: True, 0.1: True, 0.2: False}
+    best = analysis.best_sweep_settings(summary)
+    assert best[["P", "xi", "saving"]].values.tolist() == [[0.2, 0.1, 0.5]], "0.2 saves more but returns less"
+    assert analysis.best_sweep_settings(summary[summary.xi == 0.05]).empty, "no saving: none named"
+
+
+def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_path):
+    """What `ebnb.published` holds of the sweep is its result table (not the traces), and a
+    store that lacks everything reads the sweep from it, training and storing nothing."""
+    from ebnb import published
+
+    real = experiments.dqn_config
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+        record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
+        published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
+                        {"grid": "tiny"}, record)  # fmt: skip
+        empty = Store(tmp_path / "empty")
+        again = experiments.eb_exploit_sweep("cartpole", made.g, empty, published.Published(tmp_path / "results"),
+                                             **SWEEP_GRID)  # fmt: skip
+    pd.testing.assert_frame_equal(again, made.results)
+    assert not empty.root.exists()
+    assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
