@@ -635,15 +635,17 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
     job = saved["job"] if saved else {"units": units, "admitted": min(population, len(units)), "saved": 0}
     units = job["units"]
     cfg, first = units[0].dense.dqn, units[0].dense
-    runs = {}
 
-    def dense_run(unit: TicketRun) -> dict:
-        if unit.dense not in runs:
-            runs[unit.dense] = store.load("dense", unit.dense)
-        return runs[unit.dense]
+    @functools.cache
+    def dense_run(dense: DenseRun) -> dict:
+        return store.load("dense", dense)
+
+    @functools.lru_cache(maxsize=64)  # units come longest first: those of one (seed, episode) come close together
+    def dense_state(dense: DenseRun, episode: int) -> AgentState:
+        return _dense_state(cfg, dense_run(dense)["snapshots"], episode)
 
     def start_state(unit: TicketRun | ControlRun | SweepTicket) -> AgentState:
-        source = _dense_state(cfg, dense_run(unit)["snapshots"], unit.prune_episode)
+        source = dense_state(unit.dense, unit.prune_episode)
         start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source
         mask = _mask(source, unit.fraction)
         if isinstance(unit, ControlRun):
@@ -660,7 +662,7 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 unit = units[agent]
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
-                    prune_episode = int(dense_run(unit)["baseline"]["converged_episode"].iloc[0])
+                    prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
                 save(unit, {"result": pd.DataFrame({
                     "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
                     **_extra_columns(unit, final), "length": [episodes_run], "converged": [reason == "early_stop"],
