@@ -194,14 +194,14 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
         if computes and computes[(notebook, env)].work:
             print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
             compute_store(computes[(notebook, env)], always_record=False)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(min(NOTEBOOK_WORKERS, len(jobs))) as pool:
+    start, workers = time.perf_counter(), min(NOTEBOOK_WORKERS, len(jobs))
+    with ThreadPoolExecutor(workers) as pool:
         seconds = pool.map(lambda job: execute(*job, profile, overrides, store, out), jobs)
         times = dict(zip(jobs, seconds))
     print("\n[pipeline] wall time per notebook")
     for (notebook, env), each in times.items():
         print(f"  {notebook:<20} {env:<9} {each:8.1f} s")
-    print(f"  {'all, ' + str(min(NOTEBOOK_WORKERS, len(jobs))) + ' at a time':<30} {time.perf_counter() - start:8.1f} s")
+    print(f"  {f'all, {workers} at a time':<30} {time.perf_counter() - start:8.1f} s")
     return times
 
 
