@@ -111,8 +111,8 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
     """Every shard of the steps without planned inputs is submitted at once, each waiting for
     the shards of the steps it needs. A step with planned inputs waits in this client until
     its needs are done; then each stage of its inputs, and last its own shards, is submitted
-    the moment the stage before is done, ahead of all other waiting shards (they start late, so
-    they are the run's critical path)."""
+    the moment the stage before is done, in at least as many shards as there are workers and
+    ahead of all other waiting shards (they start late, so they are the run's critical path)."""
     from distributed import Client, LocalCluster, as_completed
 
     tasks = [(env, step, shard) for env, step in work if step.inputs is None for shard in _cut(step, shard_size)]
@@ -129,6 +129,7 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
         with Client(cluster or scheduler) as client:
             futures, labels = {}, {}
             top = len(tasks)
+            spread = max(1, len(client.scheduler_info()["workers"]))  # planned work comes late: cut it for every worker
 
             def submit(env: str, step: Step, shard: shards.Shard, rank: int):
                 needs = [f for (e, name), fs in futures.items() if e == env and name in step.needs for f in fs]
@@ -152,7 +153,7 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                     if waiting or not all(f.status == "finished" for f in needs + state[1]):
                         continue
                     stage = next(state[0])
-                    cut = _cut(stage, shard_size)
+                    cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))
                     state[1] = [submit(env, stage, shard, top + len(cut) - i) for i, shard in enumerate(cut)]
                     top += len(cut)
                     for future in state[1]:
