@@ -283,8 +283,11 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
 
     checkout, start = accounting.machine(), accounting.now()  # the code that computes is the code at the start
     counts = {"computed": 0, "resumed": 0, "stored before": 0}
-    computed, costs = {}, {}
+    computed, costs, planned = {}, {}, {}
+    listed = {(env, step.name) for env, step in plan.work}
     for env, name, report in plan.run():
+        if (env, name) not in listed:  # inputs a step planned while running (`experiments.input_stages`)
+            planned[(env, name)] = planned.get((env, name), 0) + len(report.shard.units)
         state = "stored before" if not report.computed else "resumed" if report.resumed else "computed"
         counts[state] += 1
         units = "" if state == "stored before" else f" ({report.computed} units)"
@@ -300,6 +303,7 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
           f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
     steps = [(env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
              for env, step in plan.work]  # fmt: skip
+    steps += [(env, name, units, computed[(env, name)], costs.get((env, name), [])) for (env, name), units in planned.items()]
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
     path = accounting.write(record, plan.store / "runs")
     print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)

@@ -16,6 +16,7 @@ store if the worker cannot see it. Results never travel through the scheduler.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ebnb import shards
 from ebnb.checkpoint import DEFAULT_EVERY
-from ebnb.experiments import Grid, Step, expected_steps, longest_first, steps, to_compute
+from ebnb.experiments import Grid, Step, expected_steps, input_stages, longest_first, steps, to_compute
 from ebnb.published import Published
 from ebnb.store import Store
 
@@ -57,19 +58,35 @@ def run(
     progress: bool = False,
     workers: int | None = None,
 ) -> Iterator[tuple[str, str, shards.ShardReport]]:
-    """Compute every shard of `work`; yield (env, step name, report) as shards finish."""
+    """Compute every shard of `work`, and of the inputs its steps plan once their needs are
+    stored (`ebnb.experiments.input_stages`); yield (env, step name, report) as shards finish."""
     check_scheduler(scheduler)
-    tasks = [(env, step, shard) for env, step in work
-             for shard in shards.cut(step.kind, longest_first(step.units), shard_size)]  # fmt: skip
-    if not tasks:
+    planned = {(env, step.name) for env, step in work if step.inputs is not None}
+    for env, step in work:
+        if step.inputs is None and any((env, need) in planned for need in step.needs):
+            raise ValueError(f"{step.name} needs a step whose inputs are planned while it runs; put it in its own run")
+    if not work:
         return
     if scheduler == "inline":
-        store = Store(store_root)
-        for number, (env, step, shard) in enumerate(tasks, 1):
-            label = f"[shard {number}/{len(tasks)}] {env} {step.name}"
-            yield env, step.name, shards.run(store, shard, step.compute, checkpoint_every, progress, label)
-        return
-    yield from _run_dask(store_root, tasks, scheduler, checkpoint_every, workers)
+        yield from _run_inline(Store(store_root), work, shard_size, checkpoint_every, progress)
+    else:
+        yield from _run_dask(store_root, work, shard_size, scheduler, checkpoint_every, workers)
+
+
+def _cut(step: Step, shard_size: int) -> list[shards.Shard]:
+    return shards.cut(step.kind, longest_first(step.units), shard_size)
+
+
+def _run_inline(store: Store, work, shard_size: int, checkpoint_every: float, progress: bool):
+    known, number = sum(len(_cut(step, shard_size)) for _, step in work), 0
+    for env, step in work:
+        for stage in itertools.chain(input_stages(store, step), [step]):  # each planned once the one before is stored
+            cut = _cut(stage, shard_size)
+            known += len(cut) if stage is not step else 0
+            for shard in cut:
+                number += 1
+                label = f"[shard {number}/{known}] {env} {stage.name}"
+                yield env, stage.name, shards.run(store, shard, stage.compute, checkpoint_every, progress, label)
 
 
 def priorities(tasks) -> dict:
@@ -90,10 +107,17 @@ def priorities(tasks) -> dict:
     return {(env, shard): rank for rank, (env, _, shard) in enumerate(ranked)}
 
 
-def _run_dask(store_root: Path, tasks, scheduler: str, checkpoint_every: float, workers: int | None):
+def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoint_every: float, workers: int | None):
+    """Every shard of the steps without planned inputs is submitted at once, each waiting for
+    the shards of the steps it needs. A step with planned inputs waits in this client until
+    its needs are done; then each stage of its inputs, and last its own shards, is submitted
+    the moment the stage before is done, in at least as many shards as there are workers and
+    ahead of all other waiting shards (they start late, so they are the run's critical path)."""
     from distributed import Client, LocalCluster, as_completed
 
+    tasks = [(env, step, shard) for env, step in work if step.inputs is None for shard in _cut(step, shard_size)]
     priority = priorities(tasks)
+    store = Store(store_root)
     store_root.mkdir(parents=True, exist_ok=True)
     probe = store_root / f".probe-{secrets.token_hex(6)}"
     probe.touch()
@@ -104,15 +128,47 @@ def _run_dask(store_root: Path, tasks, scheduler: str, checkpoint_every: float, 
                                    dashboard_address=None)  # fmt: skip
         with Client(cluster or scheduler) as client:
             futures, labels = {}, {}
-            for env, step, shard in tasks:
+            top = len(tasks)
+            spread = max(1, len(client.scheduler_info()["workers"]))  # planned work comes late: cut it for every worker
+
+            def submit(env: str, step: Step, shard: shards.Shard, rank: int):
                 needs = [f for (e, name), fs in futures.items() if e == env and name in step.needs for f in fs]
                 future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
-                                       checkpoint_every, needs, pure=False, priority=priority[(env, shard)])  # fmt: skip
+                                       checkpoint_every, needs, pure=False, priority=rank)  # fmt: skip
                 futures.setdefault((env, step.name), []).append(future)
                 labels[future.key] = (env, step.name)
-            for future in as_completed([f for fs in futures.values() for f in fs]):
+                return future
+
+            finishing = as_completed([submit(env, step, shard, priority[(env, shard)]) for env, step, shard in tasks])
+            # env, step -> [its input stages still to plan, the futures of the stage running]
+            planned = {(env, step.name): [itertools.chain(input_stages(store, step), [step]), []]
+                       for env, step in work if step.inputs is not None}  # fmt: skip
+
+            def submit_ready() -> None:
+                nonlocal top
+                for (env, name), state in list(planned.items()):
+                    step = next(s for e, s in work if e == env and s.name == name)
+                    needs = [f for (e, need), fs in futures.items() if e == env and need in step.needs for f in fs]
+                    waiting = any((env, need) in planned for need in step.needs)
+                    if waiting or not all(f.status == "finished" for f in needs + state[1]):
+                        continue
+                    stage = next(state[0])
+                    cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))
+                    state[1] = [submit(env, stage, shard, top + len(cut) - i) for i, shard in enumerate(cut)]
+                    top += len(cut)
+                    for future in state[1]:
+                        finishing.add(future)
+                    if stage is step:
+                        del planned[(env, name)]
+
+            submit_ready()
+            for future in finishing:
                 env, name = labels[future.key]
-                yield env, name, future.result()
+                report = future.result()
+                submit_ready()
+                yield env, name, report
+            if planned:
+                raise RuntimeError(f"steps never ready to plan their inputs: {sorted(planned)}")
     finally:
         probe.unlink(missing_ok=True)
         if cluster is not None:

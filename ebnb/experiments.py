@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -295,6 +295,9 @@ class Step:
     units: tuple
     compute: Callable = field(compare=False)
     needs: tuple[str, ...] = ()
+    # inputs(store, units): the next Step of inputs that `units` read and the store lacks, or
+    # None; for inputs that can only be planned from other stored results (`input_stages`)
+    inputs: Callable | None = field(default=None, compare=False)
 
 
 def expected_steps(unit) -> float:
@@ -327,10 +330,24 @@ def _inputs(units) -> list:
     return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))
 
 
+def input_stages(store: Store, step: Step, units=None) -> Iterator[Step]:
+    """The steps of inputs that `units` (default: `step`'s) read and the store lacks, planned
+    one at a time by `step.inputs` once the store holds the previous one (the caller stores
+    each before asking for the next); nothing for a step without `inputs`."""
+    units, previous = tuple(step.units if units is None else units), None
+    while step.inputs is not None and (stage := step.inputs(store, units)) is not None:
+        if stage == previous:
+            raise RuntimeError(f"{step.name}: {stage.name} were computed but are still missing from {store.root}")
+        yield stage
+        previous = stage
+
+
 def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
     """Compute and store those of `units` (of `step`) that are not stored yet, after the
-    dense runs they read."""
+    dense runs and other inputs they read."""
     _store_missing(store, "dense", _compute_dense, _inputs(units), progress)
+    for stage in input_stages(store, step, units):
+        _store_missing(store, stage.kind, stage.compute, stage.units, progress)
     _store_missing(store, step.kind, step.compute, units, progress)
 
 
@@ -913,22 +930,41 @@ def _sweep_row(unit: EBSweepRun, setting: tuple, ticket: pd.Series | None, log: 
             "relative_env_steps": relative[0], "relative_updates": relative[1]}  # fmt: skip
 
 
+def _sweep_plan(store: Store, units: list[EBSweepRun]) -> dict[EBSweepRun, dict[tuple, SweepTicket | None]]:
+    """{unit: {(P, xi, window, detector, start): the `SweepTicket` that setting draws, or None}}
+    read off the units' stored `MaskTrace`s and dense runs (`_searches`)."""
+    plan = {}
+    for unit in units:
+        trace = store.load("mask_trace", MaskTrace(unit.dense))
+        stop = int(store.load("dense", unit.dense)["baseline"]["converged_episode"].iloc[0])
+        plan[unit] = {key: None if episode is None else _sweep_ticket(unit, key[0], episode)
+                      for key, episode in _searches(unit, trace, stop).items()}  # fmt: skip
+    return plan
+
+
+def _sweep_inputs(store: Store, units: tuple[EBSweepRun, ...], tickets: Callable) -> Step | None:
+    """What the sweep's `units` read that the store lacks: first their mask traces; once those
+    are stored, the sweep tickets their searches draw (computed by `tickets`); then None."""
+    traces = [t for t in dict.fromkeys(MaskTrace(u.dense) for u in units) if not store.exists("mask_trace", t)]
+    if traces:
+        return Step("mask traces", "mask_trace", tuple(traces), _compute_traces)
+    drawn = (t for searches in _sweep_plan(store, units).values() for t in searches.values() if t is not None)
+    missing = [t for t in dict.fromkeys(drawn) if not store.exists("sweep_ticket", t)]
+    return Step("sweep tickets", "sweep_ticket", tuple(missing), tickets, ("dense runs",)) if missing else None
+
+
 def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpoint, progress: bool, save) -> None:
     """Each setting's search read off its seed's `MaskTrace`, each ticket found continued as
-    its `SweepTicket` (both computed first where missing; settings that draw the same ticket
+    its `SweepTicket` (both stored before: `_sweep_inputs`; settings that draw the same ticket
     share it); one table per seed (`eb_exploit_sweep`)."""
-    traces = [MaskTrace(u.dense) for u in units]
-    _store_missing(store, "mask_trace", _compute_traces, traces, progress)
-    logs, baselines, searches = {}, {}, {}
-    for unit, trace in zip(units, traces):
-        loaded, baselines[unit] = store.load("mask_trace", trace), store.load("dense", unit.dense)["baseline"].iloc[0]
-        logs[unit], searches[unit] = loaded["log"], _searches(unit, loaded, int(baselines[unit]["converged_episode"]))
-    tickets = {(u, key): _sweep_ticket(u, key[0], e) for u in units for key, e in searches[u].items() if e is not None}
-    _store_missing(store, "sweep_ticket", _compute_tickets, list(tickets.values()), progress)
-    results = {t: store.load("sweep_ticket", t)["result"].iloc[0] for t in dict.fromkeys(tickets.values())}
+    plan = _sweep_plan(store, units)
+    results = {t: store.load("sweep_ticket", t)["result"].iloc[0]
+               for t in dict.fromkeys(t for searches in plan.values() for t in searches.values() if t is not None)}  # fmt: skip
     for unit in units:
-        rows = [_sweep_row(unit, key, results.get(tickets.get((unit, key))), logs[unit], baselines[unit])
-                for key in searches[unit]]  # fmt: skip
+        log = store.load("mask_trace", MaskTrace(unit.dense))["log"]
+        baseline = store.load("dense", unit.dense)["baseline"].iloc[0]
+        rows = [_sweep_row(unit, key, None if ticket is None else results[ticket], log, baseline)
+                for key, ticket in plan[unit].items()]  # fmt: skip
         save(unit, {"result": pd.DataFrame(rows).astype({"found": bool, "converged": bool, "prune_episode": "int64",
                                                          "episodes": "int64", "env_steps": "int64", "updates": "int64",
                                                          "test_return": float})})  # fmt: skip
@@ -959,7 +995,8 @@ def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int 
                tickets, ticket_needs) for mode in ("retrain", "finetune")),
         *(Step(f"{mode} controls", "control", tuple(_control_units(env, g, mode)), tickets, ticket_needs)
           for mode in ("retrain", "finetune")),
-        Step("eb_exploit sweep", "eb_sweep", tuple(_sweep_units(env, g, sweep_grid)), _compute_eb_sweep, ticket_needs),
+        Step("eb_exploit sweep", "eb_sweep", tuple(_sweep_units(env, g, sweep_grid)), _compute_eb_sweep, ticket_needs,
+             functools.partial(_sweep_inputs, tickets=tickets)),
     ) if step.units}  # fmt: skip
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebnb import analysis, experiments, sweep
+from ebnb import analysis, compute, experiments, sweep
 from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
-from ebnb.store import Store
+from ebnb.store import Store, config_hash
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -279,3 +279,27 @@ def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_
     pd.testing.assert_frame_equal(again, made.results)
     assert not empty.root.exists()
     assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
+
+
+@pytest.mark.parametrize("scheduler", ["inline", "local"])
+def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_shards(made, tmp_path, scheduler):
+    """`pipeline.py compute` stores the traces, then (planned from them) the sweep tickets as
+    shards of their own, on every worker at once (the tickets are most of the sweep's work),
+    then the sweep: the same bytes as computing it in a notebook."""
+    real = experiments.dqn_config
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
+    reports = list(compute.run(tmp_path, work, scheduler, shard_size=3, workers=2))
+    tickets = [r for _, name, r in reports if name == "sweep tickets"]
+    expected = sorted(p.name for p in (made.store.root / "sweep_ticket").iterdir())
+    assert sorted({name for _, name, _ in reports}) == ["dense runs", "eb_exploit sweep", "mask traces", "sweep tickets"]
+    assert sorted(config_hash(u) for r in tickets for u in r.shard.units) == expected and len(tickets) >= 3
+    if scheduler == "local":
+        spans = sorted((r.cost.started, r.cost.started + r.cost.wall_s) for r in tickets)
+        assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "two ticket shards ran at once"
+    sweep_step = work[-1][1]
+    assert sweep_step.name == "eb_exploit sweep"
+    for unit in sweep_step.units:
+        ours, theirs = (Store(root).path("eb_sweep", unit) for root in (tmp_path, made.store.root))
+        assert (ours / "manifest.json").read_bytes() == (theirs / "manifest.json").read_bytes()
