@@ -51,6 +51,7 @@ SOURCE = ROOT / "notebooks"
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
 PUBLISHED_FIGURES = ROOT / "figures"
 NBVAL_REFERENCES = ROOT / "tests" / "notebooks"
+SPARSE = "full_sparse"  # the profile whose notebook 05 `publish` adds to the full profile's, if executed
 NOTEBOOK_OPTIONS = {"store_dir": (str, type(None)), "figures_dir": (str, type(None)), "use_published": (bool,)}
 
 
@@ -313,8 +314,11 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
 def publish(store: Path | None, out: Path, nbval: bool) -> None:
     """`publish`: the store's full-profile results (units it lacks: the published ones) become
     results/, with the run record of the newest `all` in the store; the executed notebooks and
-    figures of outputs/full/ become notebooks/executed/ and figures/. With `nbval`, the quick
-    notebooks of outputs/quick/ become nbval's references instead. Checks everything first."""
+    figures of outputs/full/ become notebooks/executed/ and figures/. Where notebook 05 was
+    executed at the `full_sparse` profile too (outputs/full_sparse/, both envs), its sparser
+    tickets and controls join results/, and its notebooks and figures go to the `full_sparse`
+    folders of notebooks/executed/ and figures/. With `nbval`, the quick notebooks of
+    outputs/quick/ become nbval's references instead. Checks everything first."""
     from ebnb import experiments, published, sweep
     from ebnb.store import Store, config_json
 
@@ -327,19 +331,35 @@ def publish(store: Path | None, out: Path, nbval: bool) -> None:
     if not records:
         raise UsageError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
                          "the published results name the run that made them")  # fmt: skip
-    notebooks = _executed_outputs(out / "full")
+    notebooks, sparse_notebooks = _executed_outputs(out / "full"), _executed_sparse(out / SPARSE)
+    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
+                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}
+    if sparse_notebooks:  # the same units as `full`, and sparser tickets and their controls
+        grid = experiments.grid(SPARSE)
+        grid_json[SPARSE] = json.loads(config_json(grid))
     results = {}
     for env in ENVS:
         for name, step in experiments.steps(env, grid).items():
             results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
-    figures = sorted(p for p in (out / "full" / "figures").glob("[!.]*") if p.is_file())
-    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
-                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}
     published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
-    _replace_files(notebooks, PUBLISHED_NOTEBOOKS, "*.ipynb")
-    _replace_files(figures, PUBLISHED_FIGURES, "[!.]*")
-    print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}; {len(notebooks)} notebooks "
-          f"and {len(figures)} figure files from {out / 'full'}")  # fmt: skip
+    for folder, executed, to in ((out / "full", notebooks, ""), (out / SPARSE, sparse_notebooks, SPARSE)):
+        if executed:
+            figures = sorted(p for p in (folder / "figures").glob("[!.]*") if p.is_file())
+            _replace_files(executed, PUBLISHED_NOTEBOOKS / to, "*.ipynb")
+            _replace_files(figures, PUBLISHED_FIGURES / to, "[!.]*")
+            print(f"[publish] {len(executed)} notebooks and {len(figures)} figure files from {folder}")
+    print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}")
+
+
+def _executed_sparse(folder: Path) -> list[Path]:
+    """Notebook 05 executed at the `full_sparse` profile for every env, or [] if for none;
+    UsageError naming the first one missing if for some."""
+    paths = [folder / f"05_controls-{env}.ipynb" for env in ENVS]
+    missing = [p for p in paths if not p.exists()]
+    if missing and len(missing) < len(paths):
+        raise UsageError(f"publish: {missing[0]} is missing; run `pipeline.py run 05_controls --profile {SPARSE}` for "
+                         "every env, or remove the others to publish without the sparser tickets")  # fmt: skip
+    return [] if missing else paths
 
 
 def _computed_all(record: dict) -> bool:
