@@ -433,7 +433,7 @@ def _parser() -> argparse.ArgumentParser:
                                       "LocalCluster), inline, or tcp://host:port (see compute)")  # fmt: skip
     run = commands.add_parser("run", help="one notebook for one env, with parameter overrides")
     run.add_argument("notebook", help=f"one of: {', '.join(NOTEBOOKS)}")
-    run.add_argument("--env", default="cartpole", help=f"{', '.join(ENVS)} (or a gymnasium id)")
+    run.add_argument("--env", action="append", help=f"{', '.join(ENVS)} (or a gymnasium id; default cartpole)")
     _profile_and_params(run, "quick", "a notebook parameter")
     _recompute(run)
     commands.add_parser("list", help="the grid, its cache status and size on disk")
@@ -481,7 +481,10 @@ def _checked_job(args, store: Path | None, out: Path):
         notebooks = _check_target(args.target if args.command == "compute" else args.notebook, args.command == "compute")
         if args.profile not in experiments.PROFILES:
             raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
-        envs = args.env or list(ENVS) if args.command == "compute" else [args.env]
+        if args.command == "run" and args.env and len(args.env) > 1:
+            raise UsageError(f"--env: run takes one env, got {', '.join(args.env)}; for several, use "
+                             f"`pipeline.py all --env ...` or one run per env")  # fmt: skip
+        envs = args.env or list(ENVS) if args.command == "compute" else args.env or ["cartpole"]
         allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
         overrides = parse_overrides(args.param, notebooks, allowed if args.command == "compute" else None)
         profile = args.profile

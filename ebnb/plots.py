@@ -164,49 +164,52 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
 
 
 XI_COLORS = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown")
-SEARCH_MARKERS = {("last_two", "after_exploration"): "o", ("last_two", "episode_1"): "s",
-                  ("queue", "after_exploration"): "^", ("queue", "episode_1"): "D"}  # fmt: skip
+SEARCHES = {("last_two", "after_exploration"): "last two masks, after exploration",
+            ("last_two", "episode_1"): "last two masks, from episode 1",
+            ("queue", "after_exploration"): "queue of 5, after exploration",
+            ("queue", "episode_1"): "queue of 5, from episode 1"}  # fmt: skip
+WINDOW_MARKERS = ("o", "s", "^", "D", "v", "P")
 COSTS = {"relative_env_steps": "env steps", "relative_updates": "gradient updates"}
 
 
-def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
-    """EB Exploit, swept: per P (columns), test return against total training cost relative to
-    the unpruned run, in env steps (top) and gradient updates (bottom); one point per setting
-    (IQM over seeds, 95% bootstrap CI both ways: `ebnb.statistics.iqm_ci`), colour = xi,
-    marker = detector and search start, size = window; the unpruned run at cost 1 (star)."""
+def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str, cost: str = "relative_env_steps"):
+    """EB Exploit, swept: test return against the whole run's training cost relative to the
+    unpruned run (`cost`: a column of `COSTS`), one row per search (detector and start), one
+    column per P; one point per (xi, window) (IQM over seeds, 95% bootstrap CI both ways:
+    `ebnb.statistics.iqm_ci`), colour = xi, marker = window; the unpruned run at cost 1 (star)."""
     from matplotlib.lines import Line2D
 
+    if cost not in COSTS:
+        raise ValueError(f"cost: unknown {cost!r}; allowed: {', '.join(COSTS)}")
     fractions, xis, windows = (sorted(results[c].unique()) for c in ("P", "xi", "window"))
-    colors = dict(zip(xis, XI_COLORS))
-    sizes = dict(zip(windows, np.linspace(4, 9, len(windows))))
-    fig, axes = plt.subplots(2, len(fractions), figsize=(4.2 * len(fractions) + 2.2, 7.5), squeeze=False, sharey=True,
-                             constrained_layout=True)  # fmt: skip
+    searches = [key for key in SEARCHES if ((results.detector == key[0]) & (results.start == key[1])).any()]
+    colors, markers = dict(zip(xis, XI_COLORS)), dict(zip(windows, WINDOW_MARKERS))
+    fig, axes = plt.subplots(len(searches), len(fractions), figsize=(3.6 * len(fractions) + 1.8, 2.6 * len(searches) + 0.8),
+                             squeeze=False, sharex="col", sharey=True, constrained_layout=True)  # fmt: skip
     unpruned = iqm_ci(baseline["test_return"])
-    for column, fraction in enumerate(fractions):
-        for row, (cost, label) in enumerate(COSTS.items()):
+    for row, (detector, start) in enumerate(searches):
+        for column, fraction in enumerate(fractions):
             ax = axes[row, column]
-            for (xi, window, detector, start), group in results[results.P == fraction].groupby(
-                    ["xi", "window", "detector", "start"], sort=True):  # fmt: skip
+            chosen = results[(results.P == fraction) & (results.detector == detector) & (results.start == start)]
+            for (xi, window), group in chosen.groupby(["xi", "window"], sort=True):
                 x, y = iqm_ci(group[cost]), iqm_ci(group["test_return"])
-                ax.errorbar(x[0], y[0], xerr=_error_bars([x]), yerr=_error_bars([y]), fmt=SEARCH_MARKERS[(detector, start)],
-                            color=colors[xi], markersize=sizes[window], alpha=0.8, elinewidth=0.6, capsize=0)  # fmt: skip
-            ax.errorbar(1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=12, capsize=3)
+                ax.errorbar(x[0], y[0], xerr=_error_bars([x]), yerr=_error_bars([y]), fmt=markers[window],
+                            color=colors[xi], markersize=6, alpha=0.85, elinewidth=0.7, capsize=0)  # fmt: skip
+            ax.errorbar(1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=11, capsize=3)
             ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
-            ax.set_xlabel(f"training cost in {label}, relative to unpruned")
             ax.grid(alpha=0.3)
             if row == 0:
                 ax.set_title(f"P = {fraction}")
+            if row == len(searches) - 1:
+                ax.set_xlabel(f"{COSTS[cost]}, relative to unpruned")
             if column == 0:
-                ax.set_ylabel("test return (IQM over seeds)")
+                ax.set_ylabel(f"{SEARCHES[(detector, start)]}\ntest return (IQM)", fontsize=9)
     key = [Line2D([], [], marker="*", color="black", linestyle="", markersize=10, label="unpruned")]
     key += [Line2D([], [], marker="o", color=colors[xi], linestyle="", label=f"xi = {xi}") for xi in xis]
-    key += [Line2D([], [], marker=m, color="gray", linestyle="", label=f"{d}, from {s.replace('_', ' ')}")
-            for (d, s), m in SEARCH_MARKERS.items() if d in set(results.detector) and s in set(results.start)]  # fmt: skip
-    key += [Line2D([], [], marker="o", color="gray", linestyle="", markersize=sizes[w], label=f"window {w}")
-            for w in windows]  # fmt: skip
+    key += [Line2D([], [], marker=markers[w], color="gray", linestyle="", label=f"window {w}") for w in windows]
     fig.legend(handles=key, loc="outside right center", fontsize=8)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit swept, test return against training cost "
-                 "(IQM, 95% bootstrap CI)")  # fmt: skip
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit swept, test return against training cost in "
+                 f"{COSTS[cost]} (IQM over seeds, 95% bootstrap CI)")  # fmt: skip
     return fig
 
 

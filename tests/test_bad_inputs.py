@@ -112,6 +112,7 @@ PIPELINE_CASES = [
                  id="compute episodes twice"),
     pytest.param(["run", "05_nothing"], "notebook", False, id="run unknown notebook"),
     pytest.param(["run", "02_retrain", "--env", "nosuchenv"], "env", False, id="run unknown env"),
+    pytest.param(["run", "02_retrain", "--env", "cartpole", "--env", "acrobot"], "--env", False, id="run two envs"),
     pytest.param(["run", "02_retrain", "--profile", "huge"], "--profile", False, id="run unknown profile"),
     pytest.param(["compute", "all", "--shard-size", "0"], "--shard-size", False, id="compute shard-size=0"),
     pytest.param(["compute", "all", "--checkpoint-every", "0"], "checkpoint_every", False,

@@ -83,3 +83,21 @@ def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
     first = saved(tmp_path / "a")
     time.sleep(1.1)  # a date in whole seconds would now differ
     assert saved(tmp_path / "b") == first
+
+
+def test_the_sweep_figure_has_a_row_per_search_and_a_column_per_p_in_the_cost_asked_for():
+    rng = np.random.default_rng(0)
+    rows = [{"seed": seed, "P": fraction, "xi": xi, "window": 1, "detector": detector, "start": start,
+             "test_return": 200 - rng.random(), "relative_env_steps": rng.random(), "relative_updates": rng.random()}
+            for seed in range(3) for fraction in (0.2, 0.8) for xi in (0.1, 0.2)
+            for detector, start in (("last_two", "after_exploration"), ("queue", "episode_1"))]  # fmt: skip
+    baseline = pd.DataFrame({"test_return": [200.0, 199.0, 198.0]})
+    fig = plots.eb_exploit_sweep(pd.DataFrame(rows), baseline, "CartPole-v0", "relative_updates")
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["P = 0.2", "P = 0.8"]
+    assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == ["last two masks, after exploration",
+                                                                     "queue of 5, from episode 1"]  # fmt: skip
+    assert axes[1, 0].get_xlabel() == "gradient updates, relative to unpruned"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="cost: unknown 'episodes'"):
+        plots.eb_exploit_sweep(pd.DataFrame(rows), baseline, "CartPole-v0", "episodes")
