@@ -943,14 +943,18 @@ def _sweep_plan(store: Store, units: list[EBSweepRun]) -> dict[EBSweepRun, dict[
 
 
 def _sweep_inputs(store: Store, units: tuple[EBSweepRun, ...], tickets: Callable) -> Step | None:
-    """What the sweep's `units` read that the store lacks: first their mask traces; once those
-    are stored, the sweep tickets their searches draw (computed by `tickets`); then None."""
-    traces = [t for t in dict.fromkeys(MaskTrace(u.dense) for u in units) if not store.exists("mask_trace", t)]
-    if traces:
-        return Step("mask traces", "mask_trace", tuple(traces), _compute_traces)
+    """What the sweep's `units` read, while the store lacks some of it: first their mask traces;
+    once those are stored, the sweep tickets their searches draw (computed by `tickets`); then
+    None. A stage lists all its units, stored or not, so that a rerun cuts the same shards and
+    resumes their checkpoints."""
+    traces = tuple(dict.fromkeys(MaskTrace(u.dense) for u in units))
+    if not all(store.exists("mask_trace", t) for t in traces):
+        return Step("mask traces", "mask_trace", traces, _compute_traces)
     drawn = (t for searches in _sweep_plan(store, units).values() for t in searches.values() if t is not None)
-    missing = [t for t in dict.fromkeys(drawn) if not store.exists("sweep_ticket", t)]
-    return Step("sweep tickets", "sweep_ticket", tuple(missing), tickets, ("dense runs",)) if missing else None
+    drawn = tuple(dict.fromkeys(drawn))
+    if all(store.exists("sweep_ticket", t) for t in drawn):
+        return None
+    return Step("sweep tickets", "sweep_ticket", drawn, tickets, ("dense runs",))
 
 
 def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpoint, progress: bool, save) -> None:

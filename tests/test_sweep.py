@@ -5,6 +5,7 @@ and stored ticket results are left as they are."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -303,3 +304,19 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
     for unit in sweep_step.units:
         ours, theirs = (Store(root).path("eb_sweep", unit) for root in (tmp_path, made.store.root))
         assert (ours / "manifest.json").read_bytes() == (theirs / "manifest.json").read_bytes()
+
+
+def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints(made, tmp_path):
+    """With one sweep ticket missing (as after a crash), the stage still lists every ticket the
+    searches draw, stored or not: its shards, and so their checkpoints' names, stay the same."""
+    real = experiments.dqn_config
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+    assert list(experiments.input_stages(made.store, step)) == [], "all stored: nothing to plan"
+    partial = Store(tmp_path / "store")
+    shutil.copytree(made.store.root, partial.root)
+    stored = sorted((partial.root / "sweep_ticket").iterdir())
+    shutil.rmtree(stored[0])
+    stage = next(experiments.input_stages(partial, step))
+    assert stage.name == "sweep tickets" and sorted(config_hash(u) for u in stage.units) == [p.name for p in stored]
