@@ -225,6 +225,16 @@ MUTANTS = [
          replacement='**{name: ticket[name] for name in ("converged", "test_return")},\n'
                      '               **{name: ticket[name] - log.loc[ticket["prune_episode"], name] for name in ("env_steps", "updates")}}',
          tests=[SWEEP + "test_costs_are_the_runs_counters_relative_to_the_unpruned_run"]),
+    # issue 13: the sweep's inputs, planned while the run goes
+    dict(name="planned-stages-run-in-one-shard", file="ebnb/compute.py",
+         original="cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))",
+         replacement="cut = _cut(stage, shard_size)",
+         tests=[SWEEP + "test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_shards[local]"]),
+    dict(name="planned-stage-lists-only-missing-units", file="ebnb/experiments.py",
+         original='return Step("sweep tickets", "sweep_ticket", drawn, tickets, ("dense runs",))',
+         replacement='return Step("sweep tickets", "sweep_ticket", tuple(t for t in drawn if not store.exists("sweep_ticket", t)), '
+                     'tickets, ("dense runs",))',
+         tests=[SWEEP + "test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"
