@@ -4,8 +4,9 @@
 
     index.html                       figures 3.3-3.8 in thesis order: each figure, what the data
                                      show (the findings its executed notebook printed), what the
-                                     thesis reported, links to the notebooks; then the provenance
-                                     of the run (commit, date, machine, wall time)
+                                     thesis reported, links to the notebooks; then the figures
+                                     beyond the thesis (`BEYOND_THESIS`), by notebook; then the
+                                     provenance of the run (commit, date, machine, wall time)
     figures/<figure>.png             the published figures, copied
     notebooks/<notebook>-<env>.html  each executed notebook that made a figure, rendered by
                                      nbconvert with its images embedded
@@ -104,6 +105,23 @@ THESIS_FIGURES = {
     ),
 }
 
+class ExtraFigure(NamedTuple):
+    """A published figure beyond the thesis': the notebook that makes it, and its title."""
+
+    notebook: str
+    title: str
+
+
+BEYOND_THESIS = {  # by the file name before _<env>.png, in report order
+    "eb_criteria_retrain": ExtraFigure("02_retrain", "Retrained tickets: the four criteria by Welch and by TOST"),
+    "eb_criteria_finetune": ExtraFigure("03_finetune", "Finetuned tickets: the four criteria by Welch and by TOST"),
+    "controls_retrain": ExtraFigure("05_controls", "Retrained tickets against their controls"),
+    "controls_finetune": ExtraFigure("05_controls", "Finetuned tickets against their controls"),
+    "input_survival": ExtraFigure("05_controls", "Which inputs the mask keeps"),
+    "eb_exploit_sweep": ExtraFigure("06_eb_exploit_sweep", "EB Exploit swept: cost in env steps"),
+    "eb_exploit_sweep_updates": ExtraFigure("06_eb_exploit_sweep", "EB Exploit swept: cost in gradient updates"),
+}
+
 NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -132,7 +150,8 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 
 
 class Figure(NamedTuple):
-    """A published figure file: thesis number (e.g. "3.4"), path and environment."""
+    """A published figure file: thesis number (e.g. "3.4"; beyond the thesis its key in
+    `BEYOND_THESIS`, e.g. "input_survival"), path and environment."""
 
     number: str
     path: Path
@@ -146,7 +165,7 @@ class Figure(NamedTuple):
     @property
     def notebook(self) -> str:
         """Stem of the executed notebook that made this figure, e.g. 02_retrain-cartpole."""
-        return f"{THESIS_FIGURES[self.number].notebook}-{self.short_env}"
+        return f"{(THESIS_FIGURES.get(self.number) or BEYOND_THESIS[self.number]).notebook}-{self.short_env}"
 
 
 def build(destination: Path, figures: Path, executed: Path, run_record: Path) -> Path:
@@ -155,18 +174,18 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path) ->
     thesis figures must be there; every one is rendered and listed) and the run record JSON;
     return the path of index.html."""
     destination, executed = Path(destination), Path(executed)
-    found = published_figures(Path(figures))
-    notebooks = {f.notebook: read_notebook(executed / f"{f.notebook}.ipynb") for f in found}
+    found, extra = published_figures(Path(figures)), beyond_thesis_figures(Path(figures))
+    notebooks = {f.notebook: read_notebook(executed / f"{f.notebook}.ipynb") for f in found + extra}
     notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
     record = read_run_record(Path(run_record))
     for directory in ("figures", "notebooks"):
         (destination / directory).mkdir(parents=True, exist_ok=True)
-    for figure in found:
+    for figure in found + extra:
         shutil.copyfile(figure.path, destination / "figures" / figure.path.name)
     for stem, notebook in notebooks.items():
         (destination / "notebooks" / f"{stem}.html").write_text(render_notebook(notebook, stem), encoding="utf-8")
     index = destination / "index.html"
-    index.write_text(index_page(found, notebooks, record), encoding="utf-8")
+    index.write_text(index_page(found, extra, notebooks, record), encoding="utf-8")
     return index
 
 
@@ -181,11 +200,31 @@ def published_figures(figures: Path) -> list[Figure]:
     return sorted(found, key=thesis_order)
 
 
+def beyond_thesis_figures(figures: Path) -> list[Figure]:
+    """The published figures beyond the thesis' (every `*.png` in `figures` not named `fig*`),
+    in `BEYOND_THESIS` order; ValueError naming a file that is none of them."""
+    found = []
+    for path in figures.glob("*.png"):
+        what, _, env = path.stem.rpartition("_")
+        if path.name.startswith("fig"):
+            continue
+        if what not in BEYOND_THESIS:
+            raise ValueError(f"report: {path} is no figure this report knows: expected <what>_<env>.png with <what> "
+                             f"one of {', '.join(BEYOND_THESIS)}")  # fmt: skip
+        found.append(Figure(what, path, env))
+    order = list(BEYOND_THESIS)
+    return sorted(found, key=lambda f: (order.index(f.number), _env_rank(f), f.env))
+
+
+def _env_rank(figure: Figure) -> int:
+    """The known environments in their order (CartPole before Acrobot), then the others."""
+    known = list(ENV_ALIASES)
+    return known.index(figure.short_env) if figure.short_env in known else len(known)
+
+
 def thesis_order(figure: Figure) -> tuple:
     """Sort key: figure number, then the known environments in their order, then the others."""
-    known = list(ENV_ALIASES)
-    rank = known.index(figure.short_env) if figure.short_env in known else len(known)
-    return tuple(map(int, figure.number.split("."))), rank, figure.env
+    return tuple(map(int, figure.number.split("."))), _env_rank(figure), figure.env
 
 
 def parse_figure_name(path: Path) -> Figure:
@@ -244,12 +283,17 @@ def render_notebook(notebook: nbformat.NotebookNode, title: str) -> str:
     return body
 
 
-def index_page(found: list[Figure], notebooks: dict, record: dict) -> str:
-    """index.html: contents, one section per thesis figure, notebooks, provenance."""
+def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record: dict) -> str:
+    """index.html: contents, one section per thesis figure, one per notebook of the figures
+    beyond the thesis, notebooks, provenance."""
     numbers = list(dict.fromkeys(f.number for f in found))
     contents = "".join(f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
                        for n in numbers)
+    beyond = list(dict.fromkeys(BEYOND_THESIS[f.number].notebook for f in extra))
+    contents += "".join(f'<li><a href="#beyond-{stem}">Beyond the thesis, notebook {stem}</a></li>' for stem in beyond)
     sections = "".join(figure_section(n, [f for f in found if f.number == n], notebooks) for n in numbers)
+    sections += "".join(beyond_section(stem, [f for f in extra if BEYOND_THESIS[f.number].notebook == stem],
+                                       found, notebooks) for stem in beyond)  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -278,21 +322,50 @@ def anchor(number: str) -> str:
 def figure_section(number: str, files: list[Figure], notebooks: dict) -> str:
     """One thesis figure: its images, the notebooks' findings, the thesis' report."""
     thesis = THESIS_FIGURES[number]
-    layout = "side-by-side" if all(png_aspect(f.path) < WIDE for f in files) else "stacked"
-    images = "".join(f'<figure><a href="figures/{f.path.name}"><img src="figures/{f.path.name}" '
-                     f'alt="Figure {number}, {html.escape(env_name(f))}"></a>'
-                     f"<figcaption>{html.escape(env_name(f))}: {f.path.name}</figcaption></figure>" for f in files)
-    data = "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.notebook}.html">{f.notebook}</a></h4>'
-                   f"<pre>{html.escape(findings(notebooks[f.notebook]))}</pre>" for f in files)
     return f"""<section id="figure-{anchor(number)}">
 <h2>Figure {number}. {html.escape(thesis.title)}</h2>
-<div class="{layout}">{images}</div>
+{images(files, f"Figure {number}")}
 <h3>What the data show</h3>
-{data}
+{findings_html(files, notebooks)}
 <h3>What the thesis reported</h3>
 <blockquote>{html.escape(thesis.reported)}</blockquote>
 </section>
 """
+
+
+def beyond_section(notebook: str, files: list[Figure], thesis: list[Figure], notebooks: dict) -> str:
+    """The figures one notebook makes beyond the thesis: each with its images, then what the
+    data show (the notebook's findings, or where they stand if it makes a thesis figure too)."""
+    parts = "".join(f"<h3>{html.escape(BEYOND_THESIS[key].title)}</h3>"
+                    + images([f for f in files if f.number == key], BEYOND_THESIS[key].title)
+                    for key in dict.fromkeys(f.number for f in files))  # fmt: skip
+    shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook})
+    if shown:
+        data = "<p>Its findings are under " + ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown) + ".</p>"
+    else:
+        data = findings_html(list({f.notebook: f for f in files}.values()), notebooks)
+    return f"""<section id="beyond-{notebook}">
+<h2>Beyond the thesis: notebook {notebook}</h2>
+{parts}
+<h3>What the data show</h3>
+{data}
+</section>
+"""
+
+
+def images(files: list[Figure], label: str) -> str:
+    """The figure files side by side (stacked if wide), each linked to itself and captioned."""
+    layout = "side-by-side" if all(png_aspect(f.path) < WIDE for f in files) else "stacked"
+    shown = "".join(f'<figure><a href="figures/{f.path.name}"><img src="figures/{f.path.name}" '
+                    f'alt="{html.escape(label)}, {html.escape(env_name(f))}"></a>'
+                    f"<figcaption>{html.escape(env_name(f))}: {f.path.name}</figcaption></figure>" for f in files)
+    return f'<div class="{layout}">{shown}</div>'
+
+
+def findings_html(files: list[Figure], notebooks: dict) -> str:
+    """Per figure file, what the notebook that made it printed under its findings."""
+    return "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.notebook}.html">{f.notebook}</a></h4>'
+                   f"<pre>{html.escape(findings(notebooks[f.notebook]))}</pre>" for f in files)
 
 
 def png_aspect(path: Path) -> float:

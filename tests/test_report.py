@@ -59,7 +59,7 @@ def pages(site: Path) -> list[Path]:
 
 def test_the_site_has_the_index_every_figure_and_every_notebook(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    published = {f"figures/{p.name}" for p in (ROOT / "figures").glob("fig*.png")}
+    published = {f"figures/{p.name}" for p in (ROOT / "figures").glob("*.png")}
     notebooks = {f"notebooks/{p.stem}.html" for p in (ROOT / "notebooks" / "executed").glob("*.ipynb")}
     assert names == {"index.html"} | published | notebooks
 
@@ -88,6 +88,17 @@ def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
     assert "Retrained Early-Bird tickets (all four criteria)" in index  # a notebook's findings
+
+
+def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<h2>Beyond the thesis: notebook (\w+)", index) == [
+        "02_retrain", "03_finetune", "05_controls", "06_eb_exploit_sweep"]  # fmt: skip
+    beyond = index.split('id="beyond-02_retrain"')[1]
+    for path in (ROOT / "figures").glob("*.png"):
+        assert path.name.startswith("fig") or f'<img src="figures/{path.name}"' in beyond, path.name
+    assert "best saving at a return not worse than unpruned" in beyond  # notebook 06's findings
+    assert 'Its findings are under <a href="#figure-3-4">Figure 3.4</a>' in beyond
 
 
 def test_the_provenance_shows_the_run_records_commit(site):
@@ -149,6 +160,10 @@ def test_a_missing_input_names_the_file_and_writes_nothing(tmp_path):
         report.build(destination, figures, executed, record)
     assert not destination.exists()
     shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
+    shutil.copyfile(next(figures.glob("*.png")), figures / "mystery_plot_cartpole-v0.png")
+    with pytest.raises(ValueError, match=r"mystery_plot_cartpole-v0\.png is no figure this report knows"):
+        report.build(destination, figures, executed, record)
+    (figures / "mystery_plot_cartpole-v0.png").unlink()
     record.write_text(json.dumps({"commit": "abc123"}))
     with pytest.raises(ValueError, match=rf"{re.escape(str(record))} lacks cpu, cores, start, end, wall_s"):
         report.build(destination, figures, executed, record)
