@@ -140,23 +140,23 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                 return future
 
             finishing = as_completed([submit(env, step, shard, priority[(env, shard)]) for env, step, shard in tasks])
-            # env, step -> [its input stages still to plan, the futures of the stage running]
-            planned = {(env, step.name): [itertools.chain(input_stages(store, step), [step]), []]
+            # (env, step name) -> [the step, its stages still to plan (itself last), the futures of the stage running]
+            planned = {(env, step.name): [step, itertools.chain(input_stages(store, step), [step]), []]
                        for env, step in work if step.inputs is not None}  # fmt: skip
 
             def submit_ready() -> None:
                 nonlocal top
                 for (env, name), state in list(planned.items()):
-                    step = next(s for e, s in work if e == env and s.name == name)
+                    step, stages, running = state
                     needs = [f for (e, need), fs in futures.items() if e == env and need in step.needs for f in fs]
                     waiting = any((env, need) in planned for need in step.needs)
-                    if waiting or not all(f.status == "finished" for f in needs + state[1]):
+                    if waiting or not all(f.status == "finished" for f in needs + running):
                         continue
-                    stage = next(state[0])
+                    stage = next(stages)
                     cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))
-                    state[1] = [submit(env, stage, shard, top + len(cut) - i) for i, shard in enumerate(cut)]
+                    state[2] = [submit(env, stage, shard, top + len(cut) - i) for i, shard in enumerate(cut)]
                     top += len(cut)
-                    for future in state[1]:
+                    for future in state[2]:
                         finishing.add(future)
                     if stage is step:
                         del planned[(env, name)]
