@@ -483,7 +483,7 @@ def _checked_job(args, store: Path | None, out: Path):
             raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
         if args.command == "run" and args.env and len(args.env) > 1:
             raise UsageError(f"--env: run takes one env, got {', '.join(args.env)}; for several, use "
-                             f"`pipeline.py all --env ...` or one run per env")  # fmt: skip
+                             "pipeline.py all --env ... or one run per env")  # fmt: skip
         envs = args.env or list(ENVS) if args.command == "compute" else args.env or ["cartpole"]
         allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
         overrides = parse_overrides(args.param, notebooks, allowed if args.command == "compute" else None)
