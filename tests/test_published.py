@@ -188,12 +188,29 @@ def _publishing(tmp_path, monkeypatch):
 @pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
 def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_outputs(tmp_path, monkeypatch, capsys):
     """`publish` from a store that lacks every unit takes them from the current results/ and
-    writes the same table files; notebooks and figures mirror outputs/full/, hidden files kept."""
+    writes the same table files; notebooks and figures mirror outputs/full/, hidden files kept.
+    Notebook 05 at the sparse profile, executed for one env only, is refused before anything
+    is written; for both, its notebooks and figures go to full_sparse/ folders and results/
+    records its grid (here one with no sparser P, so that the store needs no new units)."""
+    from ebnb import experiments
+
     pipeline, args = _publishing(tmp_path, monkeypatch)
     published_figures = tmp_path / "figures"
     published_figures.mkdir()
     (published_figures / ".gitkeep").write_text("")
     (published_figures / "fig3_3_old_name.png").write_text("stale")
+    sparse = tmp_path / "out" / "full_sparse"
+    (sparse / "figures").mkdir(parents=True)
+    (sparse / "figures" / "controls_retrain_cartpole-v0.png").write_text("sparse figure")
+    (sparse / "05_controls-cartpole.ipynb").write_text("05 cartpole, sparse")
+    assert pipeline.main(args) == 2
+    assert "05_controls-acrobot.ipynb is missing" in capsys.readouterr().err
+    assert not (tmp_path / "executed").exists() and (published_figures / "fig3_3_old_name.png").exists()
+    assert (tmp_path / "results" / "manifest.json").read_bytes() == (ROOT / "results" / "manifest.json").read_bytes()
+
+    real = experiments.grid
+    monkeypatch.setattr(experiments, "grid", lambda profile, **kw: real("full" if profile == "full_sparse" else profile, **kw))
+    (sparse / "05_controls-acrobot.ipynb").write_text("05 acrobot, sparse")
     assert pipeline.main(args) == 0
     before = json.loads((ROOT / "results" / "manifest.json").read_text())
     after = json.loads((tmp_path / "results" / "manifest.json").read_text())
@@ -201,35 +218,11 @@ def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_output
         k: v for k, v in before["files"].items() if k != "run_record.json"}  # fmt: skip
     assert json.loads((tmp_path / "results" / "run_record.json").read_text()) == {
         **RECORD, "command": "all", "steps": [{"computed": 3}]}  # fmt: skip
-    assert after["commit"] == RECORD["commit"] and after["grid"] == before["grid"]
-    assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png"]
+    assert after["commit"] == RECORD["commit"] and "full_sparse" in after["grid"]
+    assert {k: v for k, v in after["grid"].items() if k != "full_sparse"} == before["grid"]
+    assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png", "full_sparse"]
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(pipeline.ENVS)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary folder left"
-
-
-@pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
-def test_publish_adds_notebook_05_of_the_sparse_profile_once_executed_for_every_env(tmp_path, monkeypatch, capsys):
-    """Executed for one env only, it is refused before anything is written; for both, its
-    notebooks and figures go to full_sparse/ beside the full profile's, and results/ record
-    its grid (here one with no sparser P, so that the store needs no new units)."""
-    pipeline, args = _publishing(tmp_path, monkeypatch)
-    sparse = tmp_path / "out" / "full_sparse"
-    (sparse / "figures").mkdir(parents=True)
-    (sparse / "figures" / "controls_retrain_cartpole-v0.png").write_text("sparse figure")
-    (sparse / "05_controls-cartpole.ipynb").write_text("05 cartpole, sparse")
-    assert pipeline.main(args) == 2
-    assert "05_controls-acrobot.ipynb is missing" in capsys.readouterr().err
-    assert not (tmp_path / "executed").exists() and not (tmp_path / "figures").exists()
-    assert (tmp_path / "results" / "manifest.json").read_bytes() == (ROOT / "results" / "manifest.json").read_bytes()
-
-    from ebnb import experiments
-
-    real = experiments.grid
-    monkeypatch.setattr(experiments, "grid", lambda profile, **kw: real("full" if profile == "full_sparse" else profile, **kw))
-    (sparse / "05_controls-acrobot.ipynb").write_text("05 acrobot, sparse")
-    assert pipeline.main(args) == 0
     assert sorted(p.name for p in (tmp_path / "executed" / "full_sparse").iterdir()) == [
         "05_controls-acrobot.ipynb", "05_controls-cartpole.ipynb"]  # fmt: skip
-    assert [p.name for p in (tmp_path / "figures" / "full_sparse").iterdir()] == ["controls_retrain_cartpole-v0.png"]
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["fig3_3_a.png", "full_sparse"]
-    assert "full_sparse" in json.loads((tmp_path / "results" / "manifest.json").read_text())["grid"]
+    assert [p.name for p in (published_figures / "full_sparse").iterdir()] == ["controls_retrain_cartpole-v0.png"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary folder left"
