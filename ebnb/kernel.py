@@ -134,32 +134,48 @@ def _layer(weight, bias, x, out, relu):
 
     Each output is a sequential sum over the inputs from +0.0, plus the bias. The innermost
     loop runs over independent outputs: the units of a wide layer (skipping inputs that are
-    zero), the minibatch for a thin one (skipping pruned weights); a single row (acting) runs
-    four sums side by side. The bits are the same every way."""
+    zero), the minibatch for a thin one (`_layer_unit_major`, skipping pruned weights); a
+    single row (acting) runs four sums side by side. The bits are the same every way."""
     n_out, n_in = weight.shape
     n = x.shape[0]
-    index = np.empty(max(n_in, n), np.int64)
-    coef = np.empty(max(n_in, n), x.dtype)
+    if n_out < WIDE and n >= 4:
+        out_t = np.empty((n_out, n), x.dtype)
+        _layer_unit_major(weight, bias, _transpose(x), out_t, relu)
+        out[:] = out_t.T
+        return
     if n < 4:
         for j in range(n):
             _dots(weight, x[j], out[j])
-    elif n_out >= WIDE:
+    else:
+        index = np.empty(n_in, np.int64)
+        coef = np.empty(n_in, x.dtype)
         weight_t = _transpose(weight)  # [in, out]
         out[:] = 0
         for j in range(n):
             _accumulate(out[j], coef, index, _nonzero(x, j, index, coef), weight_t)
-    else:
-        x_t = _transpose(x)  # [in, n]
-        column = np.empty(n, x.dtype)
-        for o in range(n_out):
-            column[:] = 0
-            _accumulate(column, coef, index, _nonzero(weight, o, index, coef), x_t)
-            out[:, o] = column
     for j in range(n):
         for o in range(n_out):
             out[j, o] += bias[o, 0]
             if relu and not out[j, o] > 0:
                 out[j, o] = 0
+
+
+@numba.njit(**_JIT)
+def _layer_unit_major(weight, bias, x_t, out_t, relu):
+    """out_t = (x @ weight.T + bias).T (then ReLU) for unit-major `x_t: [in, n]`, into `out_t:
+    [out, n]`: each output a sequential sum over the inputs from +0.0 (skipping pruned
+    weights), plus the bias, the minibatch innermost; the same bits as `_layer`."""
+    n_out, n_in = weight.shape
+    index = np.empty(n_in, np.int64)
+    coef = np.empty(n_in, x_t.dtype)
+    for o in range(n_out):
+        row = out_t[o]
+        row[:] = 0
+        _accumulate(row, coef, index, _nonzero(weight, o, index, coef), x_t)
+        for j in range(row.shape[0]):
+            row[j] += bias[o, 0]
+            if relu and not row[j] > 0:
+                row[j] = 0
 
 
 @numba.njit(**_JIT)
@@ -174,6 +190,36 @@ def _forward(params, k, x):
         _layer(weight, params[2 * layer + 1][k], outputs[-1], out, layer < n_layers - 1)
         outputs.append(out)
     return outputs
+
+
+@numba.njit(**_JIT)
+def _unit_major_fits(params, k) -> bool:
+    """True if every layer of agent k's network has a thin input or a thin output (fewer than
+    `WIDE` units): then a unit-major forward pass needs no transposed activations or weights
+    and costs no more than `_forward`; false for a wide-to-wide layer (e.g. 128 -> 128), where
+    batch-major skips ReLU zeros instead of only pruned weights."""
+    for layer in range(len(params) // 2):
+        n_out, n_in = params[2 * layer][k].shape
+        if n_in >= WIDE and n_out >= WIDE:
+            return False
+    return True
+
+
+@numba.njit(**_JIT)
+def _q_values(params, k, x):
+    """Agent k's Q-values `[n, n_actions]` for batch-major inputs `x: [n, obs_dim]`, by
+    `_forward` or, where `_unit_major_fits`, layer by layer unit-major (one small transpose of
+    `x` instead of one of each wide activation); the same bits either way."""
+    if not _unit_major_fits(params, k):
+        return _forward(params, k, x)[-1]
+    n_layers = len(params) // 2
+    activations = _transpose(x)  # [obs_dim, n]
+    for layer in range(n_layers):
+        weight = params[2 * layer][k]
+        out_t = np.empty((weight.shape[0], x.shape[0]), x.dtype)
+        _layer_unit_major(weight, params[2 * layer + 1][k], activations, out_t, layer < n_layers - 1)
+        activations = out_t
+    return _transpose(activations)
 
 
 @numba.njit(**_JIT)
@@ -301,7 +347,7 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
 
     # TD target from the target network: r + gamma * (1 - done) * max_a Q'(s', a)
     obs, next_obs = _minibatch(replay_obs, replay_next_obs, k, own, dtype)
-    next_q = _forward(target, k, next_obs)[-1]
+    next_q = _q_values(target, k, next_obs)
     td_target = np.empty(batch, dtype)
     for j in range(batch):
         best = next_q[j, 0]
