@@ -131,8 +131,10 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
             top = len(tasks)
             spread = max(1, len(client.scheduler_info()["workers"]))  # planned work comes late: cut it for every worker
 
-            def submit(env: str, step: Step, shard: shards.Shard, rank: int):
-                needs = [f for (e, name), fs in futures.items() if e == env and name in step.needs for f in fs]
+            def submit(env: str, step: Step, shard: shards.Shard, rank: int, wait: bool = True):
+                """`wait`: run after the shards of the steps it needs (no need once they are done, and
+                then no pull towards the worker that holds their reports)."""
+                needs = [f for (e, name), fs in futures.items() if wait and e == env and name in step.needs for f in fs]
                 future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
                                        checkpoint_every, needs, pure=False, priority=rank)  # fmt: skip
                 futures.setdefault((env, step.name), []).append(future)
@@ -154,7 +156,8 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                         continue
                     stage = next(stages)
                     cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))
-                    state[2] = [submit(env, stage, shard, top + len(cut) - i) for i, shard in enumerate(cut)]
+                    state[2] = [submit(env, stage, shard, top + len(cut) - i, wait=False)
+                                for i, shard in enumerate(cut)]  # fmt: skip
                     top += len(cut)
                     for future in state[2]:
                         finishing.add(future)
