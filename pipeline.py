@@ -304,7 +304,8 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
           f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
     steps = [(env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
              for env, step in plan.work]  # fmt: skip
-    steps += [(env, name, units, computed[(env, name)], costs.get((env, name), [])) for (env, name), units in planned.items()]
+    steps += [(env, name, units, computed[(env, name)], costs.get((env, name), []))
+              for (env, name), units in planned.items()]  # fmt: skip
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
     path = accounting.write(record, plan.store / "runs")
     print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)

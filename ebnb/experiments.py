@@ -930,15 +930,19 @@ def _sweep_row(unit: EBSweepRun, setting: tuple, ticket: pd.Series | None, log: 
             "relative_env_steps": relative[0], "relative_updates": relative[1]}  # fmt: skip
 
 
-def _sweep_plan(store: Store, units: list[EBSweepRun]) -> dict[EBSweepRun, dict[tuple, SweepTicket | None]]:
-    """{unit: {(P, xi, window, detector, start): the `SweepTicket` that setting draws, or None}}
-    read off the units' stored `MaskTrace`s and dense runs (`_searches`)."""
+SweepPlan = dict[EBSweepRun, tuple[dict[tuple, SweepTicket | None], pd.DataFrame, pd.Series]]
+
+
+def _sweep_plan(store: Store, units) -> SweepPlan:
+    """{unit: ({(P, xi, window, detector, start): the `SweepTicket` that setting draws, or None},
+    its `MaskTrace`'s log, its dense run's baseline)}, read once from the store (`_searches`)."""
     plan = {}
     for unit in units:
         trace = store.load("mask_trace", MaskTrace(unit.dense))
-        stop = int(store.load("dense", unit.dense)["baseline"]["converged_episode"].iloc[0])
-        plan[unit] = {key: None if episode is None else _sweep_ticket(unit, key[0], episode)
-                      for key, episode in _searches(unit, trace, stop).items()}  # fmt: skip
+        baseline = store.load("dense", unit.dense)["baseline"].iloc[0]
+        drawn = {key: None if episode is None else _sweep_ticket(unit, key[0], episode)
+                 for key, episode in _searches(unit, trace, int(baseline["converged_episode"])).items()}  # fmt: skip
+        plan[unit] = drawn, trace["log"], baseline
     return plan
 
 
@@ -950,8 +954,7 @@ def _sweep_inputs(store: Store, units: tuple[EBSweepRun, ...], tickets: Callable
     traces = tuple(dict.fromkeys(MaskTrace(u.dense) for u in units))
     if not all(store.exists("mask_trace", t) for t in traces):
         return Step("mask traces", "mask_trace", traces, _compute_traces)
-    drawn = (t for searches in _sweep_plan(store, units).values() for t in searches.values() if t is not None)
-    drawn = tuple(dict.fromkeys(drawn))
+    drawn = tuple(dict.fromkeys(t for found, _, _ in _sweep_plan(store, units).values() for t in found.values() if t))
     if all(store.exists("sweep_ticket", t) for t in drawn):
         return None
     return Step("sweep tickets", "sweep_ticket", drawn, tickets, ("dense runs",))
@@ -963,12 +966,10 @@ def _compute_eb_sweep(store: Store, units: list[EBSweepRun], checkpoint: Checkpo
     share it); one table per seed (`eb_exploit_sweep`)."""
     plan = _sweep_plan(store, units)
     results = {t: store.load("sweep_ticket", t)["result"].iloc[0]
-               for t in dict.fromkeys(t for searches in plan.values() for t in searches.values() if t is not None)}  # fmt: skip
-    for unit in units:
-        log = store.load("mask_trace", MaskTrace(unit.dense))["log"]
-        baseline = store.load("dense", unit.dense)["baseline"].iloc[0]
+               for t in dict.fromkeys(t for found, _, _ in plan.values() for t in found.values() if t)}  # fmt: skip
+    for unit, (found, log, baseline) in plan.items():
         rows = [_sweep_row(unit, key, None if ticket is None else results[ticket], log, baseline)
-                for key, ticket in plan[unit].items()]  # fmt: skip
+                for key, ticket in found.items()]  # fmt: skip
         save(unit, {"result": pd.DataFrame(rows).astype({"found": bool, "converged": bool, "prune_episode": "int64",
                                                          "episodes": "int64", "env_steps": "int64", "updates": "int64",
                                                          "test_return": float})})  # fmt: skip

@@ -184,8 +184,9 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
     fractions, xis, windows = (sorted(results[c].unique()) for c in ("P", "xi", "window"))
     searches = [key for key in SEARCHES if ((results.detector == key[0]) & (results.start == key[1])).any()]
     colors, markers = dict(zip(xis, XI_COLORS)), dict(zip(windows, WINDOW_MARKERS))
-    fig, axes = plt.subplots(len(searches), len(fractions), figsize=(3.6 * len(fractions) + 1.8, 2.6 * len(searches) + 0.8),
-                             squeeze=False, sharex="col", sharey=True, constrained_layout=True)  # fmt: skip
+    size = (3.6 * len(fractions) + 1.8, 2.6 * len(searches) + 0.8)
+    fig, axes = plt.subplots(len(searches), len(fractions), figsize=size, squeeze=False, sharex="col", sharey=True,
+                             constrained_layout=True)  # fmt: skip
     unpruned = iqm_ci(baseline["test_return"])
     for row, (detector, start) in enumerate(searches):
         for column, fraction in enumerate(fractions):
@@ -195,7 +196,8 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
                 x, y = iqm_ci(group[cost]), iqm_ci(group["test_return"])
                 ax.errorbar(x[0], y[0], xerr=_error_bars([x]), yerr=_error_bars([y]), fmt=markers[window],
                             color=colors[xi], markersize=6, alpha=0.85, elinewidth=0.7, capsize=0)  # fmt: skip
-            ax.errorbar(1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=11, capsize=3)
+            ax.errorbar(1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=11,
+                        capsize=3)
             ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
             ax.grid(alpha=0.3)
             if row == 0:

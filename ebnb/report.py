@@ -205,9 +205,9 @@ def beyond_thesis_figures(figures: Path) -> list[Figure]:
     in `BEYOND_THESIS` order; ValueError naming a file that is none of them."""
     found = []
     for path in figures.glob("*.png"):
-        what, _, env = path.stem.rpartition("_")
         if path.name.startswith("fig"):
             continue
+        what, _, env = path.stem.rpartition("_")
         if what not in BEYOND_THESIS:
             raise ValueError(f"report: {path} is no figure this report knows: expected <what>_<env>.png with <what> "
                              f"one of {', '.join(BEYOND_THESIS)}")  # fmt: skip
@@ -341,7 +341,8 @@ def beyond_section(notebook: str, files: list[Figure], thesis: list[Figure], not
                     for key in dict.fromkeys(f.number for f in files))  # fmt: skip
     shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook})
     if shown:
-        data = "<p>Its findings are under " + ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown) + ".</p>"
+        links = ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown)
+        data = f"<p>Its findings are under {links}.</p>"
     else:
         data = findings_html(list({f.notebook: f for f in files}.values()), notebooks)
     return f"""<section id="beyond-{notebook}">

@@ -209,7 +209,8 @@ def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_output
     assert (tmp_path / "results" / "manifest.json").read_bytes() == (ROOT / "results" / "manifest.json").read_bytes()
 
     real = experiments.grid
-    monkeypatch.setattr(experiments, "grid", lambda profile, **kw: real("full" if profile == "full_sparse" else profile, **kw))
+    monkeypatch.setattr(experiments, "grid",
+                        lambda profile, **kw: real("full" if profile == "full_sparse" else profile, **kw))
     (sparse / "05_controls-acrobot.ipynb").write_text("05 acrobot, sparse")
     assert pipeline.main(args) == 0
     before = json.loads((ROOT / "results" / "manifest.json").read_text())

@@ -294,7 +294,8 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
     reports = list(compute.run(tmp_path, work, scheduler, shard_size=256, workers=2))
     tickets = [r for _, name, r in reports if name == "sweep tickets"]
     expected = sorted(p.name for p in (made.store.root / "sweep_ticket").iterdir())
-    assert sorted({name for _, name, _ in reports}) == ["dense runs", "eb_exploit sweep", "mask traces", "sweep tickets"]
+    names = sorted({name for _, name, _ in reports})
+    assert names == ["dense runs", "eb_exploit sweep", "mask traces", "sweep tickets"]
     assert sorted(config_hash(u) for r in tickets for u in r.shard.units) == expected
     assert len(tickets) == (2 if scheduler == "local" else 1), "a shard per worker, though all fit in one"
     if scheduler == "local":

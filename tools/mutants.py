@@ -232,8 +232,8 @@ MUTANTS = [
          tests=[SWEEP + "test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_shards[local]"]),
     dict(name="planned-stage-lists-only-missing-units", file="ebnb/experiments.py",
          original='return Step("sweep tickets", "sweep_ticket", drawn, tickets, ("dense runs",))',
-         replacement='return Step("sweep tickets", "sweep_ticket", tuple(t for t in drawn if not store.exists("sweep_ticket", t)), '
-                     'tickets, ("dense runs",))',
+         replacement='return Step("sweep tickets", "sweep_ticket", '
+                     'tuple(t for t in drawn if not store.exists("sweep_ticket", t)), tickets, ("dense runs",))',
          tests=[SWEEP + "test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints"]),
 ]
 
