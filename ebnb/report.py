@@ -11,6 +11,10 @@
     notebooks/<notebook>-<env>.html  each executed notebook that made a figure, rendered by
                                      nbconvert with its images embedded
 
+A profile published beside the full one (a folder of figures and one of executed notebooks of
+the same name, e.g. `full_sparse`) adds a section per notebook after the full profile's, its
+figures in `figures/<profile>/` and its notebooks as `notebooks/<notebook>-<env>-<profile>.html`.
+
 Every link is relative and the pages load nothing from the network. Inputs are checked
 before anything is written: a missing figure, notebook or run record raises
 FileNotFoundError naming the file, a malformed one ValueError, so a site is complete or not
@@ -151,11 +155,13 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 
 class Figure(NamedTuple):
     """A published figure file: thesis number (e.g. "3.4"; beyond the thesis its key in
-    `BEYOND_THESIS`, e.g. "input_survival"), path and environment."""
+    `BEYOND_THESIS`, e.g. "input_survival"), path, environment and profile ("" for the full
+    profile, else the name of the folder it was published in, e.g. "full_sparse")."""
 
     number: str
     path: Path
     env: str
+    profile: str = ""
 
     @property
     def short_env(self) -> str:
@@ -167,21 +173,34 @@ class Figure(NamedTuple):
         """Stem of the executed notebook that made this figure, e.g. 02_retrain-cartpole."""
         return f"{(THESIS_FIGURES.get(self.number) or BEYOND_THESIS[self.number]).notebook}-{self.short_env}"
 
+    @property
+    def page(self) -> str:
+        """Name of the notebook's page in the site: its stem, then the profile if not the full one."""
+        return f"{self.notebook}-{self.profile}" if self.profile else self.notebook
+
+    @property
+    def site_path(self) -> str:
+        """Where the site keeps this figure, relative to index.html."""
+        return "/".join(["figures", *([self.profile] if self.profile else []), self.path.name])
+
 
 def build(destination: Path, figures: Path, executed: Path, run_record: Path) -> Path:
     """Write the report site into `destination` from the published figures (`fig*.png` in
     `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`: those of the
-    thesis figures must be there; every one is rendered and listed) and the run record JSON;
-    return the path of index.html."""
-    destination, executed = Path(destination), Path(executed)
-    found, extra = published_figures(Path(figures)), beyond_thesis_figures(Path(figures))
-    notebooks = {f.notebook: read_notebook(executed / f"{f.notebook}.ipynb") for f in found + extra}
+    thesis figures must be there; every one is rendered and listed), the other profiles'
+    (subfolders of both) and the run record JSON; return the path of index.html."""
+    destination, figures, executed = Path(destination), Path(figures), Path(executed)
+    found, extra = published_figures(figures), beyond_thesis_figures(figures)
+    for profile in sorted(p.name for p in figures.iterdir() if p.is_dir() and any(p.glob("*.png"))):
+        extra += beyond_thesis_figures(figures / profile, profile)
+    notebooks = {f.page: read_notebook(executed / f.profile / f"{f.notebook}.ipynb") for f in found + extra}
     notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
     record = read_run_record(Path(run_record))
     for directory in ("figures", "notebooks"):
         (destination / directory).mkdir(parents=True, exist_ok=True)
     for figure in found + extra:
-        shutil.copyfile(figure.path, destination / "figures" / figure.path.name)
+        (destination / figure.site_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure.path, destination / figure.site_path)
     for stem, notebook in notebooks.items():
         (destination / "notebooks" / f"{stem}.html").write_text(render_notebook(notebook, stem), encoding="utf-8")
     index = destination / "index.html"
@@ -200,9 +219,9 @@ def published_figures(figures: Path) -> list[Figure]:
     return sorted(found, key=thesis_order)
 
 
-def beyond_thesis_figures(figures: Path) -> list[Figure]:
-    """The published figures beyond the thesis' (every `*.png` in `figures` not named `fig*`),
-    in `BEYOND_THESIS` order; ValueError naming a file that is none of them."""
+def beyond_thesis_figures(figures: Path, profile: str = "") -> list[Figure]:
+    """The published figures beyond the thesis' (every `*.png` in `figures` not named `fig*`) of
+    `profile`, in `BEYOND_THESIS` order; ValueError naming a file that is none of them."""
     found = []
     for path in figures.glob("*.png"):
         if path.name.startswith("fig"):
@@ -211,7 +230,7 @@ def beyond_thesis_figures(figures: Path) -> list[Figure]:
         if what not in BEYOND_THESIS:
             raise ValueError(f"report: {path} is no figure this report knows: expected <what>_<env>.png with <what> "
                              f"one of {', '.join(BEYOND_THESIS)}")  # fmt: skip
-        found.append(Figure(what, path, env))
+        found.append(Figure(what, path, env, profile))
     order = list(BEYOND_THESIS)
     return sorted(found, key=lambda f: (order.index(f.number), _env_rank(f), f.env))
 
@@ -289,11 +308,13 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
     numbers = list(dict.fromkeys(f.number for f in found))
     contents = "".join(f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
                        for n in numbers)
-    beyond = list(dict.fromkeys(BEYOND_THESIS[f.number].notebook for f in extra))
-    contents += "".join(f'<li><a href="#beyond-{stem}">Beyond the thesis, notebook {stem}</a></li>' for stem in beyond)
+    beyond = list(dict.fromkeys((BEYOND_THESIS[f.number].notebook, f.profile) for f in extra))
+    contents += "".join(f'<li><a href="#{beyond_id(stem, profile)}">Beyond the thesis, {beyond_title(stem, profile)}'
+                        f"</a></li>" for stem, profile in beyond)  # fmt: skip
     sections = "".join(figure_section(n, [f for f in found if f.number == n], notebooks) for n in numbers)
-    sections += "".join(beyond_section(stem, [f for f in extra if BEYOND_THESIS[f.number].notebook == stem],
-                                       found, notebooks) for stem in beyond)  # fmt: skip
+    sections += "".join(beyond_section(stem, profile, [f for f in extra if (BEYOND_THESIS[f.number].notebook,
+                                                                             f.profile) == (stem, profile)],
+                                       found, notebooks) for stem, profile in beyond)  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -333,20 +354,31 @@ def figure_section(number: str, files: list[Figure], notebooks: dict) -> str:
 """
 
 
-def beyond_section(notebook: str, files: list[Figure], thesis: list[Figure], notebooks: dict) -> str:
-    """The figures one notebook makes beyond the thesis: each with its images, then what the
-    data show (the notebook's findings, or where they stand if it makes a thesis figure too)."""
+def beyond_id(notebook: str, profile: str) -> str:
+    """HTML id of a notebook's section of figures beyond the thesis, for a profile."""
+    return f"beyond-{notebook}" + (f"-{profile}" if profile else "")
+
+
+def beyond_title(notebook: str, profile: str) -> str:
+    """How the contents and the heading name that section."""
+    return f"notebook {notebook}" + (f", profile {profile}" if profile else "")
+
+
+def beyond_section(notebook: str, profile: str, files: list[Figure], thesis: list[Figure], notebooks: dict) -> str:
+    """The figures one notebook makes beyond the thesis at one profile: each with its images,
+    then what the data show (the notebook's findings, or where they stand if it makes a thesis
+    figure too)."""
     parts = "".join(f"<h3>{html.escape(BEYOND_THESIS[key].title)}</h3>"
                     + images([f for f in files if f.number == key], BEYOND_THESIS[key].title)
                     for key in dict.fromkeys(f.number for f in files))  # fmt: skip
-    shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook})
+    shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook and not profile})
     if shown:
         links = ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown)
         data = f"<p>Its findings are under {links}.</p>"
     else:
-        data = findings_html(list({f.notebook: f for f in files}.values()), notebooks)
-    return f"""<section id="beyond-{notebook}">
-<h2>Beyond the thesis: notebook {notebook}</h2>
+        data = findings_html(list({f.page: f for f in files}.values()), notebooks)
+    return f"""<section id="{beyond_id(notebook, profile)}">
+<h2>Beyond the thesis: {html.escape(beyond_title(notebook, profile))}</h2>
 {parts}
 <h3>What the data show</h3>
 {data}
@@ -357,16 +389,17 @@ def beyond_section(notebook: str, files: list[Figure], thesis: list[Figure], not
 def images(files: list[Figure], label: str) -> str:
     """The figure files side by side (stacked if wide), each linked to itself and captioned."""
     layout = "side-by-side" if all(png_aspect(f.path) < WIDE for f in files) else "stacked"
-    shown = "".join(f'<figure><a href="figures/{f.path.name}"><img src="figures/{f.path.name}" '
+    shown = "".join(f'<figure><a href="{f.site_path}"><img src="{f.site_path}" '
                     f'alt="{html.escape(label)}, {html.escape(env_name(f))}"></a>'
-                    f"<figcaption>{html.escape(env_name(f))}: {f.path.name}</figcaption></figure>" for f in files)
+                    f"<figcaption>{html.escape(env_name(f))}: {f.site_path[len('figures/'):]}</figcaption></figure>"
+                    for f in files)  # fmt: skip
     return f'<div class="{layout}">{shown}</div>'
 
 
 def findings_html(files: list[Figure], notebooks: dict) -> str:
     """Per figure file, what the notebook that made it printed under its findings."""
-    return "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.notebook}.html">{f.notebook}</a></h4>'
-                   f"<pre>{html.escape(findings(notebooks[f.notebook]))}</pre>" for f in files)
+    return "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.page}.html">{f.page}</a></h4>'
+                   f"<pre>{html.escape(findings(notebooks[f.page]))}</pre>" for f in files)
 
 
 def png_aspect(path: Path) -> float:

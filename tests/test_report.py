@@ -59,8 +59,11 @@ def pages(site: Path) -> list[Path]:
 
 def test_the_site_has_the_index_every_figure_and_every_notebook(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    published = {f"figures/{p.name}" for p in (ROOT / "figures").glob("*.png")}
-    notebooks = {f"notebooks/{p.stem}.html" for p in (ROOT / "notebooks" / "executed").glob("*.ipynb")}
+    published = {p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png")}
+    executed = ROOT / "notebooks" / "executed"
+    notebooks = {f"notebooks/{p.stem}.html" for p in executed.glob("*.ipynb")}
+    notebooks |= {f"notebooks/{p.stem}-{p.parent.name}.html" for p in executed.glob("*/*.ipynb")}
+    assert any("/full_sparse/" in name for name in published)  # a profile beside the full one is shown too
     assert names == {"index.html"} | published | notebooks
 
 
@@ -92,11 +95,15 @@ def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
 
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
     index = (site / "index.html").read_text(encoding="utf-8")
-    assert re.findall(r"<h2>Beyond the thesis: notebook (\w+)", index) == [
-        "02_retrain", "03_finetune", "05_controls", "06_eb_exploit_sweep"]  # fmt: skip
+    assert re.findall(r"<h2>Beyond the thesis: notebook ([\w, ]+)</h2>", index) == [
+        "02_retrain", "03_finetune", "05_controls", "06_eb_exploit_sweep",
+        "05_controls, profile full_sparse"]  # fmt: skip
     beyond = index.split('id="beyond-02_retrain"')[1]
-    for path in (ROOT / "figures").glob("*.png"):
-        assert path.name.startswith("fig") or f'<img src="figures/{path.name}"' in beyond, path.name
+    for path in (ROOT / "figures").rglob("*.png"):
+        shown = path.relative_to(ROOT).as_posix()
+        assert path.name.startswith("fig") or f'<img src="{shown}"' in beyond, shown
+    sparse = index.split('id="beyond-05_controls-full_sparse"')[1]
+    assert 'href="notebooks/05_controls-acrobot-full_sparse.html"' in sparse and "P=0.98" in sparse
     assert "best saving at a return not worse than unpruned" in beyond  # notebook 06's findings
     assert 'Its findings are under <a href="#figure-3-4">Figure 3.4</a>' in beyond
 
