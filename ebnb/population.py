@@ -60,11 +60,32 @@ class PopulationResult:
 Callback = Callable[["Population", EpisodeEnds], None]
 
 
-def greedy_actions(cfg: DQNConfig, params: list[torch.Tensor], obs: np.ndarray) -> np.ndarray:
+class NumpyViews:
+    """numpy views of a group of CPU tensors, made again only when one of them is replaced
+    (compaction, new agents, a new mask): `Tensor.numpy()` costs about a microsecond, and a
+    small population's step needed ~30 of them. Holding the tensors keeps their identity
+    meaningful. It pickles (in a checkpoint) as an empty cache: unpickled arrays would be
+    copies, not views, of the unpickled tensors."""
+
+    def __init__(self):
+        self._tensors: tuple = ()
+        self._arrays: tuple = ()
+
+    def __reduce__(self):
+        return NumpyViews, ()
+
+    def __call__(self, tensors) -> tuple[np.ndarray, ...]:
+        tensors = tuple(tensors)
+        if len(tensors) != len(self._tensors) or any(a is not b for a, b in zip(tensors, self._tensors)):
+            self._tensors, self._arrays = tensors, tuple(t.numpy() for t in tensors)
+        return self._arrays
+
+
+def greedy_actions(cfg: DQNConfig, params: list[torch.Tensor], obs: np.ndarray, views: NumpyViews | None = None):
     """argmax_a Q(obs, a) `[K, N]` of stacked networks for observations `obs: [K, N, obs_dim]`,
-    computed by the config's arithmetic (the fused kernel or torch)."""
+    computed by the config's arithmetic (the fused kernel, through `views` if given, or torch)."""
     if cfg.arithmetic == "fused":
-        return kernel.greedy_actions([p.numpy() for p in params], obs)
+        return kernel.greedy_actions((views or NumpyViews())(params), obs)
     x = torch.from_numpy(obs).to(params[0].device, params[0].dtype)
     return qnet.greedy_actions(params, x).cpu().numpy()
 
@@ -138,6 +159,7 @@ class Population:
         self._stop_requested = np.zeros(n, dtype=bool)
         self.pruned = np.array([a.mask is not None for a in agents])  # the others' masks are all ones
         self._seed = self.seeds.copy()
+        self._acting_views, self._learning_views = NumpyViews(), NumpyViews()
         self._converged_episode = np.full(n, -1, dtype=np.int64)
         self._stop_reason = [""] * n
         self._episodes_run = np.zeros(n, dtype=np.int64)
@@ -272,7 +294,7 @@ class Population:
         cfg = self.cfg
         accounting.TALLY.population_steps += 1
         accounting.TALLY.agent_steps += len(self.ids)
-        greedy = greedy_actions(cfg, self.params, self.obs[:, None, :])[:, 0]
+        greedy = greedy_actions(cfg, self.params, self.obs[:, None, :], self._acting_views)[:, 0]
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
         random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
         action = np.where(explore, random_action, greedy)
@@ -310,10 +332,15 @@ class Population:
     def _learn_fused(self, positions: np.ndarray) -> None:
         slots = self.replay.slots(self.seeds[positions], self.updates[positions], self.transitions[positions],
                                   self.cfg.batch_size)  # fmt: skip
-        optimizer = self.optimizer
-        views = [[t.numpy() for t in tensors] for tensors in (self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq)]
-        kernel.learn(*views, optimizer.steps.numpy(), None if self.mask is None else [m.numpy() for m in self.mask],
-                     {name: t.numpy() for name, t in self.replay.data.items()}, positions, slots,
+        optimizer, n = self.optimizer, len(self.params)
+        groups = (self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or [])
+        arrays = self._learning_views([t for group in groups for t in group]
+                                      + [optimizer.steps, *self.replay.data.values()])  # fmt: skip
+        params, target, exp_avg, exp_avg_sq = (arrays[i * n:(i + 1) * n] for i in range(4))
+        end = 4 * n + len(groups[4])
+        mask = arrays[4 * n:end] if self.mask is not None else None
+        steps, replay = arrays[end], dict(zip(self.replay.data, arrays[end + 1:]))
+        kernel.learn(params, target, exp_avg, exp_avg_sq, steps, mask, replay, positions, slots,
                      gamma=self.cfg.gamma, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.eps)  # fmt: skip
 
     def _learn_torch(self, positions: np.ndarray) -> None:

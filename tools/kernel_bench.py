@@ -44,7 +44,7 @@ def _captured_learn(env: str, n_agents: int, mask: float) -> tuple[list, dict]:
     finally:
         kernel.learn = original
     args, kwargs = captured[0]
-    return [[np.array(t, copy=True) for t in a] if isinstance(a, list) else a for a in args], kwargs
+    return [[np.array(t, copy=True) for t in a] if isinstance(a, (list, tuple)) else a for a in args], kwargs
 
 
 def _median_us(function, calls: int, repeats: int, units: int, reset=lambda: None) -> float:
