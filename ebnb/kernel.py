@@ -187,15 +187,18 @@ def _layer_thin_input(weight, bias, x, out, relu):
     for o in range(n_out):
         for i in range(n_in):
             weight_t[i, o] = weight[o, i]
-    w0, w1, w2, w3, w4, w5, w6, w7 = weight_t[0], weight_t[1], weight_t[2], weight_t[3], weight_t[4], weight_t[5], weight_t[6], weight_t[7]  # noqa: E501
+    w0, w1, w2, w3 = weight_t[0], weight_t[1], weight_t[2], weight_t[3]
+    w4, w5, w6, w7 = weight_t[4], weight_t[5], weight_t[6], weight_t[7]
     bias_row = bias[:, 0].copy()
     inputs = np.zeros(THIN, x.dtype)
     for j in range(x.shape[0]):
         inputs[:n_in] = x[j]
-        c0, c1, c2, c3, c4, c5, c6, c7 = inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[7]  # noqa: E501
+        c0, c1, c2, c3 = inputs[0], inputs[1], inputs[2], inputs[3]
+        c4, c5, c6, c7 = inputs[4], inputs[5], inputs[6], inputs[7]
         row = out[j]
         for o in range(n_out):
-            total = (((((((zero + c0 * w0[o]) + c1 * w1[o]) + c2 * w2[o]) + c3 * w3[o]) + c4 * w4[o]) + c5 * w5[o]) + c6 * w6[o]) + c7 * w7[o]  # noqa: E501
+            total = (((zero + c0 * w0[o]) + c1 * w1[o]) + c2 * w2[o]) + c3 * w3[o]
+            total = (((total + c4 * w4[o]) + c5 * w5[o]) + c6 * w6[o]) + c7 * w7[o]
             row[o] = _finish(total, bias_row[o], relu, zero)
 
 
@@ -208,7 +211,8 @@ def _layer_thin_input_unit_major(weight, bias, x_t, out_t, relu):
     zero = x_t.dtype.type(0)
     padded = np.zeros((THIN, n), x_t.dtype)  # zero rows past the inputs
     padded[:n_in] = x_t
-    r0, r1, r2, r3, r4, r5, r6, r7 = padded[0], padded[1], padded[2], padded[3], padded[4], padded[5], padded[6], padded[7]  # noqa: E501
+    r0, r1, r2, r3 = padded[0], padded[1], padded[2], padded[3]
+    r4, r5, r6, r7 = padded[4], padded[5], padded[6], padded[7]
     coef = np.zeros(THIN, x_t.dtype)
     for o in range(n_out):
         coef[:n_in] = weight[o]
@@ -216,7 +220,8 @@ def _layer_thin_input_unit_major(weight, bias, x_t, out_t, relu):
         b = bias[o, 0]
         row = out_t[o]
         for j in range(n):
-            total = (((((((zero + c0 * r0[j]) + c1 * r1[j]) + c2 * r2[j]) + c3 * r3[j]) + c4 * r4[j]) + c5 * r5[j]) + c6 * r6[j]) + c7 * r7[j]  # noqa: E501
+            total = (((zero + c0 * r0[j]) + c1 * r1[j]) + c2 * r2[j]) + c3 * r3[j]
+            total = (((total + c4 * r4[j]) + c5 * r5[j]) + c6 * r6[j]) + c7 * r7[j]
             row[j] = _finish(total, b, relu, zero)
 
 
