@@ -141,7 +141,8 @@ def _layer(weight, bias, x, out, relu):
     Each output is a sequential sum over the inputs from +0.0, plus the bias. The innermost
     loop runs over independent outputs: the units of a wide layer (skipping inputs that are
     zero), the minibatch for a thin one (`_layer_unit_major`, skipping pruned weights); a
-    single row (acting) runs four sums side by side. The bits are the same every way."""
+    layer with at most `THIN` inputs adds them all in one pass (`_layer_thin_input`); a single
+    row (acting) runs four sums side by side. The bits are the same every way."""
     n_out, n_in = weight.shape
     n = x.shape[0]
     zero = x.dtype.type(0)

@@ -61,7 +61,7 @@ Callback = Callable[["Population", EpisodeEnds], None]
 
 
 class NumpyViews:
-    """numpy views of a group of CPU tensors, made again only when one of them is replaced
+    """numpy views of groups of CPU tensors, made again only when one of them is replaced
     (compaction, new agents, a new mask): `Tensor.numpy()` costs about a microsecond, and a
     small population's step needed ~30 of them. Holding the tensors keeps their identity
     meaningful. It pickles (in a checkpoint) as an empty cache: unpickled arrays would be
@@ -74,18 +74,24 @@ class NumpyViews:
     def __reduce__(self):
         return NumpyViews, ()
 
-    def __call__(self, tensors) -> tuple[np.ndarray, ...]:
-        tensors = tuple(tensors)
+    def __call__(self, *groups) -> tuple[tuple[np.ndarray, ...], ...]:
+        """For each group (an iterable of tensors), the tuple of their numpy views."""
+        groups = tuple(tuple(group) for group in groups)
+        tensors = tuple(t for group in groups for t in group)
         if len(tensors) != len(self._tensors) or any(a is not b for a, b in zip(tensors, self._tensors)):
             self._tensors, self._arrays = tensors, tuple(t.numpy() for t in tensors)
-        return self._arrays
+        views, start = [], 0
+        for group in groups:
+            views.append(self._arrays[start:start + len(group)])
+            start += len(group)
+        return tuple(views)
 
 
 def greedy_actions(cfg: DQNConfig, params: list[torch.Tensor], obs: np.ndarray, views: NumpyViews | None = None):
     """argmax_a Q(obs, a) `[K, N]` of stacked networks for observations `obs: [K, N, obs_dim]`,
     computed by the config's arithmetic (the fused kernel, through `views` if given, or torch)."""
     if cfg.arithmetic == "fused":
-        return kernel.greedy_actions((views or NumpyViews())(params), obs)
+        return kernel.greedy_actions((views or NumpyViews())(params)[0], obs)
     x = torch.from_numpy(obs).to(params[0].device, params[0].dtype)
     return qnet.greedy_actions(params, x).cpu().numpy()
 
@@ -332,15 +338,12 @@ class Population:
     def _learn_fused(self, positions: np.ndarray) -> None:
         slots = self.replay.slots(self.seeds[positions], self.updates[positions], self.transitions[positions],
                                   self.cfg.batch_size)  # fmt: skip
-        optimizer, n = self.optimizer, len(self.params)
-        groups = (self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or [])
-        arrays = self._learning_views([t for group in groups for t in group]
-                                      + [optimizer.steps, *self.replay.data.values()])  # fmt: skip
-        params, target, exp_avg, exp_avg_sq = (arrays[i * n:(i + 1) * n] for i in range(4))
-        end = 4 * n + len(groups[4])
-        mask = arrays[4 * n:end] if self.mask is not None else None
-        steps, replay = arrays[end], dict(zip(self.replay.data, arrays[end + 1:]))
-        kernel.learn(params, target, exp_avg, exp_avg_sq, steps, mask, replay, positions, slots,
+        optimizer = self.optimizer
+        params, target, exp_avg, exp_avg_sq, mask, (steps,), replay = self._learning_views(
+            self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or (), (optimizer.steps,),
+            self.replay.data.values())  # fmt: skip
+        kernel.learn(params, target, exp_avg, exp_avg_sq, steps, mask if self.mask is not None else None,
+                     dict(zip(self.replay.data, replay)), positions, slots,
                      gamma=self.cfg.gamma, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.eps)  # fmt: skip
 
     def _learn_torch(self, positions: np.ndarray) -> None:

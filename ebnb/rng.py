@@ -54,14 +54,20 @@ def _bits(seed, stream, counter):
     return _bits_of(seed, stream, counter)
 
 
+@numba.njit(cache=True)
+def _uniform_of(seed, stream, counter):
+    """The top 53 of the 64 bits as a float64 in [0, 1) (exact)."""
+    return np.float64(_bits_of(seed, stream, counter) >> np.uint64(11)) * (2.0**-53)
+
+
 @numba.vectorize(["float64(int64, int64, int64)"], cache=True)
 def _uniform(seed, stream, counter):
-    return np.float64(_bits_of(seed, stream, counter) >> np.uint64(11)) * (2.0**-53)
+    return _uniform_of(seed, stream, counter)
 
 
 @numba.vectorize(["int64(int64, int64, int64, float64)"], cache=True)
 def _integers(seed, stream, counter, high):
-    return np.int64(np.floor((np.float64(_bits_of(seed, stream, counter) >> np.uint64(11)) * (2.0**-53)) * high))
+    return np.int64(np.floor(_uniform_of(seed, stream, counter) * high))
 
 
 def bits(seed, stream: Stream, counter) -> np.ndarray:
