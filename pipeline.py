@@ -179,6 +179,14 @@ def relative_paths(executed: Path) -> None:
         os.replace(temporary, executed)
 
 
+def kernels_import_this_checkout() -> None:
+    """Put this checkout first on the PYTHONPATH the notebook kernels inherit, so that they
+    import the `ebnb` beside this pipeline.py, not one installed from another checkout (whose
+    default folders would then receive the figures)."""
+    others = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path and path != str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *others])
+
+
 NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (each kernel mostly loads and plots)
 
 
@@ -191,6 +199,7 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = [(notebook, env) for notebook in notebooks for env in envs]
+    kernels_import_this_checkout()
     for notebook, env in jobs:
         if computes and computes[(notebook, env)].work:
             print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)

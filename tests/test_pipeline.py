@@ -171,6 +171,20 @@ def test_relative_paths_rewrites_the_project_root_and_nothing_else(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["executed.ipynb"]
 
 
+def test_notebook_kernels_import_the_ebnb_beside_the_pipeline(tmp_path, monkeypatch):
+    """A Python environment installed from another checkout must not run this checkout's
+    notebooks with its own `ebnb` (and write their figures there): the kernels, which inherit
+    the pipeline's environment, find this checkout first on PYTHONPATH."""
+    import pipeline as pipeline_module
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/another/checkout", str(ROOT)]))
+    seen = []
+    monkeypatch.setattr(pipeline_module, "execute", lambda *args: seen.append(os.environ["PYTHONPATH"]) or 0.0)
+    pipeline_module.run_grid(["01_mask_similarity"], ["cartpole"], "quick", {}, tmp_path / "store", tmp_path / "out")
+    assert seen == [os.pathsep.join([str(ROOT), "/another/checkout"])]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_folder(tmp_path, monkeypatch, capsys):
     """`report` hands the published figures, executed notebooks and run record to
     `ebnb.report.build` (which tests/test_report.py runs on them) with <outputs>/report/ as the
