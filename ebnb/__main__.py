@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="throughput of the engine vs the plain sequential DQN")
     bench.add_argument("--env", help=f"{envs}, or a gymnasium id (default: both thesis envs)")
-    bench.add_argument("--agents", type=int, help="population size K (default: 1, 64, 256, 512)")
+    bench.add_argument("--agents", type=int, action="append",
+                       help="population size K (repeatable; default: 1, 64, 256, 512)")
     bench.add_argument("--steps", type=int, default=3000, help="transitions per agent (default 3000)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line")
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -85,7 +86,7 @@ def bench(args):
     check_device("device", args.device)
     envs = [args.env] if args.env else ["cartpole", "acrobot"]
     cfgs = [dqn_config(env, arithmetic=_arithmetic(args)) for env in envs]
-    counts = (check_positive_int("agents", args.agents),) if args.agents is not None else benchmark.DEFAULT_AGENTS
+    counts = tuple(check_positive_int("agents", k) for k in args.agents) if args.agents else benchmark.DEFAULT_AGENTS
     check_positive_int("steps", args.steps)
     return lambda: _bench(args, cfgs, counts)
 

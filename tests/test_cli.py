@@ -59,18 +59,30 @@ def test_cli_bench_sequential_rate_is_the_median_over_three_seeds(monkeypatch):
     assert bench.sequential_steps_per_s(CARTPOLE, 250) == steps[1]
 
 
+def test_cli_bench_gives_a_row_per_agents_value(monkeypatch, capsys):
+    """`--agents` repeated: one row per population size, in the order given."""
+    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "2", "--agents", "3"])
+    assert [row["agents"] for row in rows] == [2, 3]
+    assert rows[0]["sequential_steps_per_s"] == rows[1]["sequential_steps_per_s"]  # measured once per env
+
+
 def _bench_row_with_a_fake_clock(monkeypatch, capsys) -> dict:
-    """`python -m ebnb bench --env cartpole --agents 4 --steps 250 --json`, in process, with a
-    clock that advances exactly 1 s per reading: its one row."""
+    """`python -m ebnb bench --env cartpole --agents 4 --steps 250 --json`: its one row."""
+    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "4"])
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents: list[str]) -> list[dict]:
+    """`python -m ebnb bench --env cartpole <agents> --steps 250 --json`, in process, with a
+    clock that advances exactly 1 s per reading: its rows."""
     from ebnb import bench
     from ebnb.__main__ import main
 
     clock = iter(range(10**6))
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
-    assert main(["bench", "--env", "cartpole", "--agents", "4", "--steps", "250", "--json"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 1
-    return rows[0]
+    assert main(["bench", "--env", "cartpole", *agents, "--steps", "250", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
 @pytest.mark.parametrize(
