@@ -38,7 +38,9 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
     rates are step counts: the sequential one is the median over 3 seeds of the reference DQN's
     steps (each run finishes the episode in which it reaches --steps), the population one is
     the agents' total steps. Checks that the row is about the env, K and --steps asked for."""
-    row = _bench_row_with_a_fake_clock(monkeypatch, capsys)
+    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "4"])
+    assert len(rows) == 1
+    row = rows[0]
     assert set(row) == {"env", "agents", "arithmetic", "sequential_steps_per_s", "population_agent_steps_per_s", "ratio"}
     assert row["env"] == "CartPole-v0" and row["agents"] == 4 and row["arithmetic"] == "fused"
     sequential, population = row["sequential_steps_per_s"], row["population_agent_steps_per_s"]
@@ -64,13 +66,6 @@ def test_cli_bench_gives_a_row_per_agents_value(monkeypatch, capsys):
     rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "2", "--agents", "3"])
     assert [row["agents"] for row in rows] == [2, 3]
     assert rows[0]["sequential_steps_per_s"] == rows[1]["sequential_steps_per_s"]  # measured once per env
-
-
-def _bench_row_with_a_fake_clock(monkeypatch, capsys) -> dict:
-    """`python -m ebnb bench --env cartpole --agents 4 --steps 250 --json`: its one row."""
-    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "4"])
-    assert len(rows) == 1
-    return rows[0]
 
 
 def _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents: list[str]) -> list[dict]:
