@@ -1,6 +1,7 @@
 """Run the thesis notebooks through papermill: every notebook x environment, or one of them.
 
-    python pipeline.py all                      # the thesis (full profile): compute what is missing, then figures 3.3-3.8
+    python pipeline.py all                      # every notebook (full profile): compute what is missing, then the figures
+    python pipeline.py all --thesis             # only the thesis' notebooks 01-04: figures 3.3-3.8
     python pipeline.py quick                    # the same grid at the quick profile (minutes)
     python pipeline.py run 02_retrain --env acrobot -p fractions=[0.2] -p episodes=100
     python pipeline.py list                     # the grid, what is cached and its size on disk
@@ -35,6 +36,7 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls", "06_eb_exploit_sweep")
+THESIS = NOTEBOOKS[:4]  # figures 3.3-3.8; 05 and 06 go beyond the thesis
 # the protocol steps (ebnb.experiments.steps) whose results each notebook reads
 NOTEBOOK_STEPS = {
     "01_mask_similarity": ("dense runs",),
@@ -373,8 +375,10 @@ def _executed_sparse(folder: Path) -> list[Path]:
 
 
 def _computed_all(record: dict) -> bool:
-    """A run record of `pipeline.py all` that computed units (not one that only loaded them)."""
-    return record.get("command") == "all" and any(step["computed"] for step in record["steps"])
+    """A run record of `pipeline.py all` (not `all --thesis`) that computed units (not one that
+    only loaded them)."""
+    return (record.get("command") == "all" and record.get("target") == "all"
+            and any(step["computed"] for step in record["steps"]))  # fmt: skip
 
 
 def _executed_outputs(folder: Path) -> list[Path]:
@@ -432,11 +436,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
     parser.add_argument("--force", action="store_true", help="discard the store's cached results first, recompute all")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("all", "every notebook x env, full profile (the thesis)"),
+    for name, text in (("all", "every notebook x env, full profile (the thesis and beyond)"),
                        ("quick", "every notebook x env, quick profile")):  # fmt: skip
         command = commands.add_parser(name, help=text)
         _recompute(command)
         command.add_argument("--env", choices=ENVS, action="append", help="only this env (repeatable)")
+        command.add_argument("--thesis", action="store_true",
+                             help=f"only the thesis' notebooks ({THESIS[0]} ... {THESIS[-1]}, figures 3.3-3.8)")  # fmt: skip
         if name == "all":
             command.add_argument("--scheduler", default="local",
                                  help="how the store is filled before the notebooks run: local (default, a Dask "
@@ -499,14 +505,15 @@ def _checked_job(args, store: Path | None, out: Path):
         overrides = parse_overrides(args.param, notebooks, allowed if args.command == "compute" else None)
         profile = args.profile
     else:
-        notebooks, envs, overrides = list(NOTEBOOKS), args.env or list(ENVS), {}
+        notebooks, envs, overrides = list(THESIS if args.thesis else NOTEBOOKS), args.env or list(ENVS), {}
         profile = "full" if args.command == "all" else "quick"
     for env in envs:
         resolve_env_id(env)
     check_overrides(overrides, profile)
     if args.recompute:
         overrides = {**overrides, "use_published": False}
-    options = {"command": args.command, "target": getattr(args, "target", "all"),
+    target = getattr(args, "target", "thesis" if getattr(args, "thesis", False) else "all")
+    options = {"command": args.command, "target": target,
                "scheduler": getattr(args, "scheduler", "inline"), "workers": getattr(args, "workers", None),
                "shard_size": getattr(args, "shard_size", None), "population": getattr(args, "population", None),
                "checkpoint_every": getattr(args, "checkpoint_every", None)}  # fmt: skip
@@ -564,7 +571,8 @@ def main(argv=None) -> int:
             record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
             record["all_wall_s"] = round(time.perf_counter() - started, 1)
             path = accounting.write(record, whole.store / "runs")
-            print(f"\n[pipeline] all: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
+            command = "all --thesis" if args.thesis else "all"
+            print(f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
                   f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)

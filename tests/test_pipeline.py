@@ -209,3 +209,24 @@ def test_a_bracketed_list_of_bare_words_is_a_list_of_strings():
                                              ["05_controls"])  # fmt: skip
     assert parsed == {"controls": ["random_mask", "reinit"], "seeds": [0, 1], "fractions": []}
     assert pipeline_module.parse_overrides(["controls=['reinit']"], ["05_controls"]) == {"controls": ["reinit"]}
+
+
+@pytest.mark.parametrize("thesis", [False, True])
+def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis):
+    """`all --thesis` fills the store for figures 3.3-3.8 only: no controls, no sweep; its run
+    record is not the one `publish` takes for the whole of `all`."""
+    import pipeline as pipeline_module
+
+    args = pipeline_module._parser().parse_args(["all", "--recompute"] + (["--thesis"] if thesis else []))
+    notebooks, _, profile, _, plan, _ = pipeline_module._checked_job(args, tmp_path / "store", tmp_path / "outputs")
+    steps = {step.name for _, step in plan.work}
+    thesis_steps = {"dense runs", "retrain", "winning tickets", "finetune", "eb_exploit"}
+    assert profile == "full" and plan.settings["target"] == ("thesis" if thesis else "all")
+    if thesis:
+        assert notebooks == ["01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"]
+        assert steps == thesis_steps
+    else:
+        assert len(notebooks) == 6 and steps > thesis_steps and "retrain controls" in steps
+    record = {"command": "all", "target": plan.settings["target"], "steps": [{"computed": 1}]}
+    assert pipeline_module._computed_all(record) is not thesis
+    assert list(tmp_path.iterdir()) == [], "planning writes nothing"
