@@ -377,7 +377,7 @@ def _executed_sparse(folder: Path) -> list[Path]:
 def _computed_all(record: dict) -> bool:
     """A run record of `pipeline.py all` (not `all --thesis`) that computed units (not one that
     only loaded them)."""
-    return (record.get("command") == "all" and record.get("target") == "all"
+    return (record.get("command") == "all" and record.get("target", "all") == "all"
             and any(step["computed"] for step in record["steps"]))  # fmt: skip
 
 
