@@ -32,8 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="throughput of the engine vs the plain sequential DQN")
     bench.add_argument("--env", help=f"{envs}, or a gymnasium id (default: both thesis envs)")
-    bench.add_argument("--agents", type=int, action="append",
-                       help="population size K (repeatable; default: 1, 64, 256, 512)")
+    bench.add_argument("--agents", type=int, nargs="+", action="extend",
+                       help="population sizes K, e.g. --agents 1 16 64 256 (repeatable; default: 1, 64, 256, 512)")
+    bench.add_argument("--threads", type=int, help="threads for the engine (default: torch's default, one per core)")
     bench.add_argument("--steps", type=int, default=3000, help="transitions per agent (default 3000)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line")
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -88,20 +89,28 @@ def bench(args):
     cfgs = [dqn_config(env, arithmetic=_arithmetic(args)) for env in envs]
     counts = tuple(check_positive_int("agents", k) for k in args.agents) if args.agents else benchmark.DEFAULT_AGENTS
     check_positive_int("steps", args.steps)
+    if args.threads is not None:
+        check_positive_int("threads", args.threads)
     return lambda: _bench(args, cfgs, counts)
 
 
 def _bench(args, cfgs, counts) -> None:
+    import torch
+
     from ebnb import bench as benchmark
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if not args.json:
-        print(f"{'env':<12} {'K':>5} {'sequential steps/s':>19} {'population agent-steps/s':>25} {'ratio':>6}")
+        print(f"{'env':<12} {'K':>5} {'threads':>7} {'sequential steps/s':>19} {'population agent-steps/s':>25} "
+              f"{'per CPU-s':>10} {'ratio':>6}")  # fmt: skip
     for row in benchmark.run(cfgs, counts, args.steps, device=args.device):
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{row['env']:<12} {row['agents']:>5} {row['sequential_steps_per_s']:>19,.0f} "
-                  f"{row['population_agent_steps_per_s']:>25,.0f} {row['ratio']:>6.1f}", flush=True)  # fmt: skip
+            print(f"{row['env']:<12} {row['agents']:>5} {row['threads']:>7} {row['sequential_steps_per_s']:>19,.0f} "
+                  f"{row['population_agent_steps_per_s']:>25,.0f} {row['population_agent_steps_per_cpu_s']:>10,.0f} "
+                  f"{row['ratio']:>6.1f}", flush=True)  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ebnb import masks
 from ebnb.agent import fresh_agent
@@ -48,8 +49,9 @@ def sequential_steps_per_s(cfg: DQNConfig, steps: int = BENCH_STEPS, repeats: in
     return statistics.median(rates)
 
 
-def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STEPS, device="cpu") -> float:
-    """Agent-steps/s of one population of `n_agents` fresh agents pruned by random 20% masks."""
+def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STEPS, device="cpu") -> tuple[float, float]:
+    """(agent-steps per wall second, per CPU second of this process) of one population of
+    `n_agents` fresh agents pruned by random 20% masks."""
 
     def stop_after_steps(population, ends):
         population.stop(ends.agents[ends.transitions >= steps])
@@ -59,23 +61,27 @@ def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STE
     everyone = np.arange(n_agents)
     shapes = [w.shape for w in population.weights(everyone)]
     population.set_mask(everyone, masks.random_masks(shapes, 0.2, everyone.tolist()))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = population.run()
-    elapsed = time.perf_counter() - start
-    return float(np.sum(result.episodes["length"])) / elapsed
+    elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    made = float(np.sum(result.episodes["length"]))
+    return made / elapsed, made / cpu_s if cpu_s > 0 else float("nan")
 
 
 def run(cfgs: list[DQNConfig], agent_counts=DEFAULT_AGENTS, steps: int = BENCH_STEPS, device="cpu"):
-    """Yield one row per (env, K): sequential and population throughput and their ratio."""
+    """Yield one row per (env, K): sequential and population throughput (per wall second and,
+    for the population, per CPU second) and their ratio."""
     for cfg in cfgs:
         sequential = sequential_steps_per_s(cfg, steps)
         for n_agents in agent_counts:
-            population = population_steps_per_s(cfg, n_agents, steps, device=device)
+            population, per_cpu_s = population_steps_per_s(cfg, n_agents, steps, device=device)
             yield {
                 "env": cfg.env_id,
                 "agents": n_agents,
                 "arithmetic": cfg.arithmetic,
+                "threads": torch.get_num_threads(),
                 "sequential_steps_per_s": round(sequential, 1),
                 "population_agent_steps_per_s": round(population, 1),
+                "population_agent_steps_per_cpu_s": round(per_cpu_s, 1),
                 "ratio": round(population / sequential, 2),
             }

@@ -215,6 +215,7 @@ EBNB_CASES = [
                  id="train out=.txt"),
     pytest.param(["bench", "--agents", "0"], "agents", False, id="bench agents=0"),
     pytest.param(["bench", "--agents", "ten"], "--agents", True, id="bench agents=ten"),
+    pytest.param(["bench", "--threads", "0"], "threads", False, id="bench threads=0"),
     pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--device", "gpu", "--out", "{tmp}/log.csv"],
                  "device", False, id="train device=gpu"),
     pytest.param(["train", "--env", "FrozenLake-v1", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,

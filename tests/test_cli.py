@@ -41,11 +41,14 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
     rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "4"])
     assert len(rows) == 1
     row = rows[0]
-    assert set(row) == {"env", "agents", "arithmetic", "sequential_steps_per_s", "population_agent_steps_per_s", "ratio"}
+    assert set(row) == {"env", "agents", "arithmetic", "threads", "sequential_steps_per_s",
+                        "population_agent_steps_per_s", "population_agent_steps_per_cpu_s", "ratio"}
     assert row["env"] == "CartPole-v0" and row["agents"] == 4 and row["arithmetic"] == "fused"
+    assert row["threads"] == torch.get_num_threads()
     sequential, population = row["sequential_steps_per_s"], row["population_agent_steps_per_s"]
     assert sequential == int(sequential) and 250 <= sequential < 250 + 200  # one CartPole episode: <= 200 steps
     assert population == int(population) and 4 * 250 <= population < 4 * (250 + 200)
+    assert row["population_agent_steps_per_cpu_s"] == population  # the fake CPU clock advances as the wall clock
     assert row["ratio"] == round(population / sequential, 2)
 
 
@@ -61,10 +64,12 @@ def test_cli_bench_sequential_rate_is_the_median_over_three_seeds(monkeypatch):
     assert bench.sequential_steps_per_s(CARTPOLE, 250) == steps[1]
 
 
-def test_cli_bench_gives_a_row_per_agents_value(monkeypatch, capsys):
-    """`--agents` repeated: one row per population size, in the order given."""
-    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "2", "--agents", "3"])
-    assert [row["agents"] for row in rows] == [2, 3]
+@pytest.mark.parametrize("agents", [["--agents", "2", "--agents", "3", "1"], ["--agents", "2", "3", "1"]],
+                         ids=["repeated", "one flag"])
+def test_cli_bench_gives_a_row_per_agents_value(monkeypatch, capsys, agents):
+    """`--agents` repeated or given several values: one row per population size, in the order given."""
+    rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents)
+    assert [row["agents"] for row in rows] == [2, 3, 1]
     assert rows[0]["sequential_steps_per_s"] == rows[1]["sequential_steps_per_s"]  # measured once per env
 
 
@@ -74,8 +79,9 @@ def _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents: list[str]) -> lis
     from ebnb import bench
     from ebnb.__main__ import main
 
-    clock = iter(range(10**6))
-    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    clock, cpu_clock = iter(range(10**6)), iter(range(10**6))
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock)),
+                                                             process_time=lambda: float(next(cpu_clock))))
     assert main(["bench", "--env", "cartpole", *agents, "--steps", "250", "--json"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
