@@ -56,6 +56,9 @@ def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STE
     def stop_after_steps(population, ends):
         population.stop(ends.agents[ends.transitions >= steps])
 
+    # warm-up, untimed: the first call of compiled code in a process loads it (or compiles it)
+    Population(cfg, [fresh_agent(cfg, 0)], early_stop=False, max_episodes=1, callback=stop_after_steps,
+               device=device).run()  # fmt: skip
     population = Population(cfg, [fresh_agent(cfg, seed) for seed in range(n_agents)], early_stop=False,
                             callback=stop_after_steps, device=device)  # fmt: skip
     everyone = np.arange(n_agents)

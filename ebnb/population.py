@@ -1,4 +1,4 @@
-"""The batched DQN engine: K independent agents advancing in lockstep as one computation.
+"""The batched DQN engine: K independent agents trained as one computation.
 
 Every per-agent quantity has a leading agent axis: stacked Q-network weights (`ebnb.qnet`),
 Adam moments and step counts (`ebnb.optim`), replay buffers (`ebnb.replay`), one
@@ -6,9 +6,16 @@ environment per agent (`ebnb.envs`, same-step autoreset), epsilon, counters and 
 streams (`ebnb.rng`). Reading `_step` top to bottom is reading DQN (CleanRL's order): act
 epsilon-greedily, step the envs, store, learn where due, copy targets at episode ends.
 
+`_step` advances all agents by one step in lockstep: the path of any gymnasium env and of the
+torch arithmetic. With the fused kernel on CartPole-v0 or Acrobot-v1, `_advance` runs the
+same steps compiled (`ebnb.loop`), each agent on its own until an event Python must see (an
+episode end with a callback, a stop), many steps per call; tests/test_loop.py holds the two
+paths to the same bits.
+
 Agents leave the batch as soon as they stop (early stopping, episode cap, or a callback's
 `stop`), so a population costs what its live agents cost. Callbacks at episode ends see the
-population and may snapshot agents, draw masks from their weights, prune them, or stop them.
+population and may snapshot the agents that ended an episode, draw masks from their weights,
+prune them, or stop them.
 """
 
 from __future__ import annotations
@@ -16,18 +23,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, envs, kernel, qnet, rng
+from ebnb import accounting, envs, kernel, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
 from ebnb.replay import FIELDS, StackedReplay
 
 STOP_REASONS = ("early_stop", "max_episodes", "callback")
+CALL_STEPS = 16384  # agent-steps a compiled call may make in all (`Population._advance`) before Python sees them
 # numpy arrays with one entry per live agent, in batch order
 _LIVE_ARRAYS = ("ids", "seeds", "epsilon", "transitions", "updates", "episodes", "episode_limit", "streak",
                 "episode_return", "episode_length", "episode_epsilon", "_stop_requested", "pruned", "obs")  # fmt: skip
@@ -58,6 +67,7 @@ class PopulationResult:
 
 
 Callback = Callable[["Population", EpisodeEnds], None]
+_COMPILED_ENVS = {envs.CartPoleV0VectorEnv: envs.CARTPOLE_KIND, envs.AcrobotVectorEnv: envs.ACROBOT_KIND}
 
 
 class NumpyViews:
@@ -117,11 +127,13 @@ class Population:
         device: str | torch.device = "cpu",
         progress: bool = False,
         chunk_size: int = 128,
+        compiled: bool = True,
     ):
         if not agents:
             raise ValueError("agents: a population needs at least one agent")
         max_episodes = check_positive_int("max_episodes", cfg.max_episodes if max_episodes is None else max_episodes)
         self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
+        self.compiled = bool(compiled)
         self.device = torch.device(check_device("device", device))
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
         if cfg.arithmetic == "fused" and self.device.type != "cpu":
@@ -170,6 +182,7 @@ class Population:
         self._stop_reason = [""] * n
         self._episodes_run = np.zeros(n, dtype=np.int64)
         self._final: list[AgentState | None] = [None] * n
+        self._callback_agents: set | None = None  # during a callback: the agents it may act on
         self.retired: list[int] = []  # agent ids in the order they stopped
         self._log: list[tuple] = []
         self._progress = self._progress_bar(progress, done=0)
@@ -188,6 +201,7 @@ class Population:
     def restore(cls, state: dict, *, callback: Callback | None = None, progress: bool = False) -> Population:
         """The population saved by `state_dict`; it goes on bitwise as if never stopped."""
         population = cls.__new__(cls)
+        population.__dict__.update({"compiled": True, "_callback_agents": None})  # checkpoints made before they existed
         population.__dict__.update({k: v for k, v in state.items() if k != "progress_done"})
         population.callback = callback
         population._progress = population._progress_bar(progress, done=state["progress_done"])
@@ -202,9 +216,17 @@ class Population:
     # ---- the public surface for callbacks -------------------------------------------------
 
     def positions(self, agents) -> np.ndarray:
-        """Batch positions of live agent ids."""
+        """Batch positions of live agent ids.
+
+        A callback may act only on the agents that have just ended an episode: the others may
+        be at any step of theirs (the compiled loop runs each agent on its own up to its next
+        event), so their state there would depend on the batch."""
+        agents = [int(a) for a in np.atleast_1d(agents)]
+        if self._callback_agents is not None and not self._callback_agents.issuperset(agents):
+            others = sorted(set(agents) - self._callback_agents)
+            raise ValueError(f"agents: a callback may act only on the agents in its EpisodeEnds, not on {others}")
         where = {agent: position for position, agent in enumerate(self.ids)}
-        return np.array([where[int(a)] for a in np.atleast_1d(agents)], dtype=np.int64)
+        return np.array([where[a] for a in agents], dtype=np.int64)
 
     def weights(self, agents) -> list[torch.Tensor]:
         """Current weight matrices `[k, out, in]` of live `agents` (copies; for drawing masks)."""
@@ -253,7 +275,10 @@ class Population:
             self.optimizer.extend(new.optimizer)
             self.target = [torch.cat(pair) for pair in zip(self.target, new.target, strict=True)]
         self.replay.extend(new.replay)
-        self.env.extend(new.env)
+        if len(self.ids) == len(new.ids):  # every agent had stopped: the env still holds their last sub-envs
+            self.env = new.env
+        else:
+            self.env.extend(new.env)
         self._progress.total += new._progress.total
         self._progress.set_postfix(live=self.live)
         return new.ids
@@ -272,16 +297,22 @@ class Population:
         self._final[agent] = None
 
     def stop(self, agents) -> None:
-        """Stop live `agents` at the end of the current step (reason 'callback')."""
+        """Stop live `agents` (reason 'callback'): from a callback, at the end of the episode
+        they have just ended; otherwise at the end of their current episode."""
         self._stop_requested[self.positions(agents)] = True
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self, tick: Callable[[Population], None] | None = None) -> PopulationResult:
         """Train until every agent has stopped; return logs and final states. `tick` is
-        called after every step (e.g. to save a checkpoint with `state_dict`)."""
+        called between steps, at least once after every step in which an agent stopped and
+        after at most `CALL_STEPS` agent-steps (e.g. to save a checkpoint with `state_dict`,
+        or to admit agents)."""
         while len(self.ids):
-            self._step()
+            if self._compiles():
+                self._advance()
+            else:
+                self._step()
             if tick is not None:
                 tick(self)
         self._progress.close()
@@ -325,6 +356,51 @@ class Population:
         self.obs = next_obs
         if done.any():
             self._end_episodes(np.flatnonzero(done))
+
+    def _compiles(self) -> bool:
+        """Whether `_advance` (the compiled loop, `ebnb.loop`) runs this population: the fused
+        kernel on a built-in env, unless `compiled=False` asked for the step-by-step path."""
+        return self.compiled and self.cfg.arithmetic == "fused" and type(self.env) in _COMPILED_ENVS
+
+    def _advance(self) -> None:
+        """Every agent on its own for up to CALL_STEPS / K steps, stopping at its next event
+        (`ebnb.loop`); then what Python must do: episode ends with the callback, stops, logs."""
+        cfg, optimizer, env, n = self.cfg, self.optimizer, self.env, len(self.ids)
+        params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = self._learning_views(
+            self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or (), (optimizer.steps,),
+            self.replay.data.values())  # fmt: skip
+        self.obs = np.ascontiguousarray(self.obs)
+        env.state = np.ascontiguousarray(env.state)
+        net = (params, target, exp_avg, exp_avg_sq, adam_steps, mask if self.mask is not None else params[0::2],
+               self.mask is not None)  # fmt: skip
+        agents = (self.seeds, self.ids, self.epsilon, self.transitions, self.updates, self.episodes, self.episode_limit,
+                  self.streak, self.episode_return, self.episode_length, self.episode_epsilon, self._stop_requested,
+                  self.obs, self._converged_episode)  # fmt: skip
+        log = (np.zeros(n, np.int64), np.empty((n, loop.LOG_ROWS), np.int64), np.empty((n, loop.LOG_ROWS)),
+               np.empty((n, loop.LOG_ROWS), np.int64), np.empty((n, loop.LOG_ROWS)))  # fmt: skip
+        out = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, bool))
+        hyper = tuple(float(v) for v in (cfg.gamma, optimizer.lr, *optimizer.betas, optimizer.eps, cfg.eps_decay,
+                                         cfg.eps_floor, cfg.solved_return))  # fmt: skip
+        counts = tuple(int(v) for v in (cfg.batch_size, cfg.train_freq, cfg.learning_starts, cfg.eps_decay_per == "step",
+                                        cfg.truncation_is_terminal, cfg.solved_streak, self.early_stop, self.n_actions,
+                                        self.callback is not None))  # fmt: skip
+        threads = min(n, max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        loop.advance(-(-CALL_STEPS // n), threads, net, tuple(replay), agents,
+                     (_COMPILED_ENVS[type(env)], env.state, env.steps, env.episodes, env.seeds), log, out, hyper, counts)
+        n_steps, n_updates, pending, retiring = out
+        accounting.TALLY.population_steps += int(n_steps.max())
+        accounting.TALLY.agent_steps += int(n_steps.sum())
+        accounting.TALLY.updates += int(n_updates.sum())
+        count = log[0]
+        if count.any():
+            rows = np.arange(loop.LOG_ROWS) < count[:, None]
+            self._log.append((np.repeat(self.ids, count), *(column[rows] for column in log[1:])))
+            self._progress.update(int(count.sum()))
+        if pending.any():
+            self._end_episodes(np.flatnonzero(pending))
+        if retiring.any():
+            positions = np.flatnonzero(retiring)
+            self._retire(positions, self._stop_reasons(positions))
 
     def _learn(self, positions: np.ndarray) -> None:
         """One gradient step for each agent at batch `positions`, on its own minibatch."""
@@ -401,27 +477,37 @@ class Population:
                           self.episode_length[positions].copy(), self.episode_epsilon[positions].copy()))  # fmt: skip
         self._progress.update(len(positions))
         if self.callback is not None:
-            self.callback(self, EpisodeEnds(ids, self.episodes[positions].copy(), returns.copy(),
-                                            self.episode_length[positions].copy(),
-                                            self.transitions[positions].copy(), self.epsilon[positions].copy(),
-                                            converged))  # fmt: skip
+            self._callback_agents = set(ids.tolist())
+            try:
+                self.callback(self, EpisodeEnds(ids, self.episodes[positions].copy(), returns.copy(),
+                                                self.episode_length[positions].copy(),
+                                                self.transitions[positions].copy(), self.epsilon[positions].copy(),
+                                                converged))  # fmt: skip
+            finally:
+                self._callback_agents = None
         self.episode_return[positions] = 0.0
         self.episode_length[positions] = 0
         self.episode_epsilon[positions] = self.epsilon[positions]
 
-        reasons = np.select(
-            [self.early_stop & (self.streak >= cfg.solved_streak), self.episodes >= self.episode_limit, self._stop_requested],
+        reasons = self._stop_reasons(positions)
+        if (reasons != "").any():
+            self._retire(positions[reasons != ""], reasons[reasons != ""])
+
+    def _stop_reasons(self, positions: np.ndarray) -> np.ndarray:
+        """Why each agent at `positions` (which has just ended an episode) stops, or ''."""
+        return np.select(
+            [self.early_stop & (self.streak[positions] >= self.cfg.solved_streak),
+             self.episodes[positions] >= self.episode_limit[positions], self._stop_requested[positions]],
             STOP_REASONS, default="",
         )  # fmt: skip
-        if (reasons != "").any():
-            self._retire(np.flatnonzero(reasons != ""), reasons)
 
     def _retire(self, positions: np.ndarray, reasons: np.ndarray) -> None:
-        """Record stopped agents' final states and drop them from the batch (compaction)."""
-        for p in positions:
+        """Record stopped agents' final states (`reasons`: one per position) and drop them from
+        the batch (compaction)."""
+        for p, reason in zip(positions, reasons, strict=True):
             agent = int(self.ids[p])
             self._final[agent] = self._state_at(int(p))
-            self._stop_reason[agent] = str(reasons[p])
+            self._stop_reason[agent] = str(reason)
             self._episodes_run[agent] = self.episodes[p] - (self.episode_limit[p] - self.max_episodes)
             self._progress.update(int(self.episode_limit[p] - self.episodes[p]))
             self.retired.append(agent)

@@ -20,7 +20,9 @@ def run(cfg, agents, **kwargs):
 
 
 def record_actions(population: Population) -> list:
-    """Wrap the population's env so every step's actions are kept (in batch order)."""
+    """Wrap the population's env so every step's actions are kept (in batch order); the
+    population then steps in Python (tests/test_loop.py holds the compiled loop to that path)."""
+    population.compiled = False
     actions = []
     step = population.env.step
 
@@ -184,6 +186,7 @@ def test_pruned_weights_stay_exactly_zero_in_online_and_target_networks():
         agents.append(agent.pruned([m[0].numpy() for m in mask]))
     agents.append(fresh_agent(cfg, 3))  # a dense agent in the same batch stays dense
     population = Population(cfg, agents, early_stop=False, max_episodes=15)
+    population.compiled = False  # to see every update (the compiled loop runs the same kernel)
     learn, checks = population._learn, []
 
     def checked_learn(positions):
@@ -337,11 +340,10 @@ def test_agents_admitted_mid_run_each_equal_their_run_alone(cfg):
 
     population = Population(cfg, [fresh_agent(cfg, s) for s in (11, 12)], early_stop=False, max_episodes=12,
                             callback=stop_first)  # fmt: skip
-    admitted, steps = [], []
+    admitted = []
 
-    def admit(p):
-        steps.append(1)
-        if len(steps) in (30, 90):
+    def admit(p):  # once an agent has made 30, then 90 transitions
+        if len(admitted) < 2 and p.live and p.transitions.max() >= (30, 90)[len(admitted)]:
             admitted.extend(p.admit([newcomers[len(admitted) + 2]]))
 
     together = population.run(tick=admit)

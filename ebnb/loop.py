@@ -1,0 +1,203 @@
+"""The compiled DQN loop: many steps of a population's agents per call, for the built-in envs.
+
+`Population.run` calls `advance` instead of stepping in Python when the arithmetic is the
+fused kernel's and the env is one of the built-in ones (CartPole-v0, Acrobot-v1). One call
+runs every live agent on its own for up to `budget` steps, each step what
+`Population._step` does for it, in the same order and arithmetic:
+
+- epsilon-greedy acting (the greedy action of the agent's network, `ebnb.kernel`);
+- the env step with same-step autoreset (`ebnb.envs.transition`, `restart`, `observe`);
+- the replay write; epsilon's per-step decay; where due, the minibatch slots from the agent's
+  own REPLAY stream and the update (`kernel._learn_agent`: TD target, backward, Adam, mask);
+- at an episode's end, without a callback: the target copy, epsilon's per-episode decay,
+  the counters, the solved streak and the log row.
+
+An agent stops early in a call at an event that Python must see: an episode end when the
+population has a callback (`pending`: Python runs `Population._end_episodes` for it), a stop
+(`retiring`: early stopping, the episode cap or a requested stop), or a full log. Agents are
+independent (own network, replay, env, random streams), so running each one for several
+steps before the next changes no number; the batch, the thread count and the budget change
+only when Python sees what. Every array is the population's own memory, updated in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from ebnb import envs, kernel, rng
+from ebnb.rng import Stream
+
+_JIT = kernel._JIT
+LOG_ROWS = 64  # episode ends an agent may log per call; a full log ends its call
+_COIN, _ACTION, _REPLAY = int(Stream.COIN), int(Stream.ACTION), int(Stream.REPLAY)
+
+
+@numba.njit(**_JIT)
+def _greedy(params, k, obs_row, x):
+    """Agent k's greedy action (first maximum) for one observation, through `x: [1, obs_dim]`."""
+    for d in range(obs_row.shape[0]):
+        x[0, d] = obs_row[d]
+    q = kernel._forward(params, k, x)[-1]
+    best = 0
+    for a in range(1, q.shape[1]):
+        if q[0, a] > q[0, best]:
+            best = a
+    return best
+
+
+@numba.njit(**_JIT)
+def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  # fmt: skip
+    """Agent k (batch position) for up to `budget` steps; see the module docstring."""
+    params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked = net
+    replay_obs, replay_action, replay_reward, replay_next_obs, replay_done = replay
+    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
+     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    kind, state, env_steps, env_episodes, env_seeds = env
+    log_count, log_episode, log_return, log_length, log_epsilon = log
+    n_steps, n_updates, pending, retiring = out
+    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
+    (batch, train_freq, learning_starts, eps_per_step, cut_at_truncation, solved_streak, early_stop, n_actions,
+     has_callback) = counts  # fmt: skip
+    capacity = replay_obs.shape[1]
+    dtype = params[0].dtype
+    seed = seeds[k]
+    x = np.empty((1, obs.shape[1]), dtype)
+    next_row = np.empty(obs.shape[1], np.float32)
+    slots = np.empty(batch, np.int64)
+    made = 0
+    while made < budget:
+        # act epsilon-greedily
+        t = transitions[k]
+        if rng._uniform_of(seed, _COIN, t) < epsilon[k]:
+            action = np.int64(np.floor(rng._uniform_of(seed, _ACTION, t) * np.float64(n_actions)))
+        else:
+            action = _greedy(params, k, obs[k], x)
+        # step the env; store the transition (its true last observation, before any reset)
+        reward, terminated, truncated = envs.transition(kind, state, env_steps, k, action)
+        envs.observe(kind, state, k, next_row)
+        done = terminated or truncated
+        slot = t % capacity
+        for d in range(obs.shape[1]):
+            replay_obs[k, slot, d] = obs[k, d]
+            replay_next_obs[k, slot, d] = next_row[d]
+        replay_action[k, slot] = action
+        replay_reward[k, slot] = np.float32(reward)
+        replay_done[k, slot] = np.float32(1.0) if (terminated or (truncated and cut_at_truncation)) else np.float32(0.0)
+        if done:  # same-step autoreset
+            env_episodes[k] += 1
+            envs.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
+            envs.observe(kind, state, k, next_row)
+        transitions[k] = t + 1
+        episode_return[k] += reward
+        episode_length[k] += 1
+        if eps_per_step:
+            epsilon[k] = max(epsilon[k] * eps_decay, eps_floor)
+        # learn where due, on a minibatch drawn from the agent's own stream
+        if (t + 1) % train_freq == 0 and t + 1 >= learning_starts:
+            filled = np.float64(min(t + 1, capacity))
+            for j in range(batch):
+                slots[j] = np.int64(np.floor(rng._uniform_of(seed, _REPLAY, updates[k] * batch + j) * filled))
+            kernel._learn_agent(params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked, replay_obs,
+                                replay_action, replay_reward, replay_next_obs, replay_done, k, slots, gamma, lr,
+                                beta1, beta2, eps)  # fmt: skip
+            updates[k] += 1
+            n_updates[k] += 1
+        for d in range(obs.shape[1]):
+            obs[k, d] = next_row[d]
+        made += 1
+        if not done:
+            continue
+        if has_callback:
+            pending[k] = True
+            break
+        _end_episode(k, params, target, agents, log, hyper, counts)
+        if (early_stop and streak[k] >= solved_streak) or episodes[k] >= episode_limit[k] or stop_requested[k]:
+            retiring[k] = True
+            break
+        if log_count[k] == log_episode.shape[1]:
+            break
+    n_steps[k] = made
+
+
+@numba.njit(**_JIT)
+def _end_episode(k, params, target, agents, log, hyper, counts):
+    """`Population._end_episodes` for agent k, without a callback: the target copy, epsilon's
+    per-episode decay, counters, the solved streak, the first convergence, a log row."""
+    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
+     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    log_count, log_episode, log_return, log_length, log_epsilon = log
+    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
+    solved_streak, eps_per_step = counts[5], counts[3]
+    for tensor in range(len(params)):
+        source, copy = params[tensor][k].ravel(), target[tensor][k].ravel()
+        for j in range(source.shape[0]):
+            copy[j] = source[j]
+    if not eps_per_step:
+        epsilon[k] = max(epsilon[k] * eps_decay, eps_floor)
+    episodes[k] += 1
+    streak[k] = streak[k] + 1 if episode_return[k] >= solved_return else 0
+    agent = ids[k]
+    if streak[k] == solved_streak and converged_episode[agent] < 0:
+        converged_episode[agent] = episodes[k]
+    row = log_count[k]
+    log_episode[k, row] = episodes[k]
+    log_return[k, row] = episode_return[k]
+    log_length[k, row] = episode_length[k]
+    log_epsilon[k, row] = episode_epsilon[k]
+    log_count[k] = row + 1
+    episode_return[k] = 0.0
+    episode_length[k] = 0
+    episode_epsilon[k] = epsilon[k]
+
+
+def _sources_digest() -> str:
+    """sha256 of the modules whose compiled functions `_advance` links in."""
+    digest = hashlib.sha256()
+    for module in (envs, kernel, rng, sys.modules[__name__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _compile_advance(sources: str):
+    """`_advance`, cached by numba under a key that includes `sources`: numba checks only the
+    file of the function it caches, and `_advance` carries compiled code of the kernel, the envs
+    and the random streams, so an edit to any of them must compile it again."""
+
+    @numba.njit(**_JIT)
+    def _advance(positions, budget, net, replay, agents, env, log, out, hyper, counts):
+        sources  # noqa: B018 (in the cache key: see above)
+        for k in positions:
+            _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts)
+
+    return _advance
+
+
+_advance = _compile_advance(_sources_digest())
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def advance(budget: int, threads: int, *groups) -> None:
+    """Every agent for up to `budget` steps (see the module docstring), on `threads` threads.
+
+    Threads take runs of agents from a queue (the compiled code releases the GIL), so a thread
+    that the OS deschedules holds up only its own run, never the others' work, and none spins
+    waiting for another."""
+    global _pool
+    n = len(groups[2][0])
+    if threads <= 1 or n == 1:
+        _advance(np.arange(n), budget, *groups)
+        return
+    if _pool is None or _pool._max_workers != threads:
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="ebnb-loop")
+    run = max(1, n // (4 * threads))
+    for _ in _pool.map(lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups),
+                       range(0, n, run)):
+        pass
