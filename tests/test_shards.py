@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from ebnb import compute, experiments, shards
+from ebnb import population as population_module
 from ebnb.agent import fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
@@ -87,8 +88,9 @@ def test_stored_tickets_and_eb_exploit_runs_carry_the_hash_of_their_trained_netw
         assert len(set(distinct.values())) == len(distinct), name
 
 
-def test_population_restored_from_a_checkpoint_continues_bitwise():
+def test_population_restored_from_a_checkpoint_continues_bitwise(monkeypatch):
     cfg = dqn_config("cartpole")
+    monkeypatch.setattr(population_module, "CALL_STEPS", 400)  # ticks every 100 steps of each agent
 
     def population():
         return Population(cfg, [fresh_agent(cfg, s) for s in range(4)], early_stop=True, max_episodes=30)
@@ -96,14 +98,14 @@ def test_population_restored_from_a_checkpoint_continues_bitwise():
     whole = population().run()
     saved = {}
 
-    def capture(p, at=300):
-        capture.steps = getattr(capture, "steps", 0) + 1
-        if capture.steps == at:
+    def capture(p):  # the first tick once every agent has learnt (from transition 200)
+        if not saved and p.live == 4 and p.transitions.min() >= 300:
             buffer = io.BytesIO()
             torch.save(p.state_dict(), buffer)
             saved["state"] = buffer.getvalue()
 
     first = population().run(tick=capture)
+    assert saved, "no checkpoint mid-learning"
     resumed = Population.restore(torch.load(io.BytesIO(saved["state"]), weights_only=False)).run()
     for result in (first, resumed):
         assert result.episodes.equals(whole.episodes)
@@ -160,6 +162,9 @@ def test_a_shard_crashed_while_learning_resumes_to_identical_results(tmp_path, m
     # EB Exploit: epsilon halves per episode, so it reaches its floor at episode 7 and, with a
     # loose xi, every run finds its ticket at the next comparison and finetunes it
     fast_learning(monkeypatch, **({"eps_decay": 0.5} if step == "eb_exploit" else {}))
+    # short compiled calls, so that checkpoints fall mid-episode too (with a callback a call
+    # otherwise ends where every agent has just ended an episode and copied its target)
+    monkeypatch.setattr(population_module, "CALL_STEPS", 14)
     g = experiments.grid("quick", **CRASH_GRID)
     env_steps = experiments.steps("cartpole", g, xi=0.9, window=1)  # loose xi: tickets are found
     target = env_steps[step]
@@ -320,8 +325,10 @@ def test_a_worker_that_cannot_see_the_store_fails_with_a_message_naming_it(tmp_p
 
 def _ticket_work(monkeypatch, population: int):
     """CartPole tickets of a small grid (learning from transition 64), at most `population`
-    training at once, and the dense runs they need."""
+    training at once, and the dense runs they need; short compiled calls, so that agents stop
+    in different calls and waiting ones enter beside the others."""
     fast_learning(monkeypatch)
+    monkeypatch.setattr(population_module, "CALL_STEPS", 30)
     g = experiments.grid("quick", **{**CRASH_GRID, "prune_episodes": (2, 4)})
     return compute.plan(["cartpole"], ["retrain", "winning tickets", "finetune"], g, population=population)
 

@@ -1,0 +1,133 @@
+"""PureJaxRL-style DQN (`make_train` under `jax.vmap` over seeds) with the thesis' hyperparameters,
+timed as `python -m ebnb bench` times ebnb: agent-steps per wall second and per CPU second.
+
+    /work/venvs/peer/bin/python tools/peer_bench/purejaxrl_dqn.py --env cartpole --agents 1 16 64 256
+
+Written for this comparison after reading luchris429/purejaxrl's `purejaxrl/dqn.py` (not copied):
+one pure training function per agent (flax MLP, optax Adam, a flashbax flat buffer, gymnax env,
+epsilon-greedy acting, `lax.cond` for the update and the target copy, `lax.scan` over steps),
+`jax.jit(jax.vmap(train))` over K seeds. Each agent makes `--steps` transitions (one env each).
+The timed call is the second one (the first compiles); its CPU seconds are this process's.
+
+The work is ebnb's bench except for the differences listed in docs/engine.md ("Against PureJaxRL").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import chex
+import flashbax as fbx
+import flax.linen as nn
+import gymnax
+import jax
+import jax.numpy as jnp
+import optax
+
+# the thesis' hyperparameters (ebnb.config.CARTPOLE / ACROBOT)
+THESIS = {
+    "cartpole": dict(env="CartPole-v1", hidden=(128, 128), lr=0.0025, batch=32, buffer=1000, learning_starts=200,
+                     train_freq=4, eps_decay=0.95, eps_per="episode"),
+    "acrobot": dict(env="Acrobot-v1", hidden=(128,), lr=0.001, batch=64, buffer=2000, learning_starts=1000,
+                    train_freq=1, eps_decay=0.999, eps_per="step"),
+}
+GAMMA, EPS_FLOOR = 0.99, 0.01
+
+
+class MLP(nn.Module):
+    hidden: tuple
+    actions: int
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.actions)(x)
+
+
+@chex.dataclass(frozen=True)
+class Transition:
+    obs: chex.Array
+    action: chex.Array
+    reward: chex.Array
+    done: chex.Array
+
+
+def make_train(h: dict, steps: int):
+    env, params = gymnax.make(h["env"])
+    if h["env"] == "CartPole-v1":  # gymnax has no CartPole-v0: v1's dynamics with v0's 200-step limit
+        params = params.replace(max_steps_in_episode=200)
+    n_actions = env.action_space(params).n
+    net = MLP(h["hidden"], n_actions)
+    tx = optax.adam(h["lr"])
+    buffer = fbx.make_flat_buffer(max_length=h["buffer"], min_length=h["batch"], sample_batch_size=h["batch"],
+                                  add_sequences=False, add_batch_size=None)
+
+    def train(key):
+        key, k_env, k_net = jax.random.split(key, 3)
+        obs, state = env.reset(k_env, params)
+        online = net.init(k_net, obs)
+        target = online
+        opt = tx.init(online)
+        item = Transition(obs=obs, action=jnp.int32(0), reward=jnp.float32(0), done=jnp.float32(0))
+        memory = buffer.init(item)
+
+        def learn(online, target, opt, memory, key):
+            batch = buffer.sample(memory, key).experience
+            next_q = net.apply(target, batch.second.obs).max(-1)
+            y = batch.first.reward + GAMMA * (1.0 - batch.first.done) * next_q
+
+            def loss(p):
+                q = net.apply(p, batch.first.obs)
+                return jnp.mean((jnp.take_along_axis(q, batch.first.action[:, None], -1)[:, 0] - y) ** 2)
+
+            grads = jax.grad(loss)(online)
+            updates, opt = tx.update(grads, opt, online)
+            return optax.apply_updates(online, updates), opt
+
+        def step(carry, t):
+            online, target, opt, memory, obs, state, eps, key = carry
+            key, k_coin, k_act, k_env, k_learn = jax.random.split(key, 5)
+            greedy = jnp.argmax(net.apply(online, obs))
+            action = jnp.where(jax.random.uniform(k_coin) < eps, jax.random.randint(k_act, (), 0, n_actions), greedy)
+            next_obs, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
+            done = terminated | truncated  # a time limit is not terminal (as ebnb's default): store `terminated`
+            memory = buffer.add(memory, Transition(obs=obs, action=action.astype(jnp.int32), reward=reward.astype(jnp.float32),
+                                                   done=terminated.astype(jnp.float32)))
+            due = (t + 1 >= h["learning_starts"]) & ((t + 1) % h["train_freq"] == 0)
+            online, opt = jax.lax.cond(due, learn, lambda o, tg, op, m, k: (o, op), online, target, opt, memory,
+                                       k_learn)
+            target = jax.lax.cond(done, lambda: online, lambda: target)  # ebnb copies at episode ends
+            decay = (h["eps_per"] == "step") | done
+            eps = jnp.where(decay, jnp.maximum(eps * h["eps_decay"], EPS_FLOOR), eps)
+            return (online, target, opt, memory, next_obs, state, eps, key), reward
+
+        carry = (online, target, opt, memory, obs, state, jnp.float32(1.0), key)
+        carry, rewards = jax.lax.scan(step, carry, jnp.arange(steps))
+        return rewards.sum()
+
+    return train
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", choices=sorted(THESIS), required=True)
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--steps", type=int, default=3000)
+    args = parser.parse_args(argv)
+    h = THESIS[args.env]
+    run = jax.jit(jax.vmap(make_train(h, args.steps)))
+    for k in args.agents:
+        jax.block_until_ready(run(jax.random.split(jax.random.PRNGKey(1), k)))  # compile
+        start, cpu = time.perf_counter(), time.process_time()
+        jax.block_until_ready(run(jax.random.split(jax.random.PRNGKey(0), k)))
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        made = k * args.steps
+        print(json.dumps({"env": h["env"], "agents": k, "peer": "purejaxrl-style", "agent_steps_per_s": round(made / wall, 1),
+                          "agent_steps_per_cpu_s": round(made / cpu, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
