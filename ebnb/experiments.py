@@ -637,6 +637,43 @@ def input_survival(env: str, g: Grid, store: Store, published: Published | None 
     return pd.concat(rows, ignore_index=True)
 
 
+def layer_kept(survival: np.ndarray, hidden: int, n_weights: int, fraction: float) -> tuple[np.ndarray, list[int]]:
+    """(kept shares [episodes, 2], layer sizes [2]) of a dense run's masks at P = `fraction`:
+    the first weight matrix ([hidden, inputs]: its kept share is the mean of `survival`,
+    `input_survival`'s [episodes, inputs]) and all later ones together, whose kept count is the
+    mask's, N - round(P N), less the first layer's. Exact for a network of two weight matrices
+    (Acrobot); CartPole's last two (128 x 128 and 2 x 128) are pooled."""
+    survival = np.asarray(survival, dtype=np.float64)
+    first = hidden * survival.shape[1]
+    kept_first = np.rint(survival.sum(axis=1) * hidden)
+    kept_rest = n_weights - masks.n_pruned(fraction, n_weights) - kept_first
+    sizes = [first, n_weights - first]
+    return np.stack([kept_first / sizes[0], kept_rest / sizes[1]], axis=1), sizes
+
+
+def mask_agreement(env: str, g: Grid, store: Store, published: Published | None = None,
+                   progress: bool = False) -> dict[float, dict[str, np.ndarray]]:  # fmt: skip
+    """Experiment 1 per seed, with the agreement chance alone gives: per P, "episodes" of the
+    masks, and per seed [seeds, T, T] "similarity" (1 - Hamming, as `mask_similarity`) and
+    "chance", the share two independent masks with the two masks' per-layer densities
+    (`layer_kept`) agree on (`masks.chance_agreement`)."""
+    from scipy.spatial.distance import squareform
+
+    runs = dense_runs(env, g, store, published, progress, ("disagreements", "input_survival"))
+    hidden = dqn_config(env).hidden[0]
+    out = {}
+    for fraction in g.fractions:
+        similarity, chance = [], []
+        for run in runs:
+            counts, n_weights = run["disagreements"], int(run["disagreements"]["n_weights"])
+            similarity.append(masks.similarity_from_counts(squareform(counts[f"P{fraction}"]), n_weights))
+            kept, sizes = layer_kept(run["input_survival"][f"P{fraction}"], hidden, n_weights, fraction)
+            chance.append(masks.chance_agreement(kept[:, None, :], kept[None, :, :], sizes))
+        out[fraction] = {"episodes": runs[0]["disagreements"]["episodes"], "similarity": np.stack(similarity),
+                         "chance": np.stack(chance)}  # fmt: skip
+    return out
+
+
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------
 
 

@@ -80,6 +80,7 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
     assert sorted(p.name for p in (run / "figures").iterdir()) == [
+        "fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
         "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]  # fmt: skip
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr

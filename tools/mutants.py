@@ -17,7 +17,7 @@ MUTANTS is a plain list of small records (name, file, original, replacement, tes
 recovery of interrupted work (issue 9.1-9.3), the protocol's start states, similarity,
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
 batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
-survival, and the EB Exploit sweep (issue 13).
+survival, and the EB Exploit sweep (issue 13), and chance-corrected mask similarity (issue 28).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ KILL = SHARDS + "test_compute_killed_while_a_checkpoint_exists_resumes_from_it_t
 EXPERIMENTS = "tests/test_experiments.py::"
 CONTROLS = "tests/test_controls.py::"
 SWEEP = "tests/test_sweep.py::"
+KAPPA = "tests/test_kappa.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
 FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
@@ -235,6 +236,26 @@ MUTANTS = [
          replacement='return Step("sweep tickets", "sweep_ticket", '
                      'tuple(t for t in drawn if not store.exists("sweep_ticket", t)), tickets, ("dense runs",))',
          tests=[SWEEP + "test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints"]),
+    # issue 28.6: mask similarity corrected for chance
+    dict(name="kappa-chance-counts-only-both-kept", file="ebnb/masks.py",
+         original="(a * b + (1.0 - a) * (1.0 - b))", replacement="(a * b)",
+         tests=[KAPPA + "test_kappa_of_two_masks_is_cohens_kappa_of_their_two_by_two_table"]),
+    dict(name="layer-chance-ignores-layer-sizes", file="ebnb/masks.py",
+         original="weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)",
+         replacement="weights = np.full(len(sizes), 1.0 / len(sizes))",
+         tests=[KAPPA + "test_the_layer_aware_chance_is_the_mean_agreement_over_every_within_layer_arrangement"]),
+    dict(name="layer-chance-rest-from-the-pruned-share", file="ebnb/experiments.py",
+         original="kept_rest = n_weights - masks.n_pruned(fraction, n_weights) - kept_first",
+         replacement="kept_rest = masks.n_pruned(fraction, n_weights) - kept_first",
+         tests=[KAPPA + "test_layer_densities_derived_from_input_survival_are_the_masks_own"]),
+    dict(name="kappa-global-chance-from-p-and-the-kept-share", file="ebnb/analysis.py",
+         original="masks.chance_agreement(1 - fraction, 1 - fraction)",
+         replacement="masks.chance_agreement(fraction, 1 - fraction)",
+         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"]),
+    dict(name="kappa-settles-on-raw-similarity", file="ebnb/analysis.py",
+         original="settle_episode(k[:, -1], episodes, settled) for k in per_seed",
+         replacement="settle_episode(k[:, -1], episodes, settled) for k in similarity",
+         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"
