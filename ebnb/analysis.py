@@ -276,39 +276,53 @@ def power_lines(table: pd.DataFrame) -> list[str]:
 
 
 def finetune_vs_retrain(retrain: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
-    """Per P: mean training length and test return of both, and a paired Wilcoxon test of
-    'finetuning trains for fewer episodes' over matching (seed, prune_episode)."""
+    """Per P, at seed level: each seed's mean training length over the prune episodes, retrained
+    and finetuned (one pair per seed: the cells of a seed share its dense run), an exact
+    one-sided Wilcoxon signed-rank test of 'finetuning trains for fewer episodes', Holm over
+    P, and the mean test returns."""
     keys = ["seed", "P", "prune_episode"]
     paired = retrain.merge(finetune, on=keys, suffixes=("_retrain", "_finetune"))
+    per_seed = paired.groupby(["P", "seed"], sort=True).mean(numeric_only=True).reset_index()
     rows = []
-    for fraction, group in paired.groupby("P", sort=True):
-        difference = group["length_retrain"] - group["length_finetune"]
-        p = 1.0 if (difference == 0).all() else float(stats.wilcoxon(difference, alternative="greater").pvalue)
+    for fraction, group in per_seed.groupby("P", sort=True):
         rows.append({
-            "P": fraction, "length_retrain": group["length_retrain"].mean(),
-            "length_finetune": group["length_finetune"].mean(), "p_finetune_shorter": p,
+            "P": fraction, "seeds": len(group), "length_retrain": group["length_retrain"].mean(),
+            "length_finetune": group["length_finetune"].mean(),
+            "p_finetune_shorter": tests.paired_wilcoxon(group["length_retrain"], group["length_finetune"], "greater"),
             "test_return_retrain": group["test_return_retrain"].mean(),
             "test_return_finetune": group["test_return_finetune"].mean(),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.assign(p_holm=tests.holm(table["p_finetune_shorter"]))
 
 
 def eb_exploit_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Per P: how often a ticket was found, lengths, test return, and whether EB Exploit is
-    not significantly worse than the unpruned network in return and total training length."""
+    """Per P: how often a ticket was found, lengths, test return, and the total episode cost
+    (search + finetune) paired by seed with the same seed's unpruned run: the mean difference
+    and its 95% paired t interval, NI at `NI_LENGTH_MARGIN` of the unpruned mean and the
+    one-sided 'longer' test, both Holm over P, and the state (`STATES`)."""
     rows = []
     for fraction, group in results.groupby("P", sort=True):
-        total = group["search_length"] + group["finetune_length"]
-        p_return = p_worse(group["test_return"], baseline["test_return"], True)
-        p_length = p_worse(total, baseline["converged_episode"], False)
+        paired = group.merge(baseline[["seed", "converged_episode", "test_return"]], on="seed",
+                             suffixes=("", "_unpruned"), validate="one_to_one")  # fmt: skip
+        total = paired["search_length"] + paired["finetune_length"]
+        margin = NI_LENGTH_MARGIN * paired["converged_episode"].mean()
+        ni = tests.paired_non_inferiority(total, paired["converged_episode"], margin, False, alpha)
+        longer = tests.paired_non_inferiority(paired["converged_episode"], total, 0.0, False, alpha)
+        centre, low, high = tests.paired_t_interval(total, paired["converged_episode"])
         rows.append({
             "P": fraction, "found": group["found"].mean(), "prune_episode": group.loc[group.found, "prune_episode"].mean(),
             "search_length": group["search_length"].mean(), "finetune_length": group["finetune_length"].mean(),
-            "total_length": total.mean(), "unpruned_length": baseline["converged_episode"].mean(),
+            "total_length": total.mean(), "unpruned_length": paired["converged_episode"].mean(),
+            "difference": centre, "ci_low": low, "ci_high": high, "margin": margin,
+            "p_ni": ni.p, "p_longer": longer.p,
             "test_return": group["test_return"].mean(), "unpruned_test_return": baseline["test_return"].mean(),
-            "return_ok": p_return >= alpha, "length_ok": p_length >= alpha,
+            "p_return_lower": p_worse(group["test_return"], baseline["test_return"], True),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["p_ni_holm"], table["p_longer_holm"] = tests.holm(table["p_ni"]), tests.holm(table["p_longer"])
+    table["state"] = np.select([table.p_ni_holm < alpha, table.p_longer_holm < alpha], [SHOWN_NI, SHOWN_WORSE], NEITHER)
+    return table
 
 
 def iqm_table(table: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:

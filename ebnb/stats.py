@@ -56,6 +56,19 @@ def non_inferiority(ticket, reference, margin: float, higher_is_better: bool, al
     return Bound(estimate, float(bound), float(stats.t.sf((sign * estimate + margin) / se, df)))
 
 
+def paired_non_inferiority(ticket, reference, margin: float, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """`non_inferiority` for values paired by position (seed): a one-sample t-test of the
+    differences ticket - reference shifted by the margin."""
+    difference = np.asarray(ticket, float) - np.asarray(reference, float)
+    sign, estimate = (1.0 if higher_is_better else -1.0), float(difference.mean())
+    se = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    if se == 0:
+        return Bound(estimate, estimate, 0.0 if sign * estimate > -margin else 1.0)
+    df = len(difference) - 1
+    return Bound(estimate, float(estimate - sign * stats.t.ppf(1 - alpha, df) * se),
+                 float(stats.t.sf((sign * estimate + margin) / se, df)))  # fmt: skip
+
+
 def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
     """One-sided Welch test of H0 'ticket not worse' (H1: worse); `bound` on the better side,
     so p < alpha exactly when the bound lies on the worse side of 0."""

@@ -134,3 +134,13 @@ def test_paired_t_interval_is_scipys():
     centre, low, high = stats.paired_t_interval(a, b)
     ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
     assert (low, high) == pytest.approx((ci.low, ci.high)) and centre == pytest.approx(np.mean(a - b))
+
+
+def test_paired_ni_is_scipys_paired_t_shifted_by_the_margin():
+    a, b = RNG.normal(0, 1, 10), RNG.normal(0.5, 1, 10)
+    for higher, shift, alternative in ((True, 0.3, "greater"), (False, -0.3, "less")):
+        ni = stats.paired_non_inferiority(a, b, 0.3, higher)
+        scipy = scipy_stats.ttest_rel(a + shift, b, alternative=alternative)
+        assert ni.p == pytest.approx(scipy.pvalue, rel=1e-9)
+        ci = scipy.confidence_interval(0.95)
+        assert ni.bound == pytest.approx((ci.low if higher else ci.high) - shift, rel=1e-9)
