@@ -717,9 +717,12 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
+                continued = isinstance(unit, TicketRun) and unit.mode == "finetune"
+                before = dense_state(unit.dense, unit.prune_episode) if continued else None
                 save(unit, {"result": pd.DataFrame({
                     "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
-                    **_extra_columns(unit, final), "length": [episodes_run], "converged": [reason == "early_stop"],
+                    **_extra_columns(unit, final, before), "length": [episodes_run],
+                    "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
                 })})  # fmt: skip
                 p.release(agent)
@@ -737,15 +740,17 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
     checkpoint.run(pool, "train", job, tick=save_and_refill)
 
 
-def _extra_columns(unit, final: AgentState) -> dict[str, list]:
-    """What a unit's result adds to a ticket's columns: a control its name, a sweep ticket
+def _extra_columns(unit, final: AgentState, before: AgentState | None) -> dict[str, list]:
+    """What a unit's result adds to a ticket's columns: a control its name; a sweep ticket
     its final agent's lifetime env steps and gradient updates (the dense run's before pruning
-    included)."""
+    included); a ticket the env steps and updates it made after pruning (`before`: the state
+    it continued from, None if it started fresh)."""
     if isinstance(unit, ControlRun):
         return {"control": [unit.control]}
     if isinstance(unit, SweepTicket):
         return {"env_steps": [final.transitions], "updates": [final.updates]}
-    return {}
+    return {"post_prune_env_steps": [final.transitions - (before.transitions if before else 0)],
+            "post_prune_updates": [final.updates - (before.updates if before else 0)]}  # fmt: skip
 
 
 def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
@@ -779,8 +784,10 @@ def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | 
 
 def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
-    Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
-    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
+    Columns: seed, P, prune_episode, post_prune_env_steps and post_prune_updates (made after
+    pruning; absent from results published before they were recorded), length (episodes to
+    early stopping, or the cap), converged, test_return, state_sha256 (of the final agent
+    state: `state_sha256`)."""
     return _tickets(env, g, store, "retrain", published, progress)
 
 

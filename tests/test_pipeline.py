@@ -217,6 +217,7 @@ def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis)
     """`all --thesis` fills the store for figures 3.3-3.8 only: no controls, no sweep; its run
     record is not the one `publish` takes for the whole of `all`."""
     import pipeline as pipeline_module
+    from ebnb import publish
 
     args = pipeline_module._parser().parse_args(["all", "--recompute"] + (["--thesis"] if thesis else []))
     notebooks, _, profile, _, plan, _ = pipeline_module._checked_job(args, tmp_path / "store", tmp_path / "outputs")
@@ -229,5 +230,5 @@ def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis)
     else:
         assert len(notebooks) == 6 and steps > thesis_steps and "retrain controls" in steps
     record = {"command": "all", "target": plan.settings["target"], "steps": [{"computed": 1}]}
-    assert pipeline_module._computed_all(record) is not thesis
+    assert publish.computed_all(record) is not thesis
     assert list(tmp_path.iterdir()) == [], "planning writes nothing"
