@@ -449,19 +449,22 @@ def main(argv=None) -> int:
         for option, value in (("--store", args.store), ("--out", args.out)):
             if value is not None and not value.strip():
                 raise UsageError(f"{option}: empty path; give a directory")
-        from ebnb import experiments
+        from ebnb import experiments, publish
 
         out = Path(args.out) if args.out else experiments.default_outputs()
+        try:
+            publish.recover(ROOT)  # a publish killed after it was decided is completed first
+            if args.command == "publish":
+                publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
+                return 0
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         if args.command == "list":
             list_grid(store, out)
             return 0
         if args.command == "clean":
             clean_outputs(store, out)
-            return 0
-        if args.command == "publish":
-            from ebnb import publish
-
-            publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
             return 0
         if args.command == "report":
             from ebnb import report
