@@ -25,7 +25,7 @@ import torch
 from ebnb import controls, masks, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
-from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
+from ebnb.config import DQNConfig, check_fraction, check_positive_int, check_seed, dqn_config
 from ebnb.evaluate import greedy_returns
 from ebnb.population import Population
 from ebnb.published import Published
@@ -35,15 +35,26 @@ CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def _folder(variable: str, default: Path) -> Path:
+    """The folder $`variable` names (relative: to the project, whichever folder runs the
+    kernel), else `default`; set but empty is a ValueError naming the variable."""
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    if not value.strip():
+        raise ValueError(f"{variable}: set but empty; unset it for the default {shown(default)}/, or give a folder")
+    return PROJECT / Path(value).expanduser()
+
+
 def default_store() -> Path:
     """Where results are cached: $EBNB_STORE, else store/ in the project."""
-    return Path(os.environ.get("EBNB_STORE", PROJECT / "store"))
+    return _folder("EBNB_STORE", PROJECT / "store")
 
 
 def default_outputs() -> Path:
     """Where runs write executed notebooks and figures: $EBNB_OUTPUTS, else outputs/ in the
     project (a working folder, not committed; `pipeline.py publish` publishes from it)."""
-    return Path(os.environ.get("EBNB_OUTPUTS", PROJECT / "outputs"))
+    return _folder("EBNB_OUTPUTS", PROJECT / "outputs")
 
 
 def default_figures(run: str) -> Path:
@@ -53,7 +64,7 @@ def default_figures(run: str) -> Path:
 
 def default_published() -> Path:
     """The published results: $EBNB_RESULTS, else results/ in the project."""
-    return Path(os.environ.get("EBNB_RESULTS", PROJECT / "results"))
+    return _folder("EBNB_RESULTS", PROJECT / "results")
 
 
 def published_results(root: str | Path | None = None) -> Published | None:
@@ -100,8 +111,7 @@ class Grid:
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: {list(values)} names a value twice")
         for seed in self.seeds:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seeds: must be integers >= 0, got {seed!r}")
+            check_seed("seeds", seed)
         for fraction in self.fractions:
             check_fraction("fractions", fraction)
         check_positive_int("episodes", self.episodes)
@@ -635,6 +645,43 @@ def input_survival(env: str, g: Grid, store: Store, published: Published | None 
                 "feature": np.tile(names, len(kept)), "kept": kept.reshape(-1),
             }))  # fmt: skip
     return pd.concat(rows, ignore_index=True)
+
+
+def layer_kept(survival: np.ndarray, hidden: int, n_weights: int, fraction: float) -> tuple[np.ndarray, list[int]]:
+    """(kept shares [episodes, 2], layer sizes [2]) of a dense run's masks at P = `fraction`:
+    the first weight matrix ([hidden, inputs]: its kept share is the mean of `survival`,
+    `input_survival`'s [episodes, inputs]) and all later ones together, whose kept count is the
+    mask's, N - round(P N), less the first layer's. Exact for a network of two weight matrices
+    (Acrobot); CartPole's last two (128 x 128 and 2 x 128) are pooled."""
+    survival = np.asarray(survival, dtype=np.float64)
+    first = hidden * survival.shape[1]
+    kept_first = np.rint(survival.sum(axis=1) * hidden)
+    kept_rest = n_weights - masks.n_pruned(fraction, n_weights) - kept_first
+    sizes = [first, n_weights - first]
+    return np.stack([kept_first / sizes[0], kept_rest / sizes[1]], axis=1), sizes
+
+
+def mask_agreement(env: str, g: Grid, store: Store, published: Published | None = None,
+                   progress: bool = False) -> dict[float, dict[str, np.ndarray]]:  # fmt: skip
+    """Experiment 1 per seed, with the agreement chance alone gives: per P, "episodes" of the
+    masks, and per seed [seeds, T, T] "similarity" (1 - Hamming, as `mask_similarity`) and
+    "chance", the share two independent masks with the two masks' per-layer densities
+    (`layer_kept`) agree on (`masks.chance_agreement`)."""
+    from scipy.spatial.distance import squareform
+
+    runs = dense_runs(env, g, store, published, progress, ("disagreements", "input_survival"))
+    hidden = dqn_config(env).hidden[0]
+    out = {}
+    for fraction in g.fractions:
+        similarity, chance = [], []
+        for run in runs:
+            counts, n_weights = run["disagreements"], int(run["disagreements"]["n_weights"])
+            similarity.append(masks.similarity_from_counts(squareform(counts[f"P{fraction}"]), n_weights))
+            kept, sizes = layer_kept(run["input_survival"][f"P{fraction}"], hidden, n_weights, fraction)
+            chance.append(masks.chance_agreement(kept[:, None, :], kept[None, :, :], sizes))
+        out[fraction] = {"episodes": runs[0]["disagreements"]["episodes"], "similarity": np.stack(similarity),
+                         "chance": np.stack(chance)}  # fmt: skip
+    return out
 
 
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------

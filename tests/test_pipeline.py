@@ -33,7 +33,7 @@ def pipeline(*args, **kwargs):
         (["run", "04_eb_exploit", "--profile", "huge"], "--profile"),
         (["run", "02_retrain", "-p", "seeds=0,1"], "seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1"),
         (["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds: given twice"),
-        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be bool, got 'maybe'"),
+        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'"),
         (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
         (["publish"], "publish: "),
     ],
@@ -80,6 +80,7 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
     assert sorted(p.name for p in (run / "figures").iterdir()) == [
+        "fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
         "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]  # fmt: skip
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr
