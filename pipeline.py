@@ -26,7 +26,6 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -52,8 +51,6 @@ ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
 PUBLISHED_FIGURES = ROOT / "figures"
-NBVAL_REFERENCES = ROOT / "tests" / "notebooks"
-SPARSE = "full_sparse"  # the profile whose notebook 05 `publish` adds to the full profile's, if executed
 NOTEBOOK_OPTIONS = {"store_dir": (str, type(None)), "figures_dir": (str, type(None)), "use_published": (bool,)}
 
 
@@ -332,86 +329,6 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     return record
 
 
-def publish(store: Path | None, out: Path, nbval: bool) -> None:
-    """`publish`: the store's full-profile results (units it lacks: the published ones) become
-    results/, with the run record of the newest `all` in the store; the executed notebooks and
-    figures of outputs/full/ become notebooks/executed/ and figures/. Where notebook 05 was
-    executed at the `full_sparse` profile too (outputs/full_sparse/, both envs), its sparser
-    tickets and controls join results/, and its notebooks and figures go to the `full_sparse`
-    folders of notebooks/executed/ and figures/. With `nbval`, the quick notebooks of
-    outputs/quick/ become nbval's references instead. Checks everything first."""
-    from ebnb import experiments, published, sweep
-    from ebnb.store import Store, config_json
-
-    if nbval:
-        _replace_files(_executed_outputs(out / "quick"), NBVAL_REFERENCES, "*.ipynb")
-        return
-    grid = experiments.grid("full")
-    cache, current = Store(store or experiments.default_store()), experiments.published_results()
-    records = [r for r in sorted((cache.root / "runs").glob("*.json")) if _computed_all(json.loads(r.read_text()))]
-    if not records:
-        raise UsageError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
-                         "the published results name the run that made them")  # fmt: skip
-    notebooks, sparse_notebooks = _executed_outputs(out / "full"), _executed_sparse(out / SPARSE)
-    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
-                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}
-    if sparse_notebooks:  # the same units as `full`, and sparser tickets and their controls
-        grid = experiments.grid(SPARSE)
-        grid_json[SPARSE] = json.loads(config_json(grid))
-    results = {}
-    for env in ENVS:
-        for name, step in experiments.steps(env, grid).items():
-            results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
-    published.write(experiments.default_published(), results, grid_json, json.loads(records[-1].read_text()))
-    for folder, executed, to in ((out / "full", notebooks, ""), (out / SPARSE, sparse_notebooks, SPARSE)):
-        if executed:
-            figures = sorted(p for p in (folder / "figures").glob("[!.]*") if p.is_file())
-            _replace_files(executed, PUBLISHED_NOTEBOOKS / to, "*.ipynb")
-            _replace_files(figures, PUBLISHED_FIGURES / to, "[!.]*")
-            print(f"[publish] {len(executed)} notebooks and {len(figures)} figure files from {folder}")
-    print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}")
-
-
-def _executed_sparse(folder: Path) -> list[Path]:
-    """Notebook 05 executed at the `full_sparse` profile for every env, or [] if for none;
-    UsageError naming the first one missing if for some."""
-    paths = [folder / f"05_controls-{env}.ipynb" for env in ENVS]
-    missing = [p for p in paths if not p.exists()]
-    if missing and len(missing) < len(paths):
-        raise UsageError(f"publish: {missing[0]} is missing; run `pipeline.py run 05_controls --profile {SPARSE}` for "
-                         "every env, or remove the others to publish without the sparser tickets")  # fmt: skip
-    return [] if missing else paths
-
-
-def _computed_all(record: dict) -> bool:
-    """A run record of `pipeline.py all` (not `all --thesis`) that computed units (not one that
-    only loaded them)."""
-    return (record.get("command") == "all" and record.get("target", "all") == "all"
-            and any(step["computed"] for step in record["steps"]))  # fmt: skip
-
-
-def _executed_outputs(folder: Path) -> list[Path]:
-    """Every notebook x env executed in `folder`; UsageError naming the first one missing."""
-    paths = [folder / f"{notebook}-{env}.ipynb" for notebook in NOTEBOOKS for env in ENVS]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"publish: {missing[0]} is missing; run the pipeline for that profile first")
-    return paths
-
-
-def _replace_files(sources: list[Path], folder: Path, pattern: str) -> None:
-    """Make `folder`'s files matching `pattern` exactly `sources` (copied atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        temporary = folder / f".{source.name}.tmp"
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, folder / source.name)
-    names = {source.name for source in sources}
-    for stale in folder.glob(pattern):
-        if stale.is_file() and stale.name not in names:
-            stale.unlink()
-
-
 def clean_outputs(store: Path | None, out: Path) -> None:
     """`clean`: delete the store (results and checkpoints) and the working outputs, each only
     if the package made it and wrote everything in it (`ebnb.ownership.remove`); nothing else
@@ -548,7 +465,9 @@ def main(argv=None) -> int:
             clean_outputs(store, out)
             return 0
         if args.command == "publish":
-            publish(store, out, args.nbval)
+            from ebnb import publish
+
+            publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
             return 0
         if args.command == "report":
             from ebnb import ownership, report

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ebnb.statistics import iqm, p_tost, p_worse
+from ebnb import masks
+from ebnb import stats as tests
+from ebnb.statistics import MIN_CI_SEEDS, bootstrap_interval, iqm, p_tost, p_worse
 from ebnb.sweep import SETTING
 
 ALPHA = 0.05
@@ -155,40 +157,173 @@ def equivalence_margins(baseline: pd.DataFrame, winning: pd.DataFrame) -> pd.Dat
     } for name, returns, lengths in references])  # fmt: skip
 
 
+# ---- verdicts by non-inferiority (docs/protocol.md, "Statistics") -----------------------------
+
+WORST_RETURN = {"CartPole-v0": 0.0, "Acrobot-v1": -500.0}  # an episode's lowest possible return
+NI_RETURN_MARGIN = 0.05  # of the distance from the reference's mean return to the env's worst return
+NI_LENGTH_MARGIN = 0.10  # of the reference's mean training length (episodes)
+SHOWN_NI, NEITHER, SHOWN_WORSE = "shown non-inferior", "not shown either way", "shown worse"
+STATES = (SHOWN_NI, NEITHER, SHOWN_WORSE)
+VERDICT_CRITERIA = ("1_performance", "2_length", "2_total_cost", "3_winning", "4_earlier", "early_bird")
+
+
+def ni_margin(reference, higher_is_better: bool, worst_return: float) -> float:
+    """The NI margin in units: returns `NI_RETURN_MARGIN` x (mean - worst return), lengths
+    `NI_LENGTH_MARGIN` x mean."""
+    mean = float(np.mean(reference))
+    return NI_RETURN_MARGIN * (mean - worst_return) if higher_is_better else NI_LENGTH_MARGIN * mean
+
+
+def _comparisons(group: pd.DataFrame, baseline: pd.DataFrame, win: pd.DataFrame) -> dict:
+    """name -> (ticket values, reference values, higher_is_better) of one cell's NI tests."""
+    return {
+        "return_vs_unpruned": (group["test_return"], baseline["test_return"], True),
+        "length_vs_unpruned": (group["length"], baseline["converged_episode"], False),
+        "total_vs_unpruned": (group["prune_episode"] + group["length"], baseline["converged_episode"], False),
+        "return_vs_winning": (group["test_return"], win["test_return"], True),
+        "length_vs_winning": (group["length"], win["length"], False),
+    }
+
+
+def ni_tests(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
+             alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+    """One row per (P, prune_episode, comparison): the seed-level NI test of ticket - reference
+    (`ebnb.stats.non_inferiority`) and the one-sided Welch test of 'worse'. Columns: estimate,
+    relative (to the reference mean), margin, bound (one-sided 95%, on the worse side) and its
+    relative value, p_ni with Holm (p_ni_holm) and BH (p_ni_bh) adjustment over the cells of
+    the figure (per comparison), p_worse and p_worse_holm, mde (smallest difference detectable
+    at 80% power with these n and spreads), at_cap (ticket runs that hit the cap without
+    converging: right-censored lengths; a capped mean is the Kaplan-Meier restricted mean at
+    the cap, since runs stop only by converging or at the cap) and state (`STATES`)."""
+    worst = WORST_RETURN[env_id]
+    rows = []
+    for (fraction, episode), group in tickets.groupby(["P", "prune_episode"], sort=True):
+        for name, (ticket, reference, higher) in _comparisons(group, baseline, winning[winning.P == fraction]).items():
+            margin = ni_margin(reference, higher, worst)
+            ni = tests.non_inferiority(ticket, reference, margin, higher, alpha)
+            shown_worse = tests.worse(ticket, reference, higher, alpha)
+            mean = float(np.mean(reference))
+            rows.append({
+                "P": fraction, "prune_episode": episode, "comparison": name, "ticket": float(np.mean(ticket)),
+                "reference": mean, "estimate": ni.estimate, "relative": ni.estimate / abs(mean), "margin": margin,
+                "bound": ni.bound, "bound_relative": ni.bound / abs(mean), "p_ni": ni.p, "p_worse": shown_worse.p,
+                "mde": tests.min_detectable_effect(len(ticket), len(reference), np.std(ticket, ddof=1),
+                                                   np.std(reference, ddof=1), alpha),
+                "at_cap": int((~group["converged"]).sum()) if "length" in name or "total" in name else 0,
+            })  # fmt: skip
+    table = pd.DataFrame(rows)
+    by = table.groupby("comparison", sort=False)
+    table["p_ni_holm"] = by["p_ni"].transform(tests.holm)
+    table["p_ni_bh"] = by["p_ni"].transform(tests.benjamini_hochberg)
+    table["p_worse_holm"] = by["p_worse"].transform(tests.holm)
+    table["state"] = np.select([table.p_ni_holm < alpha, table.p_worse_holm < alpha], [SHOWN_NI, SHOWN_WORSE], NEITHER)
+    return table
+
+
+def _joint_state(states) -> str:
+    """Intersection-union: shown non-inferior if every test is; shown worse if any test is."""
+    states = list(states)
+    return SHOWN_NI if all(s == SHOWN_NI for s in states) else SHOWN_WORSE if SHOWN_WORSE in states else NEITHER
+
+
+def earlier_per_seed(tickets: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Criterion 4 per seed: per (P, prune_episode), how many seeds' tickets were pruned before
+    their own seed's unpruned run converged (a run that never converged counts as converged
+    at its cap), of how many. The cell passes only if all seeds do."""
+    own = tickets.merge(baseline[["seed", "converged_episode"]], on="seed", validate="many_to_one")
+    earlier = own.assign(earlier=own.prune_episode < own.converged_episode)
+    counts = earlier.groupby(["P", "prune_episode"], sort=True)["earlier"].agg(seeds_earlier="sum", seeds="size")
+    return counts.reset_index().assign(passes=lambda t: t.seeds_earlier == t.seeds)
+
+
+def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
+                        alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+    """Per (P, prune_episode): the three-state verdict (`STATES`) of each criterion from
+    `ni_tests`: 1 return vs unpruned; 2 post-prune length vs unpruned (the thesis' reading);
+    2_total_cost prune episode + length vs unpruned (the whole episode count); 3 return and
+    length vs the winning tickets (intersection-union); 4 per seed (`earlier_per_seed`:
+    "passes" or "fails"); early_bird: the joint state of 1, 2 and 3 (intersection-union) if 4
+    passes, else "fails criterion 4" (unless 1-3 are already shown worse)."""
+    table = ni_tests(tickets, baseline, winning, env_id, alpha).set_index(["P", "prune_episode"])
+    state = table.pivot(columns="comparison", values="state")
+    earlier = earlier_per_seed(tickets, baseline).set_index(["P", "prune_episode"])
+    verdicts = pd.DataFrame({
+        "1_performance": state["return_vs_unpruned"], "2_length": state["length_vs_unpruned"],
+        "2_total_cost": state["total_vs_unpruned"],
+        "3_winning": state[["return_vs_winning", "length_vs_winning"]].apply(_joint_state, axis=1),
+        "4_earlier": earlier["passes"].map({True: "passes", False: "fails"}),
+        "seeds_earlier": earlier["seeds_earlier"].astype(int).astype(str) + "/" + earlier["seeds"].astype(str),
+    })  # fmt: skip
+    joint = verdicts[["1_performance", "2_length", "3_winning"]].apply(_joint_state, axis=1)
+    verdicts["early_bird"] = np.where(earlier["passes"], joint, np.where(joint == SHOWN_WORSE, joint, "fails criterion 4"))
+    return verdicts.reset_index()
+
+
+def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """How many cells of `early_bird_verdicts` are in each state, per criterion."""
+    columns = [c for c in VERDICT_CRITERIA if c in verdicts]
+    return verdicts[columns].apply(lambda c: c.value_counts()).fillna(0).astype(int).T
+
+
+def power_lines(table: pd.DataFrame) -> list[str]:
+    """Per comparison of `ni_tests`: the margin and the smallest difference detectable at 80%
+    power (median over cells), in units and relative to the reference mean."""
+    lines = []
+    for name, group in table.groupby("comparison", sort=False):
+        lines.append(f"{name}: margin {group.margin.median():.1f} ({(group.margin / group.reference.abs()).median():.1%}"
+                     f"), detectable at 80% power: {group.mde.median():.1f} "
+                     f"({(group.mde / group.reference.abs()).median():.1%}) (medians over cells)")  # fmt: skip
+    return lines
+
+
 def finetune_vs_retrain(retrain: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
-    """Per P: mean training length and test return of both, and a paired Wilcoxon test of
-    'finetuning trains for fewer episodes' over matching (seed, prune_episode)."""
+    """Per P, at seed level: each seed's mean training length over the prune episodes, retrained
+    and finetuned (one pair per seed: the cells of a seed share its dense run), an exact
+    one-sided Wilcoxon signed-rank test of 'finetuning trains for fewer episodes', Holm over
+    P, and the mean test returns."""
     keys = ["seed", "P", "prune_episode"]
     paired = retrain.merge(finetune, on=keys, suffixes=("_retrain", "_finetune"))
+    per_seed = paired.groupby(["P", "seed"], sort=True).mean(numeric_only=True).reset_index()
     rows = []
-    for fraction, group in paired.groupby("P", sort=True):
-        difference = group["length_retrain"] - group["length_finetune"]
-        p = 1.0 if (difference == 0).all() else float(stats.wilcoxon(difference, alternative="greater").pvalue)
+    for fraction, group in per_seed.groupby("P", sort=True):
         rows.append({
-            "P": fraction, "length_retrain": group["length_retrain"].mean(),
-            "length_finetune": group["length_finetune"].mean(), "p_finetune_shorter": p,
+            "P": fraction, "seeds": len(group), "length_retrain": group["length_retrain"].mean(),
+            "length_finetune": group["length_finetune"].mean(),
+            "p_finetune_shorter": tests.paired_wilcoxon(group["length_retrain"], group["length_finetune"], "greater"),
             "test_return_retrain": group["test_return_retrain"].mean(),
             "test_return_finetune": group["test_return_finetune"].mean(),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.assign(p_holm=tests.holm(table["p_finetune_shorter"]))
 
 
 def eb_exploit_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Per P: how often a ticket was found, lengths, test return, and whether EB Exploit is
-    not significantly worse than the unpruned network in return and total training length."""
+    """Per P: how often a ticket was found, lengths, test return, and the total episode cost
+    (search + finetune) paired by seed with the same seed's unpruned run: the mean difference
+    and its 95% paired t interval, NI at `NI_LENGTH_MARGIN` of the unpruned mean and the
+    one-sided 'longer' test, both Holm over P, and the state (`STATES`)."""
     rows = []
     for fraction, group in results.groupby("P", sort=True):
-        total = group["search_length"] + group["finetune_length"]
-        p_return = p_worse(group["test_return"], baseline["test_return"], True)
-        p_length = p_worse(total, baseline["converged_episode"], False)
+        paired = group.merge(baseline[["seed", "converged_episode", "test_return"]], on="seed",
+                             suffixes=("", "_unpruned"), validate="one_to_one")  # fmt: skip
+        total = paired["search_length"] + paired["finetune_length"]
+        margin = NI_LENGTH_MARGIN * paired["converged_episode"].mean()
+        ni = tests.paired_non_inferiority(total, paired["converged_episode"], margin, False, alpha)
+        longer = tests.paired_non_inferiority(paired["converged_episode"], total, 0.0, False, alpha)
+        centre, low, high = tests.paired_t_interval(total, paired["converged_episode"])
         rows.append({
             "P": fraction, "found": group["found"].mean(), "prune_episode": group.loc[group.found, "prune_episode"].mean(),
             "search_length": group["search_length"].mean(), "finetune_length": group["finetune_length"].mean(),
-            "total_length": total.mean(), "unpruned_length": baseline["converged_episode"].mean(),
+            "total_length": total.mean(), "unpruned_length": paired["converged_episode"].mean(),
+            "difference": centre, "ci_low": low, "ci_high": high, "margin": margin,
+            "p_ni": ni.p, "p_longer": longer.p,
             "test_return": group["test_return"].mean(), "unpruned_test_return": baseline["test_return"].mean(),
-            "return_ok": p_return >= alpha, "length_ok": p_length >= alpha,
+            "p_return_lower": p_worse(group["test_return"], baseline["test_return"], True),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["p_ni_holm"], table["p_longer_holm"] = tests.holm(table["p_ni"]), tests.holm(table["p_longer"])
+    table["state"] = np.select([table.p_ni_holm < alpha, table.p_longer_holm < alpha], [SHOWN_NI, SHOWN_WORSE], NEITHER)
+    return table
 
 
 def iqm_table(table: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
@@ -237,23 +372,65 @@ def control_findings(versus: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
     return lines
 
 
+KAPPA_SETTLED = 0.8  # "settled": kappa with the final mask at least this (docs/protocol.md)
+
+
+def settle_episode(to_last, episodes, threshold: float) -> float:
+    """The first of `episodes` from which every later value of `to_last` (agreement with the
+    final mask, one per episode) is at least `threshold` (NaN if even the last is below)."""
+    unsettled = np.flatnonzero(np.asarray(to_last) < threshold)
+    if not len(unsettled):
+        return episodes[0]
+    return episodes[unsettled[-1] + 1] if unsettled[-1] + 1 < len(episodes) else np.nan
+
+
 def mask_similarity_summary(similarity: dict[float, pd.DataFrame], settled: float = 0.9) -> pd.DataFrame:
     """Per P: similarity of the first mask to the last; mean similarity of consecutive masks in
     the first and last tenth of training; the first episode from which every later mask is at
-    least `settled` similar to the final one."""
+    least `settled` similar to the final one (the thesis' reading, not corrected for chance:
+    `mask_kappa_summary`)."""
     rows = []
     for fraction, matrix in sorted(similarity.items()):
         values, episodes = matrix.to_numpy(), matrix.index.to_numpy()
         consecutive = np.diag(values, 1)
         tenth = max(1, len(consecutive) // 10)
-        to_last = values[:, -1]
-        unsettled = np.flatnonzero(to_last < settled)
-        settles = episodes[unsettled[-1] + 1] if len(unsettled) and unsettled[-1] + 1 < len(episodes) else (
-            episodes[0] if not len(unsettled) else np.nan)
         rows.append({
             "P": fraction, "first_vs_last": values[0, -1],
             "consecutive_early": consecutive[:tenth].mean(), "consecutive_late": consecutive[-tenth:].mean(),
-            f"settles_at_{settled}": settles,
+            f"settles_at_{settled}": settle_episode(values[:, -1], episodes, settled),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def kappa_matrices(agreement: dict[float, dict[str, np.ndarray]]) -> dict[float, pd.DataFrame]:
+    """Per P of `experiments.mask_agreement`: the seeds' mean Cohen's kappa between every pair
+    of masks (`masks.kappa`, layer-aware chance), a square DataFrame indexed by episode."""
+    return {fraction: pd.DataFrame(masks.kappa(a["similarity"], a["chance"]).mean(axis=0), index=a["episodes"],
+                                   columns=a["episodes"])
+            for fraction, a in sorted(agreement.items())}  # fmt: skip
+
+
+def mask_kappa_summary(agreement: dict[float, dict[str, np.ndarray]], settled: float = KAPPA_SETTLED,
+                       confidence: float = 0.95) -> pd.DataFrame:  # fmt: skip
+    """Per P of `experiments.mask_agreement`, the first mask against the last, mean over seeds:
+    the raw similarity; the chance level from P alone, P^2 + (1 - P)^2 (`chance_global`), and
+    from the two masks' per-layer densities (`chance_layer`); Cohen's kappa on each
+    (`kappa_global`, `kappa_layer`). Then the episode from which every later mask has a
+    layer-aware kappa of at least `settled` with the final one, per seed: its mean over seeds
+    (`settles`) and percentile-bootstrap interval over seeds (`settles_low`, `settles_high`)."""
+    rows = []
+    for fraction, a in sorted(agreement.items()):
+        similarity, chance, episodes = a["similarity"], a["chance"], a["episodes"]
+        chance_global = float(masks.chance_agreement(1 - fraction, 1 - fraction))
+        per_seed = masks.kappa(similarity, chance)
+        settles = np.array([settle_episode(k[:, -1], episodes, settled) for k in per_seed], dtype=float)
+        low, high = bootstrap_interval(settles, np.mean, confidence) if len(settles) >= MIN_CI_SEEDS else (np.nan,) * 2
+        rows.append({
+            "P": fraction, "similarity": similarity[:, 0, -1].mean(), "chance_global": chance_global,
+            "chance_layer": chance[:, 0, -1].mean(),
+            "kappa_global": float(masks.kappa(similarity[:, 0, -1].mean(), chance_global)),
+            "kappa_layer": per_seed[:, 0, -1].mean(), "settles": settles.mean(), "settles_low": low,
+            "settles_high": high,
         })  # fmt: skip
     return pd.DataFrame(rows)
 

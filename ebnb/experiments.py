@@ -637,6 +637,43 @@ def input_survival(env: str, g: Grid, store: Store, published: Published | None 
     return pd.concat(rows, ignore_index=True)
 
 
+def layer_kept(survival: np.ndarray, hidden: int, n_weights: int, fraction: float) -> tuple[np.ndarray, list[int]]:
+    """(kept shares [episodes, 2], layer sizes [2]) of a dense run's masks at P = `fraction`:
+    the first weight matrix ([hidden, inputs]: its kept share is the mean of `survival`,
+    `input_survival`'s [episodes, inputs]) and all later ones together, whose kept count is the
+    mask's, N - round(P N), less the first layer's. Exact for a network of two weight matrices
+    (Acrobot); CartPole's last two (128 x 128 and 2 x 128) are pooled."""
+    survival = np.asarray(survival, dtype=np.float64)
+    first = hidden * survival.shape[1]
+    kept_first = np.rint(survival.sum(axis=1) * hidden)
+    kept_rest = n_weights - masks.n_pruned(fraction, n_weights) - kept_first
+    sizes = [first, n_weights - first]
+    return np.stack([kept_first / sizes[0], kept_rest / sizes[1]], axis=1), sizes
+
+
+def mask_agreement(env: str, g: Grid, store: Store, published: Published | None = None,
+                   progress: bool = False) -> dict[float, dict[str, np.ndarray]]:  # fmt: skip
+    """Experiment 1 per seed, with the agreement chance alone gives: per P, "episodes" of the
+    masks, and per seed [seeds, T, T] "similarity" (1 - Hamming, as `mask_similarity`) and
+    "chance", the share two independent masks with the two masks' per-layer densities
+    (`layer_kept`) agree on (`masks.chance_agreement`)."""
+    from scipy.spatial.distance import squareform
+
+    runs = dense_runs(env, g, store, published, progress, ("disagreements", "input_survival"))
+    hidden = dqn_config(env).hidden[0]
+    out = {}
+    for fraction in g.fractions:
+        similarity, chance = [], []
+        for run in runs:
+            counts, n_weights = run["disagreements"], int(run["disagreements"]["n_weights"])
+            similarity.append(masks.similarity_from_counts(squareform(counts[f"P{fraction}"]), n_weights))
+            kept, sizes = layer_kept(run["input_survival"][f"P{fraction}"], hidden, n_weights, fraction)
+            chance.append(masks.chance_agreement(kept[:, None, :], kept[None, :, :], sizes))
+        out[fraction] = {"episodes": runs[0]["disagreements"]["episodes"], "similarity": np.stack(similarity),
+                         "chance": np.stack(chance)}  # fmt: skip
+    return out
+
+
 # ---- experiments 2 and 3: tickets -------------------------------------------------------------
 
 
@@ -680,9 +717,12 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
                 prune_episode = unit.prune_episode
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
+                continued = isinstance(unit, TicketRun) and unit.mode == "finetune"
+                before = dense_state(unit.dense, unit.prune_episode) if continued else None
                 save(unit, {"result": pd.DataFrame({
                     "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
-                    **_extra_columns(unit, final), "length": [episodes_run], "converged": [reason == "early_stop"],
+                    **_extra_columns(unit, final, before), "length": [episodes_run],
+                    "converged": [reason == "early_stop"],
                     "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
                 })})  # fmt: skip
                 p.release(agent)
@@ -700,15 +740,17 @@ def _compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoin
     checkpoint.run(pool, "train", job, tick=save_and_refill)
 
 
-def _extra_columns(unit, final: AgentState) -> dict[str, list]:
-    """What a unit's result adds to a ticket's columns: a control its name, a sweep ticket
+def _extra_columns(unit, final: AgentState, before: AgentState | None) -> dict[str, list]:
+    """What a unit's result adds to a ticket's columns: a control its name; a sweep ticket
     its final agent's lifetime env steps and gradient updates (the dense run's before pruning
-    included)."""
+    included); a ticket the env steps and updates it made after pruning (`before`: the state
+    it continued from, None if it started fresh)."""
     if isinstance(unit, ControlRun):
         return {"control": [unit.control]}
     if isinstance(unit, SweepTicket):
         return {"env_steps": [final.transitions], "updates": [final.updates]}
-    return {}
+    return {"post_prune_env_steps": [final.transitions - (before.transitions if before else 0)],
+            "post_prune_updates": [final.updates - (before.updates if before else 0)]}  # fmt: skip
 
 
 def _dense_state(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
@@ -742,8 +784,10 @@ def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | 
 
 def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
-    Columns: seed, P, prune_episode, length (episodes to early stopping, or the cap),
-    converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
+    Columns: seed, P, prune_episode, post_prune_env_steps and post_prune_updates (made after
+    pruning; absent from results published before they were recorded), length (episodes to
+    early stopping, or the cap), converged, test_return, state_sha256 (of the final agent
+    state: `state_sha256`)."""
     return _tickets(env, g, store, "retrain", published, progress)
 
 

@@ -137,6 +137,30 @@ def similarity_matrix(masks: Tensor | np.ndarray) -> np.ndarray:
     return similarity_from_counts(disagreement_counts(masks), np.shape(masks)[-1])
 
 
+def chance_agreement(kept_a, kept_b, sizes=None) -> np.ndarray:
+    """The share of weights two independent masks are expected to agree on (both kept or both
+    pruned), given each mask's kept share per layer: `kept_a`, `kept_b` [..., layers] (or
+    [...] for one layer), `sizes` the layers' weight counts (None: one layer). Within each
+    layer the positions are taken as random at the layer's own density (a within-layer
+    permutation of a mask, as the `layer_shuffled` control draws): sum over layers of
+    n_l / N * (a_l b_l + (1 - a_l)(1 - b_l)). One layer, both masks pruning P: P^2 + (1 - P)^2."""
+    a, b = np.asarray(kept_a, dtype=np.float64), np.asarray(kept_b, dtype=np.float64)
+    if sizes is None:
+        a, b, sizes = a[..., None], b[..., None], [1]
+    weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)
+    if a.shape[-1] != len(weights) or b.shape[-1] != len(weights):
+        raise ValueError(f"kept shares must have {len(weights)} layers on their last axis, got {a.shape} and {b.shape}")
+    return (weights * (a * b + (1.0 - a) * (1.0 - b))).sum(axis=-1)
+
+
+def kappa(similarity, chance) -> np.ndarray:
+    """Cohen's kappa of two masks: (similarity - chance) / (1 - chance), `similarity` the
+    share of weights they agree on (1 - normalized Hamming distance) and `chance` its
+    `chance_agreement`. 1: identical; 0: no more alike than chance; < 0: less."""
+    similarity, chance = np.asarray(similarity, dtype=np.float64), np.asarray(chance, dtype=np.float64)
+    return (similarity - chance) / (1.0 - chance)
+
+
 def pack(mask_flat: Tensor | np.ndarray) -> np.ndarray:
     """Pack flat boolean masks [..., N] into uint8 [..., ceil(N / 8)] (8 weights per byte)."""
     return np.packbits(np.asarray(mask_flat, dtype=bool), axis=-1)

@@ -85,8 +85,20 @@ def _label(ax_return, ax_length, length_label: str):
         ax.grid(alpha=0.3)
 
 
-def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str):
-    """Figure 3.3: mask similarity (1 - normalized Hamming distance) between episodes, per P."""
+AGREEMENTS = {  # what a mask heatmap shows: colour-bar label, title
+    "similarity": ("mask similarity (1 - Hamming distance)", "similarity of masks drawn during training"),
+    "kappa": ("Cohen's kappa (0 or less, black: no more alike than chance)",
+              "chance-corrected similarity (Cohen's kappa, layer-aware chance) of masks drawn during training"),
+}  # fmt: skip
+
+
+def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str, quantity: str = "similarity"):
+    """Figure 3.3: mask similarity (1 - normalized Hamming distance) between episodes, per P;
+    quantity "kappa": the same pairs' Cohen's kappa (`ebnb.analysis.kappa_matrices`), on the
+    same scale from 0 (chance) to 1."""
+    if quantity not in AGREEMENTS:
+        raise ValueError(f"quantity: unknown {quantity!r}; allowed: {', '.join(AGREEMENTS)}")
+    label, title = AGREEMENTS[quantity]
     fig, axes = plt.subplots(1, len(similarity), figsize=(4.2 * len(similarity), 4), constrained_layout=True)
     axes = np.atleast_1d(axes)
     for ax, (fraction, matrix) in zip(axes, sorted(similarity.items())):
@@ -96,8 +108,8 @@ def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str):
         ax.set_title(f"P = {fraction}")
         ax.set_xlabel("episode of mask")
         ax.set_ylabel("episode of mask")
-    fig.colorbar(image, ax=axes, label="mask similarity (1 - Hamming distance)", shrink=0.85)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: similarity of masks drawn during training (mean over seeds)")
+    fig.colorbar(image, ax=axes, label=label, shrink=0.85)
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {title} (mean over seeds)")
     return fig
 
 

@@ -87,7 +87,8 @@ def test_steps_load_from_the_store_instead_of_recomputing(store, grid):
     saved = len(list(store.root.rglob("manifest.json")))
     again = experiments.retrain("cartpole", grid, store)
     assert store.computed == computed and len(list(store.root.rglob("manifest.json"))) == saved
-    assert list(again.columns) == ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
+    assert list(again.columns) == ["seed", "P", "prune_episode", "post_prune_env_steps", "post_prune_updates", "length",
+                                   "converged", "test_return", "state_sha256"]  # fmt: skip
     assert len(again) == 2 * 1 * 2
 
 
@@ -364,6 +365,9 @@ def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(
         trained = Population(cfg, [start], early_stop=True, max_episodes=g.episodes).run()
         assert row["state_sha256"] == experiments.state_sha256(trained.final[0]), name
         assert row["length"] == trained.agents.loc[0, "episodes_run"], name
+        final = trained.final[0]
+        assert row["post_prune_env_steps"] == final.transitions - start.transitions > 0, name
+        assert row["post_prune_updates"] == final.updates - start.updates > 0, name
 
 
 def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_floor(tmp_path, monkeypatch):

@@ -79,7 +79,8 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
-    figures = ["fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]
+    figures = ["fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
+               "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]
     assert sorted(p.name for p in (run / "figures").iterdir()) == [".ebnb-owned", *figures]
     assert sorted((run / "figures" / ".ebnb-owned").read_text().splitlines()[1:]) == figures, "each file recorded"
     listing = pipeline(*where, "list")
@@ -224,6 +225,7 @@ def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis)
     """`all --thesis` fills the store for figures 3.3-3.8 only: no controls, no sweep; its run
     record is not the one `publish` takes for the whole of `all`."""
     import pipeline as pipeline_module
+    from ebnb import publish
 
     args = pipeline_module._parser().parse_args(["all", "--recompute"] + (["--thesis"] if thesis else []))
     notebooks, _, profile, _, plan, _ = pipeline_module._checked_job(args, tmp_path / "store", tmp_path / "outputs")
@@ -236,5 +238,5 @@ def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis)
     else:
         assert len(notebooks) == 6 and steps > thesis_steps and "retrain controls" in steps
     record = {"command": "all", "target": plan.settings["target"], "steps": [{"computed": 1}]}
-    assert pipeline_module._computed_all(record) is not thesis
+    assert publish.computed_all(record) is not thesis
     assert list(tmp_path.iterdir()) == [], "planning writes nothing"

@@ -101,3 +101,17 @@ def test_the_sweep_figure_has_a_row_per_search_and_a_column_per_p_in_the_cost_as
     plt.close(fig)
     with pytest.raises(ValueError, match="cost: unknown 'episodes'"):
         plots.eb_exploit_sweep(pd.DataFrame(rows), baseline, "CartPole-v0", "episodes")
+
+
+def test_the_kappa_heatmaps_are_figure_33s_on_the_kappa_scale():
+    episodes = [0, 2, 4]
+    matrices = {p: pd.DataFrame(np.eye(3), index=episodes, columns=episodes) for p in (0.2, 0.8)}
+    fig = plots.similarity_heatmaps(matrices, "Acrobot-v1", "kappa")
+    assert "Cohen's kappa" in fig.get_suptitle() and "Cohen's kappa" in fig.axes[-1].get_ylabel()
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["P = 0.2", "P = 0.8"]
+    plt.close(fig)
+    fig = plots.similarity_heatmaps(matrices, "Acrobot-v1")
+    assert fig.get_suptitle() == "Acrobot: similarity of masks drawn during training (mean over seeds)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="quantity: unknown 'hamming'"):
+        plots.similarity_heatmaps(matrices, "Acrobot-v1", "hamming")

@@ -178,9 +178,7 @@ def _publishing(tmp_path, monkeypatch):
         for env in pipeline.ENVS:
             (tmp_path / "out" / "full" / f"{notebook}-{env}.ipynb").write_text(f"{notebook} {env}")
     (tmp_path / "out" / "full" / "figures" / "fig3_3_a.png").write_text("new figure")
-    monkeypatch.setattr(pipeline, "PUBLISHED_FIGURES", tmp_path / "figures")
-    monkeypatch.setattr(pipeline, "PUBLISHED_NOTEBOOKS", tmp_path / "executed")
-    monkeypatch.setenv("EBNB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
     shutil.copytree(ROOT / "results", tmp_path / "results")
     return pipeline, ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"), "publish"]
 
@@ -203,7 +201,7 @@ def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_output
     (sparse / "05_controls-cartpole.ipynb").write_text("05 cartpole, sparse")
     assert pipeline.main(args) == 2
     assert "05_controls-acrobot.ipynb is missing" in capsys.readouterr().err
-    assert not (tmp_path / "executed").exists() and (published_figures / "fig3_3_old_name.png").exists()
+    assert not (tmp_path / "notebooks" / "executed").exists() and (published_figures / "fig3_3_old_name.png").exists()
     assert (tmp_path / "results" / "manifest.json").read_bytes() == (ROOT / "results" / "manifest.json").read_bytes()
 
     (sparse / "05_controls-acrobot.ipynb").write_text("05 acrobot, sparse")
@@ -217,8 +215,8 @@ def test_publish_rewrites_the_published_set_byte_for_byte_and_mirrors_the_output
     assert after["commit"] == RECORD["commit"] and "full_sparse" in after["grid"]
     assert after["grid"] == before["grid"]
     assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png", "full_sparse"]
-    assert len(list((tmp_path / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(pipeline.ENVS)
-    assert sorted(p.name for p in (tmp_path / "executed" / "full_sparse").iterdir()) == [
+    assert len(list((tmp_path / "notebooks" / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(pipeline.ENVS)
+    assert sorted(p.name for p in (tmp_path / "notebooks" / "executed" / "full_sparse").iterdir()) == [
         "05_controls-acrobot.ipynb", "05_controls-cartpole.ipynb"]  # fmt: skip
     assert [p.name for p in (published_figures / "full_sparse").iterdir()] == ["controls_retrain_cartpole-v0.png"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary folder left"

@@ -17,7 +17,8 @@ MUTANTS is a plain list of small records (name, file, original, replacement, tes
 recovery of interrupted work (issue 9.1-9.3), the protocol's start states, similarity,
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
 batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
-survival, and the EB Exploit sweep (issue 13).
+survival, the EB Exploit sweep (issue 13), the verdicts by non-inferiority and the
+chance-corrected mask similarity (issue 28).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ KILL = SHARDS + "test_compute_killed_while_a_checkpoint_exists_resumes_from_it_t
 EXPERIMENTS = "tests/test_experiments.py::"
 CONTROLS = "tests/test_controls.py::"
 SWEEP = "tests/test_sweep.py::"
+STATS = "tests/test_stats.py::"
+VERDICTS = "tests/test_verdicts.py::"
+KAPPA = "tests/test_kappa.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
 FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
@@ -235,6 +239,45 @@ MUTANTS = [
          replacement='return Step("sweep tickets", "sweep_ticket", '
                      'tuple(t for t in drawn if not store.exists("sweep_ticket", t)), tickets, ("dense runs",))',
          tests=[SWEEP + "test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints"]),
+    # issue 28: verdicts by non-inferiority
+    dict(name="ni-direction-flipped", file="ebnb/stats.py",
+         original="    sign = 1.0 if higher_is_better else -1.0  # sign * difference: larger is better",
+         replacement="    sign = -1.0 if higher_is_better else 1.0",
+         tests=[STATS + "test_ni_for_returns_is_welch_shifted_by_the_margin"]),
+    dict(name="ni-margin-sign-flipped", file="ebnb/stats.py",
+         original="float(stats.t.sf((sign * estimate + margin) / se, df)))\n\n\ndef paired",
+         replacement="float(stats.t.sf((sign * estimate - margin) / se, df)))\n\n\ndef paired",
+         tests=[STATS + "test_ni_for_returns_is_welch_shifted_by_the_margin"]),
+    dict(name="ni-adjustment-dropped", file="ebnb/analysis.py",
+         original='table["p_ni_holm"] = by["p_ni"].transform(tests.holm)', replacement='table["p_ni_holm"] = table["p_ni"]',
+         tests=[VERDICTS + "test_ni_p_values_are_the_welch_ni_test_and_holm_over_the_cells_of_a_comparison"]),
+    dict(name="holm-not-step-down", file="ebnb/stats.py",
+         original="np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))",
+         replacement="p[order] * (len(p) - np.arange(len(p)))", tests=[STATS + "test_holm_by_hand"]),
+    dict(name="criterion-4-against-the-mean", file="ebnb/analysis.py",
+         original="earlier=own.prune_episode < own.converged_episode)",
+         replacement="earlier=own.prune_episode < own.converged_episode.mean())",
+         tests=[VERDICTS + "test_criterion_4_is_judged_per_seed_not_against_the_mean"]),
+    # issue 28.6: mask similarity corrected for chance
+    dict(name="kappa-chance-counts-only-both-kept", file="ebnb/masks.py",
+         original="(a * b + (1.0 - a) * (1.0 - b))", replacement="(a * b)",
+         tests=[KAPPA + "test_kappa_of_two_masks_is_cohens_kappa_of_their_two_by_two_table"]),
+    dict(name="layer-chance-ignores-layer-sizes", file="ebnb/masks.py",
+         original="weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)",
+         replacement="weights = np.full(len(sizes), 1.0 / len(sizes))",
+         tests=[KAPPA + "test_the_layer_aware_chance_is_the_mean_agreement_over_every_within_layer_arrangement"]),
+    dict(name="layer-chance-rest-from-the-pruned-share", file="ebnb/experiments.py",
+         original="kept_rest = n_weights - masks.n_pruned(fraction, n_weights) - kept_first",
+         replacement="kept_rest = masks.n_pruned(fraction, n_weights) - kept_first",
+         tests=[KAPPA + "test_layer_densities_derived_from_input_survival_are_the_masks_own"]),
+    dict(name="kappa-global-chance-from-p-and-the-kept-share", file="ebnb/analysis.py",
+         original="masks.chance_agreement(1 - fraction, 1 - fraction)",
+         replacement="masks.chance_agreement(fraction, 1 - fraction)",
+         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"]),
+    dict(name="kappa-settles-on-raw-similarity", file="ebnb/analysis.py",
+         original="settle_episode(k[:, -1], episodes, settled) for k in per_seed",
+         replacement="settle_episode(k[:, -1], episodes, settled) for k in similarity",
+         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"

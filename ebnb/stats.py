@@ -1,0 +1,164 @@
+"""Hypothesis tests over seeds (one value per seed and group): non-inferiority at a margin,
+multiplicity adjustment (Holm, Benjamini-Hochberg), the minimum detectable effect, restricted
+mean lengths of runs censored at a cap, exact paired Wilcoxon and paired t intervals.
+
+Differences are always ticket - reference. "Better" is higher for returns
+(`higher_is_better=True`) and lower for lengths. The non-inferiority (NI) test is Welch's t
+shifted by the margin (docs/protocol.md, "Statistics", says why): H0 the ticket is worse than
+the reference by at least `margin`; rejecting it shows the ticket non-inferior. Samples
+without spread (no Welch statistic) are decided by their means, p = 0 or 1, never NaN.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize, stats
+
+ALPHA = 0.05
+POWER = 0.80
+
+
+class Bound(NamedTuple):
+    """A difference (ticket - reference), its one-sided confidence bound on the worse side,
+    and a p-value."""
+
+    estimate: float
+    bound: float
+    p: float
+
+
+def welch_se_df(ticket, reference) -> tuple[float, float]:
+    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(ticket) - mean(reference)."""
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    a, b = ticket.var(ddof=1) / len(ticket), reference.var(ddof=1) / len(reference)
+    se = float(np.sqrt(a + b))
+    if se == 0:
+        return 0.0, float(len(ticket) + len(reference) - 2)
+    return se, float((a + b) ** 2 / (a**2 / (len(ticket) - 1) + b**2 / (len(reference) - 1)))
+
+
+def non_inferiority(ticket, reference, margin: float, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """Welch NI test of H0 'ticket worse than reference by at least `margin`' (margin >= 0, in
+    the quantity's units). `bound`: the one-sided (1 - alpha) confidence bound of the
+    difference on the worse side (lower for returns, upper for lengths); p < alpha exactly
+    when the bound lies on the better side of -margin (returns) or +margin (lengths)."""
+    if margin < 0:
+        raise ValueError(f"margin: >= 0 in the quantity's units, got {margin}")
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    sign = 1.0 if higher_is_better else -1.0  # sign * difference: larger is better
+    estimate = float(ticket.mean() - reference.mean())
+    se, df = welch_se_df(ticket, reference)
+    if se == 0:
+        return Bound(estimate, estimate, 0.0 if sign * estimate > -margin else 1.0)
+    bound = estimate - sign * stats.t.ppf(1 - alpha, df) * se
+    return Bound(estimate, float(bound), float(stats.t.sf((sign * estimate + margin) / se, df)))
+
+
+def paired_non_inferiority(ticket, reference, margin: float, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """`non_inferiority` for values paired by position (seed): a one-sample t-test of the
+    differences ticket - reference shifted by the margin."""
+    difference = np.asarray(ticket, float) - np.asarray(reference, float)
+    sign, estimate = (1.0 if higher_is_better else -1.0), float(difference.mean())
+    se = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    if se == 0:
+        return Bound(estimate, estimate, 0.0 if sign * estimate > -margin else 1.0)
+    df = len(difference) - 1
+    return Bound(estimate, float(estimate - sign * stats.t.ppf(1 - alpha, df) * se),
+                 float(stats.t.sf((sign * estimate + margin) / se, df)))  # fmt: skip
+
+
+def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """One-sided Welch test of H0 'ticket not worse' (H1: worse); `bound` on the better side,
+    so p < alpha exactly when the bound lies on the worse side of 0."""
+    flipped = non_inferiority(reference, ticket, 0.0, higher_is_better, alpha)
+    return Bound(-flipped.estimate, -flipped.bound, flipped.p)
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the order given: the i-th
+    smallest p times (m - i + 1), made non-decreasing in that order, at most 1."""
+    p = np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = stepped
+    return adjusted
+
+
+def benjamini_hochberg(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), in the order given."""
+    p = np.asarray(p, float)
+    return stats.false_discovery_control(p, method="bh") if len(p) else p
+
+
+def min_detectable_effect(n_ticket: int, n_reference: int, sd_ticket: float, sd_reference: float,
+                          alpha: float = ALPHA, power: float = POWER) -> float:  # fmt: skip
+    """The smallest true difference (in units, > 0) that a one-sided Welch test at `alpha`
+    detects with probability `power`, for these sample sizes and spreads (noncentral t at the
+    Welch-Satterthwaite degrees of freedom). An NI test at margin m shows a truly equal ticket
+    non-inferior with that power only if m >= this effect. 0 without spread."""
+    a, b = sd_ticket**2 / n_ticket, sd_reference**2 / n_reference
+    se = np.sqrt(a + b)
+    if se == 0:
+        return 0.0
+    df = (a + b) ** 2 / (a**2 / (n_ticket - 1) + b**2 / (n_reference - 1))
+    critical = stats.t.ppf(1 - alpha, df)
+    ncp = optimize.brentq(lambda d: stats.nct.sf(critical, df, d) - power, 0.0, 50.0)
+    return float(ncp * se)
+
+
+class Rmst(NamedTuple):
+    """Restricted mean of lengths up to `tau` (Kaplan-Meier) and its variance."""
+
+    mean: float
+    variance: float
+
+
+def rmst(lengths, converged, tau: float) -> Rmst:
+    """Restricted mean time to convergence up to `tau` (the cap), from the Kaplan-Meier curve
+    of lengths where a run that did not converge is right-censored at its length. Variance:
+    the Greenwood-type sum over convergence times t_j of A_j^2 d_j / (n_j (n_j - d_j)), A_j the
+    area under the curve from t_j to tau (0 where the curve drops to 0). When censoring happens
+    only at tau, the restricted mean is the plain mean of min(length, tau)."""
+    lengths, converged = np.minimum(np.asarray(lengths, float), tau), np.asarray(converged, bool)
+    times = np.unique(lengths[converged & (lengths < tau)])
+    at_risk = np.array([(lengths >= t).sum() for t in times], float)
+    events = np.array([((lengths == t) & converged).sum() for t in times], float)
+    survival = np.cumprod(1 - events / at_risk) if len(times) else np.array([])
+    edges = np.concatenate([[0.0], times, [tau]])
+    levels = np.concatenate([[1.0], survival])
+    areas = levels * np.diff(edges)
+    tail = np.cumsum(areas[::-1])[::-1][1:]  # A_j: area from t_j to tau
+    alive = at_risk > events
+    variance = np.sum(tail[alive] ** 2 * events[alive] / (at_risk[alive] * (at_risk[alive] - events[alive])))
+    return Rmst(float(areas.sum()), float(variance))
+
+
+def rmst_difference(ticket: Rmst, reference: Rmst, margin: float, alpha: float = ALPHA) -> Bound:
+    """NI of restricted mean lengths (lower is better), normal approximation: the difference,
+    its upper one-sided (1 - alpha) bound and the p-value of H0 'ticket longer by >= margin'."""
+    estimate, se = ticket.mean - reference.mean, np.sqrt(ticket.variance + reference.variance)
+    if se == 0:
+        return Bound(estimate, estimate, 0.0 if estimate < margin else 1.0)
+    return Bound(estimate, float(estimate + stats.norm.ppf(1 - alpha) * se),
+                 float(stats.norm.cdf((estimate - margin) / se)))  # fmt: skip
+
+
+def paired_wilcoxon(a, b, alternative: str = "two-sided") -> float:
+    """Exact Wilcoxon signed-rank p-value of a - b paired by position (seed); zero differences
+    dropped (Wilcoxon's rule); 1.0 when all differences are 0."""
+    difference = np.asarray(a, float) - np.asarray(b, float)
+    difference = difference[difference != 0]
+    if not len(difference):
+        return 1.0
+    return float(stats.wilcoxon(difference, alternative=alternative, method="exact").pvalue)
+
+
+def paired_t_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of a - b paired by position (seed): the two-sided Student-t interval."""
+    difference = np.asarray(a, float) - np.asarray(b, float)
+    centre, se = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    half = stats.t.ppf(0.5 + confidence / 2, len(difference) - 1) * se
+    return centre, centre - half, centre + half

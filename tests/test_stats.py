@@ -1,0 +1,146 @@
+"""The tests of `ebnb.stats` against known values: scipy's Welch t-tests shifted by the margin,
+scipy's Benjamini-Hochberg, a hand-worked Holm example, a hand-worked Kaplan-Meier restricted
+mean, scipy's exact Wilcoxon and paired t interval, and the power of the minimum detectable
+effect by simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from ebnb import stats
+
+RNG = np.random.default_rng(11)
+TICKET, REFERENCE = RNG.normal(-110.0, 12.0, 10), RNG.normal(-100.0, 6.0, 10)
+
+
+@pytest.mark.parametrize("margin", [0.0, 5.0, 20.0])
+def test_ni_for_returns_is_welch_shifted_by_the_margin(margin):
+    ni = stats.non_inferiority(TICKET, REFERENCE, margin, higher_is_better=True)
+    scipy = scipy_stats.ttest_ind(TICKET + margin, REFERENCE, equal_var=False, alternative="greater")
+    assert ni.p == pytest.approx(scipy.pvalue, rel=1e-9)
+    assert ni.estimate == pytest.approx(TICKET.mean() - REFERENCE.mean())
+    assert ni.bound == pytest.approx(scipy.confidence_interval(0.95).low - margin, rel=1e-9)
+    assert (ni.p < 0.05) == (ni.bound > -margin)
+
+
+@pytest.mark.parametrize("margin", [0.0, 5.0, 20.0])
+def test_ni_for_lengths_is_welch_shifted_by_the_margin(margin):
+    ticket, reference = -TICKET, -REFERENCE  # lengths: lower is better
+    ni = stats.non_inferiority(ticket, reference, margin, higher_is_better=False)
+    scipy = scipy_stats.ttest_ind(ticket - margin, reference, equal_var=False, alternative="less")
+    assert ni.p == pytest.approx(scipy.pvalue, rel=1e-9)
+    assert ni.bound == pytest.approx(scipy.confidence_interval(0.95).high + margin, rel=1e-9)
+    assert (ni.p < 0.05) == (ni.bound < margin)
+
+
+def test_ni_rejects_for_a_better_ticket_and_a_wide_margin_not_for_a_worse_one():
+    better, reference = np.arange(10.0) + 50, np.arange(10.0)
+    assert stats.non_inferiority(better, reference, 1.0, True).p < 1e-6
+    assert stats.non_inferiority(reference, better, 1.0, True).p > 1 - 1e-6
+    assert stats.non_inferiority(reference, better, 100.0, True).p < 1e-6, "a margin wider than the gap"
+    assert stats.non_inferiority(better, reference, 1.0, False).p > 1 - 1e-6, "longer is worse for lengths"
+    with pytest.raises(ValueError, match="margin"):
+        stats.non_inferiority(better, reference, -1.0, True)
+
+
+def test_samples_without_spread_are_decided_by_their_means():
+    capped = np.full(10, 200.0)
+    assert stats.non_inferiority(capped, capped - 5, 0.0, True) == (5.0, 5.0, 0.0)
+    assert stats.non_inferiority(capped - 5, capped, 4.0, True).p == 1.0
+    assert stats.non_inferiority(capped - 5, capped, 6.0, True).p == 0.0
+    assert stats.worse(capped - 5, capped, True).p == 0.0 and stats.worse(capped, capped, True).p == 1.0
+
+
+def test_worse_is_scipys_one_sided_welch_test():
+    for higher, alternative in ((True, "less"), (False, "greater")):
+        scipy = scipy_stats.ttest_ind(TICKET, REFERENCE, equal_var=False, alternative=alternative)
+        shown = stats.worse(TICKET, REFERENCE, higher)
+        assert shown.p == pytest.approx(scipy.pvalue, rel=1e-9)
+        ci = scipy.confidence_interval(0.95)
+        assert shown.bound == pytest.approx(ci.high if higher else ci.low, rel=1e-9)
+
+
+def test_holm_by_hand():
+    """m = 4, sorted 0.005, 0.01, 0.03, 0.04: x4 = 0.02, x3 = 0.03, x2 = 0.06, x1 = 0.04 -> 0.06 (step-down)."""
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]), "capped at 1"
+    assert stats.holm([0.02]) == pytest.approx([0.02])
+
+
+def test_holm_lies_between_raw_and_bonferroni():
+    p = RNG.uniform(0, 0.2, 48)
+    adjusted = stats.holm(p)
+    assert np.all(adjusted >= p) and np.all(adjusted <= np.minimum(1, 48 * p))
+    assert np.all(np.diff(adjusted[np.argsort(p)]) >= 0)
+
+
+def test_benjamini_hochberg_against_scipy_and_by_hand():
+    p = RNG.uniform(0, 0.1, 48)
+    assert stats.benjamini_hochberg(p) == pytest.approx(scipy_stats.false_discovery_control(p, method="bh"))
+    # sorted 0.005, 0.01, 0.03, 0.04: x4/1, x4/2, x4/3, x4/4 = 0.02, 0.02, 0.04, 0.04 (min from the top)
+    assert stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+
+
+def test_the_minimum_detectable_effect_is_detected_with_80_percent_power():
+    n, sd_t, sd_r = 10, 12.0, 6.0
+    effect = stats.min_detectable_effect(n, n, sd_t, sd_r)
+    se = np.sqrt(sd_t**2 / n + sd_r**2 / n)
+    assert 2.3 * se < effect < 2.7 * se, "about (t_0.95 + t_0.80) standard errors"
+    draws = np.random.default_rng(5)
+    ticket = draws.normal(-effect, sd_t, (20_000, n))
+    reference = draws.normal(0.0, sd_r, (20_000, n))
+    p = scipy_stats.ttest_ind(ticket, reference, axis=1, equal_var=False, alternative="less").pvalue
+    assert np.mean(p < 0.05) == pytest.approx(0.80, abs=0.015)
+    assert stats.min_detectable_effect(20, 20, sd_t, sd_r) < effect
+    assert stats.min_detectable_effect(n, n, 0.0, 0.0) == 0.0
+
+
+def test_rmst_by_hand_with_censoring_before_the_cap():
+    """Lengths 2, 4+, 6, 8, 10+ (+ censored), tau 10: S = 0.8 from 2, 8/15 from 6, 4/15 from 8;
+    area 2 + 4(0.8) + 2(8/15) + 2(4/15) = 6.8. Variance: 4.8^2/(5*4) + 1.6^2/(3*2) + (8/15)^2/(2*1)."""
+    result = stats.rmst([2, 4, 6, 8, 10], [True, False, True, True, False], tau=10)
+    assert result.mean == pytest.approx(6.8)
+    assert result.variance == pytest.approx(4.8**2 / 20 + 1.6**2 / 6 + (8 / 15) ** 2 / 2)
+
+
+def test_rmst_with_censoring_only_at_the_cap_is_the_capped_mean():
+    lengths = np.array([120, 140, 500, 500, 230, 180, 500, 260, 310, 500])
+    result = stats.rmst(lengths, lengths < 500, tau=500)
+    assert result.mean == pytest.approx(lengths.mean())
+    assert stats.rmst([500] * 4, [False] * 4, tau=500) == (500.0, 0.0)
+
+
+def test_rmst_difference_is_a_one_sided_normal_ni_test():
+    ticket, reference = stats.Rmst(300.0, 400.0), stats.Rmst(250.0, 500.0)
+    shown = stats.rmst_difference(ticket, reference, margin=25.0)
+    se = np.sqrt(900.0)
+    assert shown.estimate == 50.0 and shown.bound == pytest.approx(50 + 1.6448536 * se)
+    assert shown.p == pytest.approx(scipy_stats.norm.sf((25 - 50) / se))
+
+
+def test_paired_wilcoxon_is_scipys_exact_test():
+    a, b = RNG.normal(0, 1, 10), RNG.normal(0.5, 1, 10)
+    expected = scipy_stats.wilcoxon(a - b, alternative="less", method="exact").pvalue
+    assert stats.paired_wilcoxon(a, b, "less") == pytest.approx(expected)
+    assert stats.paired_wilcoxon(np.arange(10) + 1.0, np.zeros(10), "greater") == pytest.approx(1 / 1024)
+    assert stats.paired_wilcoxon([1, 2, 3], [1, 2, 3]) == 1.0
+
+
+def test_paired_t_interval_is_scipys():
+    a, b = RNG.normal(0, 1, 10), RNG.normal(0.5, 1, 10)
+    centre, low, high = stats.paired_t_interval(a, b)
+    ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((ci.low, ci.high)) and centre == pytest.approx(np.mean(a - b))
+
+
+def test_paired_ni_is_scipys_paired_t_shifted_by_the_margin():
+    a, b = RNG.normal(0, 1, 10), RNG.normal(0.5, 1, 10)
+    for higher, shift, alternative in ((True, 0.3, "greater"), (False, -0.3, "less")):
+        ni = stats.paired_non_inferiority(a, b, 0.3, higher)
+        scipy = scipy_stats.ttest_rel(a + shift, b, alternative=alternative)
+        assert ni.p == pytest.approx(scipy.pvalue, rel=1e-9)
+        ci = scipy.confidence_interval(0.95)
+        assert ni.bound == pytest.approx((ci.low if higher else ci.high) - shift, rel=1e-9)
