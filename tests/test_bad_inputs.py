@@ -10,6 +10,7 @@ that it refuses any target outside tmp_path.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import re
@@ -25,7 +26,7 @@ import ebnb.ownership
 from ebnb import compute, config, experiments, shards
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
-from ebnb.store import Store
+from ebnb.store import CorruptResultError, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,6 +139,11 @@ PIPELINE_CASES = [
                  id="run env with discrete observations"),
     pytest.param(["compute", "all", "--env", "Blackjack-v1"], "env", False, id="compute env without reward_threshold"),
     pytest.param(["compute", "all", "--scheduler", "tcp://"], "scheduler", False, id="compute scheduler=tcp://"),
+    pytest.param(["run", "02_retrain", "-p", f"seeds=[{2**63}]"], "seeds", False, id="run seeds=[2**63]"),
+    pytest.param(["compute", "02_retrain", "-p", "seeds=[-1]"], "seeds", False, id="compute seeds=[-1]"),
+    pytest.param(["compute", "all", "--workers", "4096"], "--workers", False, id="compute workers=4096"),
+    pytest.param(["compute", "all", "--scheduler", "inline", "--workers", "1"], "--workers", False,
+                 id="compute workers with scheduler inline"),
 ]
 
 
@@ -227,14 +233,96 @@ EBNB_CASES = [
     pytest.param(["train", "--env", "cartpole", "--seeds", "5-2", "--out", "{tmp}/log.csv"], "seeds", False,
                  id="train seeds=5-2"),
     pytest.param(["bench", "--env", "acrobat"], "env", False, id="bench unknown env"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", str(2**63), "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=2**63"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", f"0-{10**30}", "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=0-10**30"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/log.csv"], "out", False,
+                 id="train out in a file"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/sub/log.csv"], "out", False,
+                 id="train out below a file"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/folder.csv"], "out", False,
+                 id="train out is a folder"),
 ]
 
 
 @pytest.mark.parametrize("argv, name, usage", EBNB_CASES)
 def test_ebnb_cli_rejects_bad_input(sandbox, capsys, argv, name, usage):
+    (sandbox / "file.txt").write_text("a file")
+    (sandbox / "folder.csv").mkdir()
+    before = tree(sandbox)
     code, stderr = call(ebnb_cli.main, [a.replace("{tmp}", str(sandbox)) for a in argv], capsys)
     assert_one_line_naming(code, stderr, name, usage)
-    assert not any(sandbox.glob("log.*"))
+    assert tree(sandbox) == before
+
+
+def tree(folder: Path) -> dict:
+    """Every path under `folder` with its bytes (None for a folder): a snapshot to compare."""
+    return {p.relative_to(folder): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+# ---- failures of the machine: one line, exit 1, nothing half-written; --debug: the traceback ----
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/full/disk/log.csv")
+
+
+def _read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", "/ro/store/lock/x.lock")
+
+
+def _corrupt(*args, **kwargs):
+    raise CorruptResultError("/store/dense/0123456789abcdef: ['log.parquet'] do not match the manifest")
+
+
+MACHINE_CASES = [
+    # (module, function replaced, failure, what the line must contain)
+    pytest.param(ebnb_cli, "_train", _no_space, "/full/disk/log.csv: No space left on device; free some space",
+                 id="train: disk full"),
+    pytest.param(pipeline, "compute_store", _read_only, "/ro/store/lock/x.lock: Read-only file system; the disk is "
+                 "mounted read-only", id="compute: read-only store"),
+    pytest.param(pipeline, "compute_store", _corrupt, "do not match the manifest; delete that folder",
+                 id="compute: corrupt result"),
+]
+
+
+@pytest.mark.parametrize("module, name, failure, message", MACHINE_CASES)
+@pytest.mark.parametrize("debug", [False, True], ids=["", "--debug"])
+def test_machine_failure_is_one_line_with_exit_1(sandbox, capsys, monkeypatch, module, name, failure, message, debug):
+    monkeypatch.setattr(module, name, failure)
+    if module is ebnb_cli:
+        main, argv = ebnb_cli.main, ["train", "--env", "cartpole", "--seeds", "0", "--out", str(sandbox / "log.csv")]
+    else:
+        main, argv = pipeline.main, ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile",
+                                     "quick", "--scheduler", "inline", "--recompute"]  # fmt: skip
+    if debug:
+        with pytest.raises((OSError, CorruptResultError)):
+            main(["--debug", *argv])
+        return
+    code, stderr = call(main, argv, capsys)
+    assert code == 1 and error_lines(stderr) == [f"error: {error_lines(stderr)[0][7:]}"], stderr
+    assert message in stderr
+    assert empty_or_absent(sandbox / "store") and not (sandbox / "log.csv").exists()
+
+
+def test_unreachable_scheduler_is_one_line_before_any_work(sandbox, capsys):
+    """Nothing listens on port 1: refused at once (not after distributed's 30 s), exit 1."""
+    argv = ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile", "quick", "--recompute",
+            "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
+    code, stderr = call(pipeline.main, argv, capsys)
+    assert code == 1 and len(error_lines(stderr)) == 1, stderr
+    assert stderr.startswith("error: --scheduler: cannot reach tcp://127.0.0.1:1")
+    assert empty_or_absent(sandbox / "store")
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A disk that fills while the log is written: no partial file, no folder made for it."""
+    import pandas as pd
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _no_space)
+    with pytest.raises(OSError):
+        ebnb_cli._write(pd.DataFrame({"seed": [0]}), tmp_path / "new" / "deeper" / "log.csv")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- Python API ------------------------------------------------------------------------------
