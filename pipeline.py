@@ -51,7 +51,11 @@ ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
 PUBLISHED_FIGURES = ROOT / "figures"
-NOTEBOOK_OPTIONS = {"store_dir": (str, type(None)), "figures_dir": (str, type(None)), "use_published": (bool,)}
+NOTEBOOK_OPTIONS = ("store_dir", "figures_dir", "use_published")
+FOLDER_OPTIONS = {  # the pipeline sets these two itself, so that it and the notebooks use the same folders
+    "store_dir": "-p store_dir: give the pipeline --store DIR instead (it fills that store, then the notebooks read it)",
+    "figures_dir": "-p figures_dir: give the pipeline --out DIR instead (figures go to DIR/<run>/figures)",
+}
 
 
 class UsageError(ValueError):
@@ -90,7 +94,10 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
         if isinstance(value, str) and text.startswith("[") and text.endswith("]"):  # [a, b]: the shell ate the quotes
             value = [_literal(item.strip()) for item in text[1:-1].split(",")] if text[1:-1].strip() else []
         if isinstance(value, tuple):  # papermill would pass it on as a string
-            raise UsageError(f"{name}: a list goes in brackets: {name}=[{text}], not {name}={text}")
+            inside = text[1:-1] if text.startswith("(") and text.endswith(")") else text
+            raise UsageError(f"{name}: a list goes in brackets: {name}=[{inside}], not {name}={text}")
+        if name in FOLDER_OPTIONS:
+            raise UsageError(FOLDER_OPTIONS[name])
         overrides[name] = value
     return overrides
 
@@ -108,7 +115,7 @@ def check_overrides(overrides: dict, profile: str) -> None:
     """The checks the notebooks' Python API makes, made before any notebook starts: the grid
     overrides make a valid grid, EB Exploit's parameters and its sweep grid are valid, the
     notebook options have their types."""
-    from ebnb import experiments, sweep
+    from ebnb import experiments, notebook, sweep
 
     grid_fields, eb_exploit, options = split_overrides(overrides)
     try:
@@ -118,10 +125,8 @@ def check_overrides(overrides: dict, profile: str) -> None:
         sweep.grid(**{k: v for k, v in eb_exploit.items() if k in sweep.DEFAULTS})
     except ValueError as error:
         raise UsageError(str(error)) from None
-    for name, value in options.items():
-        if not isinstance(value, NOTEBOOK_OPTIONS[name]):
-            allowed = " or ".join("None" if t is type(None) else t.__name__ for t in NOTEBOOK_OPTIONS[name])
-            raise UsageError(f"{name}: must be {allowed}, got {value!r}")
+    if "use_published" in options:
+        notebook.check_bool("use_published", options["use_published"])
 
 
 def run_folder(profile: str, overrides: dict, out: Path) -> Path:
@@ -267,9 +272,11 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
     Checkpoint(None, checkpoint_every)
     workers = options.get("workers")
     if workers is not None:
-        check_positive_int("--workers", workers)
+        compute.check_workers(workers, options["scheduler"])
     step_names = {s for n in notebooks for s in NOTEBOOK_STEPS[n]}
     work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
+    if work:
+        compute.check_reachable(options["scheduler"])
     if published is not None:
         asked = sum(len(step.units) for _, step in compute.plan(envs, step_names, grid, **eb_exploit))
         left = sum(len(step.units) for _, step in work)
@@ -352,6 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
     parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
     parser.add_argument("--force", action="store_true", help="discard the store's cached results first, recompute all")
+    parser.add_argument("--debug", action="store_true", help="on failure, show the traceback")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("all", "every notebook x env, full profile (the thesis and beyond)"),
                        ("quick", "every notebook x env, quick profile")):  # fmt: skip
@@ -406,10 +414,9 @@ def _check_target(notebook: str, all_allowed: bool) -> list[str]:
 def _checked_job(args, store: Path | None, out: Path):
     """(notebooks, envs, profile, overrides, compute plan for the whole job or None, compute
     plans per notebook x env or None), all checked; nothing runs yet."""
-    from ebnb import experiments
-    from ebnb.envs import resolve_env_id
+    from ebnb import experiments, notebook
+    from ebnb.envs import canonical_env
 
-    published = None if args.recompute else experiments.published_results()
     if args.command in ("compute", "run"):
         notebooks = _check_target(args.target if args.command == "compute" else args.notebook, args.command == "compute")
         if args.profile not in experiments.PROFILES:
@@ -424,11 +431,12 @@ def _checked_job(args, store: Path | None, out: Path):
     else:
         notebooks, envs, overrides = list(THESIS if args.thesis else NOTEBOOKS), args.env or list(ENVS), {}
         profile = "full" if args.command == "all" else "quick"
-    for env in envs:
-        resolve_env_id(env)
+    envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
     check_overrides(overrides, profile)
-    if args.recompute:
-        overrides = {**overrides, "use_published": False}
+    if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
+        overrides = {**overrides, "use_published": not args.recompute and notebook.check_bool(
+            "use_published", overrides.get("use_published", True))}  # fmt: skip
+    published = experiments.published_results() if overrides.get("use_published", True) else None
     target = getattr(args, "target", "thesis" if getattr(args, "thesis", False) else "all")
     options = {"command": args.command, "target": target,
                "scheduler": getattr(args, "scheduler", "inline"), "workers": getattr(args, "workers", None),
@@ -443,60 +451,62 @@ def _checked_job(args, store: Path | None, out: Path):
 
 
 def main(argv=None) -> int:
+    """The command line: 0, or the exit status of a failure told in one line (`ebnb.errors`)."""
     args = _parser().parse_args(argv)
+    from ebnb import errors
+
+    return errors.run(lambda: _main(args), args.debug)
+
+
+def _main(args) -> None:
+    """Every input checked, then the command run."""
+    from ebnb import errors, experiments
+
+    for option, value in (("--store", args.store), ("--out", args.out)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option}: empty path; give a directory")
     store = Path(args.store) if args.store else None
-    try:
-        for option, value in (("--store", args.store), ("--out", args.out)):
-            if value is not None and not value.strip():
-                raise UsageError(f"{option}: empty path; give a directory")
-        from ebnb import experiments
+    out = Path(args.out) if args.out else experiments.default_outputs()
+    if args.command == "list":
+        list_grid(store, out)
+        return
+    if args.command == "clean":
+        clean_outputs(store, out)
+        return
+    if args.command == "publish":
+        from ebnb import publish
 
-        out = Path(args.out) if args.out else experiments.default_outputs()
-        if args.command == "list":
-            list_grid(store, out)
-            return 0
-        if args.command == "clean":
-            clean_outputs(store, out)
-            return 0
-        if args.command == "publish":
-            from ebnb import publish
+        publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
+        return
+    if args.command == "report":
+        from ebnb import report
 
-            publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
-            return 0
-        if args.command == "report":
-            from ebnb import report
+        index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
+                             experiments.default_published() / "run_record.json")  # fmt: skip
+        print(f"[report] {experiments.shown(index)}")
+        return
+    errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)
+    if args.command != "compute":
+        errors.check_writable_folder("--out", out)
+    notebooks, envs, profile, overrides, whole, per_notebook = _checked_job(args, store, out)
+    if args.force:
+        from ebnb import disk
 
-            index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
-                                 experiments.default_published() / "run_record.json")  # fmt: skip
-            print(f"[report] {experiments.shown(index)}")
-            return 0
-        notebooks, envs, profile, overrides, whole, per_notebook = _checked_job(args, store, out)
-        if args.force:
-            from ebnb import disk
+        disk.clean({"store": store or experiments.default_store()})
+    started = time.perf_counter()
+    if whole is not None:
+        record = compute_store(whole)
+    if args.command != "compute":
+        times = run_grid(notebooks, envs, profile, overrides, store, out, per_notebook)
+    if args.command == "all":
+        from ebnb import accounting
 
-            disk.clean({"store": store or experiments.default_store()})
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        started = time.perf_counter()
-        if whole is not None:
-            record = compute_store(whole)
-        if args.command != "compute":
-            times = run_grid(notebooks, envs, profile, overrides, store, out, per_notebook)
-        if args.command == "all":
-            from ebnb import accounting
-
-            record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
-            record["all_wall_s"] = round(time.perf_counter() - started, 1)
-            path = accounting.write(record, whole.store / "runs")
-            command = "all --thesis" if args.thesis else "all"
-            print(f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
-                  f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
+        record["all_wall_s"] = round(time.perf_counter() - started, 1)
+        path = accounting.write(record, whole.store / "runs")
+        command = "all --thesis" if args.thesis else "all"
+        print(f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
+              f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,22 +1,27 @@
 """Command line: `python -m ebnb train ...` and `python -m ebnb bench ...`.
 
 Bad input exits with status 2 and a one-line message naming the parameter, before any
-compute starts.
+compute starts (the output file's folder is checked writable first); a failure of the
+machine (a full or read-only disk) exits 1 with one line (`ebnb.errors`); `--debug` shows
+the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from ebnb import errors
 from ebnb.config import check_device, check_positive_int, dqn_config, parse_seeds
 from ebnb.envs import ENV_ALIASES
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ebnb", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="on failure, show the traceback")
     commands = parser.add_subparsers(dest="command", required=True)
     envs = ", ".join(ENV_ALIASES)
 
@@ -52,6 +57,7 @@ def train(args):
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"out: must end in .csv or .parquet, got {args.out!r}")
+    errors.check_writable_file("out", out)
     return lambda: _train(args, cfg, seeds, episodes, out)
 
 
@@ -65,14 +71,29 @@ def _train(args, cfg, seeds, episodes, out) -> None:
     log = result.episodes.rename(columns={"agent": "seed"})
     log["seed"] = [seeds[a] for a in log["seed"]]
     log = log[["seed", "episode", "return", "length", "epsilon"]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log.to_csv(out, index=False) if out.suffix == ".csv" else log.to_parquet(out, index=False)
+    _write(log, out)
     summary = result.agents.assign(seed=list(seeds))
     last10 = log.groupby("seed")["return"].apply(lambda r: r.tail(10).mean())
     print(f"{cfg.env_id}: {len(seeds)} agents, {len(log)} episodes -> {out}")
     for row in summary.itertuples():
         print(f"  seed {row.seed}: {row.episodes_run} episodes ({row.stop_reason}), "
               f"mean return of last 10: {last10[row.seed]:.1f}")  # fmt: skip
+
+
+def _write(log, out: Path) -> None:
+    """`log` to `out` (csv or parquet), atomically: written beside it and renamed; on a failure
+    nothing of it stays behind, nor the folders made for it."""
+    made = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    try:
+        log.to_csv(temporary, index=False) if out.suffix == ".csv" else log.to_parquet(temporary, index=False)
+        os.replace(temporary, out)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        for folder in made:  # innermost first
+            folder.rmdir()
+        raise
 
 
 def _arithmetic(args) -> str:
@@ -115,13 +136,8 @@ def _bench(args, cfgs, counts) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        job = {"train": train, "bench": bench}[args.command](args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    job()
-    return 0
+    checked = {"train": train, "bench": bench}[args.command]
+    return errors.run(lambda: checked(args)(), args.debug)  # the checks, then the job they return
 
 
 if __name__ == "__main__":

@@ -368,13 +368,3 @@ def eb_exploit_sweep_summary(results: pd.DataFrame, baseline: pd.DataFrame, alph
         })  # fmt: skip
     summary = pd.DataFrame(rows)
     return summary.assign(saving=1 - summary["relative_env_steps"])
-
-
-def best_sweep_settings(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per P of `eb_exploit_sweep_summary`: the setting with the largest saving in env steps
-    among those that save (saving > 0) and whose return is `return_ok` (ties: the larger
-    saving in updates, then grid order); a P where no setting does both is left out."""
-    ok = summary[summary["return_ok"] & (summary["saving"] > 0)]
-    ranked = ok.assign(update_saving=1 - ok["relative_updates"]).sort_values(
-        ["P", "saving", "update_saving"], ascending=[True, False, False], kind="stable")
-    return ranked.groupby("P", sort=True).head(1).drop(columns="update_saving").reset_index(drop=True)

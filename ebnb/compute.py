@@ -20,6 +20,7 @@ import itertools
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -47,6 +48,28 @@ def check_scheduler(scheduler: str) -> str:
     if scheduler in ("inline", "local") or address:
         return scheduler
     raise ValueError(f"scheduler: unknown {scheduler!r}; allowed: inline, local, tcp://host:port")
+
+
+def check_workers(workers, scheduler: str) -> int:
+    """--workers for a LocalCluster: an int from 1 to this machine's cores (more only share them)."""
+    cores = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= cores:
+        raise ValueError(f"--workers must be an integer from 1 to {cores} (this machine's cores), got {workers!r}")
+    if scheduler != "local":
+        raise ValueError(f"--workers: only --scheduler local takes it (it sizes the LocalCluster), not {scheduler}")
+    return workers
+
+
+def check_reachable(scheduler: str, timeout: float = 5.0) -> None:
+    """For a tcp:// or tls:// scheduler: OSError naming it unless something listens there."""
+    if "://" not in scheduler:
+        return
+    host, port = scheduler.split("://", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise OSError(f"--scheduler: cannot reach {scheduler} ({error.strerror or error}); start the Dask scheduler "
+                      "there (dask scheduler --port ...) or use --scheduler local") from None
 
 
 def run(

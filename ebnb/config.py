@@ -16,6 +16,16 @@ from typing import Literal
 from ebnb.envs import resolve_env_id
 
 
+SEED_LIMIT = 2**63  # seeds enter the random streams as int64 (`ebnb.rng`)
+
+
+def check_seed(name: str, value) -> int:
+    """`value` as a seed: an int in [0, 2**63), or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{name}: each must be an integer in [0, 2**63), got {value!r}")
+    return value
+
+
 def check_positive_int(name: str, value) -> int:
     """`value` as an int >= 1, or a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -176,6 +186,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
             raise ValueError(f"seeds: range {part!r} is empty; write low-high with low <= high")
+        check_seed("seeds", high)
         seeds.extend(range(low, high + 1))
     if not seeds:
         raise ValueError("seeds: the seed list is empty; allowed: '3', '0-9' or '1,4,7'")

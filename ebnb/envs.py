@@ -85,6 +85,13 @@ def resolve_env_id(name: str) -> str:
     return env_id
 
 
+def canonical_env(name: str) -> str:
+    """The one name of an env, however it was spelled: its short name if it has one
+    ('CARTPOLE', 'CartPole-v0' -> 'cartpole'), else its gymnasium id as registered."""
+    env_id = resolve_env_id(name)
+    return next((short for short, known in ENV_ALIASES.items() if known == env_id), env_id)
+
+
 def _uniform_states(seeds, episodes, low: float, high: float) -> np.ndarray:
     """Component j of the initial state is low + (high - low) * uniform(seed, RESET, 4e + j)."""
     counters = 4 * np.asarray(episodes, dtype=np.int64)[..., None] + np.arange(4)

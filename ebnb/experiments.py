@@ -25,7 +25,7 @@ import torch
 from ebnb import controls, masks, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
-from ebnb.config import DQNConfig, check_fraction, check_positive_int, dqn_config
+from ebnb.config import DQNConfig, check_fraction, check_positive_int, check_seed, dqn_config
 from ebnb.evaluate import greedy_returns
 from ebnb.population import Population
 from ebnb.published import Published
@@ -35,15 +35,26 @@ CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def _folder(variable: str, default: Path) -> Path:
+    """The folder $`variable` names (relative: to the project, whichever folder runs the
+    kernel), else `default`; set but empty is a ValueError naming the variable."""
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    if not value.strip():
+        raise ValueError(f"{variable}: set but empty; unset it for the default {shown(default)}/, or give a folder")
+    return PROJECT / Path(value).expanduser()
+
+
 def default_store() -> Path:
     """Where results are cached: $EBNB_STORE, else store/ in the project."""
-    return Path(os.environ.get("EBNB_STORE", PROJECT / "store"))
+    return _folder("EBNB_STORE", PROJECT / "store")
 
 
 def default_outputs() -> Path:
     """Where runs write executed notebooks and figures: $EBNB_OUTPUTS, else outputs/ in the
     project (a working folder, not committed; `pipeline.py publish` publishes from it)."""
-    return Path(os.environ.get("EBNB_OUTPUTS", PROJECT / "outputs"))
+    return _folder("EBNB_OUTPUTS", PROJECT / "outputs")
 
 
 def default_figures(run: str) -> Path:
@@ -53,7 +64,7 @@ def default_figures(run: str) -> Path:
 
 def default_published() -> Path:
     """The published results: $EBNB_RESULTS, else results/ in the project."""
-    return Path(os.environ.get("EBNB_RESULTS", PROJECT / "results"))
+    return _folder("EBNB_RESULTS", PROJECT / "results")
 
 
 def published_results(root: str | Path | None = None) -> Published | None:
@@ -100,8 +111,7 @@ class Grid:
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: {list(values)} names a value twice")
         for seed in self.seeds:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seeds: must be integers >= 0, got {seed!r}")
+            check_seed("seeds", seed)
         for fraction in self.fractions:
             check_fraction("fractions", fraction)
         check_positive_int("episodes", self.episodes)

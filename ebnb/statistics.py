@@ -1,5 +1,5 @@
-"""Statistics over seeds: one-sided Welch tests, TOST equivalence, the interquartile mean and
-its bootstrap confidence interval.
+"""Statistics over seeds: one-sided Welch tests, TOST equivalence, the mean's Student-t
+interval (the figures' bands), the interquartile mean and its bootstrap confidence interval.
 
 The tests compare a sample of tickets (one value per seed) with a reference sample (the
 unpruned network's, or the winning tickets'); `ebnb.analysis` uses them to decide the thesis'
@@ -52,9 +52,25 @@ def p_tost(ticket, reference, margin: float) -> float:
 
 
 def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle 50% of the values (rliable's definition,
-    `scipy.stats.trim_mean(values, 0.25)`: a quarter cut from each end)."""
+    """Interquartile mean (rliable's definition, `scipy.stats.trim_mean(values, 0.25)`): the
+    mean of the values left after cutting int(n / 4) of the lowest and as many of the highest.
+    That is the middle 50% only where 4 divides n: for n = 10 it cuts 2 from each end and
+    averages the middle 6; for n = 15, 3 and the middle 9."""
     return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def t_interval(values, confidence: float = 0.95):
+    """(mean, low, high): the mean over seeds (axis 0) and its two-sided Student-t confidence
+    interval, mean -/+ t(1/2 + confidence/2, n - 1) s / sqrt(n), s the sample standard
+    deviation. Floats for values [seeds]; arrays for [seeds, columns] (e.g. episodes). The
+    interval is symmetric: it may pass a bound the values cannot (a return of -500, a length
+    at the cap), as an interval of the mean may."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(axis=0, ddof=1) / np.sqrt(len(values))
+    if values.ndim == 1:
+        return float(mean), float(mean - half), float(mean + half)
+    return mean, mean - half, mean + half
 
 
 def bootstrap_interval(values, statistic, confidence: float = 0.95):

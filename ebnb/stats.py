@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, stats
 
+from ebnb.statistics import t_interval
+
 ALPHA = 0.05
 POWER = 0.80
 
@@ -158,7 +160,4 @@ def paired_wilcoxon(a, b, alternative: str = "two-sided") -> float:
 
 def paired_t_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) of a - b paired by position (seed): the two-sided Student-t interval."""
-    difference = np.asarray(a, float) - np.asarray(b, float)
-    centre, se = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
-    half = stats.t.ppf(0.5 + confidence / 2, len(difference) - 1) * se
-    return centre, centre - half, centre + half
+    return t_interval(np.asarray(a, float) - np.asarray(b, float), confidence)

@@ -95,3 +95,82 @@ def detect(distance, first: int | None, last: int, window: int, xi: float, detec
         if len(drawn) >= size and all(distance(i, j) < xi for i, j in itertools.combinations(drawn[-size:], 2)):
             return episode
     return None
+
+
+# ---- the sweep's statistics: one hypothesis per distinct schedule, paired savings, Holm ----------
+
+FRESH_SEEDS = tuple(range(10, 30))  # profile sweep_fresh: seeds no setting was chosen on
+TOP_K = 2  # hypotheses per env and P taken to fresh seeds (`hypotheses`)
+SAVINGS = {"env_steps": "relative_env_steps", "updates": "relative_updates"}
+
+
+def schedules(results):
+    """Per P and setting of a sweep table (`ebnb.experiments.eb_exploit_sweep`): its schedule,
+    the (seed, prune episode) of every seed (-1 where no ticket was drawn), as an id
+    `schedule` numbered per P in grid order, and `merged`: how many settings share it. Settings
+    with one schedule draw the same tickets, so they are one hypothesis, not several."""
+    import pandas as pd
+
+    keyed = results.assign(drawn=results["prune_episode"].where(results["found"], -1)).sort_values("seed")
+    rows = []
+    for (fraction, *setting), group in keyed.groupby(["P", *SETTING], sort=False):
+        rows.append({"P": fraction, **dict(zip(SETTING, setting)),
+                     "key": tuple(zip(group["seed"].tolist(), group["drawn"].tolist()))})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["schedule"] = table.groupby("P", sort=False)["key"].transform(lambda k: pd.factorize(k)[0])
+    table["merged"] = table.groupby(["P", "schedule"])["key"].transform("size")
+    return table.drop(columns="key")
+
+
+def savings(results, baseline, alpha: float = 0.05):
+    """One row per P and distinct schedule (`schedules`; its first setting in grid order names
+    it, `merged` says how many share it): per seed the saving 1 - relative cost (env steps,
+    gradient updates; relative to the same seed's unpruned run, so paired by seed) and the
+    test return's difference from that seed's unpruned return. For each saving: the mean over
+    seeds, its two-sided Student-t (1 - alpha) interval, the one-sided paired t-test p-value of
+    'saves' (H0 mean saving <= 0), the exact Wilcoxon signed-rank p-value beside it, and Holm's
+    adjusted p over all distinct schedules of the table (every P: one family per env);
+    `saves`: adjusted p < alpha. The return difference: mean and t interval."""
+    import pandas as pd
+    from scipy import stats as scipy_stats
+
+    from ebnb import stats
+    from ebnb.statistics import t_interval
+
+    merged = schedules(results)
+    first = merged.groupby(["P", "schedule"], sort=False).head(1)
+    unpruned = baseline.set_index("seed")["test_return"]
+    rows = []
+    for setting in first.itertuples(index=False):
+        chosen = results[(results.P == setting.P) & np.logical_and.reduce(
+            [results[name] == getattr(setting, name) for name in SETTING])].sort_values("seed")  # fmt: skip
+        row = {"P": setting.P, **{name: getattr(setting, name) for name in SETTING}, "schedule": setting.schedule,
+               "merged": setting.merged, "seeds": len(chosen), "found": chosen["found"].mean()}  # fmt: skip
+        for name, column in SAVINGS.items():
+            saving = 1.0 - chosen[column].to_numpy()
+            mean, low, high = t_interval(saving, 1 - alpha)
+            spread = saving.std(ddof=1) > 0
+            p = float(scipy_stats.ttest_1samp(saving, 0.0, alternative="greater").pvalue) if spread else (
+                0.0 if mean > 0 else 1.0)
+            row.update({f"saving_{name}": mean, f"saving_{name}_low": low, f"saving_{name}_high": high,
+                        f"p_{name}": p, f"p_{name}_wilcoxon": stats.paired_wilcoxon(saving, 0 * saving, "greater")})  # fmt: skip
+        difference = chosen["test_return"].to_numpy() - unpruned.loc[chosen["seed"]].to_numpy()
+        row["return_difference"], row["return_difference_low"], row["return_difference_high"] = t_interval(
+            difference, 1 - alpha)  # fmt: skip
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for name in SAVINGS:
+        table[f"p_{name}_holm"] = stats.holm(table[f"p_{name}"])
+        table[f"saves_{name}"] = table[f"p_{name}_holm"] < alpha
+    return table
+
+
+def hypotheses(saved, k: int = TOP_K):
+    """The settings to confirm on fresh seeds, chosen by a rule fixed before they are run: per
+    P, the `k` distinct schedules of `savings` with the largest mean saving in env steps (ties:
+    in updates, then grid order), among those that save at all (mean > 0), each named by its
+    first setting in grid order. A list of (P, xi, window, detector, start)."""
+    ranked = saved[saved["saving_env_steps"] > 0].sort_values(
+        ["P", "saving_env_steps", "saving_updates"], ascending=[True, False, False], kind="stable")  # fmt: skip
+    chosen = ranked.groupby("P", sort=True).head(k)
+    return [(row.P, float(row.xi), int(row.window), row.detector, row.start) for row in chosen.itertuples()]

@@ -15,6 +15,8 @@ from ebnb.statistics import iqm, iqm_ci, p_tost, p_worse
 
 def test_iqm_is_the_mean_of_the_middle_half():
     assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # mean of 3, 4, 5, 6
+    assert iqm(range(1, 11)) == 5.5 == np.mean(range(3, 9)), "n = 10: 2 cut from each end, the middle 6"
+    assert iqm([0, 0, 1, 1, 1, 1, 1, 1, 100, 100]) == 1.0
     assert iqm([-100, 1, 2, 3, 4, 5, 6, 100]) == 3.5  # outliers cut: mean of 2, 3, 4, 5
     assert iqm([7, 1, 3, 5]) == 4.0  # order does not matter: mean of 3, 5
     assert iqm([2.0, 2.0, 2.0]) == 2.0

@@ -10,6 +10,7 @@ that it refuses any target outside tmp_path.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import re
@@ -22,10 +23,10 @@ import pytest
 
 import ebnb.__main__ as ebnb_cli
 import ebnb.disk
-from ebnb import compute, config, experiments, shards
+from ebnb import compute, config, experiments, notebook, shards
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
-from ebnb.store import Store
+from ebnb.store import CorruptResultError, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,6 +139,11 @@ PIPELINE_CASES = [
                  id="run env with discrete observations"),
     pytest.param(["compute", "all", "--env", "Blackjack-v1"], "env", False, id="compute env without reward_threshold"),
     pytest.param(["compute", "all", "--scheduler", "tcp://"], "scheduler", False, id="compute scheduler=tcp://"),
+    pytest.param(["run", "02_retrain", "-p", f"seeds=[{2**63}]"], "seeds", False, id="run seeds=[2**63]"),
+    pytest.param(["compute", "02_retrain", "-p", "seeds=[-1]"], "seeds", False, id="compute seeds=[-1]"),
+    pytest.param(["compute", "all", "--workers", "4096"], "--workers", False, id="compute workers=4096"),
+    pytest.param(["compute", "all", "--scheduler", "inline", "--workers", "1"], "--workers", False,
+                 id="compute workers with scheduler inline"),
 ]
 
 
@@ -227,14 +233,96 @@ EBNB_CASES = [
     pytest.param(["train", "--env", "cartpole", "--seeds", "5-2", "--out", "{tmp}/log.csv"], "seeds", False,
                  id="train seeds=5-2"),
     pytest.param(["bench", "--env", "acrobat"], "env", False, id="bench unknown env"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", str(2**63), "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=2**63"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", f"0-{10**30}", "--out", "{tmp}/log.csv"], "seeds", False,
+                 id="train seeds=0-10**30"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/log.csv"], "out", False,
+                 id="train out in a file"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/sub/log.csv"], "out", False,
+                 id="train out below a file"),
+    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/folder.csv"], "out", False,
+                 id="train out is a folder"),
 ]
 
 
 @pytest.mark.parametrize("argv, name, usage", EBNB_CASES)
 def test_ebnb_cli_rejects_bad_input(sandbox, capsys, argv, name, usage):
+    (sandbox / "file.txt").write_text("a file")
+    (sandbox / "folder.csv").mkdir()
+    before = tree(sandbox)
     code, stderr = call(ebnb_cli.main, [a.replace("{tmp}", str(sandbox)) for a in argv], capsys)
     assert_one_line_naming(code, stderr, name, usage)
-    assert not any(sandbox.glob("log.*"))
+    assert tree(sandbox) == before
+
+
+def tree(folder: Path) -> dict:
+    """Every path under `folder` with its bytes (None for a folder): a snapshot to compare."""
+    return {p.relative_to(folder): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+# ---- failures of the machine: one line, exit 1, nothing half-written; --debug: the traceback ----
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/full/disk/log.csv")
+
+
+def _read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", "/ro/store/lock/x.lock")
+
+
+def _corrupt(*args, **kwargs):
+    raise CorruptResultError("/store/dense/0123456789abcdef: ['log.parquet'] do not match the manifest")
+
+
+MACHINE_CASES = [
+    # (module, function replaced, failure, what the line must contain)
+    pytest.param(ebnb_cli, "_train", _no_space, "/full/disk/log.csv: No space left on device; free some space",
+                 id="train: disk full"),
+    pytest.param(pipeline, "compute_store", _read_only, "/ro/store/lock/x.lock: Read-only file system; the disk is "
+                 "mounted read-only", id="compute: read-only store"),
+    pytest.param(pipeline, "compute_store", _corrupt, "do not match the manifest; delete that folder",
+                 id="compute: corrupt result"),
+]
+
+
+@pytest.mark.parametrize("module, name, failure, message", MACHINE_CASES)
+@pytest.mark.parametrize("debug", [False, True], ids=["", "--debug"])
+def test_machine_failure_is_one_line_with_exit_1(sandbox, capsys, monkeypatch, module, name, failure, message, debug):
+    monkeypatch.setattr(module, name, failure)
+    if module is ebnb_cli:
+        main, argv = ebnb_cli.main, ["train", "--env", "cartpole", "--seeds", "0", "--out", str(sandbox / "log.csv")]
+    else:
+        main, argv = pipeline.main, ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile",
+                                     "quick", "--scheduler", "inline", "--recompute"]  # fmt: skip
+    if debug:
+        with pytest.raises((OSError, CorruptResultError)):
+            main(["--debug", *argv])
+        return
+    code, stderr = call(main, argv, capsys)
+    assert code == 1 and error_lines(stderr) == [f"error: {error_lines(stderr)[0][7:]}"], stderr
+    assert message in stderr
+    assert empty_or_absent(sandbox / "store") and not (sandbox / "log.csv").exists()
+
+
+def test_unreachable_scheduler_is_one_line_before_any_work(sandbox, capsys):
+    """Nothing listens on port 1: refused at once (not after distributed's 30 s), exit 1."""
+    argv = ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile", "quick", "--recompute",
+            "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
+    code, stderr = call(pipeline.main, argv, capsys)
+    assert code == 1 and len(error_lines(stderr)) == 1, stderr
+    assert stderr.startswith("error: --scheduler: cannot reach tcp://127.0.0.1:1")
+    assert empty_or_absent(sandbox / "store")
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A disk that fills while the log is written: no partial file, no folder made for it."""
+    import pandas as pd
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _no_space)
+    with pytest.raises(OSError):
+        ebnb_cli._write(pd.DataFrame({"seed": [0]}), tmp_path / "new" / "deeper" / "log.csv")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- Python API ------------------------------------------------------------------------------
@@ -313,6 +401,8 @@ def test_api_rejects_bad_input(sandbox, bad_call, name):
 PAPERMILL_CASES = [
     pytest.param({"fractions": [1.5]}, "fractions must be a number in the open interval (0, 1), got 1.5",
                  id="fractions=[1.5]"),
+    pytest.param({"seeds": "[0]"}, "seeds: must be a list, got the text '[0]'; papermill's -p passes text, so pass "
+                 "a list with -y \"seeds: [0]\"", id="-p seeds [0] (text)"),
 ]
 
 
@@ -412,7 +502,7 @@ README_ROWS = readme_bad_input_rows()
 
 def test_readme_table_has_every_entry_point():
     assert len(README_ROWS) >= 25
-    assert {where for where, *_ in README_ROWS} == {"pipeline.py", "python -m ebnb", "Python API"}
+    assert {where for where, *_ in README_ROWS} == {"pipeline.py", "python -m ebnb", "Python API", "notebook"}
 
 
 @pytest.mark.parametrize("where, given, message, status", README_ROWS, ids=[f"{w}: {g}" for w, g, _, _ in README_ROWS])
@@ -422,10 +512,11 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
     monkeypatch.chdir(sandbox)
     (sandbox / "thesis-drafts").mkdir()
     (sandbox / "thesis-drafts" / "ch1.tex").write_text("keep me")
-    if where == "Python API":
+    if where in ("Python API", "notebook"):
         store = Store(sandbox / "store")
         with pytest.raises(ValueError) as info:
-            eval(given, {"experiments": experiments, "dqn_config": config.dqn_config, "store": store})
+            eval(given, {"experiments": experiments, "dqn_config": config.dqn_config, "store": store,
+                         "notebook": notebook})
         assert f"ValueError: {info.value}" == message
         assert empty_or_absent(sandbox / "store")
         return
@@ -446,3 +537,40 @@ def test_a_tuple_of_values_is_refused_with_the_list_it_means():
     the notebook refuses after it started: refused up front, showing the list it means."""
     with pytest.raises(pipeline.UsageError, match=re.escape("seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1")):
         pipeline.parse_overrides(["seeds=0,1"], ["02_retrain"])
+
+# ---- the notebooks' own parameters (ebnb.notebook.setup), and what pipeline.py makes of them ----
+
+
+def test_use_published_text_false_means_false_and_folders_are_relative_to_the_project(sandbox):
+    run = notebook.setup("CartPole-v0", "quick", "mystore", "myfigs", "FALSE")
+    assert run.published is None and run.env == "cartpole" and run.env_id == "CartPole-v0"
+    assert run.store.root == experiments.PROJECT / "mystore" and run.figures == experiments.PROJECT / "myfigs"
+    assert notebook.setup("cartpole", "quick", use_published="True").published is not None
+
+
+@pytest.mark.parametrize("variable", ["EBNB_STORE", "EBNB_OUTPUTS"])
+def test_an_empty_folder_variable_is_an_error_naming_it(sandbox, capsys, monkeypatch, variable):
+    monkeypatch.setenv(variable, "")
+    before = tree(sandbox)
+    with pytest.raises(ValueError, match=f"^{variable}: set but empty"):
+        notebook.setup("cartpole", "quick")
+    code, stderr = call(pipeline.main, ["run", "02_retrain"], capsys)
+    assert code == 2 and error_lines(stderr) == [error_lines(stderr)[0]] and variable in stderr
+    assert tree(sandbox) == before
+
+
+def test_env_names_are_one_name_and_use_published_reaches_the_compute_plan(sandbox, capsys, monkeypatch):
+    """`--env CARTPOLE` runs the notebook named cartpole; `-p use_published=false` plans with no
+    published results (the notebook would otherwise compute what the pipeline left to it)."""
+    seen = {}
+
+    def run_grid(notebooks, envs, profile, overrides, store, out, computes=None):
+        seen.update(envs=envs, overrides=overrides, work=[len(p.work) for p in computes.values()])
+
+    monkeypatch.setattr(pipeline, "run_grid", run_grid)
+    base = ["--store", str(sandbox / "store"), "--out", str(sandbox / "out"), "run", "02_retrain", "--profile", "full"]
+    assert call(pipeline.main, [*base, "--env", "CARTPOLE"], capsys)[0] == 0
+    assert seen["envs"] == ["cartpole"] and seen["work"] == [0]  # the full profile is published
+    assert call(pipeline.main, [*base, "-p", "use_published=false"], capsys)[0] == 0
+    assert seen["overrides"]["use_published"] is False and seen["work"][0] > 0
+    assert empty_or_absent(sandbox / "store")

@@ -33,7 +33,7 @@ def pipeline(*args, **kwargs):
         (["run", "04_eb_exploit", "--profile", "huge"], "--profile"),
         (["run", "02_retrain", "-p", "seeds=0,1"], "seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1"),
         (["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds: given twice"),
-        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be bool, got 'maybe'"),
+        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'"),
         (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
         (["publish"], "publish: no record"),
     ],

@@ -12,27 +12,34 @@ from ebnb import plots
 
 
 @pytest.mark.parametrize("values", [
-    [-500.0] * 8 + [-100.0, -90.0],  # Acrobot returns, most runs never swing up (a t-band passes -500)
-    [500.0] * 9 + [300.0],  # lengths at the episode cap (a t-band passes 500)
+    [-500.0] * 8 + [-100.0, -90.0],  # Acrobot returns, most runs never swing up: the band passes -500
+    [500.0] * 9 + [300.0],  # lengths at the episode cap
     list(np.random.default_rng(1).exponential(50.0, 10)),
+    [3.0, 1.0, 2.0],
 ])  # fmt: skip
-def test_the_band_lies_within_the_range_of_the_values_and_holds_the_mean(values):
+def test_the_band_is_the_student_t_interval_of_the_mean(values):
     mean, low, high = plots.mean_ci(values)
-    assert min(values) <= low <= mean <= high <= max(values)
+    expected = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
     assert mean == pytest.approx(np.mean(values))
-    assert plots.mean_ci(values) == (mean, low, high), "redrawing a figure gives the same band"
+    assert (low, high) == pytest.approx(expected, rel=1e-12)
+    assert plots.mean_ci(values, confidence=0.5)[1] > low, "a narrower confidence level, a narrower band"
 
 
-def test_fewer_than_three_values_get_no_band():
+def test_fewer_than_three_values_get_no_band_and_no_spread_a_point():
     assert plots.mean_ci([1.0, 3.0]) == (2.0, 2.0, 2.0)
     assert plots.mean_ci([4.0]) == (4.0, 4.0, 4.0)
+    assert plots.mean_ci([5.0] * 4) == (5.0, 5.0, 5.0)
 
 
-def test_for_symmetric_data_the_band_is_close_to_the_student_t_interval():
-    values = np.random.default_rng(2).normal(100.0, 10.0, 40)
-    mean, low, high = plots.mean_ci(values)
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    assert low == pytest.approx(mean - half, rel=0.02) and high == pytest.approx(mean + half, rel=0.02)
+def test_a_band_over_columns_is_each_columns_t_interval():
+    """The input-survival figure draws every episode's band at once."""
+    from ebnb.statistics import t_interval
+
+    values = np.random.default_rng(5).normal(size=(10, 7))
+    mean, low, high = t_interval(values)
+    for column in range(values.shape[1]):
+        np.testing.assert_allclose((mean[column], low[column], high[column]), plots.mean_ci(values[:, column]),
+                                   rtol=1e-12)  # fmt: skip
 
 
 def test_summarize_gives_each_group_its_own_band():
@@ -40,7 +47,8 @@ def test_summarize_gives_each_group_its_own_band():
     summary = plots.summarize(table, ["P"], "length")
     assert summary["P"].tolist() == [0.2, 0.8]
     assert summary["mean"].tolist() == [30.0, 496.0]
-    assert (summary["low"] >= [10, 480]).all() and (summary["high"] <= [50, 500]).all()
+    assert summary[["low", "high"]].to_numpy().tolist() == [list(plots.mean_ci([10, 20, 30, 40, 50])[1:]),
+                                                            list(plots.mean_ci([500] * 4 + [480])[1:])]  # fmt: skip
 
 
 def test_criteria_heatmap_colours_each_cell_by_its_state_with_the_deciding_p_value_and_the_power():

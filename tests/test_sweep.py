@@ -247,7 +247,7 @@ def test_the_sweep_has_one_unit_per_seed_and_a_grid_change_keeps_traces(made):
     assert {MaskTrace(u.dense) for u in narrower} == {MaskTrace(u.dense) for u in units}, "traces are per dense run"
 
 
-def test_the_summary_finds_the_best_saving_among_settings_not_worse_than_unpruned():
+def test_the_summary_judges_each_settings_return_against_unpruned():
     rng = np.random.default_rng(0)
     baseline = pd.DataFrame({"test_return": 200 + rng.normal(0, 1, 10)})
     rows = []
@@ -258,9 +258,97 @@ def test_the_summary_finds_the_best_saving_among_settings_not_worse_than_unprune
                          "relative_env_steps": cost, "relative_updates": cost})  # fmt: skip
     summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline)
     assert summary.set_index("xi")["return_ok"].to_dict() == {0.05: True, 0.1: True, 0.2: False}
-    best = analysis.best_sweep_settings(summary)
-    assert best[["P", "xi", "saving"]].values.tolist() == [[0.2, 0.1, 0.5]], "0.2 saves more but returns less"
-    assert analysis.best_sweep_settings(summary[summary.xi == 0.05]).empty, "no saving: none named"
+    assert summary.set_index("xi")["saving"].to_dict() == pytest.approx({0.05: 0.0, 0.1: 0.5, 0.2: 0.7})
+
+
+# ---- the sweep's statistics (no training: small tables) -------------------------------------------
+
+
+def _table(costs: dict, drawn: dict, seeds: int = 10, fraction: float = 0.2):
+    """A sweep table: per setting (xi, window) its relative cost per seed (`costs`, both
+    env steps and updates) and its prune episode per seed (`drawn`, -1: none drawn)."""
+    rows = []
+    for (xi, window), cost in costs.items():
+        for seed in range(seeds):
+            episode = drawn[(xi, window)][seed]
+            rows.append({"seed": seed, "P": fraction, "xi": xi, "window": window, "detector": "last_two",
+                         "start": "episode_1", "found": episode >= 0, "prune_episode": episode,
+                         "test_return": 200.0 - seed % 2, "relative_env_steps": cost[seed],
+                         "relative_updates": cost[seed] + 0.01})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_settings_with_the_same_prune_schedule_are_one_hypothesis():
+    rng = np.random.default_rng(0)
+    same = list(rng.integers(5, 50, 10))
+    costs = {(0.1, 1): rng.uniform(0.5, 0.9, 10), (0.2, 1): rng.uniform(0.5, 0.9, 10),
+             (0.1, 2): rng.uniform(0.5, 0.9, 10)}  # fmt: skip
+    costs[(0.2, 1)] = costs[(0.1, 1)]  # the same tickets: the same costs
+    drawn = {(0.1, 1): same, (0.2, 1): same, (0.1, 2): same[:-1] + [-1]}
+    table = sweep.schedules(_table(costs, drawn))
+    assert table.set_index(["xi", "window"])["schedule"].to_dict() == {(0.1, 1): 0, (0.1, 2): 1, (0.2, 1): 0}
+    assert table.set_index(["xi", "window"])["merged"].to_dict() == {(0.1, 1): 2, (0.1, 2): 1, (0.2, 1): 2}
+    saved = sweep.savings(_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}))
+    assert len(saved) == 2 and saved[["xi", "window", "merged"]].values.tolist() == [[0.1, 1, 2], [0.1, 2, 1]]
+
+
+def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_schedules():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    costs = {(0.1, 1): 1 - rng.normal(0.2, 0.05, 10),  # saves 20%: clear
+             (0.2, 1): 1 - rng.normal(0.03, 0.1, 10),  # about nothing
+             (0.05, 1): 1 - rng.normal(0.05, 0.05, 10)}  # fmt: skip
+    drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
+    baseline = pd.DataFrame({"seed": range(10), "test_return": [200.0, 199.0] * 5})
+    saved = sweep.savings(_table(costs, drawn), baseline).set_index("xi")
+    raw = {}
+    for (xi, _), cost in costs.items():
+        saving = 1 - cost
+        row = saved.loc[xi]
+        assert row["saving_env_steps"] == pytest.approx(saving.mean())
+        low, high = stats.t.interval(0.95, 9, loc=saving.mean(), scale=stats.sem(saving))
+        assert (row["saving_env_steps_low"], row["saving_env_steps_high"]) == pytest.approx((low, high))
+        raw[xi] = stats.ttest_1samp(saving, 0.0, alternative="greater").pvalue
+        assert row["p_env_steps"] == pytest.approx(raw[xi])
+        assert row["saving_updates"] == pytest.approx(saving.mean() - 0.01)
+        assert row["return_difference"] == pytest.approx(0.0), "paired by seed with the unpruned return"
+    ordered = sorted(raw, key=raw.get)
+    holm = {xi: min(1.0, max(raw[x] * (3 - i) for i, x in enumerate(ordered[: ordered.index(xi) + 1])))
+            for xi in raw}  # fmt: skip
+    assert saved["p_env_steps_holm"].to_dict() == pytest.approx(holm)
+    assert saved.loc[0.1, "saves_env_steps"] and not saved.loc[0.2, "saves_env_steps"]
+    assert (saved["p_env_steps_holm"] > saved["p_env_steps"]).any(), "adjusted: larger than the raw p-values"
+
+
+def test_hypotheses_are_the_top_k_distinct_schedules_per_p_that_save():
+    saved = pd.DataFrame({"P": [0.2] * 4 + [0.8] * 2, "xi": [0.02, 0.05, 0.1, 0.2, 0.02, 0.05], "window": 1,
+                          "detector": "queue", "start": "episode_1",
+                          "saving_env_steps": [0.1, 0.3, 0.2, 0.3, -0.1, 0.0],
+                          "saving_updates": [0.1, 0.2, 0.2, 0.25, -0.1, 0.0]})  # fmt: skip
+    assert sweep.hypotheses(saved, k=2) == [(0.2, 0.2, 1, "queue", "episode_1"), (0.2, 0.05, 1, "queue", "episode_1")]
+    assert len(sweep.hypotheses(saved, k=3)) == 3, "P=0.8 saves nothing: no hypothesis there"
+
+
+def test_the_published_sweep_merged_and_adjusted():
+    """The full profile: CartPole's 192 (P, setting) cells are 87 distinct schedules, Acrobot's
+    160; no saving survives Holm; Acrobot's one raw p < 0.05 (P=0.2, xi=0.02, window 1, last
+    two, after exploration) is its only hypothesis."""
+    import tempfile
+
+    from ebnb.store import Store
+
+    g, published = experiments.grid("full"), experiments.published_results()
+    with tempfile.TemporaryDirectory() as directory:
+        store = Store(directory)
+        saved = {env: sweep.savings(experiments.eb_exploit_sweep(env, g, store, published),
+                                    experiments.baseline(env, g, store, published))
+                 for env in ("cartpole", "acrobot")}  # fmt: skip
+    assert {env: len(table) for env, table in saved.items()} == {"cartpole": 87, "acrobot": 160}
+    assert not any(table["saves_env_steps"].any() or table["saves_updates"].any() for table in saved.values())
+    assert (saved["acrobot"]["p_env_steps"] < 0.05).sum() == 1
+    assert sweep.hypotheses(saved["acrobot"]) == [(0.2, 0.02, 1, "last_two", "after_exploration")]
+    assert len(sweep.hypotheses(saved["cartpole"])) == 7
 
 
 def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_path):

@@ -278,6 +278,11 @@ MUTANTS = [
          original="settle_episode(k[:, -1], episodes, settled) for k in per_seed",
          replacement="settle_episode(k[:, -1], episodes, settled) for k in similarity",
          tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"]),
+    # issue 28.9: the figures' bands
+    dict(name="band-normal-not-student-t", file="ebnb/statistics.py",
+         original="half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1)",
+         replacement="half = stats.norm.ppf(0.5 + confidence / 2)",
+         tests=["tests/test_plots.py::test_the_band_is_the_student_t_interval_of_the_mean"]),
 ]
 
 _MARKER = ".ebnb-mutants-copy"
