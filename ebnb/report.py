@@ -118,8 +118,10 @@ class ExtraFigure(NamedTuple):
 
 
 BEYOND_THESIS = {  # by the file name before _<env>.png, in report order
-    "eb_criteria_retrain": ExtraFigure("02_retrain", "Retrained tickets: the four criteria by Welch and by TOST"),
-    "eb_criteria_finetune": ExtraFigure("03_finetune", "Finetuned tickets: the four criteria by Welch and by TOST"),
+    "eb_criteria_retrain": ExtraFigure("02_retrain", "Retrained tickets: the four criteria by non-inferiority, in three "
+                                                      "states (shown non-inferior / not shown either way / shown worse)"),
+    "eb_criteria_finetune": ExtraFigure("03_finetune", "Finetuned tickets: the four criteria by non-inferiority, in three "
+                                                        "states (shown non-inferior / not shown either way / shown worse)"),
     "controls_retrain": ExtraFigure("05_controls", "Retrained tickets against their controls"),
     "controls_finetune": ExtraFigure("05_controls", "Finetuned tickets against their controls"),
     "input_survival": ExtraFigure("05_controls", "Which inputs the mask keeps"),
