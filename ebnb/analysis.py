@@ -1,14 +1,11 @@
 """The thesis' claims as computations on results: the four Early-Bird ticket criteria (3.4),
 finetune vs retrain, EB Exploit vs unpruned, and the EB Exploit sweep's best settings.
 
-"Similar or better" is decided by a one-sided Welch t-test at level `alpha` (method "welch",
-the default): a criterion is met unless the ticket is significantly worse (lower test return,
-or longer training) than the reference. With 10 seeds this is lenient by design, as the
-thesis' visual reading was; the p-values are in the tables so a reader can apply a stricter
-rule. Method "tost" is that stricter rule for the criteria: a criterion is met only if the
-data show equivalence (TOST, two one-sided Welch t-tests) within a margin of the reference's
-mean: `RETURN_MARGIN` of |mean return|, `LENGTH_MARGIN` of the mean training length.
-`early_bird_criteria_compared` judges every cell both ways. The tests are in `ebnb.statistics`.
+Criteria 1-3 are decided at seed level by non-inferiority (NI, `ebnb.stats`): a criterion is
+*shown non-inferior* only if the NI test at its margin rejects after Holm's adjustment over
+the cells of a figure, *shown worse* if the one-sided Welch test of "worse" does (Holm), and
+*not shown either way* otherwise (docs/protocol.md, "Statistics"). Criterion 4 is judged per
+seed. `criteria_table` gives per cell the estimates, bounds, p-values and verdicts.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ebnb import masks
 from ebnb import stats as tests
@@ -25,136 +21,12 @@ from ebnb.statistics import MIN_CI_SEEDS, bootstrap_interval, iqm, p_tost, p_wor
 from ebnb.sweep import SETTING
 
 ALPHA = 0.05
-METHODS = ("welch", "tost")
-RETURN_MARGIN = 0.05  # TOST: equivalent test returns lie within 5% of |reference mean return|
-LENGTH_MARGIN = 0.10  # TOST: equivalent training lengths lie within 10% of the reference mean length
-CRITERIA = ("1_performance", "2_length", "3_winning", "4_earlier", "early_bird")
-_DECIDING_P = {"welch": min, "tost": max}  # criterion 3 needs both tests: the p-value that decides it
+RETURN_MARGIN = 0.05  # the sweep's TOST (notebook 06): equivalent returns lie within 5% of |reference mean|
 
 
 def margin(reference, relative: float) -> float:
-    """TOST margin: `relative` x |mean of the reference values|."""
+    """The sweep's TOST margin: `relative` x |mean of the reference values|."""
     return relative * abs(float(np.mean(reference)))
-
-
-def _judge(method: str, ticket, reference, higher_is_better: bool, relative_margin: float,
-           alpha: float) -> tuple[float, bool]:  # fmt: skip
-    """(p, met) of 'ticket similar to or better than reference' by `method`."""
-    if method == "welch":
-        p = p_worse(ticket, reference, higher_is_better)
-        return p, p >= alpha
-    if method == "tost":
-        p = p_tost(ticket, reference, margin(reference, relative_margin))
-        return p, p < alpha
-    raise ValueError(f"method: one of {METHODS}, got {method!r}")
-
-
-def early_bird_criteria(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame,
-                        alpha: float = ALPHA, method: str = "welch") -> pd.DataFrame:  # fmt: skip
-    """Per (P, prune_episode): the four EB-ticket criteria of thesis section 3.4.
-
-    1. performance: test return similar to or higher than the unpruned network's;
-    2. length: training length similar to or shorter than the unpruned network's (its
-       convergence episode);
-    3. winning: return and length both similar to the winning tickets' (same P);
-    4. earlier: pruned before the unpruned network converges (mean convergence episode).
-
-    method "welch": criteria 1-3 met unless a one-sided Welch test says the ticket is
-    significantly worse (p >= alpha). method "tost": met only if TOST shows equivalence
-    (p < alpha) within `RETURN_MARGIN` / `LENGTH_MARGIN` of the reference's mean (the unpruned
-    network's for 1 and 2, the winning tickets' for 3); a ticket better than the reference by
-    more than the margin is not equivalent. Criterion 4 is the same for both.
-    """
-    rows = []
-    unpruned_length = baseline["converged_episode"].mean()
-    for (fraction, episode), group in tickets.groupby(["P", "prune_episode"], sort=True):
-        win = winning[winning.P == fraction]
-        comparisons = {
-            "return_vs_unpruned": (group["test_return"], baseline["test_return"], True, RETURN_MARGIN),
-            "length_vs_unpruned": (group["length"], baseline["converged_episode"], False, LENGTH_MARGIN),
-            "return_vs_winning": (group["test_return"], win["test_return"], True, RETURN_MARGIN),
-            "length_vs_winning": (group["length"], win["length"], False, LENGTH_MARGIN),
-        }  # fmt: skip
-        judged = {name: _judge(method, *arguments, alpha) for name, arguments in comparisons.items()}
-        row = {"P": fraction, "prune_episode": episode,
-               "test_return": group["test_return"].mean(), "length": group["length"].mean()}  # fmt: skip
-        row.update({f"p_{name}": p for name, (p, _) in judged.items()})
-        row["1_performance"] = judged["return_vs_unpruned"][1]
-        row["2_length"] = judged["length_vs_unpruned"][1]
-        row["3_winning"] = judged["return_vs_winning"][1] and judged["length_vs_winning"][1]
-        row["4_earlier"] = episode < unpruned_length
-        row["early_bird"] = row["1_performance"] and row["2_length"] and row["3_winning"] and row["4_earlier"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def early_bird_criteria_compared(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame,
-                                 alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
-    """The four criteria and their conjunction judged by every method of `METHODS`, as a tidy
-    table: one row per (P, prune_episode, criterion, method) with `met` (bool) and `p`, the
-    p-value that decides the criterion (criterion 3: the smaller of its two Welch p-values,
-    the larger of its two TOST p-values; NaN for 4_earlier and early_bird, which no test
-    decides). scipy's warning of precision loss for a sample of (nearly) equal values, such as
-    CartPole returns at the cap of 200, is silenced: the other sample's variance dominates the
-    Welch statistic, and samples without any spread are decided by the means."""
-    tables = []
-    for method in METHODS:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
-            wide = early_bird_criteria(tickets, baseline, winning, alpha, method=method)
-        p = {
-            "1_performance": wide["p_return_vs_unpruned"], "2_length": wide["p_length_vs_unpruned"],
-            "3_winning": wide[["p_return_vs_winning", "p_length_vs_winning"]].apply(_DECIDING_P[method], axis=1),
-        }  # fmt: skip
-        for criterion in CRITERIA:
-            tables.append(pd.DataFrame({
-                "P": wide["P"], "prune_episode": wide["prune_episode"], "criterion": criterion, "method": method,
-                "met": wide[criterion].astype(bool), "p": p.get(criterion, np.nan),
-            }))  # fmt: skip
-    compared = pd.concat(tables, ignore_index=True)
-    order = compared["method"].map(METHODS.index)
-    return compared.assign(order=order).sort_values(["P", "prune_episode", "criterion", "order"], kind="stable",
-                                                    ignore_index=True).drop(columns="order")  # fmt: skip
-
-
-def criteria_counts(compared: pd.DataFrame) -> pd.DataFrame:
-    """How many (P, prune_episode) cells meet each criterion, per method (criteria x methods)."""
-    counts = compared.pivot_table(index="criterion", columns="method", values="met", aggfunc="sum")
-    return counts.reindex(index=[c for c in CRITERIA if c in counts.index], columns=list(METHODS)).astype(int)
-
-
-def criteria_disagreements(compared: pd.DataFrame) -> pd.DataFrame:
-    """The (P, prune_episode, criterion) cells of `early_bird_criteria_compared` where the
-    methods disagree, with each method's verdict and p-value side by side."""
-    wide = compared.pivot_table(index=["P", "prune_episode", "criterion"], columns="method", values=["met", "p"],
-                                aggfunc="first", dropna=False)  # fmt: skip
-    wide.columns = [f"{value}_{method}" for value, method in wide.columns]
-    met = wide[[f"met_{method}" for method in METHODS]].astype(bool)
-    return wide[met.nunique(axis=1) > 1].reset_index()
-
-
-def disagreement_lines(disagreements: pd.DataFrame) -> list[str]:
-    """`criteria_disagreements` as text: per criterion and verdicts, the prune episodes per P."""
-    if disagreements.empty:
-        return ["The methods agree on every cell."]
-    verdicts = [f"met_{method}" for method in METHODS]
-    lines = []
-    for (criterion, *met), group in disagreements.groupby(["criterion", *verdicts], sort=True):
-        said = ", ".join(f"{method} {'met' if value else 'not met'}" for method, value in zip(METHODS, met))
-        cells = "; ".join(f"P={p}: {g.prune_episode.tolist()}" for p, g in group.groupby("P"))
-        lines.append(f"{criterion} ({said}), {len(group)} cells: {cells}")
-    return lines
-
-
-def equivalence_margins(baseline: pd.DataFrame, winning: pd.DataFrame) -> pd.DataFrame:
-    """The TOST margins of `early_bird_criteria(method="tost")`: per reference (the unpruned
-    network, the winning tickets of each P), its mean return and length and the margins."""
-    references = [("unpruned", baseline["test_return"], baseline["converged_episode"])]
-    references += [(f"winning P={p}", group["test_return"], group["length"]) for p, group in winning.groupby("P")]
-    return pd.DataFrame([{
-        "reference": name, "mean_return": returns.mean(), "return_margin": margin(returns, RETURN_MARGIN),
-        "mean_length": lengths.mean(), "length_margin": margin(lengths, LENGTH_MARGIN),
-    } for name, returns, lengths in references])  # fmt: skip
 
 
 # ---- verdicts by non-inferiority (docs/protocol.md, "Statistics") -----------------------------
@@ -164,6 +36,7 @@ NI_RETURN_MARGIN = 0.05  # of the distance from the reference's mean return to t
 NI_LENGTH_MARGIN = 0.10  # of the reference's mean training length (episodes)
 SHOWN_NI, NEITHER, SHOWN_WORSE = "shown non-inferior", "not shown either way", "shown worse"
 STATES = (SHOWN_NI, NEITHER, SHOWN_WORSE)
+FAILS_4 = "fails criterion 4"  # early_bird's fourth state: 1-3 not shown worse, but a seed pruned too late
 VERDICT_CRITERIA = ("1_performance", "2_length", "2_total_cost", "3_winning", "4_earlier", "early_bird")
 
 
@@ -209,6 +82,7 @@ def ni_tests(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFram
                 "bound": ni.bound, "bound_relative": ni.bound / abs(mean), "p_ni": ni.p, "p_worse": shown_worse.p,
                 "mde": tests.min_detectable_effect(len(ticket), len(reference), np.std(ticket, ddof=1),
                                                    np.std(reference, ddof=1), alpha),
+                "n": len(ticket), "n_reference": len(reference),
                 "at_cap": int((~group["converged"]).sum()) if "length" in name or "total" in name else 0,
             })  # fmt: skip
     table = pd.DataFrame(rows)
@@ -236,17 +110,10 @@ def earlier_per_seed(tickets: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     return counts.reset_index().assign(passes=lambda t: t.seeds_earlier == t.seeds)
 
 
-def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
-                        alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
-    """Per (P, prune_episode): the three-state verdict (`STATES`) of each criterion from
-    `ni_tests`: 1 return vs unpruned; 2 post-prune length vs unpruned (the thesis' reading);
-    2_total_cost prune episode + length vs unpruned (the whole episode count); 3 return and
-    length vs the winning tickets (intersection-union); 4 per seed (`earlier_per_seed`:
-    "passes" or "fails"); early_bird: the joint state of 1, 2 and 3 (intersection-union) if 4
-    passes, else "fails criterion 4" (unless 1-3 are already shown worse)."""
-    table = ni_tests(tickets, baseline, winning, env_id, alpha).set_index(["P", "prune_episode"])
-    state = table.pivot(columns="comparison", values="state")
-    earlier = earlier_per_seed(tickets, baseline).set_index(["P", "prune_episode"])
+def _verdicts(table: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts of `early_bird_verdicts` from its `ni_tests` table and `earlier_per_seed`."""
+    state = table.set_index(["P", "prune_episode"]).pivot(columns="comparison", values="state")
+    earlier = earlier.set_index(["P", "prune_episode"])
     verdicts = pd.DataFrame({
         "1_performance": state["return_vs_unpruned"], "2_length": state["length_vs_unpruned"],
         "2_total_cost": state["total_vs_unpruned"],
@@ -255,24 +122,68 @@ def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: 
         "seeds_earlier": earlier["seeds_earlier"].astype(int).astype(str) + "/" + earlier["seeds"].astype(str),
     })  # fmt: skip
     joint = verdicts[["1_performance", "2_length", "3_winning"]].apply(_joint_state, axis=1)
-    verdicts["early_bird"] = np.where(earlier["passes"], joint, np.where(joint == SHOWN_WORSE, joint, "fails criterion 4"))
+    verdicts["early_bird"] = np.where(earlier["passes"], joint, np.where(joint == SHOWN_WORSE, joint, FAILS_4))
     return verdicts.reset_index()
 
 
+def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
+                        alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+    """Per (P, prune_episode): the three-state verdict (`STATES`) of each criterion from
+    `ni_tests`: 1 return vs unpruned; 2 post-prune length vs unpruned (the thesis' reading);
+    2_total_cost prune episode + length vs unpruned (the whole episode count); 3 return and
+    length vs the winning tickets (intersection-union); 4 per seed (`earlier_per_seed`:
+    "passes" or "fails"; seeds_earlier "k/n"); early_bird: the joint state of 1, 2 and 3
+    (intersection-union) if 4 passes, else `FAILS_4` (unless 1-3 are already shown worse)."""
+    return _verdicts(ni_tests(tickets, baseline, winning, env_id, alpha), earlier_per_seed(tickets, baseline))
+
+
+CELL_COLUMNS = ("ticket", "reference", "estimate", "relative", "margin", "margin_relative", "bound", "bound_relative",
+                "p_ni", "p_ni_holm", "p_ni_bh", "p_worse", "p_worse_holm", "mde", "n", "n_reference", "at_cap",
+                "state")  # fmt: skip
+
+
+def criteria_table(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
+                   alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+    """One row per (P, prune_episode), the table behind a figure's criteria (its saved CSV):
+    the verdicts of `early_bird_verdicts` with criterion 4 as counts (`seeds_earlier` of
+    `seeds`), then per comparison of `ni_tests` its `CELL_COLUMNS` as `<comparison>_<column>`
+    (e.g. `return_vs_unpruned_p_ni_holm`; `margin_relative`: the margin over |reference mean|)."""
+    table = ni_tests(tickets, baseline, winning, env_id, alpha)
+    table = table.assign(margin_relative=table.margin / table.reference.abs())
+    earlier = earlier_per_seed(tickets, baseline)
+    verdicts = _verdicts(table, earlier).drop(columns="seeds_earlier")
+    verdicts = verdicts.merge(earlier[["P", "prune_episode", "seeds_earlier", "seeds"]], on=["P", "prune_episode"])
+    wide = table.pivot(index=["P", "prune_episode"], columns="comparison", values=list(CELL_COLUMNS))
+    names = list(dict.fromkeys(table.comparison))
+    wide = wide.reindex(columns=[(column, name) for name in names for column in CELL_COLUMNS])
+    wide.columns = [f"{name}_{column}" for column, name in wide.columns]
+    return verdicts.merge(wide.reset_index(), on=["P", "prune_episode"], validate="one_to_one")
+
+
 def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """How many cells of `early_bird_verdicts` are in each state, per criterion."""
+    """How many cells of `early_bird_verdicts` (or `criteria_table`) are in each state, per
+    criterion (criteria x states)."""
     columns = [c for c in VERDICT_CRITERIA if c in verdicts]
-    return verdicts[columns].apply(lambda c: c.value_counts()).fillna(0).astype(int).T
+    counts = verdicts[columns].apply(lambda c: c.value_counts()).fillna(0).astype(int).T
+    return counts[[s for s in (*STATES, FAILS_4, "passes", "fails") if s in counts]]
 
 
-def power_lines(table: pd.DataFrame) -> list[str]:
-    """Per comparison of `ni_tests`: the margin and the smallest difference detectable at 80%
-    power (median over cells), in units and relative to the reference mean."""
+COMPARISONS = ("return_vs_unpruned", "length_vs_unpruned", "total_vs_unpruned", "return_vs_winning",
+               "length_vs_winning")  # fmt: skip
+
+
+def power_lines(criteria: pd.DataFrame) -> list[str]:
+    """Per comparison of `criteria_table`: the seeds per group, the NI margin and the smallest
+    difference detectable at 80% power (medians over cells), in units and relative to the
+    reference mean. An NI test shows a truly equal ticket non-inferior with 80% power only
+    where the margin is at least that difference."""
     lines = []
-    for name, group in table.groupby("comparison", sort=False):
-        lines.append(f"{name}: margin {group.margin.median():.1f} ({(group.margin / group.reference.abs()).median():.1%}"
-                     f"), detectable at 80% power: {group.mde.median():.1f} "
-                     f"({(group.mde / group.reference.abs()).median():.1%}) (medians over cells)")  # fmt: skip
+    for name in COMPARISONS:
+        n, n_reference, margin, relative_margin, mde = (criteria[f"{name}_{c}"].median()
+                                                        for c in ("n", "n_reference", "margin", "margin_relative", "mde"))
+        relative_mde = (criteria[f"{name}_mde"] / criteria[f"{name}_reference"].abs()).median()
+        lines.append(f"{name}: n = {n:.0f} vs {n_reference:.0f} seeds; margin {margin:.1f} ({relative_margin:.1%}); "
+                     f"detectable at 80% power {mde:.1f} ({relative_mde:.1%}) (medians over cells)")  # fmt: skip
     return lines
 
 
@@ -444,7 +355,7 @@ def eb_exploit_sweep_summary(results: pd.DataFrame, baseline: pd.DataFrame, alph
     rows = []
     unpruned = baseline["test_return"]
     for (fraction, *setting), group in results.groupby(["P", *SETTING], sort=True):
-        with warnings.catch_warnings():  # samples of (nearly) equal returns: see early_bird_criteria_compared
+        with warnings.catch_warnings():  # samples of (nearly) equal returns (capped CartPole returns): p is still decided
             warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
             p_equivalent = p_tost(group["test_return"], unpruned, margin(unpruned, RETURN_MARGIN))
             p_better = p_worse(unpruned, group["test_return"], higher_is_better=True)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ebnb import ownership
 from ebnb.statistics import MIN_CI_SEEDS, iqm_ci, t_interval
 
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
@@ -230,13 +231,16 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
 
 
 CRITERION_LABELS = {
-    "1_performance": "1. return similar or higher than unpruned", "2_length": "2. length similar or shorter than unpruned",
-    "3_winning": "3. return and length similar to winning ticket", "4_earlier": "4. pruned before unpruned converges",
-    "early_bird": "Early-Bird ticket (1-4 all met)",
+    "1_performance": "1. return vs unpruned (NI)", "2_length": "2. post-prune length vs unpruned (NI)",
+    "2_total_cost": "2, whole cost: prune episode + length vs unpruned (NI)",
+    "3_winning": "3. return and length vs winning ticket (NI, both)",
+    "4_earlier": "4. seeds pruned before their own unpruned run converged",
+    "early_bird": "Early-Bird ticket: 1, 2 (post-prune) and 3 shown, 4 for every seed",
 }  # fmt: skip
-METHOD_LABELS = {"welch": "one-sided Welch: not significantly worse", "tost": "TOST: equivalent within margin"}
-VERDICT_COLORS = {"not met": "#e6e6e6", "met": "#3b75af"}
-DISAGREE = dict(edgecolor="#d62728", linewidth=2.2)
+STATE_COLORS = {"shown non-inferior": "#3b75af", "not shown either way": "#e6e6e6", "shown worse": "#c44e52",
+                "fails criterion 4": "#9a9a9a", "passes": "#3b75af", "fails": "#9a9a9a"}  # fmt: skip
+DECIDING_P = {"1_performance": ("return_vs_unpruned",), "2_length": ("length_vs_unpruned",),
+              "2_total_cost": ("total_vs_unpruned",), "3_winning": ("return_vs_winning", "length_vs_winning")}
 
 
 def tickets_vs_controls(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: str, mode: str):
@@ -300,58 +304,70 @@ def _p_text(p: float) -> str:
     return "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0") if p < 0.095 else f"{p:.2f}".lstrip("0")
 
 
-def criteria_heatmap(compared: pd.DataFrame, env_id: str, what: str, alpha: float = 0.05):
-    """The EB-ticket criteria judged by each method (`ebnb.analysis.early_bird_criteria_compared`):
-    one panel per criterion (rows) and method (columns), pruning fraction P against prune
-    episode, met / not met as two colours, the deciding p-value in each cell, and a red frame
-    where the methods disagree on a cell."""
+def _criterion_cells(criteria: pd.DataFrame, criterion: str) -> tuple[pd.Series, pd.Series]:
+    """(state, text) per cell of `criteria_table` for one criterion's panel: the text is the
+    Holm-adjusted p-value that decides the state: of the NI test (criterion 3: the larger of
+    its two), in a cell shown worse of the test of worse (criterion 3: the smaller of its two);
+    criterion 4's the seeds pruned before their own convergence ("k/n"); the conjunction's none."""
+    if criterion in DECIDING_P:
+        ni = criteria[[f"{c}_p_ni_holm" for c in DECIDING_P[criterion]]].max(axis=1)
+        worse = criteria[[f"{c}_p_worse_holm" for c in DECIDING_P[criterion]]].min(axis=1)
+        return criteria[criterion], ni.where(criteria[criterion] != "shown worse", worse).map(_p_text)
+    if criterion == "4_earlier":
+        return criteria[criterion], criteria.seeds_earlier.astype(str) + "/" + criteria.seeds.astype(str)
+    return criteria[criterion], pd.Series("", index=criteria.index)
+
+
+def criteria_heatmap(criteria: pd.DataFrame, env_id: str, what: str, alpha: float = 0.05):
+    """The EB-ticket criteria of `ebnb.analysis.criteria_table`: one panel per criterion and one
+    for the whole cell, pruning fraction P against prune episode, each cell coloured by its
+    state (shown non-inferior / not shown either way / shown worse; criterion 4 passes only if
+    every seed was pruned before its own unpruned run converged), the deciding Holm-adjusted NI
+    p-value or criterion 4's "k/n" in it, and the power (seeds, margins, the difference
+    detectable at 80% power) in the title."""
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Patch
     from matplotlib.transforms import offset_copy
 
-    criteria = [c for c in CRITERION_LABELS if c in set(compared["criterion"])]
-    methods = [m for m in METHOD_LABELS if m in set(compared["method"])]
-    fractions, episodes = sorted(compared["P"].unique()), sorted(compared["prune_episode"].unique())
-    verdicts = compared.pivot_table(index=["criterion", "P"], columns=["method", "prune_episode"], values="met",
-                                    aggfunc="first").astype(float)  # fmt: skip
-    p_values = compared.pivot_table(index=["criterion", "P"], columns=["method", "prune_episode"], values="p",
-                                    aggfunc="first", dropna=False)  # fmt: skip
-    width = max(0.55 * len(episodes), 4.5) * len(methods) + 1.5  # a small grid still has room for the titles
-    height = (max(0.38 * len(fractions), 0.9) + 0.5) * len(criteria) + 1.5
-    fig, axes = plt.subplots(len(criteria), len(methods), figsize=(width, height), squeeze=False,
-                             constrained_layout=True)  # fmt: skip
-    colours = ListedColormap([VERDICT_COLORS["not met"], VERDICT_COLORS["met"]])
-    for row, criterion in enumerate(criteria):
-        met = {m: verdicts.loc[criterion].reindex(index=fractions)[m].reindex(columns=episodes).to_numpy() for m in methods}
-        disagree = np.zeros_like(met[methods[0]], dtype=bool)
-        for m in methods[1:]:
-            disagree |= (met[m] != met[methods[0]]) & ~np.isnan(met[m]) & ~np.isnan(met[methods[0]])
-        for column, method in enumerate(methods):
-            ax = axes[row, column]
-            ax.imshow(np.ma.masked_invalid(met[method]), cmap=colours, vmin=0, vmax=1, aspect="auto", origin="lower")
-            p = p_values.loc[criterion].reindex(index=fractions)[method].reindex(columns=episodes).to_numpy()
-            for i, j in zip(*np.nonzero(~np.isnan(p))):
-                ax.text(j, i, _p_text(p[i, j]), ha="center", va="center", fontsize=6.5,
-                        color="white" if met[method][i, j] == 1 else "black")  # fmt: skip
-            for i, j in zip(*np.nonzero(disagree)):
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, **DISAGREE))
-            ax.set_xticks(range(len(episodes)), [str(e) for e in episodes], fontsize=8)
-            ax.set_yticks(range(len(fractions)), [str(f) for f in fractions], fontsize=8)
-            if column == 0:
-                ax.set_ylabel("pruning fraction P", fontsize=8)
-            ax.set_title(f"{CRITERION_LABELS[criterion]}\n{METHOD_LABELS[method]}", fontsize=9)
-            if row == len(criteria) - 1:
-                ax.set_xlabel("episode at which the network was pruned")
-    key = [Patch(facecolor=VERDICT_COLORS["met"], label="criterion met"),
-           Patch(facecolor=VERDICT_COLORS["not met"], label="not met"),
-           Patch(facecolor="none", label="Welch and TOST disagree", **DISAGREE)]  # fmt: skip
+    from ebnb.analysis import power_lines
+
+    fractions, episodes = sorted(criteria["P"].unique()), sorted(criteria["prune_episode"].unique())
+    states = list(STATE_COLORS)
+    cmap = ListedColormap(list(STATE_COLORS.values()))
+    columns = 2
+    rows = -(-len(CRITERION_LABELS) // columns)
+    width = (max(0.55 * len(episodes), 4.5) + 0.8) * columns + 1.0
+    height = (max(0.38 * len(fractions), 0.9) + 0.7) * rows + 2.4
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, constrained_layout=True)
+    for ax, criterion in zip(axes.flat, CRITERION_LABELS):
+        state, text = _criterion_cells(criteria, criterion)
+        cells = criteria.assign(code=state.map(states.index), text=text)
+        code = cells.pivot(index="P", columns="prune_episode", values="code").reindex(index=fractions, columns=episodes)
+        label = cells.pivot(index="P", columns="prune_episode", values="text").reindex(index=fractions, columns=episodes)
+        ax.imshow(np.ma.masked_invalid(code.to_numpy(float)), cmap=cmap, vmin=-0.5, vmax=len(states) - 0.5,
+                  aspect="auto", origin="lower", interpolation="nearest")  # fmt: skip
+        for i, j in np.ndindex(code.shape):
+            if isinstance(label.iat[i, j], str) and label.iat[i, j]:
+                dark = states[int(code.iat[i, j])] in ("shown non-inferior", "shown worse", "passes")
+                ax.text(j, i, label.iat[i, j], ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
+        ax.set_xticks(range(len(episodes)), [str(e) for e in episodes], fontsize=8)
+        ax.set_yticks(range(len(fractions)), [str(f) for f in fractions], fontsize=8)
+        ax.set_ylabel("pruning fraction P", fontsize=8)
+        ax.set_xlabel("episode at which the network was pruned", fontsize=8)
+        ax.set_title(CRITERION_LABELS[criterion], fontsize=9)
+    for ax in axes.flat[len(CRITERION_LABELS):]:
+        ax.set_visible(False)
+    key = [Patch(facecolor=STATE_COLORS[s], label=s) for s in ("shown non-inferior", "not shown either way",
+                                                                 "shown worse", "fails criterion 4")]  # fmt: skip
     # under the last panel, inside the layout (a figure legend outside it would hide `save`'s note)
     below_label = offset_copy(axes[-1, -1].transAxes, fig, y=-34, units="points")
-    axes[-1, -1].legend(handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=3,
-                        fontsize=9)  # fmt: skip
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria judged by Welch and by "
-                 f"TOST\ncell text: the p-value that decides the criterion (alpha = {alpha}); criterion 4 and the "
-                 "conjunction take no test", fontsize=11)  # fmt: skip
+    axes[-1, -1].legend(handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=4,
+                        fontsize=8)  # fmt: skip
+    power = "\n".join(power_lines(criteria)[:2])
+    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria by seed-level "
+                 f"non-inferiority (alpha = {alpha}, Holm over the {len(criteria)} cells)\ncell text: the Holm-adjusted "
+                 "p-value of NI (in red cells: of the test of worse); criterion 4: seeds pruned before their own "
+                 f"unpruned run converged, of n (blue: all)\npower: {power}", fontsize=9)  # fmt: skip
     return fig
 
 
@@ -363,11 +379,9 @@ def figure_name(number: str, what: str, env_id: str) -> str:
 def save(fig, name: str, directory: str | Path, note: str | None = None) -> list[Path]:
     """Write `fig` as `<directory>/<name>.png` and `.pdf`, with `note` (what the figure is,
     if not the thesis grid: `ebnb.experiments.figure_note`) printed under it; return the paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     if note:
         fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
-    paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
+    paths = [ownership.new_file(Path(directory) / f"{name}.{ext}", "outputs") for ext in ("png", "pdf")]
     for path in paths:  # no creation date in the PDF: the same figure gives the same bytes
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     return paths

@@ -42,7 +42,7 @@ def p_tost(ticket, reference, margin: float) -> float:
     when p < alpha.
 
     Degenerate samples (`_degenerate`): 0.0 if |mean(ticket) - mean(reference)| < margin,
-    else 1.0 (so a margin of 0 is never met)."""
+    else 1.0 (so a margin of 0 never shows equivalence)."""
     ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
     if _degenerate(ticket, reference):
         return 0.0 if abs(ticket.mean() - reference.mean()) < margin else 1.0

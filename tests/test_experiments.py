@@ -101,8 +101,9 @@ def test_ticket_tables_are_well_formed(store, grid):
         assert table["length"].between(1, grid.episodes).all()
         assert np.isfinite(table["test_return"]).all()
     assert (winning["prune_episode"] == grid.episodes).all()  # never converged in 6 episodes: mask at the cap
-    criteria = analysis.early_bird_criteria(finetune, experiments.baseline("cartpole", grid, store), winning)
+    criteria = analysis.criteria_table(finetune, experiments.baseline("cartpole", grid, store), winning, "CartPole-v0")
     assert set(criteria["prune_episode"]) == {2, 4}
+    assert criteria["1_performance"].isin(analysis.STATES).all() and (criteria.seeds == len(grid.seeds)).all()
 
 
 def test_mask_similarity_matrices_are_square_symmetric_with_unit_diagonal(store, grid):

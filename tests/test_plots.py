@@ -51,31 +51,30 @@ def test_summarize_gives_each_group_its_own_band():
                                                             list(plots.mean_ci([500] * 4 + [480])[1:])]  # fmt: skip
 
 
-def test_criteria_heatmap_has_a_panel_per_criterion_and_method_and_frames_the_disagreements():
-    from matplotlib.patches import Rectangle
-
+def test_criteria_heatmap_colours_each_cell_by_its_state_with_the_deciding_p_value_and_the_power():
     from ebnb import analysis
+    from test_verdicts import synthetic
 
-    cells = [(p, e) for p in (0.2, 0.8) for e in (5, 20, 50)]
-    rows = [{"P": p, "prune_episode": e, "criterion": c, "method": m, "met": (p == 0.2) or (m == "welch" and e == 5),
-             "p": np.nan if c in ("4_earlier", "early_bird") else 0.5}
-            for p, e in cells for c in analysis.CRITERIA for m in analysis.METHODS]  # fmt: skip
-    compared = pd.DataFrame(rows)
-    fig = plots.criteria_heatmap(compared, "CartPole-v0", "retrain")
-    axes = fig.axes
-    assert len(axes) == len(analysis.CRITERIA) * len(analysis.METHODS)
-    assert "CartPole-v0" in fig.get_suptitle()
-    assert [ax.get_ylabel() for ax in axes] == ["pruning fraction P", ""] * len(analysis.CRITERIA)
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["5", "20", "50"]
-    frames = [sum(isinstance(p, Rectangle) and not p.get_fill() for p in ax.patches) for ax in axes]
-    assert frames == [1] * len(axes), "P=0.8, episode 5 disagrees in every criterion: framed in both panels"
-    texts = [t.get_text() for t in axes[0].texts]
-    assert texts == [".50"] * len(cells), "criterion 1 shows its p-values"
+    criteria = analysis.criteria_table(*synthetic(), "CartPole-v0")
+    fig = plots.criteria_heatmap(criteria, "CartPole-v0", "retrain")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == list(plots.CRITERION_LABELS.values())
+    title = fig.get_suptitle()
+    assert "CartPole-v0" in title and "80% power" in title and "n = 10 vs 10 seeds" in title
+    images = {ax.get_title(): ax.get_images()[0].get_array() for ax in axes}
+    states = list(plots.STATE_COLORS)
+    performance = images[plots.CRITERION_LABELS["1_performance"]]  # rows P = 0.2, 0.8; columns e = 10, 90
+    assert [[states[int(v)] for v in row] for row in performance] == [
+        [analysis.SHOWN_NI, analysis.SHOWN_NI], [analysis.SHOWN_WORSE, analysis.NEITHER]]
+    earlier = axes[list(plots.CRITERION_LABELS).index("4_earlier")]
+    assert sorted(t.get_text() for t in earlier.texts) == ["10/10", "10/10", "9/10", "9/10"]
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axes[0].texts}
+    row = criteria.set_index(["P", "prune_episode"])
+    assert texts[(1, 0)] == plots._p_text(row.loc[(0.8, 10), "return_vs_unpruned_p_worse_holm"]), "red: p of worse"
+    assert texts[(0, 0)] == plots._p_text(row.loc[(0.2, 10), "return_vs_unpruned_p_ni_holm"])
     assert not axes[-1].texts, "the conjunction has none"
     legend = [t.get_text() for t in axes[-1].get_legend().get_texts()]
-    assert legend == ["criterion met", "not met", "Welch and TOST disagree"]
-    import matplotlib.pyplot as plt
-
+    assert legend == [*analysis.STATES, analysis.FAILS_4]
     plt.close(fig)
 
 

@@ -100,3 +100,33 @@ def test_published_verdicts_no_ticket_is_cheaper_counted_whole(published, env):
         assert (verdicts["2_total_cost"] != analysis.SHOWN_NI).all()
         counts = analysis.verdict_counts(verdicts)
         assert counts.sum(axis=1).eq(48).all()
+
+
+def test_the_criteria_table_carries_each_cells_tests_and_verdicts():
+    """The saved CSV's table: one row per cell, the verdicts of `early_bird_verdicts` with
+    criterion 4 as counts, and every `ni_tests` column per comparison, value for value."""
+    tickets, baseline, winning = synthetic()
+    criteria = analysis.criteria_table(tickets, baseline, winning, "CartPole-v0")
+    table = analysis.ni_tests(tickets, baseline, winning, "CartPole-v0")
+    verdicts = analysis.early_bird_verdicts(tickets, baseline, winning, "CartPole-v0")
+    assert len(criteria) == 4
+    assert (criteria[list(analysis.VERDICT_CRITERIA)] == verdicts[list(analysis.VERDICT_CRITERIA)]).all().all()
+    assert (criteria.seeds_earlier.astype(str) + "/" + criteria.seeds.astype(str)).tolist() == verdicts.seeds_earlier.tolist()
+    for row in table.itertuples():
+        mine = criteria[(criteria.P == row.P) & (criteria.prune_episode == row.prune_episode)].iloc[0]
+        for column in analysis.CELL_COLUMNS:
+            if column != "margin_relative":
+                assert mine[f"{row.comparison}_{column}"] == getattr(row, column), (row.comparison, column)
+        assert mine[f"{row.comparison}_margin_relative"] == pytest.approx(row.margin / abs(row.reference))
+    counts = analysis.verdict_counts(criteria)
+    assert list(counts.columns[:3]) == list(analysis.STATES)
+    assert counts.loc["1_performance", list(analysis.STATES)].tolist() == [2, 1, 1]
+
+
+def test_power_lines_name_the_seeds_the_margin_and_the_detectable_difference():
+    criteria = analysis.criteria_table(*synthetic(), "CartPole-v0")
+    lines = analysis.power_lines(criteria)
+    assert [line.split(":")[0] for line in lines] == list(analysis.COMPARISONS)
+    margin = criteria.return_vs_unpruned_margin.median()
+    assert f"n = {SEEDS} vs {SEEDS} seeds; margin {margin:.1f}" in lines[0]
+    assert f"detectable at 80% power {criteria.return_vs_unpruned_mde.median():.1f}" in lines[0]
