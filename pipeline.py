@@ -145,8 +145,9 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
 
     from ebnb.experiments import default_outputs, shown
 
-    output = run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb"
-    output.parent.mkdir(parents=True, exist_ok=True)
+    from ebnb import ownership
+
+    output = ownership.new_file(run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
     parameters = {"env": env, "profile": profile, **overrides}
     if store is not None:
         parameters["store_dir"] = str(store.resolve())
@@ -175,10 +176,12 @@ def relative_paths(executed: Path) -> None:
     """Rewrite the project's absolute paths in an executed notebook (papermill's input and
     output paths, printed figure paths) relative to the project root, so that it reads the
     same whichever machine or folder ran it. Atomic: a temporary file renamed into place."""
+    from ebnb import ownership
+
     prefix = json.dumps(str(ROOT) + os.sep)[1:-1]  # as it appears inside the notebook's JSON strings
     text = executed.read_text()
     if prefix in text:
-        temporary = executed.with_name(executed.name + ".tmp")
+        temporary = ownership.new_file(executed.with_name(executed.name + ".tmp"), "outputs")
         temporary.write_text(text.replace(prefix, ""))
         os.replace(temporary, executed)
 
@@ -251,11 +254,13 @@ class ComputePlan(NamedTuple):
     run: Callable
 
 
-def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | None, published, options: dict):
+def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | None, published, options: dict,
+                 forced: set | None = None):  # fmt: skip
     """Check the compute options and return what filling the store for `notebooks` x `envs`
     will run: the units they read that neither the store nor `published` holds (nothing is
     computed yet). `options`: command, target, scheduler, workers, shard_size, population,
-    checkpoint_every (None: the defaults)."""
+    checkpoint_every (None: the defaults), force (recompute the stored units too). `forced`:
+    (env, step name) pairs an earlier plan of the same job forces, left out here and added to."""
     from ebnb import compute, experiments
     from ebnb.checkpoint import Checkpoint
     from ebnb.config import check_positive_int
@@ -275,6 +280,9 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
         compute.check_workers(workers, options["scheduler"])
     step_names = {s for n in notebooks for s in NOTEBOOK_STEPS[n]}
     work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
+    if forced is not None:
+        work = [(env, step) for env, step in work if (env, step.name) not in forced]
+        forced.update((env, step.name) for env, step in work)
     if work:
         compute.check_reachable(options["scheduler"])
     if published is not None:
@@ -288,7 +296,7 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
                 "scheduler": options["scheduler"], "workers": 1 if options["scheduler"] == "inline" else workers or os.cpu_count(),
                 "population": population, "shard_size": shard_size}  # fmt: skip
     return ComputePlan(work, root, settings, lambda: compute.run(root, work, options["scheduler"], shard_size,
-                       checkpoint_every, progress=True, workers=workers))  # fmt: skip
+                       checkpoint_every, progress=True, workers=workers, force=options.get("force", False)))  # fmt: skip
 
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
@@ -296,6 +304,7 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     print it as a table; return it. With `always_record` False, shards found stored are not
     reported, and a run that computed nothing leaves no record (returns None)."""
     from ebnb import accounting, experiments
+    from ebnb.store import Store
 
     checkout, start = accounting.machine(), accounting.now()  # the code that computes is the code at the start
     counts = {"computed": 0, "resumed": 0, "stored before": 0}
@@ -322,25 +331,20 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     steps += [(env, name, units, computed[(env, name)], costs.get((env, name), []))
               for (env, name), units in planned.items()]  # fmt: skip
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
-    path = accounting.write(record, plan.store / "runs")
+    path = accounting.write(record, Store(plan.store).folder("runs"))
     print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)
     return record
 
 
 def clean_outputs(store: Path | None, out: Path) -> None:
-    """`clean`: delete the store (results and checkpoints) and the working outputs; nothing
-    else (never a published file)."""
-    from ebnb import disk, experiments
+    """`clean`: delete the store (results and checkpoints) and the working outputs, each only
+    if the package made it and wrote everything in it (`ebnb.ownership.remove`); nothing else
+    (never a published file)."""
+    from ebnb import disk, experiments, ownership
 
-    targets = {"store": store or experiments.default_store(), "outputs": out}
-    belongs = {"store": disk.in_store, "outputs": lambda path: path.suffix in (".ipynb", ".png", ".pdf", ".html", ".css")}
-    for name, path in targets.items():
-        foreign = disk.foreign_files(Path(path), belongs[name])
-        if foreign:
-            raise UsageError(f"refusing to delete {name} at {path}: it holds files the pipeline did not write, "
-                             f"e.g. {foreign[0]}")  # fmt: skip
-    for name, freed in disk.clean(targets).items():
-        print(f"[clean] {name} ({targets[name]}): {disk.human_size(freed)} removed")
+    targets = {"store": (store or experiments.default_store(), "store"), "outputs": (out, "outputs")}
+    for name, freed in ownership.remove(targets).items():
+        print(f"[clean] {name} ({targets[name][0]}): {disk.human_size(freed)} removed")
 
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
@@ -358,7 +362,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
     parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
-    parser.add_argument("--force", action="store_true", help="discard the store's cached results first, recompute all")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute the selected units even if stored, replacing them in the store (deletes no folder)")  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="on failure, show the traceback")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("all", "every notebook x env, full profile (the thesis and beyond)"),
@@ -436,16 +441,17 @@ def _checked_job(args, store: Path | None, out: Path):
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
         overrides = {**overrides, "use_published": not args.recompute and notebook.check_bool(
             "use_published", overrides.get("use_published", True))}  # fmt: skip
-    published = experiments.published_results() if overrides.get("use_published", True) else None
+    published = experiments.published_results() if overrides.get("use_published", True) and not args.force else None
     target = getattr(args, "target", "thesis" if getattr(args, "thesis", False) else "all")
     options = {"command": args.command, "target": target,
                "scheduler": getattr(args, "scheduler", "inline"), "workers": getattr(args, "workers", None),
                "shard_size": getattr(args, "shard_size", None), "population": getattr(args, "population", None),
-               "checkpoint_every": getattr(args, "checkpoint_every", None)}  # fmt: skip
+               "checkpoint_every": getattr(args, "checkpoint_every", None), "force": args.force}  # fmt: skip
     if args.command in ("compute", "all"):
         return notebooks, envs, profile, overrides, plan_compute(notebooks, envs, profile, overrides, store, published,
                                                                  options), None  # fmt: skip
-    per_notebook = {(n, e): plan_compute([n], [e], profile, overrides, store, published, options)
+    forced = set() if args.force else None  # a step several notebooks read is recomputed once
+    per_notebook = {(n, e): plan_compute([n], [e], profile, overrides, store, published, options, forced)
                     for n in notebooks for e in envs}  # fmt: skip
     return notebooks, envs, profile, overrides, None, per_notebook
 
@@ -478,8 +484,10 @@ def _main(args) -> None:
         publish.publish(ROOT, store or experiments.default_store(), out, NOTEBOOKS, ENVS, args.nbval)
         return
     if args.command == "report":
-        from ebnb import report
+        from ebnb import ownership, report
 
+        if not args.to:
+            ownership.claim(out, "outputs")
         index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
                              experiments.default_published() / "run_record.json")  # fmt: skip
         print(f"[report] {experiments.shown(index)}")
@@ -488,10 +496,6 @@ def _main(args) -> None:
     if args.command != "compute":
         errors.check_writable_folder("--out", out)
     notebooks, envs, profile, overrides, whole, per_notebook = _checked_job(args, store, out)
-    if args.force:
-        from ebnb import disk
-
-        disk.clean({"store": store or experiments.default_store()})
     started = time.perf_counter()
     if whole is not None:
         record = compute_store(whole)
@@ -499,10 +503,11 @@ def _main(args) -> None:
         times = run_grid(notebooks, envs, profile, overrides, store, out, per_notebook)
     if args.command == "all":
         from ebnb import accounting
+        from ebnb.store import Store
 
         record["notebooks"] = [{"notebook": n, "env": e, "wall_s": round(t, 1)} for (n, e), t in times.items()]
         record["all_wall_s"] = round(time.perf_counter() - started, 1)
-        path = accounting.write(record, whole.store / "runs")
+        path = accounting.write(record, Store(whole.store).folder("runs"))
         command = "all --thesis" if args.thesis else "all"
         print(f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
               f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip

@@ -80,9 +80,11 @@ def run(
     checkpoint_every: float = DEFAULT_EVERY,
     progress: bool = False,
     workers: int | None = None,
+    force: bool = False,
 ) -> Iterator[tuple[str, str, shards.ShardReport]]:
     """Compute every shard of `work`, and of the inputs its steps plan once their needs are
-    stored (`ebnb.experiments.input_stages`); yield (env, step name, report) as shards finish."""
+    stored (`ebnb.experiments.input_stages`); yield (env, step name, report) as shards finish.
+    `force`: recompute the stored units too, replacing them (`ebnb.shards.run`)."""
     check_scheduler(scheduler)
     planned = {(env, step.name) for env, step in work if step.inputs is not None}
     for env, step in work:
@@ -91,16 +93,16 @@ def run(
     if not work:
         return
     if scheduler == "inline":
-        yield from _run_inline(Store(store_root), work, shard_size, checkpoint_every, progress)
+        yield from _run_inline(Store(store_root), work, shard_size, checkpoint_every, progress, force)
     else:
-        yield from _run_dask(store_root, work, shard_size, scheduler, checkpoint_every, workers)
+        yield from _run_dask(store_root, work, shard_size, scheduler, checkpoint_every, workers, force)
 
 
 def _cut(step: Step, shard_size: int) -> list[shards.Shard]:
     return shards.cut(step.kind, longest_first(step.units), shard_size)
 
 
-def _run_inline(store: Store, work, shard_size: int, checkpoint_every: float, progress: bool):
+def _run_inline(store: Store, work, shard_size: int, checkpoint_every: float, progress: bool, force: bool):
     known, number = sum(len(_cut(step, shard_size)) for _, step in work), 0
     for env, step in work:
         for stage in itertools.chain(input_stages(store, step), [step]):  # each planned once the one before is stored
@@ -109,7 +111,7 @@ def _run_inline(store: Store, work, shard_size: int, checkpoint_every: float, pr
             for shard in cut:
                 number += 1
                 label = f"[shard {number}/{known}] {env} {stage.name}"
-                yield env, stage.name, shards.run(store, shard, stage.compute, checkpoint_every, progress, label)
+                yield env, stage.name, shards.run(store, shard, stage.compute, checkpoint_every, progress, label, force)
 
 
 def priorities(tasks) -> dict:
@@ -130,7 +132,8 @@ def priorities(tasks) -> dict:
     return {(env, shard): rank for rank, (env, _, shard) in enumerate(ranked)}
 
 
-def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoint_every: float, workers: int | None):
+def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoint_every: float, workers: int | None,
+              force: bool):  # fmt: skip
     """Every shard of the steps without planned inputs is submitted at once, each waiting for
     the shards of the steps it needs. A step with planned inputs waits in this client until
     its needs are done; then each stage of its inputs, and last its own shards, is submitted
@@ -141,8 +144,7 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
     tasks = [(env, step, shard) for env, step in work if step.inputs is None for shard in _cut(step, shard_size)]
     priority = priorities(tasks)
     store = Store(store_root)
-    store_root.mkdir(parents=True, exist_ok=True)
-    probe = store_root / f".probe-{secrets.token_hex(6)}"
+    probe = store.folder() / f".probe-{secrets.token_hex(6)}"
     probe.touch()
     cluster = None
     try:
@@ -159,7 +161,7 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                 then no pull towards the worker that holds their reports)."""
                 needs = [f for (e, name), fs in futures.items() if wait and e == env and name in step.needs for f in fs]
                 future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
-                                       checkpoint_every, needs, pure=False, priority=rank)  # fmt: skip
+                                       checkpoint_every, needs, force, pure=False, priority=rank)  # fmt: skip
                 futures.setdefault((env, step.name), []).append(future)
                 labels[future.key] = (env, step.name)
                 return future
@@ -201,11 +203,11 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
             cluster.close()
 
 
-def _run_shard(root: str, probe: str, shard: shards.Shard, compute, checkpoint_every: float, _needs):
+def _run_shard(root: str, probe: str, shard: shards.Shard, compute, checkpoint_every: float, _needs, force=False):
     """A Dask task: one shard, on the shared store (`_needs` are the futures it waits for)."""
     if not (Path(root) / probe).exists():
         import socket
 
         raise RuntimeError(f"store: {root} is not visible from worker {socket.gethostname()}; "
                            "the store must be on a filesystem shared by all workers")  # fmt: skip
-    return shards.run(Store(root), shard, compute, checkpoint_every)
+    return shards.run(Store(root), shard, compute, checkpoint_every, force=force)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ebnb import ownership
 from ebnb.statistics import MIN_CI_SEEDS, iqm_ci, t_interval
 
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
@@ -378,11 +379,9 @@ def figure_name(number: str, what: str, env_id: str) -> str:
 def save(fig, name: str, directory: str | Path, note: str | None = None) -> list[Path]:
     """Write `fig` as `<directory>/<name>.png` and `.pdf`, with `note` (what the figure is,
     if not the thesis grid: `ebnb.experiments.figure_note`) printed under it; return the paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     if note:
         fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
-    paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
+    paths = [ownership.new_file(Path(directory) / f"{name}.{ext}", "outputs") for ext in ("png", "pdf")]
     for path in paths:  # no creation date in the PDF: the same figure gives the same bytes
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     return paths

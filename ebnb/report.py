@@ -35,6 +35,7 @@ import nbformat
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 
+from ebnb import ownership
 from ebnb.envs import ENV_ALIASES
 
 FIGURE_NAME = re.compile(r"fig(\d+)_(\d+)_(.+)_([^_]+)\.png")
@@ -190,7 +191,9 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path) ->
     """Write the report site into `destination` from the published figures (`fig*.png` in
     `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`: those of the
     thesis figures must be there; every one is rendered and listed), the other profiles'
-    (subfolders of both) and the run record JSON; return the path of index.html."""
+    (subfolders of both) and the run record JSON; return the path of index.html. An existing
+    `destination` is replaced only if it is a report folder the package made and filled
+    (`ebnb.ownership.remove`; else ValueError naming a file of it), after the inputs are read."""
     destination, figures, executed = Path(destination), Path(figures), Path(executed)
     found, extra = published_figures(figures), beyond_thesis_figures(figures)
     for profile in sorted(p.name for p in figures.iterdir() if p.is_dir() and any(p.glob("*.png"))):
@@ -198,14 +201,13 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path) ->
     notebooks = {f.page: read_notebook(executed / f.profile / f"{f.notebook}.ipynb") for f in found + extra}
     notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
     record = read_run_record(Path(run_record))
-    for directory in ("figures", "notebooks"):
-        (destination / directory).mkdir(parents=True, exist_ok=True)
+    ownership.remove({"report": (destination, "report")})
     for figure in found + extra:
-        (destination / figure.site_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(figure.path, destination / figure.site_path)
+        shutil.copyfile(figure.path, ownership.new_file(destination / figure.site_path, "report"))
     for stem, notebook in notebooks.items():
-        (destination / "notebooks" / f"{stem}.html").write_text(render_notebook(notebook, stem), encoding="utf-8")
-    index = destination / "index.html"
+        page = ownership.new_file(destination / "notebooks" / f"{stem}.html", "report")
+        page.write_text(render_notebook(notebook, stem), encoding="utf-8")
+    index = ownership.new_file(destination / "index.html", "report")
     index.write_text(index_page(found, extra, notebooks, record), encoding="utf-8")
     return index
 

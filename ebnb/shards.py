@@ -71,25 +71,35 @@ def cut(kind: str, units: Sequence, shard_size: int) -> list[Shard]:
 
 def run(
     store: Store, shard: Shard, compute: Compute, checkpoint_every: float = DEFAULT_EVERY, progress: bool = False,
-    label: str | None = None,
+    label: str | None = None, force: bool = False,
 ) -> ShardReport:
     """Compute and store the units of `shard` that are not stored yet (with `progress` and a
-    `label`, first print how many that is)."""
-    lock = store.root / "lock" / f"{config_hash(shard)}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock):
-        missing = [u for u in shard.units if not store.exists(shard.kind, u)]
-        if not missing:
+    `label`, first print how many that is); a damaged stored unit is recomputed with a
+    warning naming it. `force`: every unit, each replacing the stored one atomically, from
+    scratch (a checkpoint of the shard is discarded). A shard found stored is only read: no
+    lock file is opened, nothing is written (a complete store on a read-only disk works)."""
+    if not force and all(store.exists(shard.kind, u) for u in shard.units):
+        log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
+        return ShardReport(shard, 0, False)
+    with FileLock(store.folder("lock") / f"{config_hash(shard)}.lock"):
+        missing = [u for u in shard.units if force or not store.exists(shard.kind, u)]
+        if not missing:  # another run stored it while we waited for the lock
             log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
             return ShardReport(shard, 0, False)
+        for unit in missing:
+            damage = store.damage(shard.kind, unit)
+            if damage:
+                log.warning("warning: recomputing a damaged stored result: %s", damage)
         if progress and label:
             print(f"{label}: {len(missing)} of its {len(shard.units)} units to compute", flush=True)
         checkpoint = Checkpoint(store.root / "checkpoint" / f"{config_hash(shard)}.pt", checkpoint_every)
+        if force:
+            checkpoint.clear()
         unsaved = set(missing)
 
         def save(unit, result: dict) -> None:
             if unit in unsaved:  # a resumed checkpoint may hand over a unit stored before the crash
-                store.save(shard.kind, unit, result)
+                store.save(shard.kind, unit, result, overwrite=force)
                 unsaved.remove(unit)
 
         work, started, wall, cpu = copy.copy(accounting.TALLY), time.time(), time.perf_counter(), time.process_time()

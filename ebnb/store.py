@@ -18,7 +18,8 @@ either no result or a complete one. A directory whose manifest is missing or doe
 its files (a crash, a truncated copy, bit rot) is treated as absent: removed and recomputed,
 never returned as data. Before a key is saved, temporary directories of that key left by
 dead processes are swept; liveness is checked by pid on this machine, so one store root
-should not be written by several hosts at once.
+should not be written by several hosts at once. A root the store creates is marked as the
+package's (`ebnb.ownership`), which `clean` requires.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from ebnb import ownership
 
 log = logging.getLogger("ebnb.store")
 
@@ -172,9 +175,28 @@ class Store:
         """Directory of the result of `kind` for `config` (whether or not it exists)."""
         return self.root / check_name(kind, "kind") / config_hash(config)
 
+    def folder(self, *parts: str) -> Path:
+        """``root/<parts>``, created if missing; a root created now is marked as a store
+        (`ebnb.ownership`)."""
+        ownership.claim(self.root, "store")
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def exists(self, kind: str, config) -> bool:
         """True if a complete result whose files match its manifest is stored."""
         return self._is_valid(self.path(kind, config))
+
+    def damage(self, kind: str, config) -> str | None:
+        """What is wrong with the stored result of `kind` for `config`: None if it is valid
+        or absent, else the reason (naming its directory) it would be discarded."""
+        try:
+            self._verified_files(self.path(kind, config))
+        except FileNotFoundError:
+            return None
+        except CorruptResultError as error:
+            return str(error)
+        return None
 
     def load(self, kind: str, config) -> dict:
         """The stored result; FileNotFoundError if absent, CorruptResultError if damaged."""
@@ -188,7 +210,7 @@ class Store:
         """
         final = self.path(kind, config)
         files, parts = self._encode(config, result)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.folder(final.parent.name)
         self._sweep_stale(final)
         tmp = self._tmp_sibling(final)
         try:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ebnb import accounting, disk, experiments
+from ebnb import accounting, experiments, ownership
 from ebnb.accounting import ShardCost, Tally
 from ebnb.store import Store
 
@@ -57,7 +57,7 @@ def test_compute_writes_a_run_record_whose_counts_match_the_stored_results(tmp_p
     assert 1.0 < row["mean_live"] <= 2.0
     assert 0 < row["core_s"] and 0 < record["wall_s"]
 
-    assert disk.foreign_files(store, disk.in_store) == [], "`clean` must see run records as the store's own files"
+    assert ownership.refusal(store, "store") is None, "`clean` must see run records as the store's own files"
 
 
 def test_all_writes_one_run_record_with_the_notebooks_wall_times(tmp_path, monkeypatch, capsys):

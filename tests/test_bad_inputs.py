@@ -4,7 +4,7 @@ a PapermillExecutionError naming it in a notebook, and nothing written to the st
 
 Safety: every store, output folder, figures folder and default store ($EBNB_STORE) points into
 pytest's tmp_path; the notebook runners (`run_grid`, `compute_store`, `_train`, `_bench`) are
-replaced by stubs that fail the test instead of computing, and `ebnb.disk.clean` is wrapped so
+replaced by stubs that fail the test instead of computing, and `ebnb.ownership.remove` is wrapped so
 that it refuses any target outside tmp_path.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import ebnb.__main__ as ebnb_cli
-import ebnb.disk
+import ebnb.ownership
 from ebnb import compute, config, experiments, notebook, shards
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import dqn_config
@@ -76,16 +76,16 @@ def sandbox(tmp_path, monkeypatch):
                          (ebnb_cli, "_bench")):  # fmt: skip
         monkeypatch.setattr(module, name, started)
 
-    real_clean = ebnb.disk.clean
+    real_remove = ebnb.ownership.remove
     inside = tmp_path.resolve()
 
-    def guarded_clean(targets, dry_run=False):
-        for name, path in targets.items():
+    def guarded_remove(targets, dry_run=False):
+        for name, (path, _) in targets.items():
             if not Path(path).resolve().is_relative_to(inside):
                 raise AssertionError(f"test safety: refusing to let clean touch {name} at {path}")
-        return real_clean(targets, dry_run)
+        return real_remove(targets, dry_run)
 
-    monkeypatch.setattr(ebnb.disk, "clean", guarded_clean)
+    monkeypatch.setattr(ebnb.ownership, "remove", guarded_remove)
     return tmp_path
 
 

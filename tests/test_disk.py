@@ -1,25 +1,12 @@
-"""Disk usage and guarded cleaning: exact byte counts, valid results only, refusals delete nothing."""
+"""Disk usage: exact byte counts, valid results only (guarded removal: tests/test_ownership.py)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ebnb import disk
-from ebnb.disk import clean, directory_size, human_size, result_sizes
+from ebnb.disk import directory_size, human_size, result_sizes
 from ebnb.store import Store
-
-
-@pytest.fixture
-def no_deletion(monkeypatch):
-    """Make any removal by ebnb.disk fail, so a broken guard cannot delete real directories."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"ebnb.disk tried to delete {args}")
-
-    monkeypatch.setattr(disk.os, "rename", refuse)
-    monkeypatch.setattr(disk.shutil, "rmtree", refuse)
 
 
 def write(path: Path, size: int) -> Path:
@@ -90,116 +77,3 @@ def test_result_sizes_counts_only_valid_results(tmp_path):
 )
 def test_human_size(n, text):
     assert human_size(n) == text
-
-
-def outputs(tmp_path: Path) -> dict[str, Path]:
-    """A project-like folder with a store, notebooks and figures next to files to keep."""
-    project = tmp_path / "project"
-    tree(project / "store")
-    write(project / "notebooks" / "executed" / "nb.ipynb", 50)
-    write(project / "notebooks" / "source.ipynb", 60)
-    tree(project / "figures")
-    write(project / "keep.txt", 5)
-    write(project / "other" / "keep.bin", 9)
-    return {
-        "store": project / "store",
-        "executed notebooks": project / "notebooks" / "executed",
-        "figures": project / "figures",
-    }
-
-
-def listing(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_clean_removes_only_the_named_targets(tmp_path):
-    targets = outputs(tmp_path)
-    project = tmp_path / "project"
-    freed = clean(targets)
-    assert freed == {"store": 4123, "executed notebooks": 50, "figures": 4123}
-    assert not any(path.exists() for path in targets.values())
-    assert listing(project) == {"keep.txt": 5, "notebooks/source.ipynb": 60, "other/keep.bin": 9}
-    assert sorted(p.name for p in project.iterdir()) == ["keep.txt", "notebooks", "other"]
-
-
-def test_clean_dry_run_deletes_nothing(tmp_path):
-    targets = outputs(tmp_path)
-    before = listing(tmp_path)
-    freed = clean(targets, dry_run=True)
-    assert freed == {"store": 4123, "executed notebooks": 50, "figures": 4123}
-    assert listing(tmp_path) == before
-
-
-def test_clean_missing_targets_free_nothing(tmp_path):
-    assert clean({"store": tmp_path / "nope", "figures": tmp_path / "a" / "b"}) == {"store": 0, "figures": 0}
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_clean_finishes_a_crashed_removal(tmp_path):
-    targets = outputs(tmp_path)
-    write(tmp_path / "project" / ".store-deleting-999999" / "half.bin", 11)
-    assert clean({"store": targets["store"]}) == {"store": 4123 + 11}
-    assert not (tmp_path / "project" / ".store-deleting-999999").exists()
-    assert targets["figures"].exists()
-
-
-def project_root(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    write(root / "pyproject.toml", 3)
-    return root
-
-
-def git_checkout(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    write(root / ".git" / "HEAD", 3)
-    return root
-
-
-def git_worktree(tmp_path: Path) -> Path:
-    root = tmp_path / "worktree"
-    write(root / ".git", 3)  # a worktree's .git is a file
-    return root
-
-
-@pytest.mark.parametrize(
-    ("unsafe", "reason"),
-    [
-        (project_root, "project root"),
-        (git_checkout, "project root"),
-        (git_worktree, "project root"),
-        (lambda _: Path("/"), "filesystem root"),
-        (lambda _: Path.home(), "home directory"),
-        (lambda _: Path("."), "current directory"),
-    ],
-)
-def test_clean_refuses_unsafe_targets_and_deletes_nothing(tmp_path, unsafe, reason, no_deletion):
-    targets = outputs(tmp_path)
-    bad = unsafe(tmp_path)
-    before = listing(tmp_path)
-    with pytest.raises(ValueError, match=f"refusing to delete danger at .*{reason}"):
-        clean({**targets, "danger": bad})
-    with pytest.raises(ValueError, match=f"refusing to delete danger at .*{reason}"):
-        clean({"danger": bad, **targets})
-    assert listing(tmp_path) == before
-
-
-def test_clean_refuses_the_parent_of_the_current_directory(tmp_path, monkeypatch, no_deletion):
-    targets = outputs(tmp_path)
-    monkeypatch.chdir(targets["store"])
-    with pytest.raises(ValueError, match="current directory"):
-        clean({"store": Path("..") / "store"})
-    with pytest.raises(ValueError, match="current directory"):
-        clean({"project": Path("../..")})
-    assert targets["store"].is_dir()
-
-
-def test_clean_refuses_symlinks_and_files(tmp_path, no_deletion):
-    targets = outputs(tmp_path)
-    link = tmp_path / "store-link"
-    link.symlink_to(targets["store"], target_is_directory=True)
-    with pytest.raises(ValueError, match="symbolic link"):
-        clean({"store": link})
-    with pytest.raises(ValueError, match="not a directory"):
-        clean({"store": tmp_path / "project" / "keep.txt"})
-    assert directory_size(targets["store"]) == 4123
-    assert os.path.islink(link)

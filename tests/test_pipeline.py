@@ -79,9 +79,10 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
-    assert sorted(p.name for p in (run / "figures").iterdir()) == [
-        "fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
-        "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]  # fmt: skip
+    figures = ["fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
+               "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]
+    assert sorted(p.name for p in (run / "figures").iterdir()) == [".ebnb-owned", *figures]
+    assert sorted((run / "figures" / ".ebnb-owned").read_text().splitlines()[1:]) == figures, "each file recorded"
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr
     quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.M).group(1)
@@ -90,15 +91,22 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
 
 
 def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):
-    files = ("store/dense/0123456789abcdef/part.npz", "outputs/quick/01.ipynb", "outputs/quick/figures/fig.png",
-             "mine/file")  # fmt: skip
-    for file in files:
-        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / file).write_bytes(b"x" * 1000)
+    """What the package made (ebnb.ownership) goes; a user's folder stays (more: test_ownership.py)."""
+    import numpy as np
+
+    from ebnb import ownership
+    from ebnb.store import Store
+
+    Store(tmp_path / "store").save("dense", {"a": 1}, {"x": np.zeros(100, np.uint8)})
+    for file in ("outputs/quick/01.ipynb", "outputs/quick/figures/fig.png"):
+        ownership.new_file(tmp_path / file, "outputs").write_bytes(b"x" * 1000)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "file").write_bytes(b"x" * 1000)
     where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
     cleaned = pipeline(*where, "clean")
     assert cleaned.returncode == 0, cleaned.stderr
-    assert "store" in cleaned.stdout and "1000 B removed" in cleaned.stdout and "2.0 KiB removed" in cleaned.stdout
+    assert re.search(r"^\[clean\] store .*: \d+ B removed$", cleaned.stdout, re.M), cleaned.stdout
+    assert re.search(r"^\[clean\] outputs .*: 2\.\d KiB removed$", cleaned.stdout, re.M), cleaned.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "file").read_bytes() == b"x" * 1000
     (tmp_path / "mine" / "pyproject.toml").write_text("")  # --store pointing at a project: refused
     refused = pipeline("--store", str(tmp_path / "mine"), "--out", str(tmp_path / "outputs"), "clean")

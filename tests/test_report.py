@@ -58,7 +58,10 @@ def pages(site: Path) -> list[Path]:
 
 
 def test_the_site_has_the_index_every_figure_and_every_notebook(site):
-    names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != ".ebnb-owned"}
+    recorded = {(m.parent / n).relative_to(site).as_posix() for m in site.rglob(".ebnb-owned")
+                for n in m.read_text().splitlines()[1:]}  # fmt: skip
+    assert recorded == names, "the site's folders record every file the package wrote (ebnb.ownership)"
     published = {p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png")}
     executed = ROOT / "notebooks" / "executed"
     notebooks = {f"notebooks/{p.stem}.html" for p in executed.glob("*.ipynb")}
