@@ -239,7 +239,7 @@ def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: 
         else:
             targets, manifest, results, said = _published_outputs(root, Path(store), out, notebooks, envs)
         if manifest is not None:
-            targets[RESULTS][published.MANIFEST] = _manifest_bytes(root, targets, manifest)
+            targets[RESULTS][published.MANIFEST] = manifest_bytes(root, targets, manifest)
         try:
             transact(root, targets, None if results is None else lambda new: published.check_readback(new / RESULTS,
                                                                                                     results))
@@ -313,7 +313,7 @@ def _current_results(root: Path) -> tuple[dict[str, bytes] | None, dict | None]:
     return files, manifest
 
 
-def _manifest_bytes(root: Path, targets: Mapping[str, Mapping[str, bytes]], manifest: dict) -> bytes:
+def manifest_bytes(root: Path, targets: Mapping[str, Mapping[str, bytes]], manifest: dict) -> bytes:
     """results/manifest.json: `manifest` with the sha256 of every file of figures/,
     notebooks/executed/ and tests/notebooks/ as they will be (those not replaced: as listed
     before, or as they are if they were not listed)."""

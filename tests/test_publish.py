@@ -66,7 +66,7 @@ def _targets(root: Path, version: int) -> dict[str, dict[str, bytes]]:
                publish.EXECUTED: {f"{n}-cartpole.ipynb": notebook for n in NOTEBOOKS} | {
                    "full_sparse/05_controls-cartpole.ipynb": notebook},
                publish.NBVAL: {"01_mask_similarity-cartpole.ipynb": notebook}}  # fmt: skip
-    files[published.MANIFEST] = publish._manifest_bytes(root, targets, manifest)
+    files[published.MANIFEST] = publish.manifest_bytes(root, targets, manifest)
     return targets
 
 
