@@ -139,6 +139,8 @@ PROFILES = {
                   control_episodes=(6,), sparse_fractions=(0.95,)),
     "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
     "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
+    # fresh seeds for the sweep's hypotheses only (`eb_exploit_sweep_at`, notebook 06's compute_fresh)
+    "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
 }
 
 
@@ -1073,6 +1075,27 @@ def eb_exploit(env: str, g: Grid, store: Store, published: Published | None = No
     converged, test_return, state_sha256 (of the final agent state: `state_sha256`)."""
     results = _results(store, steps(env, g, xi, window, rewind)["eb_exploit"], published, progress)
     return pd.concat([r["result"] for r in results], ignore_index=True)
+
+
+def eb_exploit_sweep_at(env: str, g: Grid, store: Store, published: Published | None, settings: list[tuple],
+                        compute: bool = True, progress: bool = False) -> pd.DataFrame | None:  # fmt: skip
+    """EB Exploit at the (P, xi, window, detector, start) of `settings` only (`ebnb.sweep.hypotheses`),
+    per seed of `g`: the rows of `eb_exploit_sweep` for those (P, setting), each setting run as
+    a sweep of that one setting (its tickets shared with any other sweep's). With `compute`
+    False: None unless the store or `published` holds all of it (the dense runs too)."""
+    chosen = list(dict.fromkeys(tuple(setting[1:]) for setting in settings))
+    grids = [dict(zip(("xis", "windows", "detectors", "starts"), ([value] for value in setting))) for setting in chosen]
+    if not compute:
+        wanted = [steps(env, g)["dense runs"]] + [steps(env, g, **grid)["eb_exploit sweep"] for grid in grids]
+        for step in wanted:
+            missing, found = _sources(store, step, published)
+            if set(missing) - set(found):
+                return None
+    if not chosen:
+        return pd.DataFrame(columns=["seed", "P", *sweep.SETTING])
+    table = pd.concat([eb_exploit_sweep(env, g, store, published, progress, **grid) for grid in grids], ignore_index=True)
+    keep = {(fraction, *setting) for fraction, *setting in settings}
+    return table[[key in keep for key in zip(table["P"], *(table[name] for name in sweep.SETTING))]].reset_index(drop=True)
 
 
 def eb_exploit_sweep(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,

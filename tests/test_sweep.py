@@ -411,3 +411,31 @@ def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_the
     shutil.rmtree(stored[0])
     stage = next(experiments.input_stages(partial, step))
     assert stage.name == "sweep tickets" and sorted(config_hash(u) for u in stage.units) == [p.name for p in stored]
+
+
+def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, monkeypatch):
+    """The fresh seeds' run: each hypothesis swept alone gives exactly the rows the whole sweep
+    has for that (P, setting), sharing its stored tickets; asked not to compute, it says None
+    for what is not stored."""
+    real = experiments.dqn_config
+    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+    found = made.results[made.results.found]
+    def settings_of(rows):
+        return list(dict.fromkeys((r.P, r.xi, r.window, r.detector, r.start) for r in rows.itertuples()))
+
+    drawn = settings_of(found)[:2]
+    never = [s for s in settings_of(made.results.groupby(["P", *sweep.SETTING]).filter(lambda g: not g.found.any()))
+             if s not in drawn][:1]  # fmt: skip
+    chosen = drawn + never
+    assert len(chosen) == 3
+    assert experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen, compute=False) is None
+    tickets_before = _files(made.store.root / "sweep_ticket")
+    at = experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen)
+    assert _files(made.store.root / "sweep_ticket") == tickets_before, "the whole sweep's tickets, shared"
+    keys = ["P", *sweep.SETTING, "seed"]
+    expected = pd.concat([made.results[(made.results.P == p) & (made.results.xi == x) & (made.results.window == w)
+                                       & (made.results.detector == d) & (made.results.start == s)]
+                          for p, x, w, d, s in chosen])  # fmt: skip
+    pd.testing.assert_frame_equal(at.sort_values(keys).reset_index(drop=True),
+                                  expected.sort_values(keys).reset_index(drop=True))
+    assert experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen, compute=False) is not None
