@@ -348,7 +348,10 @@ def clean_outputs(store: Path | None, out: Path) -> None:
 
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
-    command.add_argument("--profile", default=profile, help=f"quick, full, full15 or full_sparse (default {profile})")
+    # not listed from ebnb.experiments.PROFILES: importing it (torch) would make --help take seconds
+    command.add_argument("--profile", default=profile,
+                         help=f"full (the thesis), quick (minutes) or another grid of ebnb.experiments.PROFILES, "
+                              f"see docs/pipeline.md; an unknown name lists them (default {profile})")
     command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                          help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 

@@ -65,6 +65,16 @@ def test_help_lists_every_command():
         assert "--recompute" in pipeline(command, "--help").stdout
 
 
+def test_every_profile_is_described_in_the_docs():
+    """--profile's help points at docs/pipeline.md for the profiles (listing
+    ebnb.experiments.PROFILES there would import torch for every --help)."""
+    from ebnb import experiments
+
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    assert "docs/pipeline.md" in pipeline("run", "--help").stdout.replace("\n", "").replace(" ", "")
+    assert [name for name in experiments.PROFILES if f"`{name}`" not in text] == []
+
+
 def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_it_cached(tmp_path):
     where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
     # seed 0 of the quick profile: `list` then shows one of its two dense runs cached
