@@ -492,7 +492,7 @@ def _main(args) -> None:
         if not args.to:
             ownership.claim(out, "outputs")
         index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
-                             experiments.default_published() / "run_record.json")  # fmt: skip
+                             experiments.default_published() / "run_record.json", ROOT / "README.md")  # fmt: skip
         print(f"[report] {experiments.shown(index)}")
         return
     errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)
