@@ -145,7 +145,7 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
 
     from ebnb.experiments import default_outputs, shown
 
-    from ebnb import ownership
+    from ebnb import jupyter, ownership
 
     output = ownership.new_file(run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
     parameters = {"env": env, "profile": profile, **overrides}
@@ -160,7 +160,8 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
             # the kernel talks over Unix sockets in a private folder, not unencrypted TCP on localhost
             ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
             papermill.execute_notebook(str(SOURCE / f"{notebook}.ipynb"), str(output), parameters=parameters,
-                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc)  # fmt: skip
+                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc,
+                                       kernel_manager_class=jupyter.ShutdownKernelManager)  # fmt: skip
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
