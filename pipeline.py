@@ -302,8 +302,9 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     """Run the shards, one line per shard, then write the run record to <store>/runs/ and
-    print it as a table; return it. With `always_record` False, shards found stored are not
-    reported, and a run that computed nothing leaves no record (returns None)."""
+    print it as a table; return it. A run that computed nothing writes no record (a complete
+    store is only read); with `always_record` False it is not returned either (None), and shards
+    found stored are not reported."""
     from ebnb import accounting, experiments
     from ebnb.store import Store
 
@@ -332,6 +333,9 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     steps += [(env, name, units, computed[(env, name)], costs.get((env, name), []))
               for (env, name), units in planned.items()]  # fmt: skip
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
+    if not counts["computed"] + counts["resumed"]:
+        print("[compute] nothing computed: no run record written", flush=True)
+        return record
     path = accounting.write(record, Store(plan.store).folder("runs"))
     print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)
     return record
