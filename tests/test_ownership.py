@@ -77,7 +77,7 @@ def test_force_run_recomputes_in_place_and_keeps_a_users_file(env, capsys, monke
     folder = write(env / "d" / "ch1.tex").parent
     forced = []
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: forced.append(kwargs["force"]) or iter(()))
-    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plan in args[-1].values()] and {})
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plans in args[-1].values() for plan in plans] and {})
     code, errors = run_main(["--store", str(folder), "--out", str(env / "out"), "--force", "run",
                              "01_mask_similarity"], capsys)  # fmt: skip
     assert (code, errors) == (0, [])
