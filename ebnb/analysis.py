@@ -168,6 +168,15 @@ def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
     return counts[[s for s in (*STATES, FAILS_4, "passes", "fails") if s in counts]]
 
 
+def verdict_lines(criteria: pd.DataFrame) -> list[str]:
+    """Per criterion of `criteria_table` (or `early_bird_verdicts`), how many cells are in each
+    state, as text: the counts a README quotes."""
+    counts = verdict_counts(criteria)
+    return [f"{criterion}: " + ", ".join(f"{int(counts.at[criterion, state])} {state}" for state in counts.columns
+                                        if counts.at[criterion, state]) + f" (of {len(criteria)} cells)"
+            for criterion in counts.index]  # fmt: skip
+
+
 COMPARISONS = ("return_vs_unpruned", "length_vs_unpruned", "total_vs_unpruned", "return_vs_winning",
                "length_vs_winning")  # fmt: skip
 
@@ -235,6 +244,19 @@ def eb_exploit_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: flo
     table["p_ni_holm"], table["p_longer_holm"] = tests.holm(table["p_ni"]), tests.holm(table["p_longer"])
     table["state"] = np.select([table.p_ni_holm < alpha, table.p_longer_holm < alpha], [SHOWN_NI, SHOWN_WORSE], NEITHER)
     return table
+
+
+def eb_exploit_power(results: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Per P: the seeds paired with their unpruned run, the NI margin of `eb_exploit_summary`
+    and the smallest total-cost difference (episodes) its paired test detects with 80% power
+    at these seeds' spread (`ebnb.stats.paired_min_detectable_effect`)."""
+    rows = []
+    for fraction, group in results.groupby("P", sort=True):
+        paired = group.merge(baseline[["seed", "converged_episode"]], on="seed", validate="one_to_one")
+        difference = paired["search_length"] + paired["finetune_length"] - paired["converged_episode"]
+        rows.append({"P": fraction, "seeds": len(paired), "margin": NI_LENGTH_MARGIN * paired["converged_episode"].mean(),
+                     "mde": tests.paired_min_detectable_effect(difference)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def iqm_table(table: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:

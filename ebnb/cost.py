@@ -156,3 +156,22 @@ def cost_summary(costs: pd.DataFrame, unpruned: pd.DataFrame, by=("P", "prune_ep
         row["counted"] = "; ".join(sorted(group.counted.unique()))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cost_lines(summary: pd.DataFrame) -> list[str]:
+    """Per P of `cost_summary`: the range over its rows (prune episodes) of each total relative
+    to the unpruned run, and what is counted; "not recorded after pruning" where a total is NaN
+    (the part before pruning is in the table's `*_before` columns)."""
+    def spread(values) -> str:
+        values = np.asarray(values, float)
+        if np.isnan(values).any():
+            return "not recorded after pruning"
+        low, high = values.min(), values.max()
+        return f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
+
+    lines = []
+    for fraction, group in summary.groupby("P", sort=True):
+        lines.append(f"P={fraction}: x unpruned, episodes {spread(group.episodes_relative)}, env steps "
+                     f"{spread(group.env_steps_relative)}, updates {spread(group.updates_relative)}, multiply-adds "
+                     f"{spread(group.macs_relative)} (counted: {'; '.join(sorted(set(group.counted)))})")  # fmt: skip
+    return lines

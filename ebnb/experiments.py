@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ebnb import controls, masks, qnet, shards, sweep
+from ebnb import controls, masks, published, qnet, shards, sweep
 from ebnb.agent import AgentState, fresh_agent
 from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, check_seed, dqn_config
@@ -68,10 +68,16 @@ def default_published() -> Path:
 
 
 def published_results(root: str | Path | None = None) -> Published | None:
-    """The published results at `root` (default `default_published()`), None if there are none."""
+    """The published results at `root` (default `default_published()`); None if there is no
+    folder at a `root` given (a project's first publish). A missing default folder, or a
+    manifest missing or damaged, is a ValueError naming it and saying how to restore it
+    (`ebnb.published.Published`), never silently "no published results"."""
     try:
         return Published(root or default_published())
     except FileNotFoundError:
+        if root is None:
+            raise ValueError(f"{shown(default_published())}/ is missing: no published results; "
+                             f"{published.RESTORE}") from None  # fmt: skip
         return None
 
 

@@ -73,15 +73,33 @@ def _decode(data: bytes, arrays: bool) -> dict[str, object]:
     return {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
 
 
+def _shown(path: Path) -> str:
+    from ebnb.experiments import shown  # experiments imports this module
+
+    return shown(path)
+
+
+RESTORE = "restore it with `git checkout results/`, or pass --recompute (in a notebook: use_published=False)"
+
+
 class Published:
-    """A published results set (read only): the units it holds, by config hash."""
+    """A published results set (read only): the units it holds, by config hash.
+    FileNotFoundError if `root` does not exist; ValueError naming the manifest (and saying
+    how to restore it) if it is missing or unreadable."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        path = self.root / MANIFEST
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"no published results at {self.root}")
         try:
-            self.manifest = json.loads((self.root / MANIFEST).read_text())
+            self.manifest = json.loads(path.read_text())
+            if not all(isinstance(self.manifest.get(key), dict) for key in ("tables", "files")):
+                raise ValueError("no tables or files listed")
         except FileNotFoundError:
-            raise FileNotFoundError(f"no published results at {self.root} (no {MANIFEST})") from None
+            raise ValueError(f"{_shown(path)} is missing; {RESTORE}") from None
+        except (OSError, ValueError, AttributeError) as error:
+            raise ValueError(f"{_shown(path)} is unreadable ({error}); {RESTORE}") from None
         self._tables: dict[str, dict] = {}
 
     @property

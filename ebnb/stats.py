@@ -111,6 +111,19 @@ def min_detectable_effect(n_ticket: int, n_reference: int, sd_ticket: float, sd_
     return float(ncp * se)
 
 
+def paired_min_detectable_effect(differences, alpha: float = ALPHA, power: float = POWER) -> float:
+    """`min_detectable_effect` for values paired by seed: the smallest true mean difference a
+    one-sided paired t-test at `alpha` detects with probability `power`, for these n paired
+    differences' spread (noncentral t with n - 1 degrees of freedom). 0 without spread."""
+    differences = np.asarray(differences, float)
+    n, sd = len(differences), float(differences.std(ddof=1))
+    if sd == 0:
+        return 0.0
+    critical = stats.t.ppf(1 - alpha, n - 1)
+    ncp = optimize.brentq(lambda d: stats.nct.sf(critical, n - 1, d) - power, 0.0, 50.0)
+    return float(ncp * sd / np.sqrt(n))
+
+
 class Rmst(NamedTuple):
     """Restricted mean of lengths up to `tau` (Kaplan-Meier) and its variance."""
 

@@ -89,3 +89,16 @@ def test_published_tickets_without_counters_count_episodes_only_after_pruning(tm
     assert eb.loc[~eb.found, "macs"].notna().all() and eb.loc[eb.found, "macs"].isna().all()
     with pytest.raises(ValueError, match="mode"):
         cost.ticket_costs(tickets, curves, cfg, "rewind")
+
+
+def test_cost_lines_give_each_totals_range_and_say_what_is_not_recorded():
+    summary = pd.DataFrame({"P": [0.2, 0.2, 0.8], "episodes_relative": [1.1, 1.5, 2.0],
+                            "env_steps_relative": [1.2, 1.4, np.nan], "updates_relative": [1.3, 1.3, np.nan],
+                            "macs_relative": [0.9, 1.0, np.nan],
+                            "counted": [cost.RECORDED, cost.RECORDED, cost.EPISODES_ONLY]})  # fmt: skip
+    assert cost.cost_lines(summary) == [
+        f"P=0.2: x unpruned, episodes 1.10-1.50, env steps 1.20-1.40, updates 1.30, multiply-adds 0.90-1.00 "
+        f"(counted: {cost.RECORDED})",
+        f"P=0.8: x unpruned, episodes 2.00, env steps not recorded after pruning, updates not recorded after pruning, "
+        f"multiply-adds not recorded after pruning "
+        f"(counted: {cost.EPISODES_ONLY})"]

@@ -64,3 +64,12 @@ def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone, tmp_
     # `git add` stages nothing and records it (a limit of every git clean filter: see docs/reliability.md)
     git(clone, "add", "-A")
     assert git(clone, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_source_notebooks_are_what_the_filter_writes(path):
+    """Else git shows a change in a notebook nobody changed: write them with nbformat (every
+    cell with an id) or pass them through `nbstripout --keep-id --extra-keys metadata.language_info`."""
+    stripped = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id", "--extra-keys", "metadata.language_info"],
+                              input=path.read_text(), capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert stripped == path.read_text()

@@ -291,3 +291,120 @@ def test_a_crashed_removal_is_finished_and_missing_folders_free_nothing(tmp_path
     freed = ownership.remove({"store": (store.root, "store"), "none": (tmp_path / "nope", "outputs")})
     assert freed["none"] == 0 and freed["store"] > 11
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- read-only stores ---------------------------------------------------------------------------
+
+
+def tree(root: Path) -> dict[str, tuple[int, float]]:
+    """Every path under `root` with its size and modification time."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime) for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def no_lock(monkeypatch):
+    """A lock file opened fails the test (on a read-only disk it would fail with EROFS)."""
+
+    class Refused:
+        def __init__(self, path, *args, **kwargs):
+            raise AssertionError(f"a lock file was opened: {path}")
+
+    monkeypatch.setattr(shards, "FileLock", Refused)
+
+
+def test_a_stored_shard_is_read_without_writing(tmp_path, no_lock):
+    store = Store(tmp_path / "store")
+    shard = shards.Shard("dense", (Unit(1), Unit(2)))
+    for unit in shard.units:
+        store.save("dense", unit, {"x": np.arange(unit.a)})
+    before = tree(store.root)
+    for path in [store.root, *store.root.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)  # blocks writes unless running as root
+    try:
+        report = shards.run(store, shard, lambda *args: pytest.fail("computed a stored shard"))
+    finally:
+        for path in [store.root, *store.root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert (report.computed, report.resumed) == (0, False)
+    assert tree(store.root) == before
+
+
+def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, monkeypatch, no_lock):
+    """`pipeline.py --store S run 01_mask_similarity` where S holds every unit the notebook
+    reads: the compute step opens no lock and writes no file (the notebook itself: stubbed)."""
+    from ebnb import experiments
+
+    store = Store(env / "store")
+    for _, step in compute.plan(["cartpole"], pipeline.NOTEBOOK_STEPS["01_mask_similarity"],
+                                experiments.grid("quick", seeds=[0])):  # fmt: skip
+        for unit in step.units:
+            store.save(step.kind, unit, {"x": np.zeros(1)})  # a stand-in result: only its presence is read
+    before = tree(store.root)
+    ran = []
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: ran.extend(
+        pipeline.compute_store(plan, always_record=False) for plan in args[-1].values()) or {})
+    code, errors = run_main(["--store", str(store.root), "--out", str(env / "out"), "run", "01_mask_similarity",
+                             "-p", "seeds=[0]", "--recompute"], capsys)  # fmt: skip
+    assert (code, errors) == (0, []) and ran == [None], "nothing computed, no run record"
+    assert tree(store.root) == before
+
+
+# ---- damaged published results ------------------------------------------------------------------
+
+ROOT = Path(pipeline.__file__).resolve().parent
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """A copy of the published results/ as $EBNB_RESULTS, inside tmp_path."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(ROOT / "results", copy)
+    monkeypatch.setenv("EBNB_RESULTS", str(copy))
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "not a manifest", "results/ deleted"])
+def test_damaged_published_results_are_one_line_before_any_compute(env, results, capsys, monkeypatch, damage):
+    import shutil
+
+    manifest = results / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    elif damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:5000])
+    elif damage == "not a manifest":
+        manifest.write_text("[]")
+    else:
+        shutil.rmtree(results)
+    monkeypatch.setattr(compute, "run", lambda *args, **kwargs: pytest.fail("computed"))
+    argv = ["--store", str(env / "store"), "--out", str(env / "out"), "run", "01_mask_similarity"]
+    code, errors = run_main(argv, capsys)
+    assert code == 2 and len(errors) == 1, errors
+    what = "results/ is missing" if damage == "results/ deleted" else "manifest.json is "
+    assert what in errors[0] and errors[0].startswith(f"error: {results}"), errors
+    assert errors[0].endswith("restore it with `git checkout results/`, or pass --recompute "
+                              "(in a notebook: use_published=False)")  # fmt: skip
+    assert not (env / "store").exists()
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: {})  # computes nothing, runs no notebook
+    assert run_main([*argv, "--recompute"], capsys) == (0, []), "--recompute does not read results/"
+
+
+def test_a_damaged_stored_unit_is_recomputed_with_a_warning_naming_it(tmp_path, caplog):
+    store = Store(tmp_path / "store")
+    shard = shards.Shard("dense", (Unit(1), Unit(2)))
+    for unit in shard.units:
+        store.save("dense", unit, {"x": np.arange(3)})
+    damaged = store.path("dense", Unit(2))
+    (damaged / "x.npz").write_bytes(b"rot")
+
+    def fake(store, missing, checkpoint, progress, save):
+        assert missing == [Unit(2)]
+        save(Unit(2), {"x": np.arange(3)})
+
+    with caplog.at_level("WARNING", logger="ebnb.shards"):
+        assert shards.run(store, shard, fake).computed == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"warning: recomputing a damaged stored result: {damaged}: ")
+    assert store.exists("dense", Unit(2))

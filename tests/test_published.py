@@ -149,7 +149,7 @@ def test_a_fresh_checkout_reruns_the_full_profile_from_the_published_results_tra
                             capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[compute] shards: 0 computed, 0 resumed from a checkpoint, 0 stored before" in result.stdout
-    assert sorted(p.name for p in (clone / "store").iterdir()) == ["runs"], "no unit trained or stored"
+    assert sorted(p.name for p in (clone / "store").iterdir()) == [".ebnb-owned", "runs"], "no unit trained or stored"
     commit = json.loads((ROOT / "results" / "manifest.json").read_text())["commit"][:12]
     for notebook in sorted((ROOT / "notebooks" / "executed").glob("*.ipynb")):
         rerun = clone / "outputs" / "full" / notebook.name

@@ -144,3 +144,13 @@ def test_paired_ni_is_scipys_paired_t_shifted_by_the_margin():
         assert ni.p == pytest.approx(scipy.pvalue, rel=1e-9)
         ci = scipy.confidence_interval(0.95)
         assert ni.bound == pytest.approx((ci.low if higher else ci.high) - shift, rel=1e-9)
+
+
+def test_the_paired_minimum_detectable_effect_is_detected_with_80_percent_power():
+    differences = np.random.default_rng(2).normal(0.0, 30.0, 10)
+    effect = stats.paired_min_detectable_effect(differences)
+    sd, n = differences.std(ddof=1), len(differences)
+    draws = np.random.default_rng(6).normal(effect, sd, (20_000, n))
+    p = scipy_stats.ttest_1samp(draws, 0.0, axis=1, alternative="greater").pvalue
+    assert np.mean(p < 0.05) == pytest.approx(0.80, abs=0.015)
+    assert stats.paired_min_detectable_effect([5.0] * 4) == 0.0

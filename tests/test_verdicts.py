@@ -130,3 +130,21 @@ def test_power_lines_name_the_seeds_the_margin_and_the_detectable_difference():
     margin = criteria.return_vs_unpruned_margin.median()
     assert f"n = {SEEDS} vs {SEEDS} seeds; margin {margin:.1f}" in lines[0]
     assert f"detectable at 80% power {criteria.return_vs_unpruned_mde.median():.1f}" in lines[0]
+
+
+def test_verdict_lines_count_each_state_of_each_criterion():
+    criteria = analysis.criteria_table(*synthetic(), "CartPole-v0")
+    lines = analysis.verdict_lines(criteria)
+    assert lines[0] == "1_performance: 2 shown non-inferior, 1 not shown either way, 1 shown worse (of 4 cells)"
+    assert "4_earlier: 2 passes, 2 fails (of 4 cells)" in lines
+
+
+def test_eb_exploit_power_is_the_paired_detectable_difference_per_p():
+    baseline = pd.DataFrame({"seed": range(4), "converged_episode": [100, 110, 120, 130]})
+    results = pd.DataFrame({"seed": list(range(4)) * 2, "P": [0.2] * 4 + [0.8] * 4, "search_length": [50] * 8,
+                            "finetune_length": [60, 50, 80, 70, 70, 80, 90, 100]})  # fmt: skip
+    power = analysis.eb_exploit_power(results, baseline)
+    assert power.P.tolist() == [0.2, 0.8] and power.seeds.tolist() == [4, 4]
+    assert power.margin.tolist() == pytest.approx([11.5, 11.5])
+    assert power.mde.iloc[0] == pytest.approx(stats.paired_min_detectable_effect([10, -10, 10, -10]))
+    assert power.mde.iloc[1] == 0.0, "the same difference for every seed: no spread"

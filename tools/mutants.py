@@ -42,6 +42,7 @@ CONTROLS = "tests/test_controls.py::"
 SWEEP = "tests/test_sweep.py::"
 STATS = "tests/test_stats.py::"
 VERDICTS = "tests/test_verdicts.py::"
+COST = "tests/test_cost.py::"
 KAPPA = "tests/test_kappa.py::"
 TICKET_START = 'start = fresh_agent(cfg, unit.dense.seed) if unit.mode == "retrain" else source\n'
 KERNEL = "tests/test_kernel.py::"
@@ -258,6 +259,18 @@ MUTANTS = [
          original="earlier=own.prune_episode < own.converged_episode)",
          replacement="earlier=own.prune_episode < own.converged_episode.mean())",
          tests=[VERDICTS + "test_criterion_4_is_judged_per_seed_not_against_the_mean"]),
+    # issue 28.5: a ticket's whole cost
+    dict(name="cost-updates-from-learning-starts-off-by-one", file="ebnb/cost.py",
+         original="steps // cfg.train_freq - (cfg.learning_starts - 1) // cfg.train_freq",
+         replacement="steps // cfg.train_freq - cfg.learning_starts // cfg.train_freq",
+         tests=[COST + "test_updates_follow_from_env_steps_by_the_engines_rule"]),
+    dict(name="cost-dense-steps-one-episode-short", file="ebnb/cost.py",
+         original='"episode": np.asarray(episodes)})', replacement='"episode": np.asarray(episodes) - 1})',
+         tests=[COST + "test_the_cost_before_pruning_is_the_dense_runs_and_after_it_the_tickets_own_counters"]),
+    dict(name="cost-density-not-applied", file="ebnb/cost.py",
+         original="return _with_macs(table, cfg, 1.0 - tickets.P.to_numpy(float))",
+         replacement="return _with_macs(table, cfg, 1.0)",
+         tests=[COST + "test_the_cost_before_pruning_is_the_dense_runs_and_after_it_the_tickets_own_counters"]),
     # issue 28.6: mask similarity corrected for chance
     dict(name="kappa-chance-counts-only-both-kept", file="ebnb/masks.py",
          original="(a * b + (1.0 - a) * (1.0 - b))", replacement="(a * b)",
