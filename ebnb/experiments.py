@@ -1105,6 +1105,13 @@ def available(store: Store, wanted: list[Step], published: Published | None) -> 
     return True
 
 
+def held(env: str, profile: str, store: Store, published: Published | None, names: tuple[str, ...]) -> Grid | None:
+    """The grid of `profile` if the store or `published` holds every unit of its steps `names`
+    (the step functions then only load it), else None: nothing is computed."""
+    g = grid(profile)
+    return g if available(store, [s for name, s in steps(env, g).items() if name in names], published) else None
+
+
 def sweep_hypotheses(env: str, store: Store, published: Published | None) -> list[tuple] | None:
     """`ebnb.sweep.hypotheses` of the full profile's sweep (notebook 06 at its defaults): the
     settings profile `sweep_fresh` runs on fresh seeds; None unless the store or `published`
