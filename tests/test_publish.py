@@ -442,6 +442,8 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
     assert before["dense runs"] == 2 and "full15" not in json.loads((root / "results" / "manifest.json").read_text())["grid"]
     side = Store(tmp_path / "side-store")
     current = experiments.published_results(root / "results")
+    names = ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")
+    assert experiments.held("cartpole", "full15", Store(tmp_path / "empty"), current, names) is None
     for step in ("retrain", "winning tickets", "finetune", "eb_exploit"):
         experiments._results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
     assert len(list((side.root / "dense").rglob("manifest.json"))) == 1, "only seed 2's dense run was trained"
@@ -459,9 +461,8 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
     assert manifest["run_records"] == {"full15": "run_records/full15.json"} and "full15" in manifest["grid"]
     assert publish.verify(root) == []
     empty = Store(tmp_path / "empty")
-    for name, step in experiments.steps("cartpole", grids["full15"]).items():
-        if name in ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit"):
-            experiments.collect(empty, step, experiments.published_results(root / "results"))  # all published
+    assert experiments.held("cartpole", "full15", empty, experiments.published_results(root / "results"), names) == (
+        grids["full15"])  # every unit published: the notebooks' n = 15 cells load it  # fmt: skip
     tree = _tree(root / "results")
     capsys.readouterr()
     run(empty.root)
