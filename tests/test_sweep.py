@@ -264,7 +264,7 @@ def test_the_summary_judges_each_settings_return_against_unpruned():
 # ---- the sweep's statistics (no training: small tables) -------------------------------------------
 
 
-def _table(costs: dict, drawn: dict, seeds: int = 10, fraction: float = 0.2):
+def _sweep_table(costs: dict, drawn: dict, seeds: int = 10, fraction: float = 0.2):
     """A sweep table: per setting (xi, window) its relative cost per seed (`costs`, both
     env steps and updates) and its prune episode per seed (`drawn`, -1: none drawn)."""
     rows = []
@@ -285,10 +285,10 @@ def test_settings_with_the_same_prune_schedule_are_one_hypothesis():
              (0.1, 2): rng.uniform(0.5, 0.9, 10)}  # fmt: skip
     costs[(0.2, 1)] = costs[(0.1, 1)]  # the same tickets: the same costs
     drawn = {(0.1, 1): same, (0.2, 1): same, (0.1, 2): same[:-1] + [-1]}
-    table = sweep.schedules(_table(costs, drawn))
+    table = sweep.schedules(_sweep_table(costs, drawn))
     assert table.set_index(["xi", "window"])["schedule"].to_dict() == {(0.1, 1): 0, (0.1, 2): 1, (0.2, 1): 0}
     assert table.set_index(["xi", "window"])["merged"].to_dict() == {(0.1, 1): 2, (0.1, 2): 1, (0.2, 1): 2}
-    saved = sweep.savings(_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}))
+    saved = sweep.savings(_sweep_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}))
     assert len(saved) == 2 and saved[["xi", "window", "merged"]].values.tolist() == [[0.1, 1, 2], [0.1, 2, 1]]
 
 
@@ -301,7 +301,7 @@ def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_
              (0.05, 1): 1 - rng.normal(0.05, 0.05, 10)}  # fmt: skip
     drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
     baseline = pd.DataFrame({"seed": range(10), "test_return": [200.0, 199.0] * 5})
-    saved = sweep.savings(_table(costs, drawn), baseline).set_index("xi")
+    saved = sweep.savings(_sweep_table(costs, drawn), baseline).set_index("xi")
     raw = {}
     for (xi, _), cost in costs.items():
         saving = 1 - cost
