@@ -322,12 +322,11 @@ def plan_fresh(env: str, overrides: dict, store: Path | None, published, options
     settings = experiments.sweep_hypotheses(env, cache, published)
     if settings is None:
         return None
-    work = []
-    for step in experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings):
-        held = published.parts(experiments.env_id(step.units[0]), step.name, step.units) if published else {}
-        units = tuple(u for u in step.units if u not in held)
-        if units:
-            work.append((env, dataclasses.replace(step, units=units)))
+    dense, *sweeps = experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
+    narrowed = [experiments.to_compute({dense.name: dense, s.name: s}, [s.name], published) for s in sweeps]
+    runs = dict.fromkeys(u for steps in narrowed for step in steps if step.name == dense.name for u in step.units)
+    work = [(env, dataclasses.replace(dense, units=tuple(runs)))] if runs else []  # the sweeps read them from the store
+    work += [(env, step) for steps in narrowed for step in steps if step.name != dense.name]
     return plan_compute([], [env], "sweep_fresh", {}, store, published, options, work=work)
 
 

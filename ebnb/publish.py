@@ -310,19 +310,27 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                  "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}  # fmt: skip
     full = {env: list(experiments.steps(env, experiments.grid("full")).values()) for env in envs}
     owned = {(s.name, u) for steps in full.values() for s in steps for u in s.units}  # the full profile's units
+    chosen, left = {}, {}  # the side profiles published, and those left out: {profile: {env: steps}}
     for profile, side in SIDE_PROFILES.items():
         ran = _executed_side(out / profile, profile, side.notebooks, envs)
         wanted = {env: side.steps(env, cache, current) for env in envs}
-        if not ran and not all(w is not None and experiments.available(cache, w, current) for w in wanted.values()):
-            _check_unstarted(cache, profile, wanted, owned, current)
-            continue
-        if ran:
-            executed[profile] = _finished(ran, f"pipeline.py run NOTEBOOK --env ENV --profile {profile}")
+        if ran or all(w is not None and experiments.available(cache, w, current) for w in wanted.values()):
+            chosen[profile] = wanted
+            if ran:
+                executed[profile] = _finished(ran, f"pipeline.py run NOTEBOOK --env ENV --profile {profile}")
+        else:
+            left[profile] = wanted
+    claimed = owned | {(s.name, u) for wanted in chosen.values() for steps in wanted.values() for s in steps or ()
+                       for u in s.units}  # fmt: skip
+    for profile, wanted in left.items():
+        _check_unstarted(cache, profile, wanted, claimed)
+    for profile, wanted in chosen.items():  # a unit two side profiles share counts for the first
         for env, steps in wanted.items():
             if steps is None:
                 raise PublishError(f"publish: {profile} needs the full profile's sweep ({env}), which is neither in the "
                                    "store nor published")  # fmt: skip
             new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
+            owned = owned | {(s.name, u) for s in steps for u in s.units}
         grid_json[profile] = json.loads(config_json(experiments.grid(profile)))
     new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
@@ -393,14 +401,15 @@ def _same(a: dict, b: dict) -> bool:
     return True
 
 
-def _check_unstarted(cache, profile: str, wanted: dict, owned: set, current) -> None:
-    """A side profile left out: PublishError if the store holds some of its own units (a
-    computation left half done), else nothing."""
+def _check_unstarted(cache, profile: str, wanted: dict, claimed: set) -> None:
+    """A side profile left out: PublishError if the store holds some of its own units (not
+    `claimed` by the full profile or a side profile published: a computation left half
+    done), else nothing."""
     from ebnb import experiments
 
     for env, steps in wanted.items():
         for step in steps or ():
-            if any((step.name, u) not in owned and cache.exists(step.kind, u) for u in step.units):
+            if any((step.name, u) not in claimed and cache.exists(step.kind, u) for u in step.units):
                 raise PublishError(f"publish: the store holds some of {profile}'s units but not all ({env} {step.name}"
                                    f" lacks some); compute the rest (pipeline.py compute ... --profile {profile}), or "
                                    "publish from a store without them")  # fmt: skip

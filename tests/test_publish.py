@@ -396,13 +396,14 @@ def _record(profile: str, start: str) -> dict:
 @pytest.fixture
 def tiny(tmp_path, monkeypatch, one_thread):
     """A project whose `full` profile is a tiny grid (cartpole only), published from a store
-    that computed it; `full15` adds seed 2, `sweep_fresh` is seed 3 at one fixed hypothesis.
+    that computed it; `full15` adds seed 2, `sweep_fresh` is seeds 2-3 at one fixed hypothesis
+(seed 2's dense run shared with full15).
     Returns (root, run a publish from a store, the tiny side grids)."""
     from ebnb import experiments, sweep
     from ebnb.store import Store
 
     grids = {"full": experiments.grid("quick", **TINY), "full15": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)}),
-             "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (3,)})}  # fmt: skip
+             "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (2, 3)})}  # fmt: skip
     for profile, g in {**grids, "full_sparse": grids["full"]}.items():
         monkeypatch.setitem(experiments.PROFILES, profile, g)
     monkeypatch.setattr(sweep, "hypotheses", lambda saved, k=sweep.TOP_K: [HYPOTHESIS])
@@ -479,7 +480,7 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
     assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS],
                                            compute=False) is not None  # fmt: skip
     run(fresh.root)
-    assert _units(root) == {**after, "dense runs": 4, "eb_exploit sweep": 3}
+    assert _units(root) == {**after, "dense runs": 4, "eb_exploit sweep": 4}  # seed 2's dense run is full15's too
     assert sorted(json.loads((root / "results" / "manifest.json").read_text())["run_records"]) == ["full15", "sweep_fresh"]
     assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], empty, experiments.published_results(
         root / "results"), [HYPOTHESIS], compute=False) is not None  # fmt: skip
