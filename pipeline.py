@@ -379,7 +379,7 @@ def clean_outputs(store: Path | None, out: Path) -> None:
 
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
-    command.add_argument("--profile", default=profile, help=f"quick, full, full15 or full_sparse (default {profile})")
+    command.add_argument("--profile", default=profile, help=f"quick, full, full15, full_sparse or sweep_fresh (default {profile})")
     command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                          help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 

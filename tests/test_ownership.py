@@ -342,7 +342,7 @@ def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, mo
     before = tree(store.root)
     ran = []
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: ran.extend(
-        pipeline.compute_store(plan, always_record=False) for plan in args[-1].values()) or {})
+        pipeline.compute_store(plan, always_record=False) for plans in args[-1].values() for plan in plans) or {})
     code, errors = run_main(["--store", str(store.root), "--out", str(env / "out"), "run", "01_mask_similarity",
                              "-p", "seeds=[0]", "--recompute"], capsys)  # fmt: skip
     assert (code, errors) == (0, []) and ran == [None], "nothing computed, no run record"
