@@ -379,7 +379,10 @@ def clean_outputs(store: Path | None, out: Path) -> None:
 
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
-    command.add_argument("--profile", default=profile, help=f"quick, full, full15, full_sparse or sweep_fresh (default {profile})")
+    # not listed from ebnb.experiments.PROFILES: importing it (torch) would make --help take seconds
+    command.add_argument("--profile", default=profile,
+                         help=f"full (the thesis), quick (minutes) or another grid of ebnb.experiments.PROFILES, "
+                              f"see docs/pipeline.md; an unknown name lists them (default {profile})")
     command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                          help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
 
@@ -523,7 +526,7 @@ def _main(args) -> None:
         if not args.to:
             ownership.claim(out, "outputs")
         index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
-                             experiments.default_published() / "run_record.json")  # fmt: skip
+                             experiments.default_published() / "run_record.json", ROOT / "README.md")  # fmt: skip
         print(f"[report] {experiments.shown(index)}")
         return
     errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)

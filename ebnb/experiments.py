@@ -1117,9 +1117,11 @@ def sweep_hypotheses(env: str, store: Store, published: Published | None) -> lis
     settings profile `sweep_fresh` runs on fresh seeds; None unless the store or `published`
     holds that sweep and its dense runs (nothing is computed)."""
     g = PROFILES["full"]
-    if not available(store, [steps(env, g)["dense runs"], steps(env, g)["eb_exploit sweep"]], published):
+    wanted = [steps(env, g)["dense runs"], steps(env, g)["eb_exploit sweep"]]
+    if not available(store, wanted, published):
         return None
-    saved = sweep.savings(eb_exploit_sweep(env, g, store, published), baseline(env, g, store, published))
+    saved = sweep.savings(eb_exploit_sweep(env, g, store, published), baseline(env, g, store, published),
+                          env_id(wanted[0].units[0]))  # fmt: skip
     return sweep.hypotheses(saved)
 
 

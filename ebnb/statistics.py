@@ -1,4 +1,4 @@
-"""Statistics over seeds: one-sided Welch tests, TOST equivalence, the mean's Student-t
+"""Statistics over seeds: one-sided Welch tests, the mean's Student-t
 interval (the figures' bands), the interquartile mean and its bootstrap confidence interval.
 
 The tests compare a sample of tickets (one value per seed) with a reference sample (the
@@ -33,22 +33,6 @@ def p_worse(ticket, reference, higher_is_better: bool) -> float:
         return 0.0 if worse else 1.0
     alternative = "less" if higher_is_better else "greater"
     return float(stats.ttest_ind(ticket, reference, equal_var=False, alternative=alternative).pvalue)
-
-
-def p_tost(ticket, reference, margin: float) -> float:
-    """TOST (two one-sided Welch t-tests) p-value for 'the ticket's mean lies within `margin`
-    of the reference's': the larger of the p-values of H0 mean(ticket) - mean(reference) <=
-    -margin and H0 mean(ticket) - mean(reference) >= +margin. Equivalent at level alpha
-    when p < alpha.
-
-    Degenerate samples (`_degenerate`): 0.0 if |mean(ticket) - mean(reference)| < margin,
-    else 1.0 (so a margin of 0 never shows equivalence)."""
-    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
-    if _degenerate(ticket, reference):
-        return 0.0 if abs(ticket.mean() - reference.mean()) < margin else 1.0
-    above_lower = stats.ttest_ind(ticket + margin, reference, equal_var=False, alternative="greater").pvalue
-    below_upper = stats.ttest_ind(ticket - margin, reference, equal_var=False, alternative="less").pvalue
-    return float(max(above_lower, below_upper))
 
 
 def iqm(values) -> float:

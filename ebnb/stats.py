@@ -78,6 +78,12 @@ def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bo
     return Bound(-flipped.estimate, -flipped.bound, flipped.p)
 
 
+def paired_worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """`worse` for values paired by position (seed): the one-sided paired t-test of 'worse'."""
+    flipped = paired_non_inferiority(reference, ticket, 0.0, higher_is_better, alpha)
+    return Bound(-flipped.estimate, -flipped.bound, flipped.p)
+
+
 def holm(p) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error), in the order given: the i-th
     smallest p times (m - i + 1), made non-decreasing in that order, at most 1."""

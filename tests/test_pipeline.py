@@ -65,6 +65,16 @@ def test_help_lists_every_command():
         assert "--recompute" in pipeline(command, "--help").stdout
 
 
+def test_every_profile_is_described_in_the_docs():
+    """--profile's help points at docs/pipeline.md for the profiles (listing
+    ebnb.experiments.PROFILES there would import torch for every --help)."""
+    from ebnb import experiments
+
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    assert "docs/pipeline.md" in pipeline("run", "--help").stdout.replace("\n", "").replace(" ", "")
+    assert [name for name in experiments.PROFILES if f"`{name}`" not in text] == []
+
+
 def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_it_cached(tmp_path):
     where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
     # seed 0 of the quick profile: `list` then shows one of its two dense runs cached
@@ -195,7 +205,7 @@ def test_notebook_kernels_import_the_ebnb_beside_the_pipeline(tmp_path, monkeypa
 
 
 def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_folder(tmp_path, monkeypatch, capsys):
-    """`report` hands the published figures, executed notebooks and run record to
+    """`report` hands the published figures, executed notebooks, run record and README to
     `ebnb.report.build` (which tests/test_report.py runs on them) with <outputs>/report/ as the
     site's folder, and says where its index is."""
     import pipeline as pipeline_module
@@ -206,7 +216,7 @@ def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_fold
     assert pipeline_module.main(["--out", str(tmp_path / "outputs"), "report"]) == 0
     site = tmp_path / "outputs" / "report"
     assert calls == [(site, ROOT / "figures", ROOT / "notebooks" / "executed",
-                      experiments.default_published() / "run_record.json")]  # fmt: skip
+                      experiments.default_published() / "run_record.json", ROOT / "README.md")]  # fmt: skip
     assert capsys.readouterr().out.strip() == f"[report] {site / 'index.html'}"
 
 
