@@ -1,5 +1,6 @@
 """The thesis' claims as computations on results: the four Early-Bird ticket criteria (3.4),
-finetune vs retrain, EB Exploit vs unpruned, and the EB Exploit sweep's best settings.
+finetune vs retrain, EB Exploit vs unpruned, the controls, mask similarity and the EB Exploit
+sweep's summary.
 
 Criteria 1-3 are decided at seed level by non-inferiority (NI, `ebnb.stats`): a criterion is
 *shown non-inferior* only if the NI test at its margin rejects after Holm's adjustment over
@@ -10,14 +11,12 @@ seed. `criteria_table` gives per cell the estimates, bounds, p-values and verdic
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from ebnb import masks
 from ebnb import stats as tests
-from ebnb.statistics import MIN_CI_SEEDS, bootstrap_interval, iqm, p_worse
+from ebnb.stats import MIN_CI_SEEDS, bootstrap_interval, iqm
 from ebnb.sweep import SETTING
 
 ALPHA = 0.05
@@ -268,10 +267,8 @@ def ticket_vs_controls(tickets: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFr
     for (mode, fraction, episode), group in tickets.groupby(["mode", "P", "prune_episode"], sort=True):
         ticket = group[group.control == "l1"]
         for control, other in group[group.control != "l1"].groupby("control", sort=True):
-            with warnings.catch_warnings():  # near-identical samples (capped returns): p is still decided
-                warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
-                p_return = p_worse(other["test_return"], ticket["test_return"], higher_is_better=True)
-                p_length = p_worse(other["length"], ticket["length"], higher_is_better=False)
+            p_return = tests.worse(other["test_return"], ticket["test_return"], True, alpha).p
+            p_length = tests.worse(other["length"], ticket["length"], False, alpha).p
             rows.append({
                 "mode": mode, "P": fraction, "prune_episode": episode, "control": control,
                 "return_ticket": iqm(ticket["test_return"]), "return_control": iqm(other["test_return"]),

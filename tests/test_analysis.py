@@ -1,5 +1,6 @@
-"""`ebnb.statistics`: the IQM and its bootstrap interval; the verdicts of the EB criteria are
-tested in test_verdicts.py."""
+"""`ebnb.analysis`' comparisons by the one-sided Welch test of 'worse' (`ebnb.stats.worse`) give
+scipy's p-values on the published results: the controls of notebook 05 and EB Exploit's
+return; the verdicts of the EB criteria are tested in test_verdicts.py."""
 
 from __future__ import annotations
 
@@ -7,64 +8,47 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ebnb import analysis
-from ebnb.statistics import iqm, iqm_ci, p_worse
-
-# ---- IQM and its bootstrap interval ------------------------------------------------------------
+from ebnb import analysis, experiments
+from ebnb.store import Store
 
 
-def test_iqm_is_the_mean_of_the_middle_half():
-    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # mean of 3, 4, 5, 6
-    assert iqm(range(1, 11)) == 5.5 == np.mean(range(3, 9)), "n = 10: 2 cut from each end, the middle 6"
-    assert iqm([0, 0, 1, 1, 1, 1, 1, 1, 100, 100]) == 1.0
-    assert iqm([-100, 1, 2, 3, 4, 5, 6, 100]) == 3.5  # outliers cut: mean of 2, 3, 4, 5
-    assert iqm([7, 1, 3, 5]) == 4.0  # order does not matter: mean of 3, 5
-    assert iqm([2.0, 2.0, 2.0]) == 2.0
+def welch_worse(ticket, reference, higher_is_better: bool) -> float:
+    """scipy's one-sided Welch p-value of 'ticket worse'; samples without a t statistic
+    decided by the means (0 if the ticket's mean is worse, else 1)."""
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    if len(ticket) < 2 or len(reference) < 2 or (ticket.std() == 0 and reference.std() == 0):
+        worse = ticket.mean() < reference.mean() if higher_is_better else ticket.mean() > reference.mean()
+        return 0.0 if worse else 1.0
+    alternative = "less" if higher_is_better else "greater"
+    return float(stats.ttest_ind(ticket, reference, equal_var=False, alternative=alternative).pvalue)
 
 
-@pytest.mark.parametrize("values", [
-    [-500.0] * 6 + [-120.0, -100.0, -95.0, -90.0],  # Acrobot returns, a capped tail
-    [500.0] * 8 + [300.0, 120.0],  # lengths at the episode cap
-    list(np.random.default_rng(1).exponential(50.0, 10)),
-    [3.0, 1.0, 2.0],
-])  # fmt: skip
-def test_the_iqm_interval_holds_the_iqm_and_stays_within_the_data(values):
-    centre, low, high = iqm_ci(values)
-    assert centre == iqm(values)
-    assert min(values) <= low <= centre <= high <= max(values)
-    assert iqm_ci(values) == (centre, low, high), "a fixed generator: the same interval every time"
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The published full profile, read into an empty store."""
+    return experiments.grid("full"), Store(tmp_path_factory.mktemp("store")), experiments.published_results()
 
 
-def test_the_iqm_interval_is_the_percentile_bootstrap_over_seeds():
-    """Against a hand-written percentile bootstrap (another generator: equal up to Monte Carlo error)."""
-    values = np.random.default_rng(3).normal(100.0, 10.0, 30)
-    centre, low, high = iqm_ci(values)
-    resamples = values[np.random.default_rng(7).integers(0, len(values), (10_000, len(values)))]
-    hand_low, hand_high = np.percentile(stats.trim_mean(resamples, 0.25, axis=1), [2.5, 97.5])
-    assert low == pytest.approx(hand_low, abs=0.05 * (hand_high - hand_low))
-    assert high == pytest.approx(hand_high, abs=0.05 * (hand_high - hand_low))
-    assert iqm_ci(values, confidence=0.5)[1] > low, "a narrower confidence level, a narrower interval"
+@pytest.mark.parametrize("env", ["cartpole", "acrobot"])
+def test_the_controls_comparisons_are_scipys_welch_tests_on_the_published_controls(published, env):
+    g, store, results = published
+    tickets = experiments.controlled_tickets(env, g, store, results)
+    versus = analysis.ticket_vs_controls(tickets).set_index(["mode", "P", "prune_episode", "control"])
+    controls = tickets[tickets.control != "l1"].groupby(["mode", "P", "prune_episode", "control"]).ngroups
+    assert len(versus) == controls > 0, "every control of every published cell"
+    for (mode, fraction, episode, control), row in versus.iterrows():
+        cell = tickets[(tickets["mode"] == mode) & (tickets.P == fraction) & (tickets.prune_episode == episode)]
+        ticket, other = cell[cell.control == "l1"], cell[cell.control == control]
+        assert row.p_return == pytest.approx(welch_worse(other.test_return, ticket.test_return, True), rel=1e-9, abs=1e-15)
+        assert row.p_length == pytest.approx(welch_worse(other.length, ticket.length, False), rel=1e-9, abs=1e-15)
+        assert row.beats_return == (row.p_return < 0.05) and row.beats_length == (row.p_length < 0.05)
 
 
-def test_the_iqm_interval_is_undefined_below_three_seeds_and_a_point_without_spread():
-    for values in ([1.0, 3.0], [4.0]):
-        centre, low, high = iqm_ci(values)
-        assert centre == iqm(values) and np.isnan(low) and np.isnan(high)
-    assert iqm_ci([5.0] * 4) == (5.0, 5.0, 5.0)
-
-
-def test_p_worse_is_still_importable_from_analysis():
-    assert analysis.p_worse is p_worse
-
-
-def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
-    """The input-survival figure bootstraps every episode at once; each column's interval is
-    the one `bootstrap_interval` gives that column alone (up to the rounding of numpy's mean,
-    which sums a strided column in another order)."""
-    from ebnb.statistics import bootstrap_interval
-
-    values = np.random.default_rng(5).normal(size=(10, 7))
-    low, high = bootstrap_interval(values, np.mean)
-    for column in range(values.shape[1]):
-        np.testing.assert_allclose((low[column], high[column]), bootstrap_interval(values[:, column], np.mean),
-                                   rtol=1e-12)
+@pytest.mark.parametrize("env", ["cartpole", "acrobot"])
+def test_eb_exploits_lower_return_is_scipys_welch_test(published, env):
+    g, store, results = published
+    eb, baseline = experiments.eb_exploit(env, g, store, results), experiments.baseline(env, g, store, results)
+    summary = analysis.eb_exploit_summary(eb, baseline).set_index("P")
+    for fraction, group in eb.groupby("P"):
+        expected = welch_worse(group.test_return, baseline.test_return, True)
+        assert summary.loc[fraction, "p_return_lower"] == pytest.approx(expected, rel=1e-9, abs=1e-15)

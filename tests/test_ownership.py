@@ -77,7 +77,7 @@ def test_force_run_recomputes_in_place_and_keeps_a_users_file(env, capsys, monke
     folder = write(env / "d" / "ch1.tex").parent
     forced = []
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: forced.append(kwargs["force"]) or iter(()))
-    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plan in args[-1].values()] and {})
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plans in args[-1].values() for plan in plans] and {})
     code, errors = run_main(["--store", str(folder), "--out", str(env / "out"), "--force", "run",
                              "01_mask_similarity"], capsys)  # fmt: skip
     assert (code, errors) == (0, [])
@@ -342,10 +342,36 @@ def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, mo
     before = tree(store.root)
     ran = []
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: ran.extend(
-        pipeline.compute_store(plan, always_record=False) for plan in args[-1].values()) or {})
+        pipeline.compute_store(plan, always_record=False) for plans in args[-1].values() for plan in plans) or {})
     code, errors = run_main(["--store", str(store.root), "--out", str(env / "out"), "run", "01_mask_similarity",
                              "-p", "seeds=[0]", "--recompute"], capsys)  # fmt: skip
     assert (code, errors) == (0, []) and ran == [None], "nothing computed, no run record"
+    assert tree(store.root) == before
+
+
+def _complete_store(root: Path, notebook: str) -> Store:
+    """A store holding every unit `notebook` reads at the quick profile, seed 0 (stand-in results)."""
+    from ebnb import experiments
+
+    store = Store(root)
+    for _, step in compute.plan(["cartpole"], pipeline.NOTEBOOK_STEPS[notebook], experiments.grid("quick", seeds=[0])):
+        for unit in step.units:
+            store.save(step.kind, unit, {"x": np.zeros(1)})  # a stand-in result: only its presence is read
+    return store
+
+
+@pytest.mark.parametrize("scheduler", ["inline", "local"])
+def test_compute_on_a_complete_store_writes_nothing_into_it(env, capsys, monkeypatch, no_lock, scheduler):
+    """`compute` where the store holds every unit: no lock, no run record, and on Dask no
+    cluster and no probe file (the store may be on a read-only disk)."""
+    store = _complete_store(env / "store", "01_mask_similarity")
+    before = tree(store.root)
+    monkeypatch.setattr(compute, "_run_dask", lambda *args: pytest.fail("Dask started for a complete store"))
+    code = pipeline.main(["--store", str(store.root), "compute", "01_mask_similarity", "--env", "cartpole",
+                          "--profile", "quick", "-p", "seeds=[0]", "--recompute", "--scheduler", scheduler])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "[compute] shards: 0 computed, 0 resumed from a checkpoint, 1 stored before" in printed
+    assert "nothing computed: no run record written" in printed
     assert tree(store.root) == before
 
 
