@@ -232,7 +232,7 @@ def test_killed_compute_reruns_to_identical_results_without_recomputing_finished
     store = Store(tmp_path)
     command = _compute_command(tmp_path, "--scheduler", "inline", "--checkpoint-every", "0.5")
     target = random.randint(1, len(expected) // 2)  # kill right after this many units are stored
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_one_thread())
     while len(list(tmp_path.glob("*/*/manifest.json"))) < target and process.poll() is None:
         time.sleep(0.02)
     time.sleep(random.uniform(0.0, 0.05))
