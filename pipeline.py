@@ -199,8 +199,8 @@ NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (ea
 
 def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path,
              computes: dict | None = None) -> dict:  # fmt: skip
-    """Compute what the notebooks x envs read, in order (`computes`: (notebook, env) ->
-    ComputePlan, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
+    """Compute what the notebooks x envs read, in order (`computes`: (notebook, env) -> its
+    ComputePlans, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
     time (each in its own kernel; they only read the store by then); print and return their
     wall times."""
     from concurrent.futures import ThreadPoolExecutor
@@ -208,9 +208,10 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
     jobs = [(notebook, env) for notebook in notebooks for env in envs]
     kernels_import_this_checkout()
     for notebook, env in jobs:
-        if computes and computes[(notebook, env)].work:
-            print(f"[pipeline] {notebook} {env} ({profile}): computing what it reads", flush=True)
-            compute_store(computes[(notebook, env)], always_record=False)
+        for plan in computes[(notebook, env)] if computes else ():
+            if plan.work:
+                print(f"[pipeline] {notebook} {env} ({plan.settings['profile']}): computing what it reads", flush=True)
+                compute_store(plan, always_record=False)
     start, workers = time.perf_counter(), min(NOTEBOOK_WORKERS, len(jobs))
     with ThreadPoolExecutor(workers) as pool:
         seconds = pool.map(lambda job: execute(*job, profile, overrides, store, out), jobs)
@@ -255,12 +256,13 @@ class ComputePlan(NamedTuple):
 
 
 def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | None, published, options: dict,
-                 forced: set | None = None):  # fmt: skip
+                 forced: set | None = None, work: list | None = None):  # fmt: skip
     """Check the compute options and return what filling the store for `notebooks` x `envs`
     will run: the units they read that neither the store nor `published` holds (nothing is
     computed yet). `options`: command, target, scheduler, workers, shard_size, population,
     checkpoint_every (None: the defaults), force (recompute the stored units too). `forced`:
-    (env, step name) pairs an earlier plan of the same job forces, left out here and added to."""
+    (env, step name) pairs an earlier plan of the same job forces, left out here and added to.
+    `work`: these (env, step) pairs instead of the notebooks' steps."""
     from ebnb import compute, experiments
     from ebnb.checkpoint import Checkpoint
     from ebnb.config import check_positive_int
@@ -279,7 +281,8 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
     if workers is not None:
         compute.check_workers(workers, options["scheduler"])
     step_names = {s for n in notebooks for s in NOTEBOOK_STEPS[n]}
-    work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
+    if work is None:
+        work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
     if forced is not None:
         work = [(env, step) for env, step in work if (env, step.name) not in forced]
         forced.update((env, step.name) for env, step in work)
@@ -297,6 +300,34 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
                 "population": population, "shard_size": shard_size}  # fmt: skip
     return ComputePlan(work, root, settings, lambda: compute.run(root, work, options["scheduler"], shard_size,
                        checkpoint_every, progress=True, workers=workers, force=options.get("force", False)))  # fmt: skip
+
+
+def plan_fresh(env: str, overrides: dict, store: Path | None, published, options: dict) -> ComputePlan | None:
+    """What notebook 06 with ``compute_fresh=True`` computes, planned as profile `sweep_fresh`
+    (so that its run record names that profile, as `publish` requires): its hypotheses on the
+    fresh seeds (`ebnb.experiments.sweep_hypotheses`, `sweep_at_steps`), narrowed to the units
+    `published` lacks; None unless the notebook runs at the full profile's default grid and the
+    full sweep is stored or published (then the notebook computes them itself, unrecorded)."""
+    import dataclasses
+
+    from ebnb import experiments, notebook
+    from ebnb.store import Store
+
+    grid_fields, eb_exploit, _ = split_overrides(overrides)
+    if not notebook.check_bool("compute_fresh", overrides.get("compute_fresh", False)):
+        return None
+    if experiments.figure_note("full", experiments.grid("full", **grid_fields), **eb_exploit) is not None:
+        return None
+    cache = Store(store or experiments.default_store())
+    settings = experiments.sweep_hypotheses(env, cache, published)
+    if settings is None:
+        return None
+    dense, *sweeps = experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
+    narrowed = [experiments.to_compute({dense.name: dense, s.name: s}, [s.name], published) for s in sweeps]
+    runs = dict.fromkeys(u for steps in narrowed for step in steps if step.name == dense.name for u in step.units)
+    work = [(env, dataclasses.replace(dense, units=tuple(runs)))] if runs else []  # the sweeps read them from the store
+    work += [(env, step) for steps in narrowed for step in steps if step.name != dense.name]
+    return plan_compute([], [env], "sweep_fresh", {}, store, published, options, work=work)
 
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
@@ -454,8 +485,11 @@ def _checked_job(args, store: Path | None, out: Path):
         return notebooks, envs, profile, overrides, plan_compute(notebooks, envs, profile, overrides, store, published,
                                                                  options), None  # fmt: skip
     forced = set() if args.force else None  # a step several notebooks read is recomputed once
-    per_notebook = {(n, e): plan_compute([n], [e], profile, overrides, store, published, options, forced)
+    per_notebook = {(n, e): [plan_compute([n], [e], profile, overrides, store, published, options, forced)]
                     for n in notebooks for e in envs}  # fmt: skip
+    for (n, e), plans in per_notebook.items():
+        fresh = plan_fresh(e, overrides, store, published, options) if n == "06_eb_exploit_sweep" else None
+        plans += [fresh] if fresh is not None else []
     return notebooks, envs, profile, overrides, None, per_notebook
 
 
@@ -492,7 +526,7 @@ def _main(args) -> None:
         if not args.to:
             ownership.claim(out, "outputs")
         index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
-                             experiments.default_published() / "run_record.json")  # fmt: skip
+                             experiments.default_published() / "run_record.json", ROOT / "README.md")  # fmt: skip
         print(f"[report] {experiments.shown(index)}")
         return
     errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)

@@ -1083,21 +1083,58 @@ def eb_exploit(env: str, g: Grid, store: Store, published: Published | None = No
     return pd.concat([r["result"] for r in results], ignore_index=True)
 
 
+def _setting_grids(settings: list[tuple]) -> list[dict]:
+    """One sweep grid (`ebnb.sweep.grid`'s arguments) per distinct setting of `settings`
+    ((P, xi, window, detector, start) each), in order."""
+    chosen = list(dict.fromkeys(tuple(setting[1:]) for setting in settings))
+    return [dict(zip(("xis", "windows", "detectors", "starts"), ([value] for value in setting))) for setting in chosen]
+
+
+def sweep_at_steps(env: str, g: Grid, settings: list[tuple]) -> list[Step]:
+    """The steps `eb_exploit_sweep_at` reads: the dense runs of `g`, then one sweep of each
+    distinct setting of `settings`."""
+    return [steps(env, g)["dense runs"]] + [steps(env, g, **grid)["eb_exploit sweep"] for grid in _setting_grids(settings)]
+
+
+def available(store: Store, wanted: list[Step], published: Published | None) -> bool:
+    """Whether the store or `published` holds every unit of the steps `wanted` (nothing is computed)."""
+    for step in wanted:
+        missing, found = _sources(store, step, published)
+        if set(missing) - set(found):
+            return False
+    return True
+
+
+def held(env: str, profile: str, store: Store, published: Published | None, names: tuple[str, ...]) -> Grid | None:
+    """The grid of `profile` if the store or `published` holds every unit of its steps `names`
+    (the step functions then only load it), else None: nothing is computed."""
+    g = grid(profile)
+    return g if available(store, [s for name, s in steps(env, g).items() if name in names], published) else None
+
+
+def sweep_hypotheses(env: str, store: Store, published: Published | None) -> list[tuple] | None:
+    """`ebnb.sweep.hypotheses` of the full profile's sweep (notebook 06 at its defaults): the
+    settings profile `sweep_fresh` runs on fresh seeds; None unless the store or `published`
+    holds that sweep and its dense runs (nothing is computed)."""
+    g = PROFILES["full"]
+    wanted = [steps(env, g)["dense runs"], steps(env, g)["eb_exploit sweep"]]
+    if not available(store, wanted, published):
+        return None
+    saved = sweep.savings(eb_exploit_sweep(env, g, store, published), baseline(env, g, store, published),
+                          env_id(wanted[0].units[0]))  # fmt: skip
+    return sweep.hypotheses(saved)
+
+
 def eb_exploit_sweep_at(env: str, g: Grid, store: Store, published: Published | None, settings: list[tuple],
                         compute: bool = True, progress: bool = False) -> pd.DataFrame | None:  # fmt: skip
     """EB Exploit at the (P, xi, window, detector, start) of `settings` only (`ebnb.sweep.hypotheses`),
     per seed of `g`: the rows of `eb_exploit_sweep` for those (P, setting), each setting run as
     a sweep of that one setting (its tickets shared with any other sweep's). With `compute`
     False: None unless the store or `published` holds all of it (the dense runs too)."""
-    chosen = list(dict.fromkeys(tuple(setting[1:]) for setting in settings))
-    grids = [dict(zip(("xis", "windows", "detectors", "starts"), ([value] for value in setting))) for setting in chosen]
-    if not compute:
-        wanted = [steps(env, g)["dense runs"]] + [steps(env, g, **grid)["eb_exploit sweep"] for grid in grids]
-        for step in wanted:
-            missing, found = _sources(store, step, published)
-            if set(missing) - set(found):
-                return None
-    if not chosen:
+    grids = _setting_grids(settings)
+    if not compute and not available(store, sweep_at_steps(env, g, settings), published):
+        return None
+    if not grids:
         return pd.DataFrame(columns=["seed", "P", *sweep.SETTING])
     table = pd.concat([eb_exploit_sweep(env, g, store, published, progress, **grid) for grid in grids], ignore_index=True)
     keep = {(fraction, *setting) for fraction, *setting in settings}

@@ -5,7 +5,7 @@ sweep).
 Every line of a thesis figure is a mean over seeds with a 95% Student-t confidence band
 (`mean_ci`; none for fewer than 3 seeds): with 10 seeds a percentile bootstrap of the mean
 under-covers (issue 28.9). The figures beyond the thesis show interquartile means with a
-percentile-bootstrap band (`ebnb.statistics.iqm_ci`), as rliable does; their captions say so.
+percentile-bootstrap band (`ebnb.stats.iqm_ci`), as rliable does; their captions say so.
 Axes are labelled in words. `save` writes a figure as PNG and PDF under `figures/`.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ebnb import ownership
-from ebnb.statistics import MIN_CI_SEEDS, iqm_ci, t_interval
+from ebnb.stats import MIN_CI_SEEDS, iqm_ci, t_interval
 
 ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
 P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
@@ -34,7 +34,7 @@ CONTROL_STYLES = {
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the mean over seeds and its two-sided Student-t confidence interval
-    (`ebnb.statistics.t_interval`). With n = 10 the percentile bootstrap's "95%" covered the
+    (`ebnb.stats.t_interval`). With n = 10 the percentile bootstrap's "95%" covered the
     mean 0.89-0.90 of the time in a simulation on the published data, Student-t's 0.92-0.95
     (issue 28.9); the t interval is symmetric and may pass a bound the values cannot (-500, the
     episode cap). With fewer than `MIN_CI_SEEDS` values, low = high = mean."""
@@ -47,7 +47,7 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 
 def summarize(table: pd.DataFrame, by: list[str], column: str, centre=mean_ci) -> pd.DataFrame:
     """Per group of `by`: centre, lower and upper 95% bound of `column` (columns mean, low,
-    high; `centre` is `mean_ci` or `ebnb.statistics.iqm_ci`)."""
+    high; `centre` is `mean_ci` or `ebnb.stats.iqm_ci`)."""
     rows = []
     for key, group in table.groupby(by, sort=True):
         rows.append((*np.atleast_1d(key), *centre(group[column])))
@@ -191,7 +191,7 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
     """EB Exploit, swept: test return against the whole run's training cost relative to the
     unpruned run (`cost`: a column of `COSTS`), one row per search (detector and start), one
     column per P; one point per (xi, window) (IQM over seeds, 95% bootstrap CI both ways:
-    `ebnb.statistics.iqm_ci`), colour = xi, marker = window; the unpruned run at cost 1 (star)."""
+    `ebnb.stats.iqm_ci`), colour = xi, marker = window; the unpruned run at cost 1 (star)."""
     from matplotlib.lines import Line2D
 
     if cost not in COSTS:

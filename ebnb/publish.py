@@ -1,7 +1,8 @@
 """`pipeline.py publish`: the working outputs become the published ones, in one transaction.
 
-Published, under a project root: results/ (`ebnb.published`), figures/, notebooks/executed/
-and nbval's references in tests/notebooks/. results/manifest.json lists the sha256 of every
+Published, under a project root: results/ (`ebnb.published`; the full profile's units and
+those of the side profiles of `SIDE_PROFILES`), figures/, notebooks/executed/ and nbval's
+references in tests/notebooks/. results/manifest.json lists the sha256 of every
 file of all four (``files``: results/; ``published``: the others), so that `verify` can tell
 whether the tree is one complete set.
 
@@ -27,9 +28,9 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 RESULTS, FIGURES, EXECUTED, NBVAL = "results", "figures", "notebooks/executed", "tests/notebooks"
-SPARSE = "full_sparse"  # the profile whose notebook 05 `publish` adds to the full profile's, if executed
 JOURNAL = ".publish-journal.json"
 _TRANSACTION = re.compile(r"\.publish-[0-9a-f]{16}")
 _LEGACY = re.compile(r"\.results\.(new|old)-[0-9a-f]{8}")  # `published.write`'s folders before publish was a transaction
@@ -215,15 +216,18 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: Sequence[str], nbval: bool) -> None:
     """The store's full-profile results (units it lacks: the published ones) become
-    <root>/results/, with the run record of the newest `all` in the store that computed; the
-    executed `notebooks` x `envs` and figures of <out>/full/ become notebooks/executed/ and
-    figures/. If the results equal the published ones (nothing new was computed), results/
-    keeps its tables and run record. Where notebook 05 was executed at the `full_sparse`
-    profile too (<out>/full_sparse/, every env), its sparser tickets and controls join
-    results/, its notebooks and figures the `full_sparse` folders of notebooks/executed/ and
-    figures/. With `nbval`, the quick notebooks of <out>/quick/ become nbval's references
-    instead. Checks everything first (PublishError), then replaces all the folders or none
-    (RuntimeError if the machine fails it)."""
+    <root>/results/, with the full run's record (the published one if the store adds none of
+    its units, else that of the newest `all` in the store that computed); the executed
+    `notebooks` x `envs` and figures of <out>/full/ become notebooks/executed/ and figures/.
+    Each side profile (`SIDE_PROFILES`) whose units are all in the store or published, or whose
+    notebooks are executed in <out>/<profile>/ for every env, joins them: its units the tables
+    of results/ (by config hash, each once), its grid the manifest, the records of runs at it
+    that computed results/run_records/<profile>.json, its notebooks and figures the
+    <profile>/ folders of notebooks/executed/ and figures/. If the results equal the published
+    ones (nothing new was computed), results/ stays as it is. With `nbval`, the quick notebooks
+    of <out>/quick/ become nbval's references instead. Checks everything first
+    (PublishError), then replaces all the folders or none (RuntimeError if the machine fails
+    it)."""
     from ebnb import published
 
     root = Path(root)
@@ -253,6 +257,45 @@ def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: 
     print("\n".join(said))
 
 
+class Side(NamedTuple):
+    """A profile published beside the full one: `steps(env, store, current)`, the protocol
+    steps whose units join results/ (None: not defined yet, e.g. without the full sweep), and
+    its `notebooks`, published where executed at it for every env."""
+
+    steps: Callable
+    notebooks: tuple[str, ...]
+
+
+def _grid_steps(profile: str, names: tuple[str, ...]) -> Callable:
+    """The steps `names` of `profile`'s grid."""
+    def chosen(env: str, store, current) -> list:
+        from ebnb import experiments
+
+        return [step for name, step in experiments.steps(env, experiments.grid(profile)).items() if name in names]
+
+    return chosen
+
+
+def _fresh_steps(env: str, store, current) -> list | None:
+    """Notebook 06's hypotheses on its fresh seeds (`ebnb.experiments.sweep_at_steps`)."""
+    from ebnb import experiments
+
+    settings = experiments.sweep_hypotheses(env, store, current)
+    return None if settings is None else experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
+
+
+# in the order their units enter each table of results/ (then the full profile's: units shared by
+# config hash are listed once)
+SIDE_PROFILES = {
+    "full_sparse": Side(_grid_steps("full_sparse", ("dense runs", "retrain", "finetune", "sparse retrain",
+                                                    "sparse finetune", "retrain controls", "finetune controls")),
+                        ("05_controls",)),  # fmt: skip
+    "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
+    "sweep_fresh": Side(_fresh_steps, ()),
+}
+RUN_RECORDS = "run_records"  # results/run_records/<side profile>.json: the records of the runs that computed its units
+
+
 def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: Sequence[str]):
     """(targets, manifest without its `published` part, results, lines to print) of a full
     publish; PublishError if an input is missing or unfinished."""
@@ -260,40 +303,145 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     from ebnb.store import Store, config_json, file_entry
 
     executed = {"": _finished(_executed_outputs(out / "full", notebooks, envs), "pipeline.py all")}
-    sparse = _executed_sparse(out / SPARSE, envs)
-    if sparse:
-        executed[SPARSE] = _finished(sparse, f"pipeline.py run 05_controls --env ENV --profile {SPARSE}")
-    figures = {to: sorted(p for p in (out / (to or "full") / "figures").glob("[!.]*") if p.is_file()) for to in executed}
-    grid = experiments.grid(SPARSE if sparse else "full")
-    grid_json = json.loads(json.dumps({
-        "grid": json.loads(config_json(experiments.grid("full"))), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
-        "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
-        **({SPARSE: json.loads(config_json(grid))} if sparse else {})}))  # fmt: skip
     cache, current = Store(store), experiments.published_results(root / RESULTS)
-    results = {}
-    for env in envs:
-        for name, step in experiments.steps(env, grid).items():
-            results.setdefault(experiments.env_id(step.units[0]), {})[name] = experiments.collect(cache, step, current)
+    results: dict = {}
+    new: dict[str, int] = {}  # profile: units the store holds that the published results lack or hold otherwise
+    grid_json = {"grid": json.loads(config_json(experiments.grid("full"))), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
+                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}  # fmt: skip
+    full = {env: list(experiments.steps(env, experiments.grid("full")).values()) for env in envs}
+    owned = {(s.name, u) for steps in full.values() for s in steps for u in s.units}  # the full profile's units
+    chosen, left = {}, {}  # the side profiles published, and those left out: {profile: {env: steps}}
+    for profile, side in SIDE_PROFILES.items():
+        ran = _executed_side(out / profile, profile, side.notebooks, envs)
+        wanted = {env: side.steps(env, cache, current) for env in envs}
+        if ran or all(w is not None and experiments.available(cache, w, current) for w in wanted.values()):
+            chosen[profile] = wanted
+            if ran:
+                executed[profile] = _finished(ran, f"pipeline.py run NOTEBOOK --env ENV --profile {profile}")
+        else:
+            left[profile] = wanted
+    claimed = owned | {(s.name, u) for wanted in chosen.values() for steps in wanted.values() for s in steps or ()
+                       for u in s.units}  # fmt: skip
+    for profile, wanted in left.items():
+        _check_unstarted(cache, profile, wanted, claimed)
+    for profile, wanted in chosen.items():  # a unit two side profiles share counts for the first
+        for env, steps in wanted.items():
+            if steps is None:
+                raise PublishError(f"publish: {profile} needs the full profile's sweep ({env}), which is neither in the "
+                                   "store nor published")  # fmt: skip
+            new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
+            owned = owned | {(s.name, u) for s in steps for u in s.units}
+        grid_json[profile] = json.loads(config_json(experiments.grid(profile)))
+    new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
+    figures = {to: sorted(p for p in (out / (to or "full") / "figures").glob("[!.]*") if p.is_file()) for to in executed}
     said = [f"[publish] {len(executed[to])} notebooks and {len(figures[to])} figure files from {out / (to or 'full')}"
             for to in executed]  # fmt: skip
+    previous, _ = _current_results(root)
+    previous = previous or {}
+    record = _full_record(cache, current, new["full"], said)
+    files[published.RUN_RECORD] = previous.get(published.RUN_RECORD) if not new["full"] and previous else (
+        published.record_bytes(record))  # fmt: skip
+    side_records = {}
+    for profile in (p for p in SIDE_PROFILES if p in grid_json):
+        name = f"{RUN_RECORDS}/{profile}.json"
+        records = _side_records(cache, profile, previous.get(name), new.get(profile, 0), said)
+        if records:
+            files[name] = (json.dumps(records, indent=2) + "\n").encode()
+            side_records[profile] = name
     kept = current is not None and current.manifest["grid"] == grid_json and {
-        n: file_entry(d) for n, d in files.items()} == {  # fmt: skip
-        n: e for n, e in current.manifest["files"].items() if n != published.RUN_RECORD}
+        n: file_entry(d) for n, d in files.items()} == current.manifest["files"]  # fmt: skip
     if kept:
         files, manifest = _current_results(root)
         said.append(f"[publish] {RESULTS}/ kept: the store holds nothing the published results lack")
     else:
-        records = [r for r in sorted((cache.root / "runs").glob("*.json")) if computed_all(json.loads(r.read_text()))]
-        if not records:
-            raise PublishError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
-                               "the published results name the run that made them")  # fmt: skip
-        record = json.loads(records[-1].read_text())
-        files[published.RUN_RECORD] = published.record_bytes(record)
-        manifest = published.manifest(files, layout, results, grid_json, record)
-        said.append(f"[publish] {RESULTS}/ from {cache.root} and the run record {records[-1].name}")
+        manifest = {**published.manifest(files, layout, results, grid_json, record),
+                    **({RUN_RECORDS: side_records} if side_records else {})}  # fmt: skip
+        said.append(f"[publish] {RESULTS}/: " + ", ".join(f"{n} new units of {p}" for p, n in new.items()))
     targets = {RESULTS: files, EXECUTED: _mirrored(root / EXECUTED, executed), FIGURES: _mirrored(root / FIGURES, figures)}
     return targets, manifest, results, said
+
+
+def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
+    """Add every unit of `steps` (from the store, else `current`) to `results` ({env id:
+    {step: {unit: view}}}, a unit listed once); return how many of those not in `owned` the
+    store holds and `current` lacks or holds otherwise (PublishError if a unit is in neither)."""
+    from ebnb import experiments
+
+    count = 0
+    for step in steps:
+        try:
+            views = experiments.collect(cache, step, current)
+        except ValueError as error:
+            raise PublishError(f"publish: {experiments.env_id(step.units[0])} {error}") from None
+        stored = [u for u in step.units if (step.name, u) not in owned and cache.exists(step.kind, u)]
+        held = current.parts(experiments.env_id(step.units[0]), step.name, stored) if current and stored else {}
+        count += sum(u not in held or not _same(views[u], held[u]) for u in stored)
+        table = results.setdefault(experiments.env_id(step.units[0]), {}).setdefault(step.name, {})
+        table.update((u, v) for u, v in views.items() if u not in table)
+    return count
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Whether two published views of a unit are equal (same parts, dtypes and values)."""
+    import numpy as np
+    import pandas as pd
+
+    if a.keys() != b.keys():
+        return False
+    for part, value in a.items():
+        other = b[part]
+        if isinstance(value, pd.DataFrame):
+            if not (isinstance(other, pd.DataFrame) and value.dtypes.equals(other.dtypes) and value.equals(other)):
+                return False
+        elif value.keys() != other.keys() or not all(
+                value[k].dtype == other[k].dtype and np.array_equal(value[k], other[k], equal_nan=value[k].dtype.kind == "f")
+                for k in value):  # fmt: skip
+            return False
+    return True
+
+
+def _check_unstarted(cache, profile: str, wanted: dict, claimed: set) -> None:
+    """A side profile left out: PublishError if the store holds some of its own units (not
+    `claimed` by the full profile or a side profile published: a computation left half
+    done), else nothing."""
+    from ebnb import experiments
+
+    for env, steps in wanted.items():
+        for step in steps or ():
+            if any((step.name, u) not in claimed and cache.exists(step.kind, u) for u in step.units):
+                raise PublishError(f"publish: the store holds some of {profile}'s units but not all ({env} {step.name}"
+                                   f" lacks some); compute the rest (pipeline.py compute ... --profile {profile}), or "
+                                   "publish from a store without them")  # fmt: skip
+
+
+def _full_record(cache, current, new: int, said: list) -> dict:
+    """The full profile's run record: the published one if the store adds nothing to its
+    units, else the newest `all` in the store that computed (PublishError if none)."""
+    if not new and current is not None:
+        return json.loads((current.root / current.manifest["run_record"]).read_text())
+    records = [r for r in sorted((cache.root / "runs").glob("*.json")) if computed_all(json.loads(r.read_text()))]
+    if not records:
+        raise PublishError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
+                           "the published results name the run that made them")  # fmt: skip
+    said.append(f"[publish] the full profile's run record: {records[-1].name}")
+    return json.loads(records[-1].read_text())
+
+
+def _side_records(cache, profile: str, published_bytes: bytes | None, new: int, said: list) -> list[dict]:
+    """A side profile's run records: those published before, and if the store adds to its
+    units, every record in the store of a run at that profile that computed (PublishError if
+    none); one per start time, in order."""
+    records = {r["start"]: r for r in json.loads(published_bytes)} if published_bytes else {}
+    if new:
+        found = [json.loads(p.read_text()) for p in sorted((cache.root / "runs").glob("*.json"))]
+        found = [r for r in found if r.get("profile") == profile and any(s["computed"] for s in r["steps"])]
+        if not found:
+            raise PublishError(f"publish: the store holds {new} units of {profile} but no record in "
+                               f"{cache.root / 'runs'} of a run at profile {profile} that computed")  # fmt: skip
+        records.update((r["start"], r) for r in found)
+        said.append(f"[publish] {profile}'s run records: {len(found)} from {cache.root / 'runs'}")
+    return [records[start] for start in sorted(records)]
 
 
 def _current_results(root: Path) -> tuple[dict[str, bytes] | None, dict | None]:
@@ -374,14 +522,14 @@ def _unfinished(path: Path) -> str | None:
     return None
 
 
-def _executed_sparse(folder: Path, envs: Sequence[str]) -> list[Path]:
-    """Notebook 05 executed at the `full_sparse` profile for every env, or [] if for none;
+def _executed_side(folder: Path, profile: str, notebooks: Sequence[str], envs: Sequence[str]) -> list[Path]:
+    """`notebooks` executed at the side `profile` in `folder` for every env, or [] if for none;
     PublishError naming the first one missing if for some."""
-    paths = [folder / f"05_controls-{env}.ipynb" for env in envs]
+    paths = [folder / f"{notebook}-{env}.ipynb" for notebook in notebooks for env in envs]
     missing = [p for p in paths if not p.exists()]
     if missing and len(missing) < len(paths):
-        raise PublishError(f"publish: {missing[0]} is missing; run `pipeline.py run 05_controls --profile {SPARSE}` "
-                           "for every env, or remove the others to publish without the sparser tickets")  # fmt: skip
+        raise PublishError(f"publish: {missing[0]} is missing; run `pipeline.py run {missing[0].stem.rsplit('-', 1)[0]} "
+                           f"--profile {profile}` for every env, or remove the others to publish without them")  # fmt: skip
     return [] if missing else paths
 
 

@@ -2,7 +2,10 @@
 
 `build` writes into `destination` (and nowhere else):
 
-    index.html                       figures 3.3-3.8 in thesis order: each figure, what the data
+    index.html                       first the README's "Does the thesis hold?" section (read
+                                     from README.md at build time, its links as plain text:
+                                     they point into the repository, not the site); then
+                                     figures 3.3-3.8 in thesis order: each figure, what the data
                                      show (the findings its executed notebook printed), what the
                                      thesis reported, links to the notebooks; then the figures
                                      beyond the thesis (`BEYOND_THESIS`), by notebook; then the
@@ -16,9 +19,9 @@ the same name, e.g. `full_sparse`) adds a section per notebook after the full pr
 figures in `figures/<profile>/` and its notebooks as `notebooks/<notebook>-<env>-<profile>.html`.
 
 Every link is relative and the pages load nothing from the network. Inputs are checked
-before anything is written: a missing figure, notebook or run record raises
-FileNotFoundError naming the file, a malformed one ValueError, so a site is complete or not
-built at all. Files already in `destination` are overwritten; others are left alone.
+before anything is written: a missing figure, notebook, run record or README raises
+FileNotFoundError naming the file, a malformed one (a README without the section included)
+ValueError, so a site is complete or not built at all. Files already in `destination` are overwritten; others are left alone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+import mistune
 import nbformat
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
@@ -42,6 +46,7 @@ FIGURE_NAME = re.compile(r"fig(\d+)_(\d+)_(.+)_([^_]+)\.png")
 RUN_RECORD_FIELDS = ("commit", "cpu", "cores", "start", "end", "wall_s")
 WIDE = 1.6  # figures at least this wide for their height get the page's full width
 STEP_COLUMNS = ("env", "step", "units", "agent_steps", "core_s", "shard_wall_s")
+VERDICT_HEADING = "## Does the thesis hold?"  # the README section the report opens with
 
 
 class ThesisFigure(NamedTuple):
@@ -187,11 +192,12 @@ class Figure(NamedTuple):
         return "/".join(["figures", *([self.profile] if self.profile else []), self.path.name])
 
 
-def build(destination: Path, figures: Path, executed: Path, run_record: Path) -> Path:
+def build(destination: Path, figures: Path, executed: Path, run_record: Path, readme: Path) -> Path:
     """Write the report site into `destination` from the published figures (`fig*.png` in
     `figures`), the executed notebooks (`<notebook>-<env>.ipynb` in `executed`: those of the
     thesis figures must be there; every one is rendered and listed), the other profiles'
-    (subfolders of both) and the run record JSON; return the path of index.html. An existing
+    (subfolders of both), the run record JSON and the README (its `VERDICT_HEADING` section,
+    `thesis_verdict`); return the path of index.html. An existing
     `destination` is replaced only if it is a report folder the package made and filled
     (`ebnb.ownership.remove`; else ValueError naming a file of it), after the inputs are read."""
     destination, figures, executed = Path(destination), Path(figures), Path(executed)
@@ -201,6 +207,7 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path) ->
     notebooks = {f.page: read_notebook(executed / f.profile / f"{f.notebook}.ipynb") for f in found + extra}
     notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
     record = read_run_record(Path(run_record))
+    verdict = thesis_verdict(Path(readme))
     ownership.remove({"report": (destination, "report")})
     for figure in found + extra:
         shutil.copyfile(figure.path, ownership.new_file(destination / figure.site_path, "report"))
@@ -208,7 +215,7 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path) ->
         page = ownership.new_file(destination / "notebooks" / f"{stem}.html", "report")
         page.write_text(render_notebook(notebook, stem), encoding="utf-8")
     index = ownership.new_file(destination / "index.html", "report")
-    index.write_text(index_page(found, extra, notebooks, record), encoding="utf-8")
+    index.write_text(index_page(found, extra, notebooks, record, verdict), encoding="utf-8")
     return index
 
 
@@ -297,6 +304,30 @@ def read_run_record(path: Path) -> dict:
     return record
 
 
+class _TextLinks(mistune.HTMLRenderer):
+    """Markdown to HTML with every link shown as its text (README links point into the
+    repository, which the site does not hold)."""
+
+    def link(self, text, url, title=None):
+        return text
+
+
+def thesis_verdict(readme: Path) -> str:
+    """The README's `VERDICT_HEADING` section (up to the next heading of its level or above)
+    as HTML, without its heading: markdown by mistune, raw HTML escaped, links as their text.
+    FileNotFoundError without the README, ValueError naming it without the section."""
+    if not readme.is_file():
+        raise FileNotFoundError(f"report: {readme} is missing (the report opens with its section {VERDICT_HEADING!r})")
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == VERDICT_HEADING]
+    if not starts:
+        raise ValueError(f"report: {readme} has no section {VERDICT_HEADING!r}, which the report opens with")
+    body = lines[starts[0] + 1:]
+    end = next((i for i, line in enumerate(body) if re.match(r"#{1,2} ", line)), len(body))
+    markdown = mistune.create_markdown(escape=True, renderer=_TextLinks(escape=True), plugins=["table"])
+    return markdown("\n".join(body[:end]))
+
+
 def render_notebook(notebook: nbformat.NotebookNode, title: str) -> str:
     """The notebook as a self-contained HTML page (images embedded, no scripts) linking back to
     the index."""
@@ -306,9 +337,9 @@ def render_notebook(notebook: nbformat.NotebookNode, title: str) -> str:
     return body
 
 
-def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record: dict) -> str:
-    """index.html: contents, one section per thesis figure, one per notebook of the figures
-    beyond the thesis, notebooks, provenance."""
+def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record: dict, verdict: str) -> str:
+    """index.html: contents, the README's verdict (`thesis_verdict`), one section per thesis
+    figure, one per notebook of the figures beyond the thesis, notebooks, provenance."""
     numbers = list(dict.fromkeys(f.number for f in found))
     contents = "".join(f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
                        for n in numbers)
@@ -330,7 +361,13 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
 learning and how to find them</em>, recomputed by this package. Each figure comes with what the
 data show (the findings printed by the notebook that made it) and what the thesis reported.
 P is the fraction of weights pruned.</p>
-<ul>{contents}<li><a href="#notebooks">Executed notebooks</a></li><li><a href="#provenance">Provenance</a></li></ul>
+<ul><li><a href="#thesis-verdict">Does the thesis hold?</a></li>{contents}
+<li><a href="#notebooks">Executed notebooks</a></li><li><a href="#provenance">Provenance</a></li></ul>
+<section id="thesis-verdict">
+<h2>Does the thesis hold?</h2>
+<p><em>From the README.</em></p>
+{verdict}
+</section>
 {sections}
 {notebooks_section(notebooks, record)}
 {provenance_section(record)}

@@ -1,12 +1,15 @@
-"""Hypothesis tests over seeds (one value per seed and group): non-inferiority at a margin,
-multiplicity adjustment (Holm, Benjamini-Hochberg), the minimum detectable effect, restricted
-mean lengths of runs censored at a cap, exact paired Wilcoxon and paired t intervals.
+"""Statistics over seeds (one value per seed and group): non-inferiority at a margin and the
+one-sided test of "worse" (Welch, or paired by seed), multiplicity adjustment (Holm,
+Benjamini-Hochberg), the minimum detectable effect, restricted mean lengths of runs censored at
+a cap, exact paired Wilcoxon; and the figures' summaries: the mean's Student-t interval, the
+interquartile mean and its bootstrap interval.
 
 Differences are always ticket - reference. "Better" is higher for returns
 (`higher_is_better=True`) and lower for lengths. The non-inferiority (NI) test is Welch's t
 shifted by the margin (docs/protocol.md, "Statistics", says why): H0 the ticket is worse than
 the reference by at least `margin`; rejecting it shows the ticket non-inferior. Samples
-without spread (no Welch statistic) are decided by their means, p = 0 or 1, never NaN.
+without a t statistic (fewer than 2 values, or no spread) are decided by their means, p = 0
+or 1, never NaN.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, stats
 
-from ebnb.statistics import t_interval
-
 ALPHA = 0.05
 POWER = 0.80
+BOOTSTRAP_RESAMPLES = 10_000
+MIN_CI_SEEDS = 3  # fewer values: no interval (iqm_ci: NaN; plots.mean_ci: the mean alone)
 
 
 class Bound(NamedTuple):
@@ -32,8 +35,11 @@ class Bound(NamedTuple):
 
 
 def welch_se_df(ticket, reference) -> tuple[float, float]:
-    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(ticket) - mean(reference)."""
+    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(ticket) - mean(reference);
+    a standard error of 0 where a sample has fewer than 2 values or neither has spread."""
     ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    if len(ticket) < 2 or len(reference) < 2:
+        return 0.0, float(max(len(ticket) + len(reference) - 2, 0))
     a, b = ticket.var(ddof=1) / len(ticket), reference.var(ddof=1) / len(reference)
     se = float(np.sqrt(a + b))
     if se == 0:
@@ -63,7 +69,7 @@ def paired_non_inferiority(ticket, reference, margin: float, higher_is_better: b
     differences ticket - reference shifted by the margin."""
     difference = np.asarray(ticket, float) - np.asarray(reference, float)
     sign, estimate = (1.0 if higher_is_better else -1.0), float(difference.mean())
-    se = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    se = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
     if se == 0:
         return Bound(estimate, estimate, 0.0 if sign * estimate > -margin else 1.0)
     df = len(difference) - 1
@@ -75,6 +81,12 @@ def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bo
     """One-sided Welch test of H0 'ticket not worse' (H1: worse); `bound` on the better side,
     so p < alpha exactly when the bound lies on the worse side of 0."""
     flipped = non_inferiority(reference, ticket, 0.0, higher_is_better, alpha)
+    return Bound(-flipped.estimate, -flipped.bound, flipped.p)
+
+
+def paired_worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
+    """`worse` for values paired by position (seed): the one-sided paired t-test of 'worse'."""
+    flipped = paired_non_inferiority(reference, ticket, 0.0, higher_is_better, alpha)
     return Bound(-flipped.estimate, -flipped.bound, flipped.p)
 
 
@@ -174,3 +186,52 @@ def paired_wilcoxon(a, b, alternative: str = "two-sided") -> float:
 def paired_t_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) of a - b paired by position (seed): the two-sided Student-t interval."""
     return t_interval(np.asarray(a, float) - np.asarray(b, float), confidence)
+
+
+def iqm(values) -> float:
+    """Interquartile mean (rliable's definition, `scipy.stats.trim_mean(values, 0.25)`): the
+    mean of the values left after cutting int(n / 4) of the lowest and as many of the highest.
+    That is the middle 50% only where 4 divides n: for n = 10 it cuts 2 from each end and
+    averages the middle 6; for n = 15, 3 and the middle 9."""
+    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def t_interval(values, confidence: float = 0.95):
+    """(mean, low, high): the mean over seeds (axis 0) and its two-sided Student-t confidence
+    interval, mean -/+ t(1/2 + confidence/2, n - 1) s / sqrt(n), s the sample standard
+    deviation. Floats for values [seeds]; arrays for [seeds, columns] (e.g. episodes). The
+    interval is symmetric: it may pass a bound the values cannot (a return of -500, a length
+    at the cap), as an interval of the mean may."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(axis=0, ddof=1) / np.sqrt(len(values))
+    if values.ndim == 1:
+        return float(mean), float(mean - half), float(mean + half)
+    return mean, mean - half, mean + half
+
+
+def bootstrap_interval(values, statistic, confidence: float = 0.95):
+    """(low, high): the percentile-bootstrap confidence interval of `statistic(resamples, axis=1)`
+    over the values (seeds), `BOOTSTRAP_RESAMPLES` resamples with replacement from a fixed
+    generator, so it is the same every time. Each bound is the statistic of a resample, so for
+    a mean or an IQM the interval lies within [min, max] of the values. Floats for values
+    [seeds]; for values [seeds, columns] (e.g. episodes) an array each, every column
+    bootstrapped with the same resamples of seeds."""
+    values = np.asarray(values, dtype=float)
+    resamples = values[np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))]
+    low, high = np.percentile(statistic(resamples, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return (float(low), float(high)) if values.ndim == 1 else (low, high)
+
+
+def _iqm_along(values: np.ndarray, axis: int) -> np.ndarray:
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def iqm_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(iqm, low, high): the interquartile mean and its `bootstrap_interval` over the values
+    (seeds): rliable's stratified bootstrap with one task, resampling seeds with replacement.
+    With fewer than `MIN_CI_SEEDS` values, low = high = NaN."""
+    centre = iqm(values)
+    if len(values) < MIN_CI_SEEDS:
+        return centre, float("nan"), float("nan")
+    return centre, *bootstrap_interval(values, _iqm_along, confidence)

@@ -122,7 +122,7 @@ def schedules(results):
     return table.drop(columns="key")
 
 
-def savings(results, baseline, alpha: float = 0.05):
+def savings(results, baseline, env_id: str, alpha: float = 0.05):
     """One row per P and distinct schedule (`schedules`; its first setting in grid order names
     it, `merged` says how many share it): per seed the saving 1 - relative cost (env steps,
     gradient updates; relative to the same seed's unpruned run, so paired by seed) and the
@@ -130,16 +130,20 @@ def savings(results, baseline, alpha: float = 0.05):
     seeds, its two-sided Student-t (1 - alpha) interval, the one-sided paired t-test p-value of
     'saves' (H0 mean saving <= 0), the exact Wilcoxon signed-rank p-value beside it, and Holm's
     adjusted p over all distinct schedules of the table (every P: one family per env);
-    `saves`: adjusted p < alpha. The return difference: mean and t interval."""
+    `saves`: adjusted p < alpha. The return difference: mean and t interval, and criterion 1's
+    test paired by seed: non-inferiority at criterion 1's margin (`ebnb.analysis.ni_margin`
+    of the unpruned returns: `return_margin`; `return_bound`, the one-sided bound) and the
+    one-sided test of 'worse', each Holm over the same family, in three states
+    (`return_state`, `ebnb.analysis.STATES`)."""
     import pandas as pd
     from scipy import stats as scipy_stats
 
-    from ebnb import stats
-    from ebnb.statistics import t_interval
+    from ebnb import analysis, stats
 
     merged = schedules(results)
     first = merged.groupby(["P", "schedule"], sort=False).head(1)
     unpruned = baseline.set_index("seed")["test_return"]
+    return_margin = analysis.ni_margin(unpruned, True, analysis.WORST_RETURN[env_id])
     rows = []
     for setting in first.itertuples(index=False):
         chosen = results[(results.P == setting.P) & np.logical_and.reduce(
@@ -148,20 +152,26 @@ def savings(results, baseline, alpha: float = 0.05):
                "merged": setting.merged, "seeds": len(chosen), "found": chosen["found"].mean()}  # fmt: skip
         for name, column in SAVINGS.items():
             saving = 1.0 - chosen[column].to_numpy()
-            mean, low, high = t_interval(saving, 1 - alpha)
+            mean, low, high = stats.t_interval(saving, 1 - alpha)
             spread = saving.std(ddof=1) > 0
             p = float(scipy_stats.ttest_1samp(saving, 0.0, alternative="greater").pvalue) if spread else (
                 0.0 if mean > 0 else 1.0)
             row.update({f"saving_{name}": mean, f"saving_{name}_low": low, f"saving_{name}_high": high,
                         f"p_{name}": p, f"p_{name}_wilcoxon": stats.paired_wilcoxon(saving, 0 * saving, "greater")})  # fmt: skip
-        difference = chosen["test_return"].to_numpy() - unpruned.loc[chosen["seed"]].to_numpy()
-        row["return_difference"], row["return_difference_low"], row["return_difference_high"] = t_interval(
-            difference, 1 - alpha)  # fmt: skip
+        ticket, reference = chosen["test_return"].to_numpy(), unpruned.loc[chosen["seed"]].to_numpy()
+        row["return_difference"], row["return_difference_low"], row["return_difference_high"] = stats.t_interval(
+            ticket - reference, 1 - alpha)  # fmt: skip
+        ni = stats.paired_non_inferiority(ticket, reference, return_margin, True, alpha)
+        row.update({"return_margin": return_margin, "return_bound": ni.bound, "p_return_ni": ni.p,
+                    "p_return_worse": stats.paired_worse(ticket, reference, True, alpha).p})  # fmt: skip
         rows.append(row)
     table = pd.DataFrame(rows)
     for name in SAVINGS:
         table[f"p_{name}_holm"] = stats.holm(table[f"p_{name}"])
         table[f"saves_{name}"] = table[f"p_{name}_holm"] < alpha
+    table["p_return_ni_holm"], table["p_return_worse_holm"] = stats.holm(table.p_return_ni), stats.holm(table.p_return_worse)
+    table["return_state"] = np.select([table.p_return_ni_holm < alpha, table.p_return_worse_holm < alpha],
+                                      [analysis.SHOWN_NI, analysis.SHOWN_WORSE], analysis.NEITHER)  # fmt: skip
     return table
 
 

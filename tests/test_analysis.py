@@ -1,5 +1,6 @@
-"""`ebnb.statistics`: the IQM and its bootstrap interval, and TOST (the EB Exploit sweep's
-equivalence test of returns); the verdicts of the EB criteria are tested in test_verdicts.py."""
+"""`ebnb.analysis`' comparisons by the one-sided Welch test of 'worse' (`ebnb.stats.worse`) give
+scipy's p-values on the published results: the controls of notebook 05 and EB Exploit's
+return; the verdicts of the EB criteria are tested in test_verdicts.py."""
 
 from __future__ import annotations
 
@@ -7,111 +8,47 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ebnb import analysis
-from ebnb.statistics import iqm, iqm_ci, p_tost, p_worse
-
-# ---- IQM and its bootstrap interval ------------------------------------------------------------
+from ebnb import analysis, experiments
+from ebnb.store import Store
 
 
-def test_iqm_is_the_mean_of_the_middle_half():
-    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # mean of 3, 4, 5, 6
-    assert iqm(range(1, 11)) == 5.5 == np.mean(range(3, 9)), "n = 10: 2 cut from each end, the middle 6"
-    assert iqm([0, 0, 1, 1, 1, 1, 1, 1, 100, 100]) == 1.0
-    assert iqm([-100, 1, 2, 3, 4, 5, 6, 100]) == 3.5  # outliers cut: mean of 2, 3, 4, 5
-    assert iqm([7, 1, 3, 5]) == 4.0  # order does not matter: mean of 3, 5
-    assert iqm([2.0, 2.0, 2.0]) == 2.0
+def welch_worse(ticket, reference, higher_is_better: bool) -> float:
+    """scipy's one-sided Welch p-value of 'ticket worse'; samples without a t statistic
+    decided by the means (0 if the ticket's mean is worse, else 1)."""
+    ticket, reference = np.asarray(ticket, float), np.asarray(reference, float)
+    if len(ticket) < 2 or len(reference) < 2 or (ticket.std() == 0 and reference.std() == 0):
+        worse = ticket.mean() < reference.mean() if higher_is_better else ticket.mean() > reference.mean()
+        return 0.0 if worse else 1.0
+    alternative = "less" if higher_is_better else "greater"
+    return float(stats.ttest_ind(ticket, reference, equal_var=False, alternative=alternative).pvalue)
 
 
-@pytest.mark.parametrize("values", [
-    [-500.0] * 6 + [-120.0, -100.0, -95.0, -90.0],  # Acrobot returns, a capped tail
-    [500.0] * 8 + [300.0, 120.0],  # lengths at the episode cap
-    list(np.random.default_rng(1).exponential(50.0, 10)),
-    [3.0, 1.0, 2.0],
-])  # fmt: skip
-def test_the_iqm_interval_holds_the_iqm_and_stays_within_the_data(values):
-    centre, low, high = iqm_ci(values)
-    assert centre == iqm(values)
-    assert min(values) <= low <= centre <= high <= max(values)
-    assert iqm_ci(values) == (centre, low, high), "a fixed generator: the same interval every time"
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The published full profile, read into an empty store."""
+    return experiments.grid("full"), Store(tmp_path_factory.mktemp("store")), experiments.published_results()
 
 
-def test_the_iqm_interval_is_the_percentile_bootstrap_over_seeds():
-    """Against a hand-written percentile bootstrap (another generator: equal up to Monte Carlo error)."""
-    values = np.random.default_rng(3).normal(100.0, 10.0, 30)
-    centre, low, high = iqm_ci(values)
-    resamples = values[np.random.default_rng(7).integers(0, len(values), (10_000, len(values)))]
-    hand_low, hand_high = np.percentile(stats.trim_mean(resamples, 0.25, axis=1), [2.5, 97.5])
-    assert low == pytest.approx(hand_low, abs=0.05 * (hand_high - hand_low))
-    assert high == pytest.approx(hand_high, abs=0.05 * (hand_high - hand_low))
-    assert iqm_ci(values, confidence=0.5)[1] > low, "a narrower confidence level, a narrower interval"
+@pytest.mark.parametrize("env", ["cartpole", "acrobot"])
+def test_the_controls_comparisons_are_scipys_welch_tests_on_the_published_controls(published, env):
+    g, store, results = published
+    tickets = experiments.controlled_tickets(env, g, store, results)
+    versus = analysis.ticket_vs_controls(tickets).set_index(["mode", "P", "prune_episode", "control"])
+    controls = tickets[tickets.control != "l1"].groupby(["mode", "P", "prune_episode", "control"]).ngroups
+    assert len(versus) == controls > 0, "every control of every published cell"
+    for (mode, fraction, episode, control), row in versus.iterrows():
+        cell = tickets[(tickets["mode"] == mode) & (tickets.P == fraction) & (tickets.prune_episode == episode)]
+        ticket, other = cell[cell.control == "l1"], cell[cell.control == control]
+        assert row.p_return == pytest.approx(welch_worse(other.test_return, ticket.test_return, True), rel=1e-9, abs=1e-15)
+        assert row.p_length == pytest.approx(welch_worse(other.length, ticket.length, False), rel=1e-9, abs=1e-15)
+        assert row.beats_return == (row.p_return < 0.05) and row.beats_length == (row.p_length < 0.05)
 
 
-def test_the_iqm_interval_is_undefined_below_three_seeds_and_a_point_without_spread():
-    for values in ([1.0, 3.0], [4.0]):
-        centre, low, high = iqm_ci(values)
-        assert centre == iqm(values) and np.isnan(low) and np.isnan(high)
-    assert iqm_ci([5.0] * 4) == (5.0, 5.0, 5.0)
-
-
-# ---- TOST --------------------------------------------------------------------------------------
-
-
-def test_tost_finds_two_large_samples_of_the_same_distribution_equivalent():
-    rng = np.random.default_rng(0)
-    ticket, reference = rng.normal(100.0, 5.0, 500), rng.normal(100.0, 5.0, 500)
-    assert p_tost(ticket, reference, margin=2.0) < 1e-6
-    assert p_tost(ticket, reference, margin=0.0) >= 0.5, "no margin: equivalence cannot be shown"
-
-
-@pytest.mark.parametrize("shift", [-8.0, 8.0])
-def test_tost_rejects_equivalence_when_the_means_differ_by_more_than_the_margin(shift):
-    rng = np.random.default_rng(1)
-    ticket, reference = rng.normal(100.0 + shift, 5.0, 500), rng.normal(100.0, 5.0, 500)
-    assert p_tost(ticket, reference, margin=5.0) > 0.99
-    assert p_tost(ticket, reference, margin=12.0) < 0.001
-
-
-def test_tost_p_value_is_the_larger_of_two_shifted_one_sided_welch_tests():
-    ticket = np.array([101.0, 97.0, 104.0, 99.0, 103.0, 98.0, 102.0])
-    reference = np.array([100.0, 95.0, 99.0, 102.0, 96.0, 101.0, 97.0, 98.0])
-    margin = 3.0
-    lower = stats.ttest_ind(ticket + margin, reference, equal_var=False, alternative="greater").pvalue
-    upper = stats.ttest_ind(ticket - margin, reference, equal_var=False, alternative="less").pvalue
-    assert p_tost(ticket, reference, margin) == pytest.approx(max(lower, upper), rel=1e-12)
-    # the same by the Welch formulas
-    var_t, var_r = ticket.var(ddof=1) / len(ticket), reference.var(ddof=1) / len(reference)
-    se = np.sqrt(var_t + var_r)
-    df = (var_t + var_r) ** 2 / (var_t**2 / (len(ticket) - 1) + var_r**2 / (len(reference) - 1))
-    difference = ticket.mean() - reference.mean()
-    by_hand = max(stats.t.sf((difference + margin) / se, df), stats.t.cdf((difference - margin) / se, df))
-    assert p_tost(ticket, reference, margin) == pytest.approx(by_hand, rel=1e-9)
-    assert 0.01 < by_hand < 0.99, "a case where both one-sided tests matter"
-
-
-@pytest.mark.parametrize(("ticket", "reference", "margin", "expected"), [
-    ([96.0] * 5, [100.0] * 5, 5.0, 0.0),  # no spread, within the margin
-    ([94.0] * 5, [100.0] * 5, 5.0, 1.0),  # no spread, outside
-    ([95.0] * 5, [100.0] * 5, 5.0, 1.0),  # on the margin: not within
-    ([104.0], [100.0, 99.0, 101.0], 5.0, 0.0),  # one ticket
-    ([110.0, 90.0], [100.0], 5.0, 0.0),  # one reference value
-    ([100.0] * 3, [100.0] * 3, 0.0, 1.0),  # margin 0: never equivalent
-])  # fmt: skip
-def test_tost_degenerate_samples_are_decided_by_the_means(ticket, reference, margin, expected):
-    assert p_tost(ticket, reference, margin) == expected
-
-
-def test_p_worse_is_still_importable_from_analysis():
-    assert analysis.p_worse is p_worse
-
-
-def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
-    """The input-survival figure bootstraps every episode at once; each column's interval is
-    the one `bootstrap_interval` gives that column alone (up to the rounding of numpy's mean,
-    which sums a strided column in another order)."""
-    from ebnb.statistics import bootstrap_interval
-
-    values = np.random.default_rng(5).normal(size=(10, 7))
-    low, high = bootstrap_interval(values, np.mean)
-    for column in range(values.shape[1]):
-        np.testing.assert_allclose((low[column], high[column]), bootstrap_interval(values[:, column], np.mean),
-                                   rtol=1e-12)
+@pytest.mark.parametrize("env", ["cartpole", "acrobot"])
+def test_eb_exploits_lower_return_is_scipys_welch_test(published, env):
+    g, store, results = published
+    eb, baseline = experiments.eb_exploit(env, g, store, results), experiments.baseline(env, g, store, results)
+    summary = analysis.eb_exploit_summary(eb, baseline).set_index("P")
+    for fraction, group in eb.groupby("P"):
+        expected = welch_worse(group.test_return, baseline.test_return, True)
+        assert summary.loc[fraction, "p_return_lower"] == pytest.approx(expected, rel=1e-9, abs=1e-15)

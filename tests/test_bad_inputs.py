@@ -565,7 +565,7 @@ def test_env_names_are_one_name_and_use_published_reaches_the_compute_plan(sandb
     seen = {}
 
     def run_grid(notebooks, envs, profile, overrides, store, out, computes=None):
-        seen.update(envs=envs, overrides=overrides, work=[len(p.work) for p in computes.values()])
+        seen.update(envs=envs, overrides=overrides, work=[len(p.work) for plans in computes.values() for p in plans])
 
     monkeypatch.setattr(pipeline, "run_grid", run_grid)
     base = ["--store", str(sandbox / "store"), "--out", str(sandbox / "out"), "run", "02_retrain", "--profile", "full"]

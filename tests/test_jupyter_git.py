@@ -2,20 +2,26 @@
 
 As a user does it: a fresh clone of this repository, the set-up's `tools/git-filter.sh`, a
 kernel that executes the notebook's first cells (parameters and setup: the rest would only
-add more outputs), and a save through jupyter_server's contents API, which writes what
-JupyterLab's autosave writes (outputs, execution counts, the kernel's metadata).
+add more outputs), and a save through the contents manager of a Jupyter server configured as
+`jupyter lab` is (jupyter_server's own config loader), which writes what JupyterLab's autosave
+writes (outputs, execution counts, the kernel's metadata) unless its pre-save hook intervenes.
+Jupyter's config, data and runtime folders point into tmp_path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_server.services.contents.filemanager import FileContentsManager
+from jupyter_server.serverapp import ServerApp
 from nbclient import NotebookClient
+
+from ebnb import jupyter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,27 +31,28 @@ def git(clone: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def clone(tmp_path):
+def clone(tmp_path, monkeypatch):
+    """A clone with the set-up done; this process's environment as the set-up leaves a shell's."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
+    for name, value in _env(tmp_path).items():
+        monkeypatch.setenv(name, value)
     target = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True)
-    subprocess.run(["bash", str(target / "tools" / "git-filter.sh")], check=True, env={**_env(tmp_path)})
+    subprocess.run(["bash", str(target / "tools" / "git-filter.sh")], check=True, capture_output=True)
     return target
 
 
 def _env(tmp_path: Path) -> dict:
-    import os
+    jupyter_folders = {"JUPYTER_CONFIG_PATH": "env-config", "JUPYTER_CONFIG_DIR": "user-config",
+                       "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime"}  # fmt: skip
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "EBNB_STORE": str(tmp_path / "store"), "EBNB_OUTPUTS": str(tmp_path / "outputs"),
+            **{name: str(tmp_path / "jupyter" / folder) for name, folder in jupyter_folders.items()}}  # fmt: skip
 
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "EBNB_STORE": str(tmp_path / "store"), "EBNB_OUTPUTS": str(tmp_path / "outputs")}  # fmt: skip
 
-
-def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone, tmp_path, monkeypatch):
-    for name, value in _env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    assert git(clone, "status", "--porcelain") == ""
-    path = "notebooks/02_retrain.ipynb"
+def _run_first_cells(clone: Path, path: str) -> nbformat.NotebookNode:
+    """The notebook at `path` with its parameters and setup cells executed, as Jupyter holds it."""
     nb = nbformat.read(clone / path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(clone / "notebooks")}})
     code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"][:2]  # parameters, setup
@@ -56,14 +63,35 @@ def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone, tmp_
         for i in code:
             client.execute_cell(nb.cells[i], i)
     assert nb.cells[code[1]].outputs, "the setup cell printed nothing: the test would prove nothing"
-    FileContentsManager(root_dir=str(clone)).save({"type": "notebook", "format": "json", "content": nb}, path)
-    saved = nbformat.read(clone / path, as_version=4)
-    assert saved.cells[code[1]].outputs and saved.metadata.language_info.get("version")  # the file did change
-    assert git(clone, "diff", "--stat") == ""  # through the filter, the saved file is the committed one
-    # git compares sizes before contents, so `git status` lists the file until the index learns its new size;
-    # `git add` stages nothing and records it (a limit of every git clean filter: see docs/reliability.md)
-    git(clone, "add", "-A")
+    return nb
+
+
+def _jupyter_contents_manager(root: Path):
+    """The contents manager of `jupyter lab` started in `root`: its config files loaded as
+    jupyter_server loads them (JupyterApp.load_config_file over config_file_paths), the manager
+    made as ServerApp.init_configurables makes it."""
+    app = ServerApp(root_dir=str(root))
+    app.load_config_file()
+    app.init_event_logger()  # a save is an event
+    return app.contents_manager_class(parent=app, log=app.log)
+
+
+def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone):
     assert git(clone, "status", "--porcelain") == ""
+    path = "notebooks/02_retrain.ipynb"
+    nb = _run_first_cells(clone, path)
+    manager = _jupyter_contents_manager(clone)
+    assert manager.pre_save_hook is jupyter.clean_before_save, "the set-up configured Jupyter's save"
+    asyncio.run(manager.save({"type": "notebook", "format": "json", "content": nb}, path))
+    assert (clone / path).read_bytes() == subprocess.run(["git", "-C", str(clone), "show", f"HEAD:{path}"],
+                                                         capture_output=True, check=True).stdout  # fmt: skip
+    assert git(clone, "status", "--porcelain") == ""  # plain: no `git add` needed to see it clean
+    assert any(cell.get("outputs") for cell in nb.cells), "the open notebook keeps its outputs"
+    # a copy outside notebooks/ (not a source notebook to git) keeps what Jupyter saves
+    (clone / "mine").mkdir()
+    asyncio.run(manager.save({"type": "notebook", "format": "json", "content": nb}, "mine/02_retrain.ipynb"))
+    kept = nbformat.read(clone / "mine" / "02_retrain.ipynb", as_version=4)
+    assert [c.outputs for c in kept.cells if c.cell_type == "code"][1] and kept.metadata.language_info.version
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)

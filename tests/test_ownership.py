@@ -77,7 +77,7 @@ def test_force_run_recomputes_in_place_and_keeps_a_users_file(env, capsys, monke
     folder = write(env / "d" / "ch1.tex").parent
     forced = []
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: forced.append(kwargs["force"]) or iter(()))
-    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plan in args[-1].values()] and {})
+    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plans in args[-1].values() for plan in plans] and {})
     code, errors = run_main(["--store", str(folder), "--out", str(env / "out"), "--force", "run",
                              "01_mask_similarity"], capsys)  # fmt: skip
     assert (code, errors) == (0, [])
@@ -342,7 +342,7 @@ def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, mo
     before = tree(store.root)
     ran = []
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: ran.extend(
-        pipeline.compute_store(plan, always_record=False) for plan in args[-1].values()) or {})
+        pipeline.compute_store(plan, always_record=False) for plans in args[-1].values() for plan in plans) or {})
     code, errors = run_main(["--store", str(store.root), "--out", str(env / "out"), "run", "01_mask_similarity",
                              "-p", "seeds=[0]", "--recompute"], capsys)  # fmt: skip
     assert (code, errors) == (0, []) and ran == [None], "nothing computed, no run record"

@@ -205,7 +205,7 @@ def test_notebook_kernels_import_the_ebnb_beside_the_pipeline(tmp_path, monkeypa
 
 
 def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_folder(tmp_path, monkeypatch, capsys):
-    """`report` hands the published figures, executed notebooks and run record to
+    """`report` hands the published figures, executed notebooks, run record and README to
     `ebnb.report.build` (which tests/test_report.py runs on them) with <outputs>/report/ as the
     site's folder, and says where its index is."""
     import pipeline as pipeline_module
@@ -216,7 +216,7 @@ def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_fold
     assert pipeline_module.main(["--out", str(tmp_path / "outputs"), "report"]) == 0
     site = tmp_path / "outputs" / "report"
     assert calls == [(site, ROOT / "figures", ROOT / "notebooks" / "executed",
-                      experiments.default_published() / "run_record.json")]  # fmt: skip
+                      experiments.default_published() / "run_record.json", ROOT / "README.md")]  # fmt: skip
     assert capsys.readouterr().out.strip() == f"[report] {site / 'index.html'}"
 
 

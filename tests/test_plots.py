@@ -33,7 +33,7 @@ def test_fewer_than_three_values_get_no_band_and_no_spread_a_point():
 
 def test_a_band_over_columns_is_each_columns_t_interval():
     """The input-survival figure draws every episode's band at once."""
-    from ebnb.statistics import t_interval
+    from ebnb.stats import t_interval
 
     values = np.random.default_rng(5).normal(size=(10, 7))
     mean, low, high = t_interval(values)

@@ -270,15 +270,21 @@ def test_publish_refuses_a_notebook_that_did_not_finish_and_changes_nothing(sets
 # ---- the full publish, from a copy of the committed results -----------------------------------------
 
 
-def _publishing(tmp_path, monkeypatch):
-    """pipeline, with its project root at `tmp_path`; a store holding only the run record of
-    an `all`; executed notebooks in outputs/full/ and one new figure; and a copy of results/
-    (what the store lacks comes from there). Returns (pipeline, its arguments)."""
+def _pipeline():
+    """The module pipeline.py."""
     sys.path.insert(0, str(ROOT))
     try:
         import pipeline
     finally:
         sys.path.remove(str(ROOT))
+    return pipeline
+
+
+def _publishing(tmp_path, monkeypatch):
+    """pipeline, with its project root at `tmp_path`; a store holding only the run record of
+    an `all`; executed notebooks in outputs/full/ and one new figure; and a copy of results/
+    (what the store lacks comes from there). Returns (pipeline, its arguments)."""
+    pipeline = _pipeline()
     (tmp_path / "store" / "runs").mkdir(parents=True)
     (tmp_path / "store" / "runs" / "2026-01-01T00-00-00+00-00.json").write_text(json.dumps(RECORD))
     (tmp_path / "out" / "full" / "figures").mkdir(parents=True)
@@ -337,11 +343,19 @@ def test_publish_without_new_results_keeps_results_and_mirrors_the_outputs(tmp_p
 
 @needs_results
 def test_new_results_take_the_run_record_and_an_interrupted_publish_is_completed(tmp_path, monkeypatch, capsys):
-    """Results that differ from the published ones (here: without the sparser tickets) take the run
-    record of the newest `all` that computed. A publish failing with EIO at its first rename
-    (after its journal) exits 1 saying so; the next command completes it, and a rerun of
-    publish finds every unit (never "neither in the store nor published")."""
+    """Results that differ from the published ones (here: one full-profile unit in the store holds
+    another test return) take the run record of the newest `all` that computed. A publish
+    failing with EIO at its first rename (after its journal) exits 1 saying so; the next
+    command completes it, and a rerun of publish finds every unit (never "neither in the store
+    nor published")."""
+    from ebnb import experiments
+    from ebnb.store import Store
+
     pipeline, args = _publishing(tmp_path, monkeypatch)
+    step = experiments.steps("cartpole", experiments.grid("full"))["retrain"]
+    parts = published.Published(tmp_path / "results").parts("CartPole-v0", "retrain", step.units[:1])[step.units[0]]
+    changed = parts["result"].assign(test_return=parts["result"]["test_return"] + 1.0)
+    Store(tmp_path / "store").save(step.kind, step.units[0], {**parts, "result": changed})
     renames = []
 
     def before(name, path):
@@ -360,8 +374,134 @@ def test_new_results_take_the_run_record_and_an_interrupted_publish_is_completed
     assert not (tmp_path / publish.JOURNAL).exists() and publish.verify(tmp_path) == []
     assert json.loads((tmp_path / "results" / "run_record.json").read_text()) == RECORD
     after = json.loads((tmp_path / "results" / "manifest.json").read_text())
-    assert after["commit"] == RECORD["commit"] and "full_sparse" not in after["grid"]
+    assert after["commit"] == RECORD["commit"] and "full_sparse" in after["grid"]
+    back = published.Published(tmp_path / "results").parts("CartPole-v0", "retrain", step.units[:1])[step.units[0]]
+    pd.testing.assert_frame_equal(back["result"], changed)
     capsys.readouterr()
     assert pipeline.main(args) == 0, capsys.readouterr().err
     assert "neither in the store" not in capsys.readouterr().err
     assert publish.verify(tmp_path) == [] and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# ---- side profiles, on a tiny computed grid ---------------------------------------------------------
+
+TINY = {"seeds": (0, 1), "fractions": (0.5,), "prune_episodes": (2,), "episodes": 4, "test_episodes": 1}
+HYPOTHESIS = (0.5, 0.1, 1, "last_two", "episode_1")  # (P, xi, window, detector, start)
+
+
+def _record(profile: str, start: str) -> dict:
+    return {**RECORD, "command": "compute", "target": "03_finetune", "profile": profile, "start": start}
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch, one_thread):
+    """A project whose `full` profile is a tiny grid (cartpole only), published from a store
+    that computed it; `full15` adds seed 2, `sweep_fresh` is seeds 2-3 at one fixed hypothesis
+(seed 2's dense run shared with full15).
+    Returns (root, run a publish from a store, the tiny side grids)."""
+    from ebnb import experiments, sweep
+    from ebnb.store import Store
+
+    grids = {"full": experiments.grid("quick", **TINY), "full15": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)}),
+             "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (2, 3)})}  # fmt: skip
+    for profile, g in {**grids, "full_sparse": grids["full"]}.items():
+        monkeypatch.setitem(experiments.PROFILES, profile, g)
+    monkeypatch.setattr(sweep, "hypotheses", lambda saved, k=sweep.TOP_K: [HYPOTHESIS])
+    root = tmp_path / "project"
+    (root / "out" / "full" / "figures").mkdir(parents=True)
+    for notebook in NOTEBOOKS:
+        (root / "out" / "full" / f"{notebook}-cartpole.ipynb").write_text(executed_notebook(notebook))
+    full = Store(tmp_path / "full-store")
+    for step in experiments.steps("cartpole", grids["full"]).values():
+        experiments._results(full, step, None, progress=False)
+    (full.folder("runs") / "2026-01-01T00-00-00+00-00.json").write_text(json.dumps(RECORD))
+
+    def run(store: Path) -> None:
+        publish.publish(root, store, root / "out", NOTEBOOKS, ENVS, nbval=False)
+
+    run(full.root)
+    return root, run, grids
+
+
+def _units(root: Path) -> dict[str, int]:
+    return json.loads((root / "results" / "manifest.json").read_text())["units"]["CartPole-v0"]
+
+
+def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, tmp_path, capsys):
+    """full15 computed into an empty store with the published results as the source (only seed
+    2 is trained) and published from that store: results/ holds the union (seed 2 added, no
+    unit twice), the full run's run_record.json unchanged, the compute's record in
+    run_records/full15.json, full15's grid in the manifest; every unit reads back. Published
+    again from an empty store, results/ is kept byte for byte. sweep_fresh (notebook 06's
+    hypotheses on fresh seeds), which `run 06_eb_exploit_sweep -p compute_fresh=True` computes
+    before the notebook starts (a run record at profile sweep_fresh), joins the same way."""
+    from ebnb import experiments
+    from ebnb.store import Store
+
+    root, run, grids = tiny
+    before, record = _units(root), (root / "results" / "run_record.json").read_bytes()
+    assert before["dense runs"] == 2 and "full15" not in json.loads((root / "results" / "manifest.json").read_text())["grid"]
+    side = Store(tmp_path / "side-store")
+    current = experiments.published_results(root / "results")
+    names = ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")
+    assert experiments.held("cartpole", "full15", Store(tmp_path / "empty"), current, names) is None
+    for step in ("retrain", "winning tickets", "finetune", "eb_exploit"):
+        experiments._results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+    assert len(list((side.root / "dense").rglob("manifest.json"))) == 1, "only seed 2's dense run was trained"
+    (side.folder("runs") / "a.json").write_text(json.dumps(_record("full15", "2026-02-01T00:00:00+00:00")))
+    (side.folder("runs") / "b.json").write_text(json.dumps(_record("quick", "2026-02-02T00:00:00+00:00")))
+    capsys.readouterr()
+    run(side.root)
+    assert "full15" in capsys.readouterr().out
+    after = _units(root)
+    assert after == {**before, **{name: n * 3 // 2 for name, n in before.items() if name != "eb_exploit sweep"}}
+    assert (root / "results" / "run_record.json").read_bytes() == record
+    assert json.loads((root / "results" / "run_records" / "full15.json").read_text()) == [
+        _record("full15", "2026-02-01T00:00:00+00:00")]  # fmt: skip
+    manifest = json.loads((root / "results" / "manifest.json").read_text())
+    assert manifest["run_records"] == {"full15": "run_records/full15.json"} and "full15" in manifest["grid"]
+    assert publish.verify(root) == []
+    empty = Store(tmp_path / "empty")
+    assert experiments.held("cartpole", "full15", empty, experiments.published_results(root / "results"), names) == (
+        grids["full15"])  # every unit published: the notebooks' n = 15 cells load it  # fmt: skip
+    tree = _tree(root / "results")
+    capsys.readouterr()
+    run(empty.root)
+    assert "results/ kept" in capsys.readouterr().out and _tree(root / "results") == tree
+
+    fresh, current = Store(tmp_path / "fresh-store"), experiments.published_results(root / "results")
+    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS],
+                                           compute=False) is None  # fmt: skip
+    pipeline = _pipeline()  # `run 06_eb_exploit_sweep -p compute_fresh=True` computes first what the notebook reads
+    options = {"command": "run", "target": "06_eb_exploit_sweep", "scheduler": "inline", "force": False}
+    assert pipeline.plan_fresh("cartpole", {}, fresh.root, current, options) is None
+    pipeline.compute_store(pipeline.plan_fresh("cartpole", {"compute_fresh": True}, fresh.root, current, options), False)
+    assert [json.loads(p.read_text())["profile"] for p in (fresh.root / "runs").glob("*.json")] == ["sweep_fresh"]
+    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS],
+                                           compute=False) is not None  # fmt: skip
+    run(fresh.root)
+    assert _units(root) == {**after, "dense runs": 4, "eb_exploit sweep": 4}  # seed 2's dense run is full15's too
+    assert sorted(json.loads((root / "results" / "manifest.json").read_text())["run_records"]) == ["full15", "sweep_fresh"]
+    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], empty, experiments.published_results(
+        root / "results"), [HYPOTHESIS], compute=False) is not None  # fmt: skip
+    assert publish.verify(root) == [] and [p for p in root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_side_profile_without_its_run_record_or_half_computed_is_refused(tiny, tmp_path):
+    """A store holding all of full15's new units but no record of a full15 run that computed,
+    or only some of them: PublishError, nothing changed."""
+    from ebnb import experiments
+    from ebnb.store import Store
+
+    root, run, grids = tiny
+    tree, side = _tree(root), Store(tmp_path / "side-store")
+    current = experiments.published_results(root / "results")
+    experiments._results(side, experiments.steps("cartpole", grids["full15"])["retrain"], current, progress=False)
+    with pytest.raises(publish.PublishError, match="some of full15's units but not all"):
+        run(side.root)
+    for step in ("winning tickets", "finetune", "eb_exploit"):
+        experiments._results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+    (side.folder("runs") / "b.json").write_text(json.dumps(_record("full", "2026-02-02T00:00:00+00:00")))
+    with pytest.raises(publish.PublishError, match="no record .* of a run at profile full15 that computed"):
+        run(side.root)
+    assert _tree(root) == tree

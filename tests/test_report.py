@@ -5,6 +5,7 @@ inputs fail before anything is written."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -19,6 +20,8 @@ from ebnb import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_RECORD = ROOT / "results" / "run_record.json"
+README = ROOT / "README.md"
+EXECUTED = ROOT / "notebooks" / "executed"
 THESIS_ORDER = ["3.3", "3.4", "3.5", "3.6", "3.7", "3.8"]
 
 
@@ -48,7 +51,7 @@ def links(page: Path) -> Links:
 def site(tmp_path_factory) -> Path:
     """The report of this checkout's published results, built once for the module."""
     destination = tmp_path_factory.mktemp("report")
-    index = report.build(destination, ROOT / "figures", ROOT / "notebooks" / "executed", RUN_RECORD)
+    index = report.build(destination, ROOT / "figures", ROOT / "notebooks" / "executed", RUN_RECORD, README)
     assert index == destination / "index.html"
     return destination
 
@@ -93,7 +96,55 @@ def test_pages_load_nothing_from_the_network(site):
 def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    assert "Retrained Early-Bird tickets (all four criteria)" in index  # a notebook's findings
+    retrain = report.findings(nbformat.read(EXECUTED / "02_retrain-cartpole.ipynb", as_version=4))
+    assert html.escape(retrain) in index.split('id="figure-3-4"')[1], "a notebook's findings, under its figure"
+
+
+class Text(HTMLParser):
+    """The text of an HTML fragment, whitespace collapsed."""
+
+    def __init__(self, fragment: str):
+        super().__init__()
+        self.parts: list[str] = []
+        self.feed(fragment)
+        self.text = " ".join("".join(self.parts).split())
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def markdown_text(markdown: str) -> str:
+    """What a reader sees of simple markdown (emphasis, code, links, lists), whitespace collapsed."""
+    markdown = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    markdown = re.sub(r"^\s*[-*] ", "", markdown, flags=re.MULTILINE)
+    return " ".join(markdown.replace("**", "").replace("*", "").replace("`", "").split())
+
+
+def test_the_report_opens_with_the_readmes_verdict_section(site):
+    index = (site / "index.html").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("\n## Does the thesis hold?\n", 1)[1].split("\n## ", 1)[0]
+    shown = index.split('<section id="thesis-verdict">', 1)[1].split("</section>", 1)[0]
+    assert Text(shown).text == "Does the thesis hold? From the README. " + markdown_text(section)
+    assert "supported" in Text(shown).text
+    assert index.index('id="thesis-verdict"') < index.index('id="figure-3-3"'), "the first section"
+    assert 'href="#thesis-verdict"' in index.split("<ul>", 1)[1].split("</ul>", 1)[0], "listed in the contents"
+
+
+def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# ebnb\n\n## Does the thesis hold?\n\n**1. A claim: not supported.** See "
+                      "[the protocol](docs/protocol.md#statistics), <b>raw</b> HTML.\n\n### Detail\n\n- *one*: 0.29\n"
+                      "\n## Figures\n\nNot this.\n", encoding="utf-8")  # fmt: skip
+    shown = report.thesis_verdict(readme)
+    assert "<strong>1. A claim: not supported.</strong>" in shown and "<li><em>one</em>: 0.29</li>" in shown
+    assert "the protocol" in shown and "href" not in shown, "links point into the repository: text only"
+    assert "&lt;b&gt;raw&lt;/b&gt;" in shown and "<h3>Detail</h3>" in shown and "Not this" not in shown
+    readme.write_text("# ebnb\n\n## Does the thesis hold\n\nNo question mark: another heading.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section '## Does the thesis hold\?'"):
+        report.thesis_verdict(readme)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nothing.md"))):
+        report.thesis_verdict(tmp_path / "nothing.md")
 
 
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
@@ -107,7 +158,10 @@ def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
         assert path.name.startswith("fig") or f'<img src="{shown}"' in beyond, shown
     sparse = index.split('id="beyond-05_controls-full_sparse"')[1]
     assert 'href="notebooks/05_controls-acrobot-full_sparse.html"' in sparse and "P=0.98" in sparse
-    assert "best saving at a return not worse than unpruned" in beyond  # notebook 06's findings
+    for key in {f.number for f in report.beyond_thesis_figures(ROOT / "figures")}:
+        assert f"<h3>{html.escape(report.BEYOND_THESIS[key].title)}</h3>" in beyond, key  # each caption, from the code
+    sweep = report.findings(nbformat.read(EXECUTED / "06_eb_exploit_sweep-cartpole.ipynb", as_version=4))
+    assert html.escape(sweep) in beyond.split('id="beyond-06_eb_exploit_sweep"')[1]  # notebook 06's findings
     assert 'Its findings are under <a href="#figure-3-4">Figure 3.4</a>' in beyond
 
 
@@ -139,8 +193,8 @@ def test_figure_names_with_or_without_the_version_map_to_their_notebook(name, nu
     assert (figure.number, figure.notebook) == (number, notebook)
 
 
-def synthetic_inputs(root: Path) -> tuple[Path, Path, Path]:
-    """Figures named with env ids, one-cell notebooks that print a finding, a run record."""
+def synthetic_inputs(root: Path) -> tuple[Path, Path, Path, Path]:
+    """Figures named with env ids, one-cell notebooks that print a finding, a run record, a README."""
     figures, executed = root / "figures", root / "executed"
     figures.mkdir()
     executed.mkdir()
@@ -157,33 +211,40 @@ def synthetic_inputs(root: Path) -> tuple[Path, Path, Path]:
     record = root / "run_record.json"
     record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
                                   "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
-    return figures, executed, record
+    readme = root / "README.md"
+    readme.write_text("# ebnb\n\n## Does the thesis hold?\n\nPartly.\n", encoding="utf-8")
+    return figures, executed, record, readme
 
 
 def test_a_missing_input_names_the_file_and_writes_nothing(tmp_path):
-    figures, executed, record = synthetic_inputs(tmp_path)
+    figures, executed, record, readme = synthetic_inputs(tmp_path)
     destination = tmp_path / "site"
     with pytest.raises(FileNotFoundError, match=r"fig3_6_<what>_<env>\.png"):
-        report.build(destination, figures, executed, record)
+        report.build(destination, figures, executed, record, readme)
     shutil.copyfile(next(figures.glob("*.png")), figures / "fig3_6_retrain_vs_finetune_acrobot-v1.png")
     with pytest.raises(FileNotFoundError, match=re.escape(str(executed / "03_finetune-acrobot.ipynb"))):
-        report.build(destination, figures, executed, record)
+        report.build(destination, figures, executed, record, readme)
     assert not destination.exists()
     shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
     shutil.copyfile(next(figures.glob("*.png")), figures / "mystery_plot_cartpole-v0.png")
     with pytest.raises(ValueError, match=r"mystery_plot_cartpole-v0\.png is no figure this report knows"):
-        report.build(destination, figures, executed, record)
+        report.build(destination, figures, executed, record, readme)
     (figures / "mystery_plot_cartpole-v0.png").unlink()
     record.write_text(json.dumps({"commit": "abc123"}))
     with pytest.raises(ValueError, match=rf"{re.escape(str(record))} lacks cpu, cores, start, end, wall_s"):
-        report.build(destination, figures, executed, record)
+        report.build(destination, figures, executed, record, readme)
+    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
+                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    readme.write_text("# ebnb\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section"):
+        report.build(destination, figures, executed, record, readme)
     assert not destination.exists()
 
 
 def test_a_site_from_figures_named_by_env_id(tmp_path):
-    figures, executed, record = synthetic_inputs(tmp_path)
+    figures, executed, record, readme = synthetic_inputs(tmp_path)
     shutil.copyfile(next(figures.glob("*.png")), figures / "fig3_6_retrain_vs_finetune_acrobot-v1.png")
     shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
-    index = report.build(tmp_path / "site", figures, executed, record).read_text(encoding="utf-8")
+    index = report.build(tmp_path / "site", figures, executed, record, readme).read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    assert "02_retrain: a finding" in index and 'href="notebooks/03_finetune-acrobot.html"' in index
+    assert "<p>Partly.</p>" in index and "02_retrain: a finding" in index and 'href="notebooks/03_finetune-acrobot.html"' in index

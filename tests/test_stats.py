@@ -1,7 +1,7 @@
 """The tests of `ebnb.stats` against known values: scipy's Welch t-tests shifted by the margin,
 scipy's Benjamini-Hochberg, a hand-worked Holm example, a hand-worked Kaplan-Meier restricted
 mean, scipy's exact Wilcoxon and paired t interval, and the power of the minimum detectable
-effect by simulation."""
+effect by simulation; the interquartile mean and its bootstrap interval."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def test_samples_without_spread_are_decided_by_their_means():
     assert stats.non_inferiority(capped - 5, capped, 4.0, True).p == 1.0
     assert stats.non_inferiority(capped - 5, capped, 6.0, True).p == 0.0
     assert stats.worse(capped - 5, capped, True).p == 0.0 and stats.worse(capped, capped, True).p == 1.0
+
+
+@pytest.mark.parametrize(("ticket", "reference", "higher", "expected"), [
+    ([104.0], [100.0, 99.0, 101.0], False, 0.0),  # one ticket, longer: worse
+    ([104.0], [100.0, 99.0, 101.0], True, 1.0),
+    ([110.0, 90.0], [100.0], True, 1.0),  # one reference value, equal means: not worse
+    ([95.0, 80.0], [100.0], True, 0.0),
+])  # fmt: skip
+def test_a_sample_of_one_value_is_decided_by_the_means(ticket, reference, higher, expected):
+    assert stats.worse(ticket, reference, higher).p == expected
+    assert stats.paired_worse(ticket[:1], reference[:1], higher).p == expected
 
 
 def test_worse_is_scipys_one_sided_welch_test():
@@ -146,6 +157,17 @@ def test_paired_ni_is_scipys_paired_t_shifted_by_the_margin():
         assert ni.bound == pytest.approx((ci.low if higher else ci.high) - shift, rel=1e-9)
 
 
+def test_paired_worse_is_scipys_one_sided_paired_t_test():
+    a, b = RNG.normal(0, 1, 10), RNG.normal(0.5, 1, 10)
+    for higher, alternative in ((True, "less"), (False, "greater")):
+        scipy = scipy_stats.ttest_rel(a, b, alternative=alternative)
+        shown = stats.paired_worse(a, b, higher)
+        assert shown.p == pytest.approx(scipy.pvalue, rel=1e-9)
+        ci = scipy.confidence_interval(0.95)
+        assert shown.bound == pytest.approx(ci.high if higher else ci.low, rel=1e-9)
+        assert shown.estimate == pytest.approx(np.mean(a - b))
+
+
 def test_the_paired_minimum_detectable_effect_is_detected_with_80_percent_power():
     differences = np.random.default_rng(2).normal(0.0, 30.0, 10)
     effect = stats.paired_min_detectable_effect(differences)
@@ -154,3 +176,57 @@ def test_the_paired_minimum_detectable_effect_is_detected_with_80_percent_power(
     p = scipy_stats.ttest_1samp(draws, 0.0, axis=1, alternative="greater").pvalue
     assert np.mean(p < 0.05) == pytest.approx(0.80, abs=0.015)
     assert stats.paired_min_detectable_effect([5.0] * 4) == 0.0
+
+
+# ---- IQM and its bootstrap interval ------------------------------------------------------------
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert stats.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # mean of 3, 4, 5, 6
+    assert stats.iqm(range(1, 11)) == 5.5 == np.mean(range(3, 9)), "n = 10: 2 cut from each end, the middle 6"
+    assert stats.iqm([0, 0, 1, 1, 1, 1, 1, 1, 100, 100]) == 1.0
+    assert stats.iqm([-100, 1, 2, 3, 4, 5, 6, 100]) == 3.5  # outliers cut: mean of 2, 3, 4, 5
+    assert stats.iqm([7, 1, 3, 5]) == 4.0  # order does not matter: mean of 3, 5
+    assert stats.iqm([2.0, 2.0, 2.0]) == 2.0
+
+
+@pytest.mark.parametrize("values", [
+    [-500.0] * 6 + [-120.0, -100.0, -95.0, -90.0],  # Acrobot returns, a capped tail
+    [500.0] * 8 + [300.0, 120.0],  # lengths at the episode cap
+    list(np.random.default_rng(1).exponential(50.0, 10)),
+    [3.0, 1.0, 2.0],
+])  # fmt: skip
+def test_the_iqm_interval_holds_the_iqm_and_stays_within_the_data(values):
+    centre, low, high = stats.iqm_ci(values)
+    assert centre == stats.iqm(values)
+    assert min(values) <= low <= centre <= high <= max(values)
+    assert stats.iqm_ci(values) == (centre, low, high), "a fixed generator: the same interval every time"
+
+
+def test_the_iqm_interval_is_the_percentile_bootstrap_over_seeds():
+    """Against a hand-written percentile bootstrap (another generator: equal up to Monte Carlo error)."""
+    values = np.random.default_rng(3).normal(100.0, 10.0, 30)
+    centre, low, high = stats.iqm_ci(values)
+    resamples = values[np.random.default_rng(7).integers(0, len(values), (10_000, len(values)))]
+    hand_low, hand_high = np.percentile(scipy_stats.trim_mean(resamples, 0.25, axis=1), [2.5, 97.5])
+    assert low == pytest.approx(hand_low, abs=0.05 * (hand_high - hand_low))
+    assert high == pytest.approx(hand_high, abs=0.05 * (hand_high - hand_low))
+    assert stats.iqm_ci(values, confidence=0.5)[1] > low, "a narrower confidence level, a narrower interval"
+
+
+def test_the_iqm_interval_is_undefined_below_three_seeds_and_a_point_without_spread():
+    for values in ([1.0, 3.0], [4.0]):
+        centre, low, high = stats.iqm_ci(values)
+        assert centre == stats.iqm(values) and np.isnan(low) and np.isnan(high)
+    assert stats.iqm_ci([5.0] * 4) == (5.0, 5.0, 5.0)
+
+
+def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
+    """The input-survival figure bootstraps every episode at once; each column's interval is
+    the one `bootstrap_interval` gives that column alone (up to the rounding of numpy's mean,
+    which sums a strided column in another order)."""
+    values = np.random.default_rng(5).normal(size=(10, 7))
+    low, high = stats.bootstrap_interval(values, np.mean)
+    for column in range(values.shape[1]):
+        np.testing.assert_allclose((low[column], high[column]), stats.bootstrap_interval(values[:, column], np.mean),
+                                   rtol=1e-12)

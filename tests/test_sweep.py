@@ -15,6 +15,7 @@ import pytest
 from ebnb import analysis, compute, experiments, sweep
 from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
 from ebnb.store import Store, config_hash
+from ebnb.stats import holm as ebnb_holm
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -247,7 +248,7 @@ def test_the_sweep_has_one_unit_per_seed_and_a_grid_change_keeps_traces(made):
     assert {MaskTrace(u.dense) for u in narrower} == {MaskTrace(u.dense) for u in units}, "traces are per dense run"
 
 
-def test_the_summary_judges_each_settings_return_against_unpruned():
+def test_the_summary_gives_each_settings_iqm_saving():
     rng = np.random.default_rng(0)
     baseline = pd.DataFrame({"test_return": 200 + rng.normal(0, 1, 10)})
     rows = []
@@ -256,9 +257,9 @@ def test_the_summary_judges_each_settings_return_against_unpruned():
             rows.append({"seed": seed, "P": 0.2, "xi": xi, "window": 1, "detector": "last_two", "start": "episode_1",
                          "found": True, "prune_episode": 5, "test_return": 200 + shift + noise,
                          "relative_env_steps": cost, "relative_updates": cost})  # fmt: skip
-    summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline)
-    assert summary.set_index("xi")["return_ok"].to_dict() == {0.05: True, 0.1: True, 0.2: False}
-    assert summary.set_index("xi")["saving"].to_dict() == pytest.approx({0.05: 0.0, 0.1: 0.5, 0.2: 0.7})
+    summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline).set_index("xi")
+    assert summary["saving"].to_dict() == pytest.approx({0.05: 0.0, 0.1: 0.5, 0.2: 0.7})
+    assert summary.loc[0.2, "test_return"] == pytest.approx(150, abs=1.5)
 
 
 # ---- the sweep's statistics (no training: small tables) -------------------------------------------
@@ -288,7 +289,8 @@ def test_settings_with_the_same_prune_schedule_are_one_hypothesis():
     table = sweep.schedules(_sweep_table(costs, drawn))
     assert table.set_index(["xi", "window"])["schedule"].to_dict() == {(0.1, 1): 0, (0.1, 2): 1, (0.2, 1): 0}
     assert table.set_index(["xi", "window"])["merged"].to_dict() == {(0.1, 1): 2, (0.1, 2): 1, (0.2, 1): 2}
-    saved = sweep.savings(_sweep_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}))
+    saved = sweep.savings(_sweep_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}),
+                          "CartPole-v0")
     assert len(saved) == 2 and saved[["xi", "window", "merged"]].values.tolist() == [[0.1, 1, 2], [0.1, 2, 1]]
 
 
@@ -301,7 +303,7 @@ def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_
              (0.05, 1): 1 - rng.normal(0.05, 0.05, 10)}  # fmt: skip
     drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
     baseline = pd.DataFrame({"seed": range(10), "test_return": [200.0, 199.0] * 5})
-    saved = sweep.savings(_sweep_table(costs, drawn), baseline).set_index("xi")
+    saved = sweep.savings(_sweep_table(costs, drawn), baseline, "CartPole-v0").set_index("xi")
     raw = {}
     for (xi, _), cost in costs.items():
         saving = 1 - cost
@@ -319,6 +321,48 @@ def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_
     assert saved["p_env_steps_holm"].to_dict() == pytest.approx(holm)
     assert saved.loc[0.1, "saves_env_steps"] and not saved.loc[0.2, "saves_env_steps"]
     assert (saved["p_env_steps_holm"] > saved["p_env_steps"]).any(), "adjusted: larger than the raw p-values"
+
+
+@pytest.mark.parametrize(("env_id", "worst"), [("CartPole-v0", 0.0), ("Acrobot-v1", -500.0)])
+def test_the_return_is_judged_by_criterion_1s_ni_test_paired_by_seed_with_holm_over_the_schedules(env_id, worst):
+    """Per distinct schedule: the paired NI test at criterion 1's margin (5% of the distance
+    from the unpruned mean to the worst return) and the paired test of 'worse', against
+    scipy's one-sample t-tests of the differences; Holm over the schedules; three states."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    unpruned = -100.0 + rng.normal(0, 5, 10) if worst else 180.0 + rng.normal(0, 5, 10)
+    baseline = pd.DataFrame({"seed": range(10), "test_return": unpruned})
+    margin = 0.05 * (unpruned.mean() - worst)
+    shifts = {0.1: rng.normal(0, 0.05 * margin, 10), 0.2: rng.normal(-4 * margin, 0.1 * margin, 10),
+              0.05: -0.5 * margin + 2 * margin * np.array([-1.0, 1.0] * 5)}  # fmt: skip
+    costs = {(xi, 1): np.full(10, 0.9) for xi in shifts}
+    drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
+    table = _sweep_table(costs, drawn)
+    table["test_return"] = [unpruned[seed] + shifts[xi][seed] for xi, seed in zip(table.xi, table.seed)]
+    saved = sweep.savings(table, baseline, env_id).set_index("xi")
+    assert saved["return_margin"].tolist() == pytest.approx([margin] * 3)
+    raw_ni = {xi: stats.ttest_1samp(d, -margin, alternative="greater").pvalue for xi, d in shifts.items()}
+    raw_worse = {xi: stats.ttest_1samp(d, 0.0, alternative="less").pvalue for xi, d in shifts.items()}
+    assert saved["p_return_ni"].to_dict() == pytest.approx(raw_ni, rel=1e-9)
+    assert saved["p_return_worse"].to_dict() == pytest.approx(raw_worse, rel=1e-9)
+    low = {xi: d.mean() - stats.t.ppf(0.95, 9) * stats.sem(d) for xi, d in shifts.items()}
+    assert saved["return_bound"].to_dict() == pytest.approx(low, rel=1e-9)
+    for column in ("p_return_ni", "p_return_worse"):
+        holm = ebnb_holm(saved[column].to_numpy())
+        assert saved[f"{column}_holm"].tolist() == pytest.approx(holm.tolist())
+        assert (saved[f"{column}_holm"] >= saved[column]).all() and (saved[f"{column}_holm"] > saved[column]).any()
+    assert saved["return_state"].to_dict() == {0.1: analysis.SHOWN_NI, 0.2: analysis.SHOWN_WORSE,
+                                               0.05: analysis.NEITHER}  # fmt: skip
+
+
+def test_a_schedule_that_never_prunes_returns_the_unpruned_return_and_is_shown_non_inferior():
+    baseline = pd.DataFrame({"seed": range(10), "test_return": 150.0 + np.arange(10.0)})
+    table = _sweep_table({(0.1, 1): np.ones(10)}, {(0.1, 1): [-1] * 10})
+    table["test_return"] = baseline.test_return.to_numpy()
+    row = sweep.savings(table, baseline, "CartPole-v0").iloc[0]
+    assert row.return_difference == 0.0 and row.p_return_ni == 0.0 and row.p_return_worse == 1.0
+    assert row.return_state == analysis.SHOWN_NI
 
 
 def test_hypotheses_are_the_top_k_distinct_schedules_per_p_that_save():
@@ -342,8 +386,8 @@ def test_the_published_sweep_merged_and_adjusted():
     with tempfile.TemporaryDirectory() as directory:
         store = Store(directory)
         saved = {env: sweep.savings(experiments.eb_exploit_sweep(env, g, store, published),
-                                    experiments.baseline(env, g, store, published))
-                 for env in ("cartpole", "acrobot")}  # fmt: skip
+                                    experiments.baseline(env, g, store, published), env_id)
+                 for env, env_id in (("cartpole", "CartPole-v0"), ("acrobot", "Acrobot-v1"))}  # fmt: skip
     assert {env: len(table) for env, table in saved.items()} == {"cartpole": 87, "acrobot": 160}
     assert not any(table["saves_env_steps"].any() or table["saves_updates"].any() for table in saved.values())
     assert (saved["acrobot"]["p_env_steps"] < 0.05).sum() == 1
