@@ -145,7 +145,7 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
 
     from ebnb.experiments import default_outputs, shown
 
-    from ebnb import ownership
+    from ebnb import jupyter, ownership
 
     output = ownership.new_file(run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
     parameters = {"env": env, "profile": profile, **overrides}
@@ -160,7 +160,8 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
             # the kernel talks over Unix sockets in a private folder, not unencrypted TCP on localhost
             ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
             papermill.execute_notebook(str(SOURCE / f"{notebook}.ipynb"), str(output), parameters=parameters,
-                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc)  # fmt: skip
+                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc,
+                                       kernel_manager_class=jupyter.ShutdownKernelManager)  # fmt: skip
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
@@ -332,8 +333,9 @@ def plan_fresh(env: str, overrides: dict, store: Path | None, published, options
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     """Run the shards, one line per shard, then write the run record to <store>/runs/ and
-    print it as a table; return it. With `always_record` False, shards found stored are not
-    reported, and a run that computed nothing leaves no record (returns None)."""
+    print it as a table; return it. A run that computed nothing writes no record (a complete
+    store is only read); with `always_record` False it is not returned either (None), and shards
+    found stored are not reported."""
     from ebnb import accounting, experiments
     from ebnb.store import Store
 
@@ -362,6 +364,9 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
     steps += [(env, name, units, computed[(env, name)], costs.get((env, name), []))
               for (env, name), units in planned.items()]  # fmt: skip
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
+    if not counts["computed"] + counts["resumed"]:
+        print("[compute] nothing computed: no run record written", flush=True)
+        return record
     path = accounting.write(record, Store(plan.store).folder("runs"))
     print(f"[compute] run record: {experiments.shown(path)}\n{accounting.table(record)}", flush=True)
     return record

@@ -84,7 +84,8 @@ def run(
 ) -> Iterator[tuple[str, str, shards.ShardReport]]:
     """Compute every shard of `work`, and of the inputs its steps plan once their needs are
     stored (`ebnb.experiments.input_stages`); yield (env, step name, report) as shards finish.
-    `force`: recompute the stored units too, replacing them (`ebnb.shards.run`)."""
+    `force`: recompute the stored units too, replacing them (`ebnb.shards.run`). A store that
+    holds all of it is only read, in this process, whatever the scheduler (no cluster, no probe)."""
     check_scheduler(scheduler)
     planned = {(env, step.name) for env, step in work if step.inputs is not None}
     for env, step in work:
@@ -92,10 +93,16 @@ def run(
             raise ValueError(f"{step.name} needs a step whose inputs are planned while it runs; put it in its own run")
     if not work:
         return
-    if scheduler == "inline":
+    if scheduler == "inline" or (not force and _stored(Store(store_root), work)):  # nothing for Dask: no probe
         yield from _run_inline(Store(store_root), work, shard_size, checkpoint_every, progress, force)
     else:
         yield from _run_dask(store_root, work, shard_size, scheduler, checkpoint_every, workers, force)
+
+
+def _stored(store: Store, work) -> bool:
+    """Whether the store holds every unit of `work` and of the inputs its steps plan (only reads)."""
+    return all(store.exists(step.kind, unit) for _, step in work for unit in step.units) and \
+        not any(next(input_stages(store, step), None) for _, step in work)
 
 
 def _cut(step: Step, shard_size: int) -> list[shards.Shard]:

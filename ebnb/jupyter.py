@@ -1,8 +1,12 @@
-"""Jupyter saves a notebook as git stores it: a pre-save hook of jupyter_server's contents manager
-that passes a notebook through its git clean filter (for source notebooks: nbstripout, see
-.gitattributes and tools/git-filter.sh), so that after a save the file on disk is the committed
-one byte for byte and plain `git status` stays clean. tools/git-filter.sh installs it as
-`ContentsManager.pre_save_hook` in the environment's Jupyter config."""
+"""Jupyter as ebnb uses it.
+
+- `clean_before_save`: Jupyter saves a notebook as git stores it. A pre-save hook of
+  jupyter_server's contents manager that passes a notebook through its git clean filter (for
+  source notebooks: nbstripout, see .gitattributes and tools/git-filter.sh), so that after a save
+  the file on disk is the committed one byte for byte and plain `git status` stays clean.
+  tools/git-filter.sh installs it as `ContentsManager.pre_save_hook` in the environment's config.
+- `ShutdownKernelManager`: the kernel manager of the pipeline's papermill runs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 
 
 def _git(folder: Path, *args: str) -> str:
@@ -42,3 +47,14 @@ def clean_before_save(model: dict, path: str, contents_manager, **kwargs) -> Non
     cleaned = subprocess.run(command, shell=True, cwd=top, input=text, capture_output=True, text=True, timeout=120,
                              check=True).stdout  # fmt: skip
     model["content"] = nbformat.reads(cleaned, as_version=nbformat.NO_CONVERT)
+
+
+class ShutdownKernelManager(AsyncKernelManager):
+    """jupyter_client's kernel manager, except that a kernel asked to shut down is not sent SIGINT
+    first (jupyter_client 8 interrupts before its shutdown request: a kernel still in a message
+    handler then logs '[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.' after a run that
+    succeeded). Interrupts asked for otherwise (nbclient's on a cell timeout) are sent."""
+
+    async def _async_interrupt_kernel(self) -> None:
+        if not self.shutting_down:  # set by _async_shutdown_kernel just before its interrupt
+            await super()._async_interrupt_kernel()

@@ -349,6 +349,32 @@ def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, mo
     assert tree(store.root) == before
 
 
+def _complete_store(root: Path, notebook: str) -> Store:
+    """A store holding every unit `notebook` reads at the quick profile, seed 0 (stand-in results)."""
+    from ebnb import experiments
+
+    store = Store(root)
+    for _, step in compute.plan(["cartpole"], pipeline.NOTEBOOK_STEPS[notebook], experiments.grid("quick", seeds=[0])):
+        for unit in step.units:
+            store.save(step.kind, unit, {"x": np.zeros(1)})  # a stand-in result: only its presence is read
+    return store
+
+
+@pytest.mark.parametrize("scheduler", ["inline", "local"])
+def test_compute_on_a_complete_store_writes_nothing_into_it(env, capsys, monkeypatch, no_lock, scheduler):
+    """`compute` where the store holds every unit: no lock, no run record, and on Dask no
+    cluster and no probe file (the store may be on a read-only disk)."""
+    store = _complete_store(env / "store", "01_mask_similarity")
+    before = tree(store.root)
+    monkeypatch.setattr(compute, "_run_dask", lambda *args: pytest.fail("Dask started for a complete store"))
+    code = pipeline.main(["--store", str(store.root), "compute", "01_mask_similarity", "--env", "cartpole",
+                          "--profile", "quick", "-p", "seeds=[0]", "--recompute", "--scheduler", scheduler])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "[compute] shards: 0 computed, 0 resumed from a checkpoint, 1 stored before" in printed
+    assert "nothing computed: no run record written" in printed
+    assert tree(store.root) == before
+
+
 # ---- damaged published results ------------------------------------------------------------------
 
 ROOT = Path(pipeline.__file__).resolve().parent

@@ -87,6 +87,7 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     assert re.search(r"^\[shard 1/1\] cartpole dense runs: 1 of its 1 units to compute$", result.stdout, re.M)
     assert "wall time per notebook" in result.stdout
     assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
+    assert "KeyboardInterrupt" not in result.stderr, "the kernel is shut down without SIGINT (ebnb.jupyter)"
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
     figures = ["fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
@@ -98,6 +99,45 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.M).group(1)
     assert re.search(r"^\s+dense runs\s+1/2\s+cached\s+[1-9][0-9.]* [KM]?i?B$", quick_cartpole, re.M), listing.stdout
     assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.M), listing.stdout
+
+
+def _sigint_at_shutdown(manager_class, marker: Path) -> bool:
+    """Whether a kernel started and shut down by `manager_class` was sent SIGINT on the way."""
+    import asyncio
+
+    code = ("import pathlib, signal\n"
+            f"def handler(*_): pathlib.Path({str(marker)!r}).write_text('SIGINT')\n"
+            "signal.signal(signal.SIGINT, handler)\n"
+            "get_ipython().kernel.saved_sigint_handler = handler  # what ipykernel restores after this cell")  # fmt: skip
+
+    async def run():
+        manager = manager_class(kernel_name="python3")
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=120)
+            reply = await client.execute_interactive(code, timeout=120)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        finally:
+            client.stop_channels()
+            await manager.shutdown_kernel()
+
+    asyncio.run(run())
+    return marker.exists()
+
+
+def test_the_pipeline_shuts_its_kernels_down_without_sigint(tmp_path):
+    """jupyter_client interrupts a kernel before asking it to shut down, and a kernel then still
+    in a message handler logs 'KeyboardInterrupt caught in kernel.' after a successful run; the
+    pipeline's kernel manager does not (if the first assert fails, jupyter_client stopped doing so
+    and ebnb.jupyter.ShutdownKernelManager can go)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from ebnb.jupyter import ShutdownKernelManager
+
+    assert _sigint_at_shutdown(AsyncKernelManager, tmp_path / "plain")
+    assert not _sigint_at_shutdown(ShutdownKernelManager, tmp_path / "pipeline")
 
 
 def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):

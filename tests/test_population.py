@@ -34,6 +34,7 @@ def record_actions(population: Population) -> list:
     return actions
 
 
+@pytest.mark.usefixtures("one_thread")  # one agent: torch's second thread only waits (8x slower on a busy machine)
 @pytest.mark.parametrize("cfg, episodes", [(CARTPOLE, 100), (ACROBOT, 10)], ids=["cartpole", "acrobot"])
 def test_engine_matches_reference_dqn(cfg, episodes):
     """Same actions, returns and epsilon as the independent reference, and the same parameters
@@ -258,6 +259,7 @@ def _magnitude_mask(agent, fraction):
                                                                fraction)]  # fmt: skip
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("cfg", [CARTPOLE], ids=["cartpole-float64"])  # Acrobot: same, 35 s instead of 16 s
 def test_masked_engine_matches_reference_dqn_with_the_mask(cfg):
     """A pruned agent (m * theta_0, mask re-applied after every Adam step) takes the same actions,
