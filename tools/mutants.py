@@ -199,6 +199,13 @@ MUTANTS = [
          original="            if self.mask is not None:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
          replacement="            if False:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
          tests=[KERNEL + "test_one_update_equals_the_torch_path_per_agent"]),
+    # the engine's step-by-step path against the independent reference DQN
+    dict(name="engine-learns-a-step-early", file="ebnb/population.py",
+         original="(self.transitions >= cfg.learning_starts)", replacement="(self.transitions >= cfg.learning_starts - 1)",
+         tests=["tests/test_population.py::test_engine_matches_reference_dqn"]),
+    dict(name="engine-target-never-copied", file="ebnb/population.py",
+         original="                t.index_copy_(0, index, p.index_select(0, index))", replacement="                pass",
+         tests=["tests/test_population.py::test_engine_matches_reference_dqn"]),
     # issue 13: controls change exactly one thing, from the agent's own stream
     dict(name="control-ignored", file="ebnb/experiments.py",
          original="        if isinstance(unit, ControlRun):\n            return controls.control_start(",
