@@ -283,7 +283,8 @@ def _pipeline():
 def _publishing(tmp_path, monkeypatch):
     """pipeline, with its project root at `tmp_path`; a store holding only the run record of
     an `all`; executed notebooks in outputs/full/ and one new figure; and a copy of results/
-    (what the store lacks comes from there). Returns (pipeline, its arguments)."""
+    (what the store lacks comes from there) with nbval's references, which its manifest lists
+    once a `publish --nbval` has run. Returns (pipeline, its arguments)."""
     pipeline = _pipeline()
     (tmp_path / "store" / "runs").mkdir(parents=True)
     (tmp_path / "store" / "runs" / "2026-01-01T00-00-00+00-00.json").write_text(json.dumps(RECORD))
@@ -294,6 +295,7 @@ def _publishing(tmp_path, monkeypatch):
     (tmp_path / "out" / "full" / "figures" / "fig3_3_a.png").write_text("new figure")
     monkeypatch.setattr(pipeline, "ROOT", tmp_path)
     shutil.copytree(ROOT / "results", tmp_path / "results")
+    shutil.copytree(ROOT / "tests" / "notebooks", tmp_path / "tests" / "notebooks")
     return pipeline, ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"), "publish"]
 
 
@@ -331,7 +333,7 @@ def test_publish_without_new_results_keeps_results_and_mirrors_the_outputs(tmp_p
     before = json.loads((ROOT / "results" / "manifest.json").read_text())
     after = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert {k: v for k, v in after.items() if k != "published"} == {k: v for k, v in before.items() if k != "published"}
-    assert sorted(after["published"]) == ["figures", "notebooks/executed"]
+    assert sorted(after["published"]) == sorted({"figures", "notebooks/executed", *before.get("published", {})})
     assert publish.verify(tmp_path) == []
     assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png", "full_sparse"]
     assert len(list((tmp_path / "notebooks" / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(pipeline.ENVS)
