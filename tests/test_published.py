@@ -89,7 +89,7 @@ def test_units_with_different_columns_share_a_table_and_read_back_with_their_own
         pd.testing.assert_frame_equal(back[unit], frame)  # columns, order, dtypes and values
     same = {"CartPole-v0": {"retrain": {"a": {"result": old}, "b": {"result": old.assign(seed=1)}}}}
     uniform = published.tables(same)[0]["CartPole-v0/retrain.parquet"]
-    assert published.SCHEMAS not in (published.pq.read_schema(published.io.BytesIO(uniform)).metadata or {}), \
+    assert published.SCHEMAS not in (pq.read_schema(io.BytesIO(uniform)).metadata or {}), \
         "units that share their columns are written as before, so published bytes do not change"
 
 
