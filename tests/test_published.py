@@ -69,6 +69,30 @@ def test_published_tables_read_back_equal_to_what_the_store_holds(made):
     assert sorted(p.name for p in results.iterdir()) == ["CartPole-v0", "manifest.json", "run_record.json"]
 
 
+def test_units_with_different_columns_share_a_table_and_read_back_with_their_own(tmp_path):
+    """Published tickets computed before a column was added (seeds 0-9 of the full profile)
+    and after it (full15's seeds 10-14) go into one table; each reads back with exactly its
+    own columns and dtypes, the integers not turned into floats by the other units' NaNs."""
+    import io
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    old = pd.DataFrame({"seed": [0, 0], "length": [120, 95], "passed": [True, False]})
+    new = pd.DataFrame({"seed": [11], "length": [101], "passed": [True], "post_prune_env_steps": [2**40 + 3]})
+    parts = {"CartPole-v0": {"retrain": {"old unit": {"result": old}, "new unit": {"result": new}}}}
+    files, layout = published.tables(parts)
+    back = published._decode(files["CartPole-v0/retrain.parquet"], arrays=False)
+    by_hash = {published.config_hash(unit): frame for unit, frame in (("old unit", old), ("new unit", new))}
+    assert back.keys() == by_hash.keys()
+    for unit, frame in by_hash.items():
+        pd.testing.assert_frame_equal(back[unit], frame)  # columns, order, dtypes and values
+    same = {"CartPole-v0": {"retrain": {"a": {"result": old}, "b": {"result": old.assign(seed=1)}}}}
+    uniform = published.tables(same)[0]["CartPole-v0/retrain.parquet"]
+    assert published.SCHEMAS not in (pq.read_schema(io.BytesIO(uniform)).metadata or {}), \
+        "units that share their columns are written as before, so published bytes do not change"
+
+
 def test_the_analysis_from_published_results_equals_the_analysis_from_the_store(made, tmp_path, capsys):
     store, g, results = made
     empty, pub = Store(tmp_path / "empty"), published.Published(results)
