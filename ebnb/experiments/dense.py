@@ -23,7 +23,7 @@ def dense_step(env: str, g: Grid) -> Step:
 
 def dense_runs(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,
                parts: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
-    """The shared dense runs of `g.seeds` as `published_view` gives them (`parts` of it;
+    """The shared dense runs of `g.seeds` as `step.published_view` gives them (`parts` of it;
     trained together where neither the store nor `published` holds them)."""
     return step_results(store, dense_step(env, g), published, progress, parts)
 

@@ -70,7 +70,7 @@ PROFILES = {
                   control_episodes=(6,), sparse_fractions=(0.95,)),
     "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
     "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
-    # fresh seeds for the sweep's hypotheses only (`eb_exploit_sweep_at`, notebook 06's compute_fresh)
+    # fresh seeds for the sweep's hypotheses only (`exploit_sweep.eb_exploit_sweep_at`, notebook 06's compute_fresh)
     "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
 }
 

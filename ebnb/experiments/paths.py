@@ -34,7 +34,7 @@ def default_outputs() -> Path:
 
 
 def default_figures(run: str) -> Path:
-    """The figures folder of a run: <outputs>/<run>/figures, `run` as `run_name` gives it."""
+    """The figures folder of a run: <outputs>/<run>/figures, `run` as `grids.run_name` gives it."""
     return default_outputs() / run / "figures"
 
 

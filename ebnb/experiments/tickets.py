@@ -127,9 +127,11 @@ _TICKET_STEPS = {
     "retrain": ("ticket", lambda env, g: ticket_units(env, g, "retrain", g.prune_episodes)),
     "winning tickets": ("ticket", lambda env, g: ticket_units(env, g, "retrain", (CONVERGED,))),
     "finetune": ("ticket", lambda env, g: ticket_units(env, g, "finetune", g.prune_episodes)),
-    "sparse retrain": ("ticket", lambda env, g: ticket_units(env, g, "retrain", g.control_episodes, g.sparse_fractions)),
-    "sparse finetune": ("ticket", lambda env, g: ticket_units(env, g, "finetune", g.control_episodes,
-                                                               g.sparse_fractions)),
+    # beyond the thesis (notebook 05): sparser P, at the control episodes
+    "sparse retrain": ("ticket",
+                       lambda env, g: ticket_units(env, g, "retrain", g.control_episodes, g.sparse_fractions)),
+    "sparse finetune": ("ticket",
+                        lambda env, g: ticket_units(env, g, "finetune", g.control_episodes, g.sparse_fractions)),
     "retrain controls": ("control", lambda env, g: control_units(env, g, "retrain")),
     "finetune controls": ("control", lambda env, g: control_units(env, g, "finetune")),
 }  # fmt: skip
