@@ -28,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ebnb.store import CorruptResultError, config_hash, file_entry, npz_bytes
 
 MANIFEST = "manifest.json"
 RUN_RECORD = "run_record.json"
 UNIT = "unit"
+SCHEMAS = b"ebnb.unit_schemas"  # parquet metadata: each unit's columns and dtypes, where units differ
 
 
 def table_name(step: str, part: str, arrays: bool) -> str:
@@ -43,16 +46,36 @@ def table_name(step: str, part: str, arrays: bool) -> str:
     return stem + (".npz" if arrays else ".parquet")
 
 
+def _schema(frame: pd.DataFrame) -> list[list[str]]:
+    return [[str(column), str(dtype)] for column, dtype in frame.dtypes.items()]
+
+
 def _encode(step: str, results: Mapping[str, dict]) -> dict[str, tuple[str, bytes]]:
-    """{part: (file name, bytes)} of one step's results ({unit hash: parts}), a file per part."""
+    """{part: (file name, bytes)} of one step's results ({unit hash: parts}), a file per part.
+    Units of one table normally share their columns. Where they do not (units computed before
+    and after a column was added, e.g. ``post_prune_env_steps``), the table holds the union
+    of the columns, and its parquet metadata (`SCHEMAS`) each unit's own columns and dtypes,
+    so that every unit reads back exactly as it was written."""
     first = next(iter(results.values()))
     files = {}
     for part, value in first.items():
         if isinstance(value, pd.DataFrame):
-            table = pd.concat([r[part].assign(**{UNIT: h})[[UNIT, *r[part].columns]] for h, r in results.items()],
+            frames = {h: r[part] for h, r in results.items()}
+            table = pd.concat([frame.assign(**{UNIT: h})[[UNIT, *frame.columns]] for h, frame in frames.items()],
                               ignore_index=True)  # fmt: skip
             buffer = io.BytesIO()
-            table.to_parquet(buffer, engine="pyarrow", index=False)
+            schemas = [_schema(frame) for frame in frames.values()]
+            if all(schema == schemas[0] for schema in schemas):
+                table.to_parquet(buffer, engine="pyarrow", index=False)
+            else:
+                keys = [json.dumps(schema) for schema in schemas]
+                index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+                distinct = [json.loads(key) for key in index]
+                units = {h: index[key] for h, key in zip(frames, keys)}
+                arrow = pa.Table.from_pandas(table, preserve_index=False)
+                metadata = {**(arrow.schema.metadata or {}),
+                            SCHEMAS: json.dumps({"schemas": distinct, "units": units}).encode()}  # fmt: skip
+                pq.write_table(arrow.replace_schema_metadata(metadata), buffer)
             files[part] = table_name(step, part, arrays=False), buffer.getvalue()
         else:
             arrays = {f"{h}.{key}": array for h, r in results.items() for key, array in r[part].items()}
@@ -70,7 +93,14 @@ def _decode(data: bytes, arrays: bool) -> dict[str, object]:
                 out.setdefault(unit, {})[name] = npz[key]
             return out
     table = pd.read_parquet(io.BytesIO(data), engine="pyarrow")
-    return {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
+    units = {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
+    own = (pq.read_schema(io.BytesIO(data)).metadata or {}).get(SCHEMAS)
+    if own is None:
+        return units
+    own = json.loads(own)
+    schemas = [dict(schema) for schema in own["schemas"]]
+    return {unit: rows[list(schemas[own["units"][unit]])].astype(schemas[own["units"][unit]])
+            for unit, rows in units.items()}  # fmt: skip
 
 
 def _shown(path: Path) -> str:

@@ -228,3 +228,17 @@ def test_malformed_inputs_are_rejected(call, parameter):
 def test_unpack_rejects_an_impossible_length():
     with pytest.raises(ValueError, match="n must be in"):
         masks.unpack(np.zeros((3, 2), dtype=np.uint8), 17)
+
+
+def test_every_mask_is_drawn_by_the_criterion_the_registry_names():
+    """`masks.prune` draws with the protocol's criterion (global L1) unless told another one
+    `masks.CRITERIA` holds; an unknown name is an error listing the known ones."""
+    weights = population(ARCHITECTURES["cartpole"])
+    assert masks.CRITERION == "l1"
+    for name, criterion in masks.CRITERIA.items():
+        drawn = masks.prune(weights, 0.5, name)
+        assert all(torch.equal(a, b) for a, b in zip(drawn, criterion(weights, 0.5), strict=True)), name
+    default = masks.prune(weights, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(default, masks.global_magnitude_masks(weights, 0.5), strict=True))
+    with pytest.raises(ValueError, match="criterion: unknown 'l2'; allowed: l1"):
+        masks.prune(weights, 0.5, "l2")
