@@ -111,15 +111,16 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return grid_fields, eb_exploit, {k: v for k, v in overrides.items() if k in NOTEBOOK_OPTIONS}
 
 
-def check_overrides(overrides: dict, profile: str) -> None:
+def check_overrides(overrides: dict, profile: str):
     """The checks the notebooks' Python API makes, made before any notebook starts: the grid
     overrides make a valid grid, EB Exploit's parameters and its sweep grid are valid, the
-    notebook options have their types."""
+    notebook options have their types. Returns the run's grid (`ebnb.experiments.Grid`), the
+    one every later step of the run is given."""
     from ebnb import experiments, notebook, sweep
 
     grid_fields, eb_exploit, options = split_overrides(overrides)
     try:
-        experiments.grid(profile, **grid_fields)
+        g = experiments.grid(profile, **grid_fields)
         single = {k: v for k, v in eb_exploit.items() if k in experiments.EB_EXPLOIT_DEFAULTS}
         experiments.check_eb_exploit(**{**experiments.EB_EXPLOIT_DEFAULTS, **single})
         sweep.grid(**{k: v for k, v in eb_exploit.items() if k in sweep.DEFAULTS})
@@ -127,18 +128,19 @@ def check_overrides(overrides: dict, profile: str) -> None:
         raise UsageError(str(error)) from None
     if "use_published" in options:
         notebook.check_bool("use_published", options["use_published"])
+    return g
 
 
-def run_folder(profile: str, overrides: dict, out: Path) -> Path:
-    """<out>/<run>: the run's outputs folder, <run> naming the profile and the overrides
-    (`ebnb.experiments.run_name`, as the notebooks name their figures folder)."""
+def run_folder(profile: str, g, overrides: dict, out: Path) -> Path:
+    """<out>/<run>: the run's outputs folder, <run> naming the profile, its grid `g` and the
+    overrides (`ebnb.experiments.run_name`, as the notebooks name their figures folder)."""
     from ebnb import experiments
 
-    grid_fields, eb_exploit, _ = split_overrides(overrides)
-    return out / experiments.run_name(profile, experiments.grid(profile, **grid_fields), **eb_exploit)
+    _, eb_exploit, _ = split_overrides(overrides)
+    return out / experiments.run_name(profile, g, **eb_exploit)
 
 
-def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path | None, out: Path) -> float:
+def execute(notebook: str, env: str, profile: str, g, overrides: dict, store: Path | None, out: Path) -> float:
     """Run one notebook for one env into its run folder; return its wall time in seconds."""
     import papermill
     from traitlets.config import Config
@@ -147,7 +149,7 @@ def execute(notebook: str, env: str, profile: str, overrides: dict, store: Path 
 
     from ebnb import jupyter, ownership
 
-    output = ownership.new_file(run_folder(profile, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
+    output = ownership.new_file(run_folder(profile, g, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
     parameters = {"env": env, "profile": profile, **overrides}
     if store is not None:
         parameters["store_dir"] = str(store.resolve())
@@ -198,9 +200,9 @@ def kernels_import_this_checkout() -> None:
 NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (each kernel mostly loads and plots)
 
 
-def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None, out: Path,
+def run_grid(notebooks, envs, profile: str, g, overrides: dict, store: Path | None, out: Path,
              computes: dict | None = None) -> dict:  # fmt: skip
-    """Compute what the notebooks x envs read, in order (`computes`: (notebook, env) -> its
+    """Compute what the notebooks x envs of grid `g` read, in order (`computes`: (notebook, env) -> its
     ComputePlans, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
     time (each in its own kernel; they only read the store by then); print and return their
     wall times."""
@@ -215,7 +217,7 @@ def run_grid(notebooks, envs, profile: str, overrides: dict, store: Path | None,
                 compute_store(plan, always_record=False)
     start, workers = time.perf_counter(), min(NOTEBOOK_WORKERS, len(jobs))
     with ThreadPoolExecutor(workers) as pool:
-        seconds = pool.map(lambda job: execute(*job, profile, overrides, store, out), jobs)
+        seconds = pool.map(lambda job: execute(*job, profile, g, overrides, store, out), jobs)
         times = dict(zip(jobs, seconds))
     print("\n[pipeline] wall time per notebook")
     for (notebook, env), each in times.items():
@@ -239,7 +241,8 @@ def list_grid(store: Path | None, out: Path) -> None:
             for name, step in grid_steps.items():
                 done, size = sizes[name]
                 print(f"  {name:<16} {done:>4}/{len(step.units):<4} cached  {disk.human_size(size):>10}")
-            executed = [n for n in NOTEBOOKS if (run_folder(profile, {}, out) / f"{n}-{env}.ipynb").exists()]
+            executed = [n for n in NOTEBOOKS
+                        if (run_folder(profile, experiments.PROFILES[profile], {}, out) / f"{n}-{env}.ipynb").exists()]
             print(f"  executed notebooks: {', '.join(executed) or 'none'}")
     checkpoints = disk.directory_size(cache.root / "checkpoint")
     print(f"store {cache.root}: {disk.human_size(disk.directory_size(cache.root))} in all, "
@@ -256,10 +259,10 @@ class ComputePlan(NamedTuple):
     run: Callable
 
 
-def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | None, published, options: dict,
+def plan_compute(notebooks, envs, profile: str, g, overrides: dict, store: Path | None, published, options: dict,
                  forced: set | None = None, work: list | None = None):  # fmt: skip
     """Check the compute options and return what filling the store for `notebooks` x `envs`
-    will run: the units they read that neither the store nor `published` holds (nothing is
+    of grid `g` (of `profile`) will run: the units they read that neither the store nor `published` holds (nothing is
     computed yet). `options`: command, target, scheduler, workers, shard_size, population,
     checkpoint_every (None: the defaults), force (recompute the stored units too). `forced`:
     (env, step name) pairs an earlier plan of the same job forces, left out here and added to.
@@ -268,8 +271,7 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
     from ebnb.checkpoint import Checkpoint
     from ebnb.config import check_positive_int
 
-    grid_fields, eb_exploit, _ = split_overrides(overrides)
-    grid = experiments.grid(profile, **grid_fields)
+    _, eb_exploit, _ = split_overrides(overrides)
     compute.check_scheduler(options["scheduler"])
     def given(name, default):
         return default if options.get(name) is None else options[name]
@@ -283,14 +285,14 @@ def plan_compute(notebooks, envs, profile: str, overrides: dict, store: Path | N
         compute.check_workers(workers, options["scheduler"])
     step_names = {s for n in notebooks for s in NOTEBOOK_STEPS[n]}
     if work is None:
-        work = compute.plan(envs, step_names, grid, published, population=population, **eb_exploit)
+        work = compute.plan(envs, step_names, g, published, population=population, **eb_exploit)
     if forced is not None:
         work = [(env, step) for env, step in work if (env, step.name) not in forced]
         forced.update((env, step.name) for env, step in work)
     if work:
         compute.check_reachable(options["scheduler"])
     if published is not None:
-        asked = sum(len(step.units) for _, step in compute.plan(envs, step_names, grid, **eb_exploit))
+        asked = sum(len(step.units) for _, step in compute.plan(envs, step_names, g, **eb_exploit))
         left = sum(len(step.units) for _, step in work)
         if left < asked:
             print(f"[compute] {asked - left} of {asked} units from {experiments.shown(published.root)}/ (made by "
@@ -323,12 +325,13 @@ def plan_fresh(env: str, overrides: dict, store: Path | None, published, options
     settings = experiments.sweep_hypotheses(env, cache, published)
     if settings is None:
         return None
-    dense, *sweeps = experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
+    fresh = experiments.grid("sweep_fresh")
+    dense, *sweeps = experiments.sweep_at_steps(env, fresh, settings)
     narrowed = [experiments.to_compute({dense.name: dense, s.name: s}, [s.name], published) for s in sweeps]
     runs = dict.fromkeys(u for steps in narrowed for step in steps if step.name == dense.name for u in step.units)
     work = [(env, dataclasses.replace(dense, units=tuple(runs)))] if runs else []  # the sweeps read them from the store
     work += [(env, step) for steps in narrowed for step in steps if step.name != dense.name]
-    return plan_compute([], [env], "sweep_fresh", {}, store, published, options, work=work)
+    return plan_compute([], [env], "sweep_fresh", fresh, {}, store, published, options, work=work)
 
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
@@ -456,8 +459,8 @@ def _check_target(notebook: str, all_allowed: bool) -> list[str]:
 
 
 def _checked_job(args, store: Path | None, out: Path):
-    """(notebooks, envs, profile, overrides, compute plan for the whole job or None, compute
-    plans per notebook x env or None), all checked; nothing runs yet."""
+    """(notebooks, envs, profile, its grid, overrides, compute plan for the whole job or None,
+    compute plans per notebook x env or None), all checked; nothing runs yet."""
     from ebnb import experiments, notebook
     from ebnb.envs import canonical_env
 
@@ -476,7 +479,7 @@ def _checked_job(args, store: Path | None, out: Path):
         notebooks, envs, overrides = list(THESIS if args.thesis else NOTEBOOKS), args.env or list(ENVS), {}
         profile = "full" if args.command == "all" else "quick"
     envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
-    check_overrides(overrides, profile)
+    g = check_overrides(overrides, profile)
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
         overrides = {**overrides, "use_published": not args.recompute and notebook.check_bool(
             "use_published", overrides.get("use_published", True))}  # fmt: skip
@@ -487,15 +490,15 @@ def _checked_job(args, store: Path | None, out: Path):
                "shard_size": getattr(args, "shard_size", None), "population": getattr(args, "population", None),
                "checkpoint_every": getattr(args, "checkpoint_every", None), "force": args.force}  # fmt: skip
     if args.command in ("compute", "all"):
-        return notebooks, envs, profile, overrides, plan_compute(notebooks, envs, profile, overrides, store, published,
-                                                                 options), None  # fmt: skip
+        return notebooks, envs, profile, g, overrides, plan_compute(notebooks, envs, profile, g, overrides, store,
+                                                                    published, options), None  # fmt: skip
     forced = set() if args.force else None  # a step several notebooks read is recomputed once
-    per_notebook = {(n, e): [plan_compute([n], [e], profile, overrides, store, published, options, forced)]
+    per_notebook = {(n, e): [plan_compute([n], [e], profile, g, overrides, store, published, options, forced)]
                     for n in notebooks for e in envs}  # fmt: skip
     for (n, e), plans in per_notebook.items():
         fresh = plan_fresh(e, overrides, store, published, options) if n == "06_eb_exploit_sweep" else None
         plans += [fresh] if fresh is not None else []
-    return notebooks, envs, profile, overrides, None, per_notebook
+    return notebooks, envs, profile, g, overrides, None, per_notebook
 
 
 def main(argv=None) -> int:
@@ -537,12 +540,12 @@ def _main(args) -> None:
     errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)
     if args.command != "compute":
         errors.check_writable_folder("--out", out)
-    notebooks, envs, profile, overrides, whole, per_notebook = _checked_job(args, store, out)
+    notebooks, envs, profile, g, overrides, whole, per_notebook = _checked_job(args, store, out)
     started = time.perf_counter()
     if whole is not None:
         record = compute_store(whole)
     if args.command != "compute":
-        times = run_grid(notebooks, envs, profile, overrides, store, out, per_notebook)
+        times = run_grid(notebooks, envs, profile, g, overrides, store, out, per_notebook)
     if args.command == "all":
         from ebnb import accounting
         from ebnb.store import Store

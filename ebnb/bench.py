@@ -1,4 +1,4 @@
-"""Throughput of the engine against the plain sequential DQN (the tests' reference).
+"""Throughput of the engine against the plain sequential DQN (`ebnb.reference_dqn`, the tests' reference).
 
 Both train fresh agents with the thesis hyperparameters, learning on, until each agent has
 made `BENCH_STEPS` transitions (finishing the episode it is in); the engine's agents also
@@ -9,15 +9,13 @@ K agents in one population.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ebnb import masks
+from ebnb import masks, reference_dqn
 from ebnb.agent import fresh_agent
 from ebnb.config import DQNConfig
 from ebnb.population import Population
@@ -27,24 +25,12 @@ BENCH_STEPS = 3000
 DEFAULT_AGENTS = (1, 64, 256, 512)
 
 
-def _reference_module():
-    """tests/reference_dqn.py from the source checkout this package lives in."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "reference_dqn.py"
-    if not path.exists():
-        raise RuntimeError(f"bench needs the reference DQN at {path}: run it from a source checkout")
-    spec = importlib.util.spec_from_file_location("reference_dqn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def sequential_steps_per_s(cfg: DQNConfig, steps: int = BENCH_STEPS, repeats: int = 3) -> float:
     """Median env-steps/s of the reference DQN over `repeats` seeds."""
-    reference = _reference_module()
     rates = []
     for seed in range(repeats):
         start = time.perf_counter()
-        made = reference.train(cfg, seed, cfg.max_episodes, max_steps=steps)["steps"]
+        made = reference_dqn.train(cfg, seed, cfg.max_episodes, max_steps=steps)["steps"]
         rates.append(made / (time.perf_counter() - start))
     return statistics.median(rates)
 

@@ -1,7 +1,7 @@
 """Pruning masks over a population of Q-networks.
 
-The engine stores K networks as stacked weight matrices ``W_l`` of shape ``[K, in_l, out_l]``
-(biases are never pruned). A mask is a list of ``torch.bool`` tensors with the same shapes:
+The engine stores K networks as stacked weight matrices ``W_l`` of shape ``[K, out_l, in_l]``
+(``torch.nn.Linear``'s layout per agent: `ebnb.qnet`; biases are never pruned). A mask is a list of ``torch.bool`` tensors with the same shapes:
 True = kept, False = pruned. Use :func:`to_float` where a 0/1 multiplier is needed.
 
 Per agent, the weights of all layers are viewed as one flat vector of length N: layers
@@ -72,10 +72,24 @@ def global_magnitude_masks(weights: Sequence[Tensor], fraction: float) -> Mask:
     return _prune_first(torch.argsort(magnitudes, dim=1, stable=True), n, shapes)
 
 
+# The pruning criteria a mask can be drawn by: name -> (per-agent weights, P) -> mask. The
+# controls of a ticket (random masks, shuffled layers, ...) change a drawn mask: `ebnb.controls`.
+CRITERIA = {"l1": global_magnitude_masks}
+CRITERION = "l1"  # the protocol's: global unstructured magnitude pruning (docs/protocol.md)
+
+
+def prune(weights: Sequence[Tensor], fraction: float, criterion: str = CRITERION) -> Mask:
+    """The mask `criterion` (a name in `CRITERIA`) draws from per-agent `weights` [K, out, in]
+    at P = `fraction`; every mask of the experiments is drawn here."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: unknown {criterion!r}; allowed: {', '.join(CRITERIA)}")
+    return CRITERIA[criterion](weights, fraction)
+
+
 def random_masks(shapes: Sequence[Sequence[int]], fraction: float, seeds: Sequence[int]) -> Mask:
     """Random masks pruning exactly round(P * N) weights per agent (the usual control).
 
-    `shapes` are the weight shapes [K, in_l, out_l]; agent k's mask is a function of
+    `shapes` are the weight shapes [K, out_l, in_l]; agent k's mask is a function of
     `seeds[k]` alone (a torch.Generator per agent), whatever the other agents are.
     """
     n_weights = sum(_layer_sizes(shapes))

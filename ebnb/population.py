@@ -20,6 +20,7 @@ prune them, or stop them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -307,14 +308,29 @@ class Population:
         """Train until every agent has stopped; return logs and final states. `tick` is
         called between steps, at least once after every step in which an agent stopped and
         after at most `CALL_STEPS` agent-steps (e.g. to save a checkpoint with `state_dict`,
-        or to admit agents)."""
-        while len(self.ids):
-            if self._compiles():
-                self._advance()
-            else:
-                self._step()
-            if tick is not None:
-                tick(self)
+        or to admit agents).
+
+        A compiled population runs its loop on `_loop_threads` threads of its own and torch on
+        one: torch's few operations between calls (episode ends, compaction) gain nothing from
+        a second thread, and its OpenMP team waits for a partner that another process may
+        hold off the CPU (with one core busy, a two-thread run made 7.6k CartPole agent-steps/s
+        against 13.9k on one thread; see docs/engine.md)."""
+        compiled = self._compiles()
+        threads = self._loop_threads()
+        torch_threads = torch.get_num_threads()
+        if compiled:
+            torch.set_num_threads(1)
+        try:
+            while len(self.ids):
+                if compiled:
+                    self._advance(threads)
+                else:
+                    self._step()
+                if tick is not None:
+                    tick(self)
+        finally:
+            if compiled:
+                torch.set_num_threads(torch_threads)
         self._progress.close()
         columns = ["agent", "episode", "return", "length", "epsilon"]
         log = pd.DataFrame(
@@ -362,9 +378,16 @@ class Population:
         kernel on a built-in env, unless `compiled=False` asked for the step-by-step path."""
         return self.compiled and self.cfg.arithmetic == "fused" and type(self.env) in _COMPILED_ENVS
 
-    def _advance(self) -> None:
+    @staticmethod
+    def _loop_threads() -> int:
+        """Threads for the compiled loop: as many as torch uses (1 in a single-threaded worker),
+        at most numba's and the CPUs this process may run on."""
+        return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, len(os.sched_getaffinity(0))))
+
+    def _advance(self, threads: int) -> None:
         """Every agent on its own for up to CALL_STEPS / K steps, stopping at its next event
-        (`ebnb.loop`); then what Python must do: episode ends with the callback, stops, logs."""
+        (`ebnb.loop`, on up to `threads` threads); then what Python must do: episode ends with
+        the callback, stops, logs."""
         cfg, optimizer, env, n = self.cfg, self.optimizer, self.env, len(self.ids)
         params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = self._learning_views(
             self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or (), (optimizer.steps,),
@@ -384,8 +407,7 @@ class Population:
         counts = tuple(int(v) for v in (cfg.batch_size, cfg.train_freq, cfg.learning_starts, cfg.eps_decay_per == "step",
                                         cfg.truncation_is_terminal, cfg.solved_streak, self.early_stop, self.n_actions,
                                         self.callback is not None))  # fmt: skip
-        threads = min(n, max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        loop.advance(-(-CALL_STEPS // n), threads, net, tuple(replay), agents,
+        loop.advance(-(-CALL_STEPS // n), min(n, threads), net, tuple(replay), agents,
                      (_COMPILED_ENVS[type(env)], env.state, env.steps, env.episodes, env.seeds), log, out, hyper, counts)
         n_steps, n_updates, pending, retiring = out
         accounting.TALLY.population_steps += int(n_steps.max())

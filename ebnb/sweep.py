@@ -88,13 +88,22 @@ def detect(distance, first: int | None, last: int, window: int, xi: float, detec
     later than `last`, the episode at which the run stops) finds its ticket, or None."""
     if first is None:
         return None
-    size = 2 if detector == "last_two" else QUEUE
     drawn: list[int] = []
     for episode in range(first, last + 1, window):
         drawn.append(episode)
-        if len(drawn) >= size and all(distance(i, j) < xi for i, j in itertools.combinations(drawn[-size:], 2)):
+        if settled(distance, drawn, xi, detector):
             return episode
     return None
+
+
+def settled(distance, drawn: list[int], xi: float, detector: str) -> bool:
+    """Whether the masks drawn at episodes `drawn` (oldest first) settle a search: "last_two",
+    the distance between the last two is below xi; "queue", the distances among the last
+    `QUEUE`, every pair of them, are. `distance(i, j)`: the normalized Hamming distance between
+    the masks drawn at episodes i and j. The one detector of the sweep (`detect`) and of the
+    online EB Exploit search (`ebnb.experiments.exploit`)."""
+    size = 2 if detector == "last_two" else QUEUE
+    return len(drawn) >= size and all(distance(i, j) < xi for i, j in itertools.combinations(drawn[-size:], 2))
 
 
 # ---- the sweep's statistics: one hypothesis per distinct schedule, paired savings, Holm ----------

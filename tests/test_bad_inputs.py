@@ -564,7 +564,7 @@ def test_env_names_are_one_name_and_use_published_reaches_the_compute_plan(sandb
     published results (the notebook would otherwise compute what the pipeline left to it)."""
     seen = {}
 
-    def run_grid(notebooks, envs, profile, overrides, store, out, computes=None):
+    def run_grid(notebooks, envs, profile, g, overrides, store, out, computes=None):
         seen.update(envs=envs, overrides=overrides, work=[len(p.work) for plans in computes.values() for p in plans])
 
     monkeypatch.setattr(pipeline, "run_grid", run_grid)

@@ -55,12 +55,11 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
 def test_cli_bench_sequential_rate_is_the_median_over_three_seeds(monkeypatch):
     """With a clock advancing 1 s per reading, the sequential rate is the median step count of
     seeds 0, 1, 2, each trained until the episode in which it reaches the requested steps."""
-    from ebnb import bench
+    from ebnb import bench, reference_dqn
 
     clock = iter(range(10**6))
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
-    reference = bench._reference_module()
-    steps = sorted(reference.train(CARTPOLE, seed, 500, max_steps=250)["steps"] for seed in range(3))
+    steps = sorted(reference_dqn.train(CARTPOLE, seed, 500, max_steps=250)["steps"] for seed in range(3))
     assert bench.sequential_steps_per_s(CARTPOLE, 250) == steps[1]
 
 

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.fixture(scope="module")
 def ticket():
     """A CartPole agent and the L1 mask (P = 0.6) of a perturbed copy of its weights."""
-    cfg = experiments.dqn_config("cartpole")
+    cfg = experiments.units.dqn_config("cartpole")
     agent = fresh_agent(cfg, 3)
     perturbed = agent.replace(params=[p + np.random.default_rng(0).normal(0, 0.05, p.shape).astype(p.dtype)
                                       for p in agent.params])  # fmt: skip
-    return agent, experiments._mask(perturbed, 0.6)
+    return agent, experiments.states.mask_of(perturbed, 0.6)
 
 
 def kept_weights(state):
@@ -117,18 +117,18 @@ def test_the_full_profile_runs_every_control_on_the_named_subset():
 def test_stored_controls_are_agents_trained_from_the_control_start(tmp_path, monkeypatch):
     """Each stored control (computed together in one population) hashes like an agent trained
     alone here from `controls.control_start` of the ticket's own start and L1 mask."""
-    real = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{"learning_starts": 64, **kw}))
+    real = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{"learning_starts": 64, **kw}))
     g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1,
                          control_episodes=(4,), sparse_fractions=())  # fmt: skip
     store = Store(tmp_path)
-    cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
     table = experiments.controlled_tickets("cartpole", g, store)
     assert sorted(map(tuple, table[["mode", "control"]].to_numpy())) == sorted(
         [("retrain", "l1"), ("finetune", "l1")] + [(m, c) for c, modes in controls.CONTROLS.items() for m in modes])
     snapshots = store.load("dense", experiments.dense_units("cartpole", g)[0])["snapshots"]
-    at_4 = experiments._state_from(snapshots, "e4")
-    mask = experiments._mask(at_4, 0.5)
+    at_4 = experiments.states.state_from(snapshots, "e4")
+    mask = experiments.states.mask_of(at_4, 0.5)
     for row in table[table.control != "l1"].itertuples():
         start = at_4 if row.mode == "finetune" else fresh_agent(cfg, 0)
         trained = Population(cfg, [controls.control_start(row.control, start, mask, 0.5, 4)], early_stop=True,

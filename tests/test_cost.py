@@ -19,13 +19,13 @@ def tiny(tmp_path_factory):
     """CartPole, 2 seeds, 14 episodes, learning from transition 32: updates before and after
     every prune episode (4, 10)."""
     patched = pytest.MonkeyPatch()
-    config = experiments.dqn_config
-    patched.setattr(experiments, "dqn_config", lambda env, **kw: config(env, learning_starts=32, **kw))
+    config = experiments.units.dqn_config
+    patched.setattr(experiments.units, "dqn_config", lambda env, **kw: config(env, learning_starts=32, **kw))
     g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5,), prune_episodes=(4, 10), episodes=14, test_episodes=2)
     store = Store(tmp_path_factory.mktemp("store"))
     tables = {name: getattr(experiments, name)("cartpole", g, store)
               for name in ("baseline", "training_curves", "retrain", "finetune")}  # fmt: skip
-    cfg = experiments.dqn_config("cartpole")
+    cfg = experiments.units.dqn_config("cartpole")
     patched.undo()
     return cfg, tables
 

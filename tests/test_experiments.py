@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ebnb import agent as agent_module
-from ebnb import analysis, experiments
+from ebnb import analysis, experiments, published
 from ebnb.agent import AgentState, fresh_agent
+from ebnb.config import dqn_config
 from ebnb.envs import OBSERVATION_NAMES
+from ebnb.experiments.dense_training import compute_dense
 from ebnb.population import Population
 from ebnb.store import Store
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(seeds=(0, 1), fractions=(0.5,), prune_episodes=(2, 4), episodes=6, test_episodes=3)
 
 
@@ -59,7 +63,7 @@ def test_dense_runs_record_masks_snapshots_and_baseline(store, grid):
     # the masks stored for episodes 0, 2, 4 and 6 are the global L1 masks of the recorded
     # weights at those episodes, recomputed here with numpy (not with ebnb.masks)
     for row, name in enumerate(["theta0", "e2", "e4", "converged"]):
-        state = experiments._state_from(run["snapshots"], name)
+        state = experiments.states.state_from(run["snapshots"], name)
         assert state.episodes == 2 * row
         expected = numpy_global_l1_mask(state.params[0::2], 0.5)
         stored = np.unpackbits(run["masks"]["P0.5"][row])[: expected.size].astype(bool)
@@ -72,7 +76,7 @@ def test_input_survival_is_the_kept_share_of_each_inputs_outgoing_weights(store,
     table = experiments.input_survival("cartpole", grid, store)
     for seed, run in zip(grid.seeds, stored_dense_runs(store, grid)):
         for name, episode in (("theta0", 0), ("e4", 4)):
-            state = experiments._state_from(run["snapshots"], name)
+            state = experiments.states.state_from(run["snapshots"], name)
             for fraction in grid.fractions:
                 rows = table[(table.seed == seed) & (table.P == fraction) & (table.episode == episode)]
                 assert tuple(rows.feature) == OBSERVATION_NAMES["CartPole-v0"]
@@ -118,8 +122,8 @@ def test_mask_similarity_matrices_are_square_symmetric_with_unit_diagonal(store,
 
 def test_eb_exploit_reports_each_seed_and_fraction(tmp_path, monkeypatch):
     # CartPole with epsilon halving per episode reaches its floor at episode 7; a loose xi finds tickets
-    fast_decay = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
+    fast_decay = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
     g = experiments.grid("quick", seeds=(0,), fractions=(0.2, 0.8), prune_episodes=(2,), episodes=14, test_episodes=2)
     results = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.5, window=1)
     assert len(results) == 2
@@ -172,9 +176,9 @@ def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
 def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path, monkeypatch):
     # With epsilon halving per episode it reaches its floor at episode 7, the ticket is found
     # at episode 9, and 12 episodes of finetuning are too few to converge: not converged.
-    fast_decay = experiments.dqn_config
+    fast_decay = experiments.units.dqn_config
 
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
     g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
     result = experiments.eb_exploit("cartpole", g, Store(tmp_path)).iloc[0]
     assert result["found"] and result["prune_episode"] == 9 and result["finetune_length"] == 12
@@ -216,37 +220,24 @@ def masked(params, mask):
 
 @pytest.fixture(scope="module")
 def ticket_starts(tmp_path_factory):
-    """Tickets of a tiny CartPole grid computed into a fresh store, with every agent state
-    handed to the engine recorded. Learning starts at 32 transitions, so that the dense runs
+    """The start state (`experiments.ticket_start`) of every retrain, finetune and winning
+    ticket of a tiny CartPole grid, from its dense run's stored state at its prune episode.
+    The dense runs learn from transition 32 (their DQN config given as a value), so that they
     have Adam moments and steps by episode 2 (a finetune must carry them)."""
-    monkeypatch = pytest.MonkeyPatch()
-    real_config, real_compute = experiments.dqn_config, experiments._compute_tickets
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
     g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6,
                          test_episodes=1)  # fmt: skip
+    cfg = dqn_config("cartpole", learning_starts=32, max_episodes=g.episodes)
+    units = tuple(dataclasses.replace(unit, dqn=cfg) for unit in experiments.dense_units("cartpole", g))
     store = Store(tmp_path_factory.mktemp("tickets"))
-    dense = stored_dense_runs(store, g)
-    starts, calls = {}, []
-
-    class Recording(Population):
-        def __init__(self, cfg, agents, **kwargs):
-            calls.append([copy.deepcopy(a) for a in agents])
-            super().__init__(cfg, agents, **kwargs)
-
-    def recording_compute(store, units, checkpoint, progress, save, population):
-        before = len(calls)
-        real_compute(store, units, checkpoint, progress, save, population=population)
-        assert len(calls) == before + 1 and len(calls[-1]) == len(units), "all units start together here"
-        starts.update(zip(units, calls[-1]))
-
-    monkeypatch.setattr(experiments, "Population", Recording)
-    monkeypatch.setattr(experiments, "_compute_tickets", recording_compute)
-    try:
-        for name in ("retrain", "finetune", "winning_tickets"):
-            getattr(experiments, name)("cartpole", g, store)
-        cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
-    finally:
-        monkeypatch.undo()
+    experiments.step.step_results(store, experiments.Step("dense runs", "dense", units, compute_dense), None, False)
+    dense = [store.load("dense", unit) for unit in units]
+    tickets = [experiments.TicketRun(unit, fraction, episode, mode) for unit in units for fraction in g.fractions
+               for mode, episodes in (("retrain", g.prune_episodes + (experiments.CONVERGED,)),
+                                      ("finetune", g.prune_episodes)) for episode in episodes]  # fmt: skip
+    starts = {}
+    for ticket, run in ((ticket, dense[units.index(ticket.dense)]) for ticket in tickets):
+        state = experiments.tickets.dense_state_at(cfg, run["snapshots"], ticket.prune_episode)
+        starts[ticket] = experiments.ticket_start(ticket, state)
     return cfg, g, dense, starts, store
 
 
@@ -306,11 +297,11 @@ def test_dense_runs_record_theta0_and_the_state_at_each_prune_episode(ticket_sta
     cfg, g, dense = ticket_starts[:3]
     for seed, run in zip(g.seeds, dense):
         rerun = dense_rerun(cfg, seed, g.episodes)
-        theta0 = experiments._state_from(run["snapshots"], "theta0")
+        theta0 = experiments.states.state_from(run["snapshots"], "theta0")
         assert all(np.array_equal(a, b) for a, b in zip(theta0.params, linear_init(cfg, seed)))
         assert_same_state(theta0, fresh_agent(cfg, seed), "theta0")
         for episode in g.prune_episodes:
-            assert_same_state(experiments._state_from(run["snapshots"], f"e{episode}"), rerun[episode], f"e{episode}")
+            assert_same_state(experiments.states.state_from(run["snapshots"], f"e{episode}"), rerun[episode], f"e{episode}")
         log = run["episodes"]
         assert rerun[4].transitions == log["length"].iloc[:4].sum() and rerun[4].epsilon == log["epsilon"].iloc[4]
 
@@ -319,8 +310,8 @@ def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_
     """Experiment 1's matrix is np.mean over seeds of each seed's matrix, each recomputed here
     from the stored masks: the share of weights on which two masks agree."""
     cfg, g, dense, _, store = ticket_starts
-    real_config = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
+    real_config = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
     computed = store.computed
     similarity = experiments.mask_similarity("cartpole", g, store)
     assert store.computed == computed  # the dense runs of the fixture, loaded
@@ -337,8 +328,8 @@ def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_
 
 def _learning_from(monkeypatch, transitions: int, **changes) -> None:
     """CartPole configs that learn from `transitions` (not 200), so short runs have Adam state."""
-    real = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config",
+    real = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config",
                         lambda env, **kw: real(env, **{"learning_starts": transitions, **changes, **kw}))  # fmt: skip
 
 
@@ -350,14 +341,14 @@ def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(
     _learning_from(monkeypatch, 64)
     g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1)
     store = Store(tmp_path)
-    cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
     snapshots = stored_dense_runs(store, g)[0]["snapshots"]
-    at_4, at_end = (experiments._state_from(snapshots, name) for name in ("e4", "converged"))
+    at_4, at_end = (experiments.states.state_from(snapshots, name) for name in ("e4", "converged"))
     assert at_4.adam_steps > 0 and any(m.any() for m in at_4.exp_avg), "pruned after learning started"
     starts = {
-        "finetune": at_4.pruned(experiments._mask(at_4, 0.5)),
-        "retrain": fresh_agent(cfg, 0).pruned(experiments._mask(at_4, 0.5)),
-        "winning tickets": fresh_agent(cfg, 0).pruned(experiments._mask(at_end, 0.5)),
+        "finetune": at_4.pruned(experiments.states.mask_of(at_4, 0.5)),
+        "retrain": fresh_agent(cfg, 0).pruned(experiments.states.mask_of(at_4, 0.5)),
+        "winning tickets": fresh_agent(cfg, 0).pruned(experiments.states.mask_of(at_end, 0.5)),
     }
     tables = {"finetune": experiments.finetune, "retrain": experiments.retrain,
               "winning tickets": experiments.winning_tickets}  # fmt: skip
@@ -379,18 +370,18 @@ def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_
     g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
     row = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.9, window=1).iloc[0]
     assert row["found"] and row["prune_episode"] == 8 and row["search_length"] == 8
-    cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
     searched = Population(cfg, [fresh_agent(cfg, 0)], early_stop=True, max_episodes=8).run()
     state = searched.final[0]
     assert searched.agents.loc[0, "stop_reason"] == "max_episodes" and state.adam_steps > 0
-    finetuned = Population(cfg, [state.pruned(experiments._mask(state, 0.5))], early_stop=True,
+    finetuned = Population(cfg, [state.pruned(experiments.states.mask_of(state, 0.5))], early_stop=True,
                            max_episodes=g.episodes).run()  # fmt: skip
     assert row["state_sha256"] == experiments.state_sha256(finetuned.final[0])
     assert row["finetune_length"] == finetuned.agents.loc[0, "episodes_run"]
 
 
 def test_state_sha256_covers_parameters_target_mask_and_adam_state():
-    state = fresh_agent(experiments.dqn_config("cartpole"), 0)
+    state = fresh_agent(dqn_config("cartpole"), 0)
     base = experiments.state_sha256(state)
     assert experiments.state_sha256(state.replace()) == base
 
@@ -403,3 +394,21 @@ def test_state_sha256_covers_parameters_target_mask_and_adam_state():
                 state.pruned([np.ones_like(w, dtype=bool) for w in state.params[::2]])]  # fmt: skip
     hashes = [experiments.state_sha256(s) for s in changed]
     assert base not in hashes and len(set(hashes)) == len(hashes)
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
+def test_the_code_asks_for_exactly_the_units_the_published_results_hold():
+    """Every unit of every step of the published profile (full_sparse: the thesis grid plus
+    sparser tickets and controls), built by the code as it is now, has its config hash among
+    the published results, and the published results hold no unit more: splitting or moving
+    code re-keys nothing (a unit's hash covers its class name and fields, not its module)."""
+    held = published.Published(ROOT / "results")
+    listed = {(env_id, name) for env_id, counts in held.manifest["units"].items() for name in counts}
+    asked = set()
+    for env in ("cartpole", "acrobot"):
+        for name, step in experiments.steps(env, experiments.PROFILES["full_sparse"]).items():
+            env_id = experiments.env_id(step.units[0])
+            asked.add((env_id, name))
+            found = held.parts(env_id, name, step.units)
+            assert len(found) == len(step.units) == held.manifest["units"][env_id][name], (env_id, name)
+    assert asked == listed

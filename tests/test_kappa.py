@@ -74,7 +74,7 @@ def test_the_layer_aware_chance_is_the_mean_agreement_over_every_within_layer_ar
 def test_layer_densities_derived_from_input_survival_are_the_masks_own(fraction):
     """A global L1 mask of a two-layer network (Acrobot's shapes, [out, in]) on weights whose
     layers differ in scale, so the layers' densities differ: `layer_kept` from the first
-    layer's input survival (as `experiments._input_survival` stores it) and the global count
+    layer's input survival (as `ebnb.experiments.step._input_survival` stores it) and the global count
     gives each layer's kept share, counted from the mask."""
     generator = torch.Generator().manual_seed(0)
     hidden, inputs, outputs = 128, 6, 3

@@ -5,7 +5,9 @@ agents, checkpoints)."""
 from __future__ import annotations
 
 import io
+import os
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -144,7 +146,7 @@ def test_a_population_checkpointed_between_calls_resumes_bitwise(cfg, monkeypatc
     _assert_same(make(False).run(tick=refill), uninterrupted)
     population, calls = make(True), 0
     while calls < 4:
-        population._advance()
+        population._advance(population._loop_threads())
         refill(population)
         calls += 1
     assert population.live == 3 and population.updates.max() > 0
@@ -206,3 +208,23 @@ def test_the_step_by_step_path_stays_for_other_envs_and_the_torch_arithmetic():
     other = CARTPOLE.replace(env_id="CartPole-v1")
     assert not Population(other, [fresh_agent(other, 0)])._compiles()
     assert set(engine._COMPILED_ENVS) == {envs.CartPoleV0VectorEnv, envs.AcrobotVectorEnv}
+
+
+def test_a_compiled_run_keeps_torch_on_one_thread_and_its_loop_on_the_cpus_it_may_use(monkeypatch):
+    """Between compiled calls torch runs on one thread (its OpenMP team would wait for a
+    partner that another process holds off the CPU), the loop on as many threads as torch
+    had, at most the CPUs this process may run on; torch gets its threads back afterwards."""
+    torch.set_num_threads(2)
+    seen = []
+    callback = lambda population, ends: seen.append(torch.get_num_threads())  # noqa: E731
+    Population(CARTPOLE, [fresh_agent(CARTPOLE, s) for s in (0, 1)], early_stop=False, max_episodes=2,
+               callback=callback).run()  # fmt: skip
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+    assert Population._loop_threads() == min(2, numba.config.NUMBA_NUM_THREADS, len(os.sched_getaffinity(0)))
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0})
+    assert Population._loop_threads() == 1
+    seen.clear()
+    Population(CARTPOLE, [fresh_agent(CARTPOLE, 0)], early_stop=False, max_episodes=1, callback=callback,
+               compiled=False).run()  # fmt: skip
+    assert set(seen) == {2}, "the step-by-step path keeps torch's threads"

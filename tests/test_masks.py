@@ -13,9 +13,9 @@ ARCHITECTURES = {"cartpole": (4, 128, 128, 2), "acrobot": (6, 128, 3)}
 
 
 def population(sizes, k=K, seed=0):
-    """Random stacked weights [k, in_l, out_l] of a network with layer widths `sizes`."""
+    """Random stacked weights [k, out_l, in_l] (the engine's layout) of a network with layer widths `sizes`."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(k, a, b, generator=generator) for a, b in zip(sizes, sizes[1:])]
+    return [torch.randn(k, n_out, n_in, generator=generator) for n_in, n_out in zip(sizes, sizes[1:])]
 
 
 def n_weights(weights):
@@ -228,3 +228,17 @@ def test_malformed_inputs_are_rejected(call, parameter):
 def test_unpack_rejects_an_impossible_length():
     with pytest.raises(ValueError, match="n must be in"):
         masks.unpack(np.zeros((3, 2), dtype=np.uint8), 17)
+
+
+def test_every_mask_is_drawn_by_the_criterion_the_registry_names():
+    """`masks.prune` draws with the protocol's criterion (global L1) unless told another one
+    `masks.CRITERIA` holds; an unknown name is an error listing the known ones."""
+    weights = population(ARCHITECTURES["cartpole"])
+    assert masks.CRITERION == "l1"
+    for name, criterion in masks.CRITERIA.items():
+        drawn = masks.prune(weights, 0.5, name)
+        assert all(torch.equal(a, b) for a, b in zip(drawn, criterion(weights, 0.5), strict=True)), name
+    default = masks.prune(weights, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(default, masks.global_magnitude_masks(weights, 0.5), strict=True))
+    with pytest.raises(ValueError, match="criterion: unknown 'l2'; allowed: l1"):
+        masks.prune(weights, 0.5, "l2")

@@ -239,7 +239,10 @@ def test_notebook_kernels_import_the_ebnb_beside_the_pipeline(tmp_path, monkeypa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/another/checkout", str(ROOT)]))
     seen = []
     monkeypatch.setattr(pipeline_module, "execute", lambda *args: seen.append(os.environ["PYTHONPATH"]) or 0.0)
-    pipeline_module.run_grid(["01_mask_similarity"], ["cartpole"], "quick", {}, tmp_path / "store", tmp_path / "out")
+    from ebnb import experiments
+
+    pipeline_module.run_grid(["01_mask_similarity"], ["cartpole"], "quick", experiments.PROFILES["quick"], {},
+                             tmp_path / "store", tmp_path / "out")  # fmt: skip
     assert seen == [os.pathsep.join([str(ROOT), "/another/checkout"])]
     assert list(tmp_path.iterdir()) == []
 
@@ -278,7 +281,7 @@ def test_all_thesis_plans_only_the_steps_of_notebooks_01_to_04(tmp_path, thesis)
     from ebnb import publish
 
     args = pipeline_module._parser().parse_args(["all", "--recompute"] + (["--thesis"] if thesis else []))
-    notebooks, _, profile, _, plan, _ = pipeline_module._checked_job(args, tmp_path / "store", tmp_path / "outputs")
+    notebooks, _, profile, _, _, plan, _ = pipeline_module._checked_job(args, tmp_path / "store", tmp_path / "outputs")
     steps = {step.name for _, step in plan.work}
     thesis_steps = {"dense runs", "retrain", "winning tickets", "finetune", "eb_exploit"}
     assert profile == "full" and plan.settings["target"] == ("thesis" if thesis else "all")

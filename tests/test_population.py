@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import reference_dqn
-from ebnb import masks, qnet
+from ebnb import masks, qnet, reference_dqn
 from ebnb.agent import fresh_agent
 from ebnb.config import ACROBOT, CARTPOLE
 from ebnb.envs import reset_state
 from ebnb.optim import StackedAdam
-from ebnb.population import Population
+from ebnb.population import _LIVE_ARRAYS, _RECORDS, Population
 
 
 def run(cfg, agents, **kwargs):
@@ -368,3 +367,14 @@ def test_agents_admitted_mid_run_each_equal_their_run_alone(cfg):
         for name in a:
             assert np.array_equal(a[name], b[name]), (agent, name)
     assert "mask.0" in together.final[2].to_arrays() and together.final[3].mask is None
+
+
+def test_admit_and_retire_keep_every_per_agent_field_aligned():
+    """Every field of a population that holds one entry per agent is one `admit` extends and
+    `_retire` compacts (the name lists `_LIVE_ARRAYS` and `_RECORDS`, and the two per-agent
+    lists they handle by hand): a new per-agent array left out of them fails here."""
+    n = 7  # no other dimension of a CartPole population
+    population = Population(CARTPOLE, [fresh_agent(CARTPOLE, seed) for seed in range(n)], max_episodes=1)
+    per_agent = {name for name, value in vars(population).items()
+                 if isinstance(value, (np.ndarray, list)) and len(value) == n}  # fmt: skip
+    assert per_agent == set(_LIVE_ARRAYS + _RECORDS) | {"_stop_reason", "_final"}

@@ -415,7 +415,7 @@ def tiny(tmp_path, monkeypatch, one_thread):
         (root / "out" / "full" / f"{notebook}-cartpole.ipynb").write_text(executed_notebook(notebook))
     full = Store(tmp_path / "full-store")
     for step in experiments.steps("cartpole", grids["full"]).values():
-        experiments._results(full, step, None, progress=False)
+        experiments.step.step_results(full, step, None, progress=False)
     (full.folder("runs") / "2026-01-01T00-00-00+00-00.json").write_text(json.dumps(RECORD))
 
     def run(store: Path) -> None:
@@ -448,7 +448,7 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
     names = ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")
     assert experiments.held("cartpole", "full15", Store(tmp_path / "empty"), current, names) is None
     for step in ("retrain", "winning tickets", "finetune", "eb_exploit"):
-        experiments._results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+        experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
     assert len(list((side.root / "dense").rglob("manifest.json"))) == 1, "only seed 2's dense run was trained"
     (side.folder("runs") / "a.json").write_text(json.dumps(_record("full15", "2026-02-01T00:00:00+00:00")))
     (side.folder("runs") / "b.json").write_text(json.dumps(_record("quick", "2026-02-02T00:00:00+00:00")))
@@ -498,11 +498,11 @@ def test_a_side_profile_without_its_run_record_or_half_computed_is_refused(tiny,
     root, run, grids = tiny
     tree, side = _tree(root), Store(tmp_path / "side-store")
     current = experiments.published_results(root / "results")
-    experiments._results(side, experiments.steps("cartpole", grids["full15"])["retrain"], current, progress=False)
+    experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])["retrain"], current, progress=False)
     with pytest.raises(publish.PublishError, match="some of full15's units but not all"):
         run(side.root)
     for step in ("winning tickets", "finetune", "eb_exploit"):
-        experiments._results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+        experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
     (side.folder("runs") / "b.json").write_text(json.dumps(_record("full", "2026-02-02T00:00:00+00:00")))
     with pytest.raises(publish.PublishError, match="no record .* of a run at profile full15 that computed"):
         run(side.root)

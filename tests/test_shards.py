@@ -121,9 +121,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def fast_learning(monkeypatch, **changes):
     """CartPole that learns from transition 64 (not 200), so a short run has Adam moments, a
     target behind the online net, masks and snapshots: what a resume must restore."""
-    real = experiments.dqn_config
+    real = experiments.units.dqn_config
     changes = {"learning_starts": 64, **changes}
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**changes, **kw}))
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**changes, **kw}))
 
 
 CRASH_GRID = dict(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(4,), episodes=10, test_episodes=2)

@@ -39,8 +39,8 @@ def made(tmp_path_factory):
     of them), then the sweep, EB Exploit at several (xi, window), and the finetune TicketRuns
     at the episodes where EB Exploit found its tickets."""
     monkeypatch = pytest.MonkeyPatch()
-    real = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+    real = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
     try:
         store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID)
         finetuned = experiments.finetune("cartpole", g, store)
@@ -49,14 +49,14 @@ def made(tmp_path_factory):
         tickets_after = _files(store.root / "ticket")
         exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
                    for xi, window in EB_SETTINGS}  # fmt: skip
-        cfg = experiments.dqn_config("cartpole", max_episodes=g.episodes)
+        cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
         dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
     finally:
         monkeypatch.undo()
     found = pd.concat(exploit.values()).query("found")
     at_eb = tuple(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
-    experiments._compute_missing(store, experiments.Step("at EB", "ticket", at_eb, experiments._compute_tickets), at_eb,
-                                 False)  # fmt: skip
+    experiments.step.step_results(store, experiments.Step("at EB", "ticket", at_eb, experiments.tickets.compute_tickets),
+                                  None, False)  # fmt: skip
     return SimpleNamespace(store=store, g=g, cfg=cfg, results=results, exploit=exploit, dense=dense,
                            finetuned=finetuned, tickets_before=tickets_before, tickets_after=tickets_after)
 
@@ -150,10 +150,10 @@ def test_a_ticket_between_snapshots_starts_from_the_dense_runs_state_there(made)
     """Resuming the dense run from an earlier snapshot (or theta_0) to an episode it snapshots
     reproduces that snapshot bit for bit."""
     snapshots = made.store.load("dense", made.dense[0])["snapshots"]
-    stored = experiments.state_sha256(experiments._state_from(snapshots, "e9"))
+    stored = experiments.state_sha256(experiments.states.state_from(snapshots, "e9"))
     for dropped in (("e9",), ("e9", "e4")):
         fewer = {k: v for k, v in snapshots.items() if k.split(".")[0] not in dropped + ("converged",)}
-        assert experiments.state_sha256(experiments._dense_state(made.cfg, fewer, 9)) == stored, dropped
+        assert experiments.state_sha256(experiments.tickets.dense_state_at(made.cfg, fewer, 9)) == stored, dropped
 
 
 def test_costs_are_the_runs_counters_relative_to_the_unpruned_run(made):
@@ -400,9 +400,9 @@ def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_
     store that lacks everything reads the sweep from it, training and storing nothing."""
     from ebnb import published
 
-    real = experiments.dqn_config
+    real = experiments.units.dqn_config
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
         step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
         record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
         published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
@@ -420,9 +420,9 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
     """`pipeline.py compute` stores the traces, then (planned from them) the sweep tickets as
     shards of their own, on every worker at once (the tickets are most of the sweep's work),
     then the sweep: the same bytes as computing it in a notebook."""
-    real = experiments.dqn_config
+    real = experiments.units.dqn_config
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
         work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
     reports = list(compute.run(tmp_path, work, scheduler, shard_size=256, workers=2))
     tickets = [r for _, name, r in reports if name == "sweep tickets"]
@@ -444,9 +444,9 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
 def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints(made, tmp_path):
     """With one sweep ticket missing (as after a crash), the stage still lists every ticket the
     searches draw, stored or not: its shards, and so their checkpoints' names, stay the same."""
-    real = experiments.dqn_config
+    real = experiments.units.dqn_config
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
         step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
     assert list(experiments.input_stages(made.store, step)) == [], "all stored: nothing to plan"
     partial = Store(tmp_path / "store")
@@ -461,8 +461,8 @@ def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, mo
     """The fresh seeds' run: each hypothesis swept alone gives exactly the rows the whole sweep
     has for that (P, setting), sharing its stored tickets; asked not to compute, it says None
     for what is not stored."""
-    real = experiments.dqn_config
-    monkeypatch.setattr(experiments, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
+    real = experiments.units.dqn_config
+    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
     found = made.results[made.results.found]
     def settings_of(rows):
         return list(dict.fromkeys((r.P, r.xi, r.window, r.detector, r.start) for r in rows.itertuples()))

@@ -1,0 +1,130 @@
+"""The protocol steps of docs/protocol.md, each a function of frozen configs, cached in a Store.
+
+Every unit of work (one dense run, one retrained ticket, one EB Exploit run, ...) has a
+frozen config that names its result in the store (`units`). A `Step` is the units a grid
+asks for and how to compute missing ones; it runs in shards (`ebnb.shards`: all missing
+units of a shard trained together in one population, checkpointed while running), then the
+step's function returns tidy DataFrames. Data flows one way: grid -> units -> shards ->
+population -> store. The modules, lowest first (each imports only those above it):
+
+- `paths`: where the store, the run outputs and the published results are;
+- `grids`: `Grid`, its profiles, EB Exploit's parameters, run names;
+- `units`: the unit dataclasses and the units a grid asks for;
+- `states`: agent states as stored, their hash, the masks drawn from them;
+- `dense_training`: training the shared dense runs;
+- `step`: `Step`, and where a unit's result comes from (store, published, computed);
+- `dense`: the dense runs' step and tables, experiment 1 (notebook 01);
+- `tickets`: retrain, finetune, winning tickets, controls (notebooks 02, 03, 05);
+- `exploit`: EB Exploit, online (notebook 04);
+- `exploit_sweep`: EB Exploit swept over detector settings (notebook 06);
+- `plan`: every step of one env and grid, in order.
+
+The names the notebooks and the other modules use are imported here.
+"""
+
+from ebnb.experiments.dense import (
+    baseline,
+    dense_runs,
+    dense_step,
+    input_survival,
+    layer_kept,
+    mask_agreement,
+    mask_similarity,
+    training_curves,
+)
+from ebnb.experiments.exploit import eb_exploit
+from ebnb.experiments.exploit_sweep import eb_exploit_sweep, eb_exploit_sweep_at, sweep_at_steps, sweep_hypotheses
+from ebnb.experiments.grids import EB_EXPLOIT_DEFAULTS, PROFILES, Grid, check_eb_exploit, figure_note, grid, run_name
+from ebnb.experiments.paths import (
+    PROJECT,
+    default_figures,
+    default_outputs,
+    default_published,
+    default_store,
+    published_results,
+    shown,
+)
+from ebnb.experiments.plan import cache_status, held, steps
+from ebnb.experiments.states import state_sha256
+from ebnb.experiments.step import SHARD_SIZE, Step, available, collect, input_stages, published_view, to_compute
+from ebnb.experiments.tickets import (
+    POPULATION,
+    controlled_tickets,
+    finetune,
+    retrain,
+    ticket_start,
+    winning_tickets,
+)
+from ebnb.experiments.units import (
+    CONVERGED,
+    ControlRun,
+    DenseRun,
+    EBExploitRun,
+    EBSweepRun,
+    MaskTrace,
+    SweepTicket,
+    TicketRun,
+    dense_units,
+    env_id,
+    expected_steps,
+    longest_first,
+)
+
+__all__ = [
+    "available",
+    "baseline",
+    "cache_status",
+    "check_eb_exploit",
+    "collect",
+    "controlled_tickets",
+    "ControlRun",
+    "CONVERGED",
+    "default_figures",
+    "default_outputs",
+    "default_published",
+    "default_store",
+    "dense_runs",
+    "dense_step",
+    "dense_units",
+    "DenseRun",
+    "eb_exploit",
+    "EB_EXPLOIT_DEFAULTS",
+    "eb_exploit_sweep",
+    "eb_exploit_sweep_at",
+    "EBExploitRun",
+    "EBSweepRun",
+    "env_id",
+    "expected_steps",
+    "figure_note",
+    "finetune",
+    "Grid",
+    "grid",
+    "held",
+    "input_stages",
+    "input_survival",
+    "layer_kept",
+    "longest_first",
+    "mask_agreement",
+    "mask_similarity",
+    "MaskTrace",
+    "POPULATION",
+    "PROFILES",
+    "PROJECT",
+    "published_results",
+    "published_view",
+    "retrain",
+    "run_name",
+    "SHARD_SIZE",
+    "shown",
+    "state_sha256",
+    "Step",
+    "steps",
+    "sweep_at_steps",
+    "sweep_hypotheses",
+    "SweepTicket",
+    "ticket_start",
+    "TicketRun",
+    "to_compute",
+    "training_curves",
+    "winning_tickets",
+]

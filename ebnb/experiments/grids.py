@@ -1,0 +1,132 @@
+"""What an experiment covers: the grid of seeds, P and prune episodes, its named profiles,
+EB Exploit's parameters, and the names a run's outputs go by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ebnb import controls, sweep
+from ebnb.config import check_fraction, check_positive_int, check_seed
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What the experiments cover; `PROFILES["full"]` is the thesis."""
+
+    seeds: tuple[int, ...] = tuple(range(10))
+    fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+    prune_episodes: tuple[int, ...] = (5, 20, 30, 40, 50, 75, 100, 130, 180, 250, 400, 500)
+    episodes: int = 500  # dense-run length, and the cap of every training phase
+    test_episodes: int = 100
+    mask_every: int = 2  # experiment 1 draws a mask every this many episodes
+    # beyond the thesis (notebook 05): controls of each ticket and sparser P, at these of prune_episodes
+    control_episodes: tuple[int, ...] = (5, 30, 100, 250)
+    sparse_fractions: tuple[float, ...] = ()  # P beyond the thesis' (profile full_sparse: 0.9, 0.95, 0.98)
+    controls: tuple[str, ...] = tuple(controls.CONTROLS)
+
+    def __post_init__(self):
+        for name in ("seeds", "fractions", "prune_episodes", "control_episodes", "sparse_fractions", "controls"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple):
+                example = getattr(Grid, name)[0]
+                raise ValueError(f"{name}: must be a list of values, e.g. {name}=[{example!r}], got {values!r}")
+            if not values and name in ("seeds", "fractions", "prune_episodes"):
+                raise ValueError(f"{name}: the grid needs at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: {list(values)} names a value twice")
+        for seed in self.seeds:
+            check_seed("seeds", seed)
+        for fraction in self.fractions:
+            check_fraction("fractions", fraction)
+        check_positive_int("episodes", self.episodes)
+        check_positive_int("test_episodes", self.test_episodes)
+        check_positive_int("mask_every", self.mask_every)
+        for episode in self.prune_episodes:
+            if isinstance(episode, bool) or not isinstance(episode, int) or not 1 <= episode <= self.episodes:
+                raise ValueError(f"prune_episodes: each must be an integer in [1, episodes={self.episodes}], got {episode!r}")
+        for episode in self.control_episodes:
+            if episode not in self.prune_episodes:
+                raise ValueError(f"control_episodes: each must be one of prune_episodes {list(self.prune_episodes)}, "
+                                 f"got {episode!r}")  # fmt: skip
+        for fraction in self.sparse_fractions:
+            check_fraction("sparse_fractions", fraction)
+            if fraction in self.fractions:
+                raise ValueError(f"sparse_fractions: {fraction} is already in fractions {list(self.fractions)}")
+        for control in self.controls:
+            if control not in controls.CONTROLS:
+                raise ValueError(f"controls: unknown {control!r}; allowed: {', '.join(controls.CONTROLS)}")
+
+
+def check_grid(g) -> Grid:
+    """`g` if it is a Grid, else ValueError."""
+    if not isinstance(g, Grid):
+        raise ValueError(f"grid: expected a Grid (from experiments.grid(profile, ...)), got {type(g).__name__}")
+    return g
+
+
+PROFILES = {
+    "full": Grid(),
+    "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5,
+                  control_episodes=(6,), sparse_fractions=(0.95,)),
+    "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
+    "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
+    # fresh seeds for the sweep's hypotheses only (`exploit_sweep.eb_exploit_sweep_at`, notebook 06's compute_fresh)
+    "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
+}
+
+
+EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; see check_eb_exploit
+
+
+def check_eb_exploit(xi, window, rewind) -> None:
+    """EB Exploit's parameters: 0 < xi < 1, window >= 1, rewind True/False; else ValueError."""
+    check_fraction("xi", xi)
+    check_positive_int("window", window)
+    if not isinstance(rewind, bool):
+        raise ValueError(f"rewind: must be True (retrain from theta_0) or False (finetune), got {rewind!r}")
+
+
+def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]]:
+    """(name, value) of each setting of `g` and EB Exploit that differs from the profile."""
+    base, defaults = PROFILES[profile], {**EB_EXPLOIT_DEFAULTS, **sweep.DEFAULTS}
+    changed = [(f.name, getattr(g, f.name)) for f in fields(Grid) if getattr(g, f.name) != getattr(base, f.name)]
+    as_given = {name: tuple(value) if isinstance(value, list) else value for name, value in eb_exploit.items()}
+    return changed + [(name, value) for name, value in as_given.items() if value != defaults[name]]
+
+
+def run_name(profile: str, g: Grid, **eb_exploit) -> str:
+    """Name of a run's outputs folder: the profile, then each setting (of the grid, EB Exploit
+    and its sweep) that differs from it, e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
+    def text(value):
+        return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    return "-".join([profile] + [f"{name}={text(value)}" for name, value in _changes(profile, g, eb_exploit)])
+
+
+def figure_note(profile: str, g: Grid, **eb_exploit) -> str | None:
+    """What a figure shows if not the thesis (full profile as it is): None, or e.g.
+    'quick profile, not the thesis grid' / 'full profile with seeds=[0, 1]: not the thesis grid'."""
+    changes = _changes(profile, g, eb_exploit)
+    if profile == "full" and not changes:
+        return None
+    settings = ", ".join(f"{name}={list(v) if isinstance(v, tuple) else v}" for name, v in changes)
+    return f"{profile} profile{' with ' + settings if settings else ''}: not the thesis grid"
+
+
+def grid(profile: str = "quick", **overrides) -> Grid:
+    """The grid of a profile ('full' = the thesis, 'quick'), with fields overridden by name
+    (None keeps the profile's value). Overriding prune_episodes alone keeps those of the
+    profile's control_episodes that are still prune episodes."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown {profile!r}; allowed: {', '.join(PROFILES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in fields(Grid)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: not a grid parameter; allowed: {', '.join(sorted(names))}")
+    base = PROFILES[profile]
+    as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    if isinstance(as_tuple.get("prune_episodes"), tuple) and "control_episodes" not in as_tuple:
+        # the profile's control episodes that remain prune episodes (none: no controls)
+        as_tuple["control_episodes"] = tuple(e for e in base.control_episodes if e in as_tuple["prune_episodes"])
+    return Grid(**{**{f.name: getattr(base, f.name) for f in fields(Grid)}, **as_tuple})

@@ -1,0 +1,179 @@
+"""The units of work: one frozen dataclass per kind of run, whose config hash names its result
+in the store (`ebnb.store.config_hash`: the class name and every field enter it, the module
+does not), and the units a grid asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium
+
+from ebnb import controls, sweep
+from ebnb.config import DQNConfig, dqn_config
+from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid
+
+CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
+
+
+@dataclass(frozen=True)
+class DenseRun:
+    """One unpruned agent trained for `episodes` without early stopping (PROTOCOL: shared runs)."""
+
+    dqn: DQNConfig
+    seed: int
+    episodes: int
+    snapshot_episodes: tuple[int, ...]
+    fractions: tuple[float, ...]
+    mask_every: int
+    test_episodes: int
+
+
+@dataclass(frozen=True)
+class TicketRun:
+    """A sparse agent from a dense run: mask from theta at `prune_episode` (CONVERGED: where
+    early stopping would fire), then retrained from m * theta_0 or finetuned from m * theta_e."""
+
+    dense: DenseRun
+    fraction: float
+    prune_episode: int
+    mode: str  # "retrain" | "finetune"
+
+
+class _OfTicket:
+    """A unit trained like its field `ticket`: the same dense run, P, prune episode and mode."""
+
+    @property
+    def dense(self) -> DenseRun:
+        return self.ticket.dense
+
+    @property
+    def fraction(self) -> float:
+        return self.ticket.fraction
+
+    @property
+    def prune_episode(self) -> int:
+        return self.ticket.prune_episode
+
+    @property
+    def mode(self) -> str:
+        return self.ticket.mode
+
+
+@dataclass(frozen=True)
+class ControlRun(_OfTicket):
+    """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
+    with the mask or the start weights changed as `control` says."""
+
+    ticket: TicketRun
+    control: str
+
+
+@dataclass(frozen=True)
+class EBExploitRun:
+    """EB Exploit (thesis algorithm 3.1) for one seed and P."""
+
+    dqn: DQNConfig
+    seed: int
+    fraction: float
+    xi: float
+    window: int
+    rewind: bool  # False: finetune from m * theta_now (default); True: retrain from m * theta_0
+    episodes: int
+    test_episodes: int
+
+
+@dataclass(frozen=True)
+class MaskTrace:
+    """A dense run trained again (early stopping off, to its cap), recording the global-L1 mask
+    of every P of `dense.fractions` after every episode, with epsilon and counters (the search
+    of every EB Exploit setting: `ebnb.sweep`)."""
+
+    dense: DenseRun
+
+
+@dataclass(frozen=True)
+class EBSweepRun:
+    """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
+    of its dense run: the search read off the dense run's `MaskTrace`, the rest the
+    `SweepTicket` at the episode found."""
+
+    dense: DenseRun
+    xis: tuple[float, ...]
+    windows: tuple[int, ...]
+    detectors: tuple[str, ...]
+    starts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepTicket(_OfTicket):
+    """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
+    only a snapshot's), trained and tested as the ticket, its result also recording env steps
+    and gradient updates."""
+
+    ticket: TicketRun
+
+
+def dense_units(env: str, g: Grid) -> list[DenseRun]:
+    """The dense run of each seed of `g` (the DQN configuration: `ebnb.config.dqn_config`)."""
+    check_grid(g)
+    cfg = dqn_config(env, max_episodes=g.episodes)
+    return [DenseRun(cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every,
+                     g.test_episodes) for seed in g.seeds]  # fmt: skip
+
+
+def ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -> list[TicketRun]:
+    """The tickets of `mode` of each dense run of `g`, P of `fractions` (default `g.fractions`)
+    and episode of `prune_episodes`."""
+    return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in (g.fractions if fractions is None else fractions)
+            for e in prune_episodes]  # fmt: skip
+
+
+def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
+    """Every control of `g.controls` that applies to `mode`, of each ticket of `mode` at
+    `g.control_episodes` and P in `g.fractions + g.sparse_fractions`."""
+    tickets = ticket_units(env, g, mode, g.control_episodes, g.fractions + g.sparse_fractions)
+    return [ControlRun(t, c) for t in tickets for c in g.controls if mode in controls.CONTROLS[c]]
+
+
+def eb_exploit_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[EBExploitRun]:
+    """EB Exploit of each seed and P of `g`."""
+    check_grid(g)
+    check_eb_exploit(xi, window, rewind)
+    cfg = dqn_config(env, max_episodes=g.episodes)
+    return [EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
+            for s in g.seeds for p in g.fractions]  # fmt: skip
+
+
+def sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
+    """EB Exploit swept over `sweep_grid` (`ebnb.sweep.grid`'s arguments) for each dense run of `g`."""
+    return [EBSweepRun(d, **sweep.grid(**sweep_grid)) for d in dense_units(env, g)]
+
+
+def env_id(unit) -> str:
+    """The gymnasium id a unit trains on."""
+    return getattr(unit, "dense", unit).dqn.env_id
+
+
+def expected_steps(unit) -> float:
+    """A unit's a-priori cost in agent-steps, for scheduling only (longest first): its
+    episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
+    retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
+    late has mostly learned already); higher P breaks ties."""
+    if isinstance(unit, (TicketRun, ControlRun, SweepTicket)):
+        start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
+        episodes = unit.dense.episodes - start + unit.fraction
+    else:
+        episodes = float(getattr(unit, "dense", unit).episodes)
+    return episodes * (gymnasium.spec(env_id(unit)).max_episode_steps or 1000)
+
+
+def longest_first(units) -> list:
+    """`units` by `expected_steps`, longest first (stable)."""
+    return sorted(units, key=expected_steps, reverse=True)
+
+
+def dense_inputs(units) -> list:
+    """The units of other steps that `units` read (tickets, controls and the sweep read their
+    dense run), in order."""
+    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun)
+    return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))
