@@ -4,7 +4,8 @@ The notebooks (and pipeline.py without --store) find their store through $EBNB_S
 write outputs (executed notebooks, figures) under $EBNB_OUTPUTS; both point into one temporary directory this session
 creates (and removes at its end), so nbval recomputes every checked table from scratch
 instead of loading the working copy's cached results, and nothing outside that directory is
-written. Subprocesses (pipeline.py, papermill, nbval's kernels) inherit the variables.
+written. Subprocesses (pipeline.py, papermill, nbval's kernels) inherit the variables. Each
+pytest-xdist worker is a session of its own here, with its own directory.
 """
 
 from __future__ import annotations

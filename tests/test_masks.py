@@ -13,9 +13,9 @@ ARCHITECTURES = {"cartpole": (4, 128, 128, 2), "acrobot": (6, 128, 3)}
 
 
 def population(sizes, k=K, seed=0):
-    """Random stacked weights [k, in_l, out_l] of a network with layer widths `sizes`."""
+    """Random stacked weights [k, out_l, in_l] (the engine's layout) of a network with layer widths `sizes`."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(k, a, b, generator=generator) for a, b in zip(sizes, sizes[1:])]
+    return [torch.randn(k, n_out, n_in, generator=generator) for n_in, n_out in zip(sizes, sizes[1:])]
 
 
 def n_weights(weights):

@@ -1,7 +1,7 @@
 """The README's verdicts quote the notebooks: every number in its "Does the thesis hold?"
 section and its figure table is printed by a findings cell of a published executed notebook
-(as printed, or rounded to the digits the README gives), apart from the protocol's own
-constants (P, seeds, cells, caps, confidence levels, figure numbers)."""
+(its 15-seed verdicts included; as printed, or rounded to the digits the README gives), apart
+from the protocol's own constants (P, seeds, cells, caps, confidence levels, figure numbers)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ EXECUTED = ROOT / "notebooks" / "executed"
 # figure and list numbers
 CONSTANTS = {"0.2", "0.4", "0.6", "0.8", "10", "48", "500", "80", "95", "5", "0.05", "0.9", "1", "2", "3", "4",
              "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "12", "30", "60"}  # fmt: skip
+FINDINGS = ("## Findings", "## Verdicts at 15 seeds")
 NUMBER = re.compile(r"(?<![\w.\d])[+\-−]?\d+(?:\.\d+)?|(?<=\d)[-–](\d+(?:\.\d+)?)")
 
 
@@ -28,15 +29,15 @@ def _numbers(text: str) -> list[str]:
 
 
 def _findings_text() -> str:
-    """What the code cells after a '## Findings' heading print (not the tables they display), up
-    to the next heading."""
+    """What the code cells after a '## Findings' heading, or the '## Verdicts at 15 seeds' one
+    of notebooks 02-04, print (not the tables they display), up to the next heading."""
     text = []
     for path in sorted(EXECUTED.glob("*.ipynb")):
         inside = False
         for cell in json.loads(path.read_text())["cells"]:
             source = "".join(cell["source"]).lstrip()
             if cell["cell_type"] == "markdown":
-                inside = source.startswith("## Findings") or (inside and not source.startswith("#"))
+                inside = source.startswith(FINDINGS) or (inside and not source.startswith("#"))
             elif inside:
                 text += ["".join(o["text"]) for o in cell.get("outputs", []) if o["output_type"] == "stream"]
     return "\n".join(text)
