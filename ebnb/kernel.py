@@ -11,11 +11,8 @@ results made with them belong to the CPU that made them. Here every sum is writt
   independent sums sit side by side in the innermost loop, which vectorises freely without
   changing any single sum, whatever the vector width; zero terms are skipped, which changes
   no bit (a sum that starts at +0.0 never becomes -0.0), except in a layer with at most
-  `THIN` inputs, which adds all of them (padded with zero terms to 4 or 8) in one pass: the
-  same bits for finite numbers (only 0 * inf, a diverged run's, would differ from skipping);
-- where a loaded row serves several sums better than skipping zeros serves one (a first
-  layer's weight gradient, whose inputs are seldom zero), four sums share each loaded row
-  (`_accumulate_block`), every sum still in its own order, zero terms included;
+  `THIN` inputs, which adds all of them (padded with zero terms) in one pass: the same bits
+  for finite numbers (only 0 * inf, a diverged run's, would differ from skipping);
 - ReLU and the gradient's ReLU mask are selects, not branches (ReLU zeros fall at random);
 - Adam's bias corrections use `_power` (repeated squaring), not libm's `pow`, whose
   result may depend on the CPU's code path; `sqrt` and division are IEEE-exact.
@@ -93,54 +90,6 @@ def _accumulate(acc, coef, index, count, rows):
         for o in range(n):
             acc[o] += c * rows[i, o]
         g += 1
-
-
-@numba.njit(**_JIT)
-def _accumulate_block(acc, first, coef, rows):
-    """acc[first + b] += sum_g coef[first + b, g] * rows[g] for b = 0..3, each element a
-    sequential sum over g in order: four accumulators share every loaded row of `rows`.
-
-    The register-blocked twin of `_accumulate` (four terms per pass, the parentheses fixing
-    the order) over every term, zeros included: added to a sum that started at +0.0 a zero
-    term changes no bit (for finite numbers; only 0 * inf, a diverged run's, would differ
-    from skipping it), and loading each row once for four sums beats skipping."""
-    n, count = acc.shape[1], coef.shape[1]
-    a0, a1, a2, a3 = first, first + 1, first + 2, first + 3
-    g = 0
-    while g + 4 <= count:
-        g1, g2, g3 = g + 1, g + 2, g + 3
-        c00, c01, c02, c03 = coef[a0, g], coef[a0, g1], coef[a0, g2], coef[a0, g3]
-        c10, c11, c12, c13 = coef[a1, g], coef[a1, g1], coef[a1, g2], coef[a1, g3]
-        c20, c21, c22, c23 = coef[a2, g], coef[a2, g1], coef[a2, g2], coef[a2, g3]
-        c30, c31, c32, c33 = coef[a3, g], coef[a3, g1], coef[a3, g2], coef[a3, g3]
-        for o in range(n):
-            r0, r1, r2, r3 = rows[g, o], rows[g1, o], rows[g2, o], rows[g3, o]
-            acc[a0, o] = (((acc[a0, o] + c00 * r0) + c01 * r1) + c02 * r2) + c03 * r3
-            acc[a1, o] = (((acc[a1, o] + c10 * r0) + c11 * r1) + c12 * r2) + c13 * r3
-            acc[a2, o] = (((acc[a2, o] + c20 * r0) + c21 * r1) + c22 * r2) + c23 * r3
-            acc[a3, o] = (((acc[a3, o] + c30 * r0) + c31 * r1) + c32 * r2) + c33 * r3
-        g += 4
-    while g < count:
-        c0, c1, c2, c3 = coef[a0, g], coef[a1, g], coef[a2, g], coef[a3, g]
-        for o in range(n):
-            r = rows[g, o]
-            acc[a0, o] += c0 * r
-            acc[a1, o] += c1 * r
-            acc[a2, o] += c2 * r
-            acc[a3, o] += c3 * r
-        g += 1
-
-
-@numba.njit(**_JIT)
-def _accumulate_rows(acc, coef, rows, index, scratch):
-    """acc[a] += sum_g coef[a, g] * rows[g] for every row a of `acc`, each element a
-    sequential sum over g: four rows at a time by `_accumulate_block`, the rest by
-    `_accumulate` skipping zero terms (the same bits either way)."""
-    whole = acc.shape[0] - acc.shape[0] % 4
-    for a in range(0, whole, 4):
-        _accumulate_block(acc, a, coef, rows)
-    for a in range(whole, acc.shape[0]):
-        _accumulate(acc[a], scratch, index, _nonzero(coef, a, index, scratch), rows)
 
 
 @numba.njit(**_JIT)
@@ -248,11 +197,6 @@ def _layer_thin_input(weight, bias, x, out, relu):
         c0, c1, c2, c3 = inputs[0], inputs[1], inputs[2], inputs[3]
         c4, c5, c6, c7 = inputs[4], inputs[5], inputs[6], inputs[7]
         row = out[j]
-        if n_in <= 4:  # the padding's last four zero terms left out: the same bits
-            for o in range(n_out):
-                total = (((zero + c0 * w0[o]) + c1 * w1[o]) + c2 * w2[o]) + c3 * w3[o]
-                row[o] = _finish(total, bias_row[o], relu, zero)
-            continue
         for o in range(n_out):
             total = (((zero + c0 * w0[o]) + c1 * w1[o]) + c2 * w2[o]) + c3 * w3[o]
             total = (((total + c4 * w4[o]) + c5 * w5[o]) + c6 * w6[o]) + c7 * w7[o]
@@ -353,10 +297,7 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     (both batch-major): weight and bias gradients and, `with_below`, `below` = delta @ weight,
     the gradient w.r.t. x before the ReLU that made it (zeroed where x is not positive).
 
-    Gradients are sequential sums over the minibatch, `below` over the outputs: four sums
-    sharing each loaded row (`_accumulate_rows`) for a thin input's weight gradient, skipping
-    zero terms one sum at a time (`_accumulate`) elsewhere, whichever measured faster
-    (tools/layer_bench.py); the same bits either way."""
+    Gradients are sequential sums over the minibatch, `below` over the outputs (`_accumulate`)."""
     n_out, n_in = weight.shape
     n = x.shape[0]
     size = max(n, n_in, n_out)
@@ -368,8 +309,10 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
         for o in range(n_out):
             _accumulate(grad_weight[o], coef, index, _nonzero(delta_t, o, index, coef), x)
     else:
+        x_t = _transpose(x)  # [in, n]
         grad_t = np.zeros((n_in, n_out), x.dtype)
-        _accumulate_rows(grad_t, _transpose(x), delta, index, coef)  # x transposed: [in, n]
+        for i in range(n_in):
+            _accumulate(grad_t[i], coef, index, _nonzero(x_t, i, index, coef), delta)
         grad_weight[:] = grad_t.T
     grad_bias[:] = 0
     ones = np.ones(n, x.dtype)
