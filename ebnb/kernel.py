@@ -14,7 +14,7 @@ results made with them belong to the CPU that made them. Here every sum is writt
   `THIN` inputs, which adds all of them (padded with zero terms to 4 or 8) in one pass: the
   same bits for finite numbers (only 0 * inf, a diverged run's, would differ from skipping);
 - where a loaded row serves several sums better than skipping zeros serves one (a first
-  layer's weight gradient, the gradient below a wide layer), four sums share each loaded row
+  layer's weight gradient, whose inputs are seldom zero), four sums share each loaded row
   (`_accumulate_block`), every sum still in its own order, zero terms included;
 - ReLU and the gradient's ReLU mask are selects, not branches (ReLU zeros fall at random);
 - Adam's bias corrections use `_power` (repeated squaring), not libm's `pow`, whose
@@ -354,9 +354,9 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     the gradient w.r.t. x before the ReLU that made it (zeroed where x is not positive).
 
     Gradients are sequential sums over the minibatch, `below` over the outputs: four sums
-    sharing each loaded row (`_accumulate_rows`) for a thin input's weight gradient and below a
-    wide layer, skipping zero terms one sum at a time (`_accumulate`) elsewhere, whichever
-    measured faster (tools/layer_bench.py); the same bits either way."""
+    sharing each loaded row (`_accumulate_rows`) for a thin input's weight gradient, skipping
+    zero terms one sum at a time (`_accumulate`) elsewhere, whichever measured faster
+    (tools/layer_bench.py); the same bits either way."""
     n_out, n_in = weight.shape
     n = x.shape[0]
     size = max(n, n_in, n_out)
@@ -381,12 +381,8 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     if with_below:
         below[:] = 0
         zero = x.dtype.type(0)
-        if n_out >= WIDE:
-            _accumulate_rows(below, delta, weight, index, coef)
-        else:
-            for j in range(n):
-                _accumulate(below[j], coef, index, _nonzero(delta, j, index, coef), weight)
         for j in range(n):
+            _accumulate(below[j], coef, index, _nonzero(delta, j, index, coef), weight)
             for i in range(n_in):
                 below[j, i] = below[j, i] if x[j, i] > zero else zero
 
