@@ -93,14 +93,20 @@ def _decode(data: bytes, arrays: bool) -> dict[str, object]:
                 out.setdefault(unit, {})[name] = npz[key]
             return out
     table = pd.read_parquet(io.BytesIO(data), engine="pyarrow")
-    units = {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
     own = (pq.read_schema(io.BytesIO(data)).metadata or {}).get(SCHEMAS)
     if own is None:
-        return units
+        return _units(table)
     own = json.loads(own)
-    schemas = [dict(schema) for schema in own["schemas"]]
-    return {unit: rows[list(schemas[own["units"][unit]])].astype(schemas[own["units"][unit]])
-            for unit, rows in units.items()}  # fmt: skip
+    schema_of = table[UNIT].map(own["units"]).to_numpy()
+    units = {}
+    for i, schema in enumerate(dict(schema) for schema in own["schemas"]):  # one cast per schema, not per unit
+        units.update(_units(table[schema_of == i][[UNIT, *schema]].astype(schema)))
+    return {unit: units[unit] for unit in table[UNIT].unique()}
+
+
+def _units(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{unit hash: its rows, without the unit column, indexed from 0}."""
+    return {unit: rows.drop(columns=UNIT).reset_index(drop=True) for unit, rows in table.groupby(UNIT, sort=False)}
 
 
 def _shown(path: Path) -> str:
