@@ -61,8 +61,8 @@ def _encode(step: str, results: Mapping[str, dict]) -> dict[str, tuple[str, byte
     for part, value in first.items():
         if isinstance(value, pd.DataFrame):
             frames = {h: r[part] for h, r in results.items()}
-            table = pd.concat([frame.assign(**{UNIT: h})[[UNIT, *frame.columns]] for h, frame in frames.items()],
-                              ignore_index=True)  # fmt: skip
+            table = pd.concat(frames.values(), ignore_index=True)
+            table.insert(0, UNIT, np.repeat(list(frames), [len(frame) for frame in frames.values()]))
             buffer = io.BytesIO()
             schemas = [_schema(frame) for frame in frames.values()]
             if all(schema == schemas[0] for schema in schemas):
