@@ -47,6 +47,7 @@ def table_name(step: str, part: str, arrays: bool) -> str:
 
 
 def _schema(frame: pd.DataFrame) -> list[list[str]]:
+    """[[column, dtype], ...] of `frame`, as `SCHEMAS` records it."""
     return [[str(column), str(dtype)] for column, dtype in frame.dtypes.items()]
 
 
@@ -68,10 +69,11 @@ def _encode(step: str, results: Mapping[str, dict]) -> dict[str, tuple[str, byte
             if all(schema == schemas[0] for schema in schemas):
                 table.to_parquet(buffer, engine="pyarrow", index=False)
             else:
-                keys = [json.dumps(schema) for schema in schemas]
-                index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-                distinct = [json.loads(key) for key in index]
-                units = {h: index[key] for h, key in zip(frames, keys)}
+                distinct: list = []
+                for schema in schemas:
+                    if schema not in distinct:
+                        distinct.append(schema)
+                units = {h: distinct.index(schema) for h, schema in zip(frames, schemas)}
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
                 metadata = {**(arrow.schema.metadata or {}),
                             SCHEMAS: json.dumps({"schemas": distinct, "units": units}).encode()}  # fmt: skip
