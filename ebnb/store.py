@@ -57,12 +57,23 @@ class CorruptResultError(Exception):
     """A stored result exists but is incomplete or does not match its manifest."""
 
 
+# A dataclass field's metadata that leaves it out of the config (and so of its hash) while it
+# holds its default: an option added after results were stored re-keys none of them.
+UNLESS_DEFAULT = {"config": "unless default"}
+
+
+def _stated(value, field: dataclasses.Field) -> bool:
+    """Whether `field` of the dataclass `value` enters its config."""
+    return field.metadata != UNLESS_DEFAULT or getattr(value, field.name) != field.default
+
+
 def _canonical(value):
-    """`value` as plain JSON data; dataclasses carry their class name, enums their member."""
+    """`value` as plain JSON data; dataclasses carry their class name, enums their member;
+    a field marked `UNLESS_DEFAULT` is left out while it holds its default."""
     if isinstance(value, enum.Enum):
         return {"__enum__": f"{type(value).__name__}.{value.name}"}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if _stated(value, f)}
         return {"__class__": type(value).__name__, **fields}
     if isinstance(value, Mapping):
         if not all(isinstance(key, str) for key in value):

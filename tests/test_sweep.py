@@ -38,21 +38,15 @@ def made(tmp_path_factory):
     """On one store, with fast exploration: experiment 3's tickets (and what the store holds
     of them), then the sweep, EB Exploit at several (xi, window), and the finetune TicketRuns
     at the episodes where EB Exploit found its tickets."""
-    monkeypatch = pytest.MonkeyPatch()
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-    try:
-        store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID)
-        finetuned = experiments.finetune("cartpole", g, store)
-        tickets_before = _files(store.root / "ticket")
-        results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
-        tickets_after = _files(store.root / "ticket")
-        exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
-                   for xi, window in EB_SETTINGS}  # fmt: skip
-        cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
-        dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
-    finally:
-        monkeypatch.undo()
+    store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID, dqn=FAST)
+    finetuned = experiments.finetune("cartpole", g, store)
+    tickets_before = _files(store.root / "ticket")
+    results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
+    tickets_after = _files(store.root / "ticket")
+    exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
+               for xi, window in EB_SETTINGS}  # fmt: skip
+    cfg = experiments.run_config("cartpole", g)
+    dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
     found = pd.concat(exploit.values()).query("found")
     at_eb = tuple(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
     experiments.step.step_results(store, experiments.Step("at EB", "ticket", at_eb, experiments.tickets.compute_tickets),
@@ -400,16 +394,13 @@ def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_
     store that lacks everything reads the sweep from it, training and storing nothing."""
     from ebnb import published
 
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
-        record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
-        published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
-                        {"grid": "tiny"}, record)  # fmt: skip
-        empty = Store(tmp_path / "empty")
-        again = experiments.eb_exploit_sweep("cartpole", made.g, empty, published.Published(tmp_path / "results"),
-                                             **SWEEP_GRID)  # fmt: skip
+    step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+    record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
+    published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
+                    {"grid": "tiny"}, record)  # fmt: skip
+    empty = Store(tmp_path / "empty")
+    again = experiments.eb_exploit_sweep("cartpole", made.g, empty, published.Published(tmp_path / "results"),
+                                         **SWEEP_GRID)  # fmt: skip
     pd.testing.assert_frame_equal(again, made.results)
     assert not empty.root.exists()
     assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
@@ -420,10 +411,7 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
     """`pipeline.py compute` stores the traces, then (planned from them) the sweep tickets as
     shards of their own, on every worker at once (the tickets are most of the sweep's work),
     then the sweep: the same bytes as computing it in a notebook."""
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
+    work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
     reports = list(compute.run(tmp_path, work, scheduler, shard_size=256, workers=2))
     tickets = [r for _, name, r in reports if name == "sweep tickets"]
     expected = sorted(p.name for p in (made.store.root / "sweep_ticket").iterdir())
@@ -444,10 +432,7 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
 def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints(made, tmp_path):
     """With one sweep ticket missing (as after a crash), the stage still lists every ticket the
     searches draw, stored or not: its shards, and so their checkpoints' names, stay the same."""
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+    step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
     assert list(experiments.input_stages(made.store, step)) == [], "all stored: nothing to plan"
     partial = Store(tmp_path / "store")
     shutil.copytree(made.store.root, partial.root)
@@ -457,12 +442,10 @@ def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_the
     assert stage.name == "sweep tickets" and sorted(config_hash(u) for u in stage.units) == [p.name for p in stored]
 
 
-def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, monkeypatch):
+def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made):
     """The fresh seeds' run: each hypothesis swept alone gives exactly the rows the whole sweep
     has for that (P, setting), sharing its stored tickets; asked not to compute, it says None
     for what is not stored."""
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
     found = made.results[made.results.found]
     def settings_of(rows):
         return list(dict.fromkeys((r.P, r.xi, r.window, r.detector, r.start) for r in rows.itertuples()))

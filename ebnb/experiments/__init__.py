@@ -34,7 +34,17 @@ from ebnb.experiments.dense import (
 )
 from ebnb.experiments.exploit import eb_exploit
 from ebnb.experiments.exploit_sweep import eb_exploit_sweep, eb_exploit_sweep_at, sweep_at_steps, sweep_hypotheses
-from ebnb.experiments.grids import EB_EXPLOIT_DEFAULTS, PROFILES, Grid, check_eb_exploit, figure_note, grid, run_name
+from ebnb.experiments.grids import (
+    EB_EXPLOIT_DEFAULTS,
+    PROFILES,
+    Grid,
+    check_dqn_overrides,
+    check_eb_exploit,
+    dqn_pairs,
+    figure_note,
+    grid,
+    run_name,
+)
 from ebnb.experiments.paths import (
     PROJECT,
     default_figures,
@@ -68,12 +78,14 @@ from ebnb.experiments.units import (
     env_id,
     expected_steps,
     longest_first,
+    run_config,
 )
 
 __all__ = [
     "available",
     "baseline",
     "cache_status",
+    "check_dqn_overrides",
     "check_eb_exploit",
     "collect",
     "controlled_tickets",
@@ -86,6 +98,7 @@ __all__ = [
     "dense_runs",
     "dense_step",
     "dense_units",
+    "dqn_pairs",
     "DenseRun",
     "eb_exploit",
     "EB_EXPLOIT_DEFAULTS",
@@ -113,6 +126,7 @@ __all__ = [
     "published_results",
     "published_view",
     "retrain",
+    "run_config",
     "run_name",
     "SHARD_SIZE",
     "shown",
