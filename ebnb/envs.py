@@ -140,12 +140,13 @@ class _SameStepMixin:
         """One transition for every sub-env; finished sub-envs restart within this call."""
         actions = np.asarray(actions)
         n_actions = self.single_action_space.n
-        if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iu" or not (
-            (actions >= 0) & (actions < n_actions)
-        ).all():
+        if (
+            actions.shape != (self.num_envs,)
+            or actions.dtype.kind not in "iu"
+            or not ((actions >= 0) & (actions < n_actions)).all()
+        ):
             raise ValueError(
-                f"actions: expected {self.num_envs} ints in [0, {self.single_action_space.n}), "
-                f"got {actions!r}"
+                f"actions: expected {self.num_envs} ints in [0, {self.single_action_space.n}), got {actions!r}"
             )
         obs, reward, terminated, truncated, info = self._transition(actions)
         done = terminated | truncated
@@ -167,10 +168,7 @@ class _SameStepMixin:
             or idx.min() < 0
             or idx.max() >= self.num_envs
         ):
-            raise ValueError(
-                f"indices: expected distinct ints in [0, {self.num_envs}), at least one; "
-                f"got {indices!r}"
-            )
+            raise ValueError(f"indices: expected distinct ints in [0, {self.num_envs}), at least one; got {indices!r}")
         self.seeds = self.seeds[idx]
         self.episodes = self.episodes[idx]
         self._keep(idx)
@@ -219,7 +217,7 @@ class _ArrayStateMixin(_SameStepMixin):
 class CartPoleV0VectorEnv(_ArrayStateMixin, CartPoleVectorEnv):
     """CartPole-v0 (200 steps): gymnasium's CartPoleVectorEnv dynamics, our resets and autoreset."""
 
-    metadata = {**CartPoleVectorEnv.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {**CartPoleVectorEnv.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}  # noqa: RUF012 (gymnasium reads it from the class)
     reset_bounds = (-0.05, 0.05)
 
     def __init__(self, num_envs: int = 1, seed=0, start_episodes=None):
@@ -387,7 +385,7 @@ class AcrobotVectorEnv(_ArrayStateMixin, VectorEnv):
     in float64.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}  # noqa: RUF012 (gymnasium reads it from the class)
     reset_bounds = (-0.1, 0.1)
     max_episode_steps = 500
 

@@ -406,8 +406,27 @@ def _minibatch(replay_obs, replay_next_obs, k, slots, dtype):
 
 
 @numba.njit(**_JIT)
-def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action, replay_reward,
-                 replay_next_obs, replay_done, k, own, gamma, lr, beta1, beta2, eps):  # fmt: skip
+def _learn_agent(
+    params,
+    target,
+    exp_avg,
+    exp_avg_sq,
+    steps,
+    masks,
+    masked,
+    replay_obs,
+    replay_action,
+    replay_reward,
+    replay_next_obs,
+    replay_done,
+    k,
+    own,
+    gamma,
+    lr,
+    beta1,
+    beta2,
+    eps,
+):
     """DQN's update of agent k on its minibatch at replay slots `own`, then Adam and the mask."""
     n_layers = len(params) // 2
     batch = own.shape[0]
@@ -421,8 +440,7 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
     for j in range(batch):
         best = next_q[j, 0]
         for a in range(1, next_q.shape[1]):
-            if next_q[j, a] > best:
-                best = next_q[j, a]
+            best = max(best, next_q[j, a])
         not_done = cast(1) - cast(replay_done[k, own[j]])
         td_target[j] = cast(replay_reward[k, own[j]]) + (cast(gamma) * not_done) * best
 
@@ -448,8 +466,17 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
         below = np.empty_like(outputs[layer])
         _backward(weight, delta, outputs[layer], grad_weight, grad_bias, below, layer > 0)
         for tensor, grad in ((2 * layer, grad_weight.ravel()), (2 * layer + 1, grad_bias.ravel())):
-            _adam(params[tensor][k].ravel(), grad, exp_avg[tensor][k].ravel(), exp_avg_sq[tensor][k].ravel(),
-                  step_size, bias_correction2_sqrt, cast(beta1), cast(beta2), cast(eps))  # fmt: skip
+            _adam(
+                params[tensor][k].ravel(),
+                grad,
+                exp_avg[tensor][k].ravel(),
+                exp_avg_sq[tensor][k].ravel(),
+                step_size,
+                bias_correction2_sqrt,
+                cast(beta1),
+                cast(beta2),
+                cast(eps),
+            )
         if masked:
             keep = masks[layer][k]
             for o in range(weight.shape[0]):
@@ -459,21 +486,95 @@ def _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, repl
 
 
 @numba.njit(**_JIT)
-def _learn_serial(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
-                  replay_reward, replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
+def _learn_serial(
+    params,
+    target,
+    exp_avg,
+    exp_avg_sq,
+    steps,
+    masks,
+    masked,
+    replay_obs,
+    replay_action,
+    replay_reward,
+    replay_next_obs,
+    replay_done,
+    agents,
+    slots,
+    gamma,
+    lr,
+    beta1,
+    beta2,
+    eps,
+):
     for row in range(agents.shape[0]):
-        _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
-                     replay_reward, replay_next_obs, replay_done, agents[row], slots[row], gamma, lr, beta1, beta2,
-                     eps)  # fmt: skip
+        _learn_agent(
+            params,
+            target,
+            exp_avg,
+            exp_avg_sq,
+            steps,
+            masks,
+            masked,
+            replay_obs,
+            replay_action,
+            replay_reward,
+            replay_next_obs,
+            replay_done,
+            agents[row],
+            slots[row],
+            gamma,
+            lr,
+            beta1,
+            beta2,
+            eps,
+        )
 
 
 @numba.njit(parallel=True, **_JIT)
-def _learn_parallel(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
-                    replay_reward, replay_next_obs, replay_done, agents, slots, gamma, lr, beta1, beta2, eps):  # fmt: skip
+def _learn_parallel(
+    params,
+    target,
+    exp_avg,
+    exp_avg_sq,
+    steps,
+    masks,
+    masked,
+    replay_obs,
+    replay_action,
+    replay_reward,
+    replay_next_obs,
+    replay_done,
+    agents,
+    slots,
+    gamma,
+    lr,
+    beta1,
+    beta2,
+    eps,
+):
     for row in numba.prange(agents.shape[0]):
-        _learn_agent(params, target, exp_avg, exp_avg_sq, steps, masks, masked, replay_obs, replay_action,
-                     replay_reward, replay_next_obs, replay_done, agents[row], slots[row], gamma, lr, beta1, beta2,
-                     eps)  # fmt: skip
+        _learn_agent(
+            params,
+            target,
+            exp_avg,
+            exp_avg_sq,
+            steps,
+            masks,
+            masked,
+            replay_obs,
+            replay_action,
+            replay_reward,
+            replay_next_obs,
+            replay_done,
+            agents[row],
+            slots[row],
+            gamma,
+            lr,
+            beta1,
+            beta2,
+            eps,
+        )
 
 
 def learn(params, target, exp_avg, exp_avg_sq, steps, masks, replay, agents, slots, *, gamma, lr, betas, eps) -> None:
@@ -486,7 +587,24 @@ def learn(params, target, exp_avg, exp_avg_sq, steps, masks, replay, agents, slo
         numba.set_num_threads(threads)
     masked = masks is not None
     masks = tuple(masks) if masked else params[0::2]
-    (_learn_parallel if threads > 1 else _learn_serial)(params, tuple(target), tuple(exp_avg), tuple(exp_avg_sq), steps, masks, masked,
-           replay["obs"], replay["action"], replay["reward"], replay["next_obs"], replay["done"],
-           np.ascontiguousarray(agents, dtype=np.int64), np.ascontiguousarray(slots, dtype=np.int64),
-           float(gamma), float(lr), float(betas[0]), float(betas[1]), float(eps))  # fmt: skip
+    (_learn_parallel if threads > 1 else _learn_serial)(
+        params,
+        tuple(target),
+        tuple(exp_avg),
+        tuple(exp_avg_sq),
+        steps,
+        masks,
+        masked,
+        replay["obs"],
+        replay["action"],
+        replay["reward"],
+        replay["next_obs"],
+        replay["done"],
+        np.ascontiguousarray(agents, dtype=np.int64),
+        np.ascontiguousarray(slots, dtype=np.int64),
+        float(gamma),
+        float(lr),
+        float(betas[0]),
+        float(betas[1]),
+        float(eps),
+    )

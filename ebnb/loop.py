@@ -52,18 +52,41 @@ def _greedy(params, k, obs_row, x):
 
 
 @numba.njit(**_JIT)
-def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  # fmt: skip
+def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
     """Agent k (batch position) for up to `budget` steps; see the module docstring."""
     params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked = net
     replay_obs, replay_action, replay_reward, replay_next_obs, replay_done = replay
-    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
-     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    (
+        seeds,
+        _ids,
+        epsilon,
+        transitions,
+        updates,
+        episodes,
+        episode_limit,
+        streak,
+        episode_return,
+        episode_length,
+        _episode_epsilon,
+        stop_requested,
+        obs,
+        _converged_episode,
+    ) = agents
     kind, state, env_steps, env_episodes, env_seeds = env
-    log_count, log_episode, log_return, log_length, log_epsilon = log
+    log_count, log_episode, _log_return, _log_length, _log_epsilon = log
     n_steps, n_updates, pending, retiring = out
-    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
-    (batch, train_freq, learning_starts, eps_per_step, cut_at_truncation, solved_streak, early_stop, n_actions,
-     has_callback) = counts  # fmt: skip
+    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, _solved_return = hyper
+    (
+        batch,
+        train_freq,
+        learning_starts,
+        eps_per_step,
+        cut_at_truncation,
+        solved_streak,
+        early_stop,
+        n_actions,
+        has_callback,
+    ) = counts
     capacity = replay_obs.shape[1]
     dtype = params[0].dtype
     seed = seeds[k]
@@ -103,9 +126,27 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
             filled = np.float64(min(t + 1, capacity))
             for j in range(batch):
                 slots[j] = np.int64(np.floor(rng._uniform_of(seed, _REPLAY, updates[k] * batch + j) * filled))
-            kernel._learn_agent(params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked, replay_obs,
-                                replay_action, replay_reward, replay_next_obs, replay_done, k, slots, gamma, lr,
-                                beta1, beta2, eps)  # fmt: skip
+            kernel._learn_agent(
+                params,
+                target,
+                exp_avg,
+                exp_avg_sq,
+                adam_steps,
+                masks,
+                masked,
+                replay_obs,
+                replay_action,
+                replay_reward,
+                replay_next_obs,
+                replay_done,
+                k,
+                slots,
+                gamma,
+                lr,
+                beta1,
+                beta2,
+                eps,
+            )
             updates[k] += 1
             n_updates[k] += 1
         for d in range(obs.shape[1]):
@@ -129,10 +170,24 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
 def _end_episode(k, params, target, agents, log, hyper, counts):
     """`Population._end_episodes` for agent k, without a callback: the target copy, epsilon's
     per-episode decay, counters, the solved streak, the first convergence, a log row."""
-    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
-     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    (
+        _seeds,
+        ids,
+        epsilon,
+        _transitions,
+        _updates,
+        episodes,
+        _episode_limit,
+        streak,
+        episode_return,
+        episode_length,
+        episode_epsilon,
+        _stop_requested,
+        _obs,
+        converged_episode,
+    ) = agents
     log_count, log_episode, log_return, log_length, log_epsilon = log
-    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
+    _gamma, _lr, _beta1, _beta2, _eps, eps_decay, eps_floor, solved_return = hyper
     solved_streak, eps_per_step = counts[5], counts[3]
     for tensor in range(len(params)):
         source, copy = params[tensor][k].ravel(), target[tensor][k].ravel()
@@ -198,6 +253,7 @@ def advance(budget: int, threads: int, *groups) -> None:
     if _pool is None or _pool._max_workers != threads:
         _pool = ThreadPoolExecutor(threads, thread_name_prefix="ebnb-loop")
     run = max(1, n // (4 * threads))
-    for _ in _pool.map(lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups),
-                       range(0, n, run)):
+    for _ in _pool.map(
+        lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups), range(0, n, run)
+    ):
         pass

@@ -115,6 +115,7 @@ THESIS_FIGURES = {
     ),
 }
 
+
 class ExtraFigure(NamedTuple):
     """A published figure beyond the thesis': the notebook that makes it, and its title."""
 
@@ -123,10 +124,16 @@ class ExtraFigure(NamedTuple):
 
 
 BEYOND_THESIS = {  # by the file name before _<env>.png, in report order
-    "eb_criteria_retrain": ExtraFigure("02_retrain", "Retrained tickets: the four criteria by non-inferiority, in three "
-                                                      "states (shown non-inferior / not shown either way / shown worse)"),
-    "eb_criteria_finetune": ExtraFigure("03_finetune", "Finetuned tickets: the four criteria by non-inferiority, in three "
-                                                        "states (shown non-inferior / not shown either way / shown worse)"),
+    "eb_criteria_retrain": ExtraFigure(
+        "02_retrain",
+        "Retrained tickets: the four criteria by non-inferiority, in three "
+        "states (shown non-inferior / not shown either way / shown worse)",
+    ),
+    "eb_criteria_finetune": ExtraFigure(
+        "03_finetune",
+        "Finetuned tickets: the four criteria by non-inferiority, in three "
+        "states (shown non-inferior / not shown either way / shown worse)",
+    ),
     "controls_retrain": ExtraFigure("05_controls", "Retrained tickets against their controls"),
     "controls_finetune": ExtraFigure("05_controls", "Finetuned tickets against their controls"),
     "input_survival": ExtraFigure("05_controls", "Which inputs the mask keeps"),
@@ -225,8 +232,10 @@ def published_figures(figures: Path) -> list[Figure]:
     found = [parse_figure_name(path) for path in figures.glob("fig*.png")]
     for number, figure in THESIS_FIGURES.items():
         if not any(f.number == number for f in found):
-            raise FileNotFoundError(f"report: no figure {number} ({figure.notebook}) in {figures}: "
-                                    f"expected fig{number.replace('.', '_')}_<what>_<env>.png")
+            raise FileNotFoundError(
+                f"report: no figure {number} ({figure.notebook}) in {figures}: "
+                f"expected fig{number.replace('.', '_')}_<what>_<env>.png"
+            )
     return sorted(found, key=thesis_order)
 
 
@@ -239,8 +248,10 @@ def beyond_thesis_figures(figures: Path, profile: str = "") -> list[Figure]:
             continue
         what, _, env = path.stem.rpartition("_")
         if what not in BEYOND_THESIS:
-            raise ValueError(f"report: {path} is no figure this report knows: expected <what>_<env>.png with <what> "
-                             f"one of {', '.join(BEYOND_THESIS)}")  # fmt: skip
+            raise ValueError(
+                f"report: {path} is no figure this report knows: expected <what>_<env>.png with <what> "
+                f"one of {', '.join(BEYOND_THESIS)}"
+            )
         found.append(Figure(what, path, env, profile))
     order = list(BEYOND_THESIS)
     return sorted(found, key=lambda f: (order.index(f.number), _env_rank(f), f.env))
@@ -264,8 +275,9 @@ def parse_figure_name(path: Path) -> Figure:
         raise ValueError(f"report: {path} is not named fig<chapter>_<number>_<what>_<env>.png")
     chapter, number, _, env = match.groups()
     if f"{chapter}.{number}" not in THESIS_FIGURES:
-        raise ValueError(f"report: {path} is figure {chapter}.{number}, not one of the thesis figures "
-                         f"{', '.join(THESIS_FIGURES)}")
+        raise ValueError(
+            f"report: {path} is figure {chapter}.{number}, not one of the thesis figures {', '.join(THESIS_FIGURES)}"
+        )
     return Figure(f"{chapter}.{number}", path, env)
 
 
@@ -287,8 +299,13 @@ def findings(notebook: nbformat.NotebookNode) -> str:
     headed = [i for i in markdown if notebook.cells[i].source.lstrip().startswith("## Findings")]
     start = headed[0] if headed else max(markdown, default=-1)
     end = min((i for i in markdown if i > start), default=len(notebook.cells))
-    printed = "".join(output.text for cell in notebook.cells[start + 1:end] if cell.cell_type == "code"
-                      for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
+    printed = "".join(
+        output.text
+        for cell in notebook.cells[start + 1 : end]
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream" and output.name == "stdout"
+    )
     lines = [line for line in printed.splitlines() if not line.strip().lower().startswith(("thesis:", "(thesis:"))]
     return "\n".join(lines).strip()
 
@@ -322,7 +339,7 @@ def thesis_verdict(readme: Path) -> str:
     starts = [i for i, line in enumerate(lines) if line.strip() == VERDICT_HEADING]
     if not starts:
         raise ValueError(f"report: {readme} has no section {VERDICT_HEADING!r}, which the report opens with")
-    body = lines[starts[0] + 1:]
+    body = lines[starts[0] + 1 :]
     end = next((i for i, line in enumerate(body) if re.match(r"#{1,2} ", line)), len(body))
     markdown = mistune.create_markdown(escape=True, renderer=_TextLinks(escape=True), plugins=["table"])
     return markdown("\n".join(body[:end]))
@@ -331,8 +348,11 @@ def thesis_verdict(readme: Path) -> str:
 def render_notebook(notebook: nbformat.NotebookNode, title: str) -> str:
     """The notebook as a self-contained HTML page (images embedded, no scripts) linking back to
     the index."""
-    exporter = HTMLExporter(extra_loaders=[DictLoader({"offline.html.j2": NOTEBOOK_TEMPLATE})],
-                            template_file="offline.html.j2", embed_images=True)
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({"offline.html.j2": NOTEBOOK_TEMPLATE})],
+        template_file="offline.html.j2",
+        embed_images=True,
+    )
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
     return body
 
@@ -341,15 +361,26 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
     """index.html: contents, the README's verdict (`thesis_verdict`), one section per thesis
     figure, one per notebook of the figures beyond the thesis, notebooks, provenance."""
     numbers = list(dict.fromkeys(f.number for f in found))
-    contents = "".join(f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
-                       for n in numbers)
+    contents = "".join(
+        f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
+        for n in numbers
+    )
     beyond = list(dict.fromkeys((BEYOND_THESIS[f.number].notebook, f.profile) for f in extra))
-    contents += "".join(f'<li><a href="#{beyond_id(stem, profile)}">Beyond the thesis, {beyond_title(stem, profile)}'
-                        f"</a></li>" for stem, profile in beyond)  # fmt: skip
+    contents += "".join(
+        f'<li><a href="#{beyond_id(stem, profile)}">Beyond the thesis, {beyond_title(stem, profile)}</a></li>'
+        for stem, profile in beyond
+    )
     sections = "".join(figure_section(n, [f for f in found if f.number == n], notebooks) for n in numbers)
-    sections += "".join(beyond_section(stem, profile, [f for f in extra if (BEYOND_THESIS[f.number].notebook,
-                                                                             f.profile) == (stem, profile)],
-                                       found, notebooks) for stem, profile in beyond)  # fmt: skip
+    sections += "".join(
+        beyond_section(
+            stem,
+            profile,
+            [f for f in extra if (BEYOND_THESIS[f.number].notebook, f.profile) == (stem, profile)],
+            found,
+            notebooks,
+        )
+        for stem, profile in beyond
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -409,9 +440,11 @@ def beyond_section(notebook: str, profile: str, files: list[Figure], thesis: lis
     """The figures one notebook makes beyond the thesis at one profile: each with its images,
     then what the data show (the notebook's findings, or where they stand if it makes a thesis
     figure too)."""
-    parts = "".join(f"<h3>{html.escape(BEYOND_THESIS[key].title)}</h3>"
-                    + images([f for f in files if f.number == key], BEYOND_THESIS[key].title)
-                    for key in dict.fromkeys(f.number for f in files))  # fmt: skip
+    parts = "".join(
+        f"<h3>{html.escape(BEYOND_THESIS[key].title)}</h3>"
+        + images([f for f in files if f.number == key], BEYOND_THESIS[key].title)
+        for key in dict.fromkeys(f.number for f in files)
+    )
     shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook and not profile})
     if shown:
         links = ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown)
@@ -430,17 +463,22 @@ def beyond_section(notebook: str, profile: str, files: list[Figure], thesis: lis
 def images(files: list[Figure], label: str) -> str:
     """The figure files side by side (stacked if wide), each linked to itself and captioned."""
     layout = "side-by-side" if all(png_aspect(f.path) < WIDE for f in files) else "stacked"
-    shown = "".join(f'<figure><a href="{f.site_path}"><img src="{f.site_path}" '
-                    f'alt="{html.escape(label)}, {html.escape(env_name(f))}"></a>'
-                    f"<figcaption>{html.escape(env_name(f))}: {f.site_path[len('figures/'):]}</figcaption></figure>"
-                    for f in files)  # fmt: skip
+    shown = "".join(
+        f'<figure><a href="{f.site_path}"><img src="{f.site_path}" '
+        f'alt="{html.escape(label)}, {html.escape(env_name(f))}"></a>'
+        f"<figcaption>{html.escape(env_name(f))}: {f.site_path[len('figures/') :]}</figcaption></figure>"
+        for f in files
+    )
     return f'<div class="{layout}">{shown}</div>'
 
 
 def findings_html(files: list[Figure], notebooks: dict) -> str:
     """Per figure file, what the notebook that made it printed under its findings."""
-    return "".join(f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.page}.html">{f.page}</a></h4>'
-                   f"<pre>{html.escape(findings(notebooks[f.page]))}</pre>" for f in files)
+    return "".join(
+        f'<h4>{html.escape(env_name(f))}, from <a href="notebooks/{f.page}.html">{f.page}</a></h4>'
+        f"<pre>{html.escape(findings(notebooks[f.page]))}</pre>"
+        for f in files
+    )
 
 
 def png_aspect(path: Path) -> float:
@@ -458,9 +496,12 @@ def env_name(figure: Figure) -> str:
 def notebooks_section(notebooks: dict, record: dict) -> str:
     """Links to the rendered notebooks, with their execution times when the record has them."""
     seconds = {f"{n['notebook']}-{n['env']}": n["wall_s"] for n in record.get("notebooks", [])}
-    items = "".join(f'<li><a href="notebooks/{stem}.html">{stem}</a>'
-                    + (f" (executed in {seconds[stem]} s)" if stem in seconds else "") + "</li>"
-                    for stem in sorted(notebooks))
+    items = "".join(
+        f'<li><a href="notebooks/{stem}.html">{stem}</a>'
+        + (f" (executed in {seconds[stem]} s)" if stem in seconds else "")
+        + "</li>"
+        for stem in sorted(notebooks)
+    )
     return f'<section id="notebooks"><h2>Executed notebooks</h2><ul>{items}</ul></section>'
 
 
@@ -477,7 +518,7 @@ def provenance_section(record: dict) -> str:
         facts["Wall time, computing and notebooks"] = duration(record["all_wall_s"])
     rows = "".join(f"<tr><th>{name}</th><td>{html.escape(str(value))}</td></tr>" for name, value in facts.items())
     return f"""<section id="provenance"><h2>Provenance</h2>
-<p>From the run record written by <code>python pipeline.py {html.escape(str(record.get('command', 'all')))}</code>.</p>
+<p>From the run record written by <code>python pipeline.py {html.escape(str(record.get("command", "all")))}</code>.</p>
 <table>{rows}</table>
 {steps_table(record.get("steps", []))}
 </section>"""
@@ -488,8 +529,9 @@ def steps_table(steps: list[dict]) -> str:
     if not steps:
         return ""
     head = "".join(f"<th>{column.replace('_', ' ')}</th>" for column in STEP_COLUMNS)
-    body = "".join("<tr>" + "".join(step_cell(step.get(column, "")) for column in STEP_COLUMNS) + "</tr>"
-                   for step in steps)
+    body = "".join(
+        "<tr>" + "".join(step_cell(step.get(column, "")) for column in STEP_COLUMNS) + "</tr>" for step in steps
+    )
     return f"<h3>Work per step</h3><table><tr>{head}</tr>{body}</table>"
 
 

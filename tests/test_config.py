@@ -50,8 +50,9 @@ def test_every_config_field_is_pinned():
     assert set(THESIS) == {f for f in CARTPOLE.__dataclass_fields__}
 
 
-@pytest.mark.parametrize("name, preset", [("cartpole", CARTPOLE), ("CartPole-v0", CARTPOLE), ("acrobot", ACROBOT),
-                                          ("Acrobot-v1", ACROBOT)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, preset", [("cartpole", CARTPOLE), ("CartPole-v0", CARTPOLE), ("acrobot", ACROBOT), ("Acrobot-v1", ACROBOT)]
+)
 def test_dqn_config_gives_the_thesis_preset(name, preset):
     assert dqn_config(name) == preset
 
@@ -79,10 +80,13 @@ def test_the_device_is_part_of_a_results_key_except_the_cpu_so_no_key_changed():
     assert config_hash(CARTPOLE) == "8e2a7742be87e88a" and config_hash(torch_cpu) == "3973d353933a7ca0"
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"device": "cuda"}, "device: the fused kernel runs on the CPU only; on cuda use arithmetic 'torch'"),
-    ({"device": "tpu", "arithmetic": "torch"}, "device must be 'cpu' or 'cuda', got 'tpu'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"device": "cuda"}, "device: the fused kernel runs on the CPU only; on cuda use arithmetic 'torch'"),
+        ({"device": "tpu", "arithmetic": "torch"}, "device must be 'cpu' or 'cuda', got 'tpu'"),
+    ],
+)
 def test_a_config_refuses_a_device_its_arithmetic_cannot_run_on(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         CARTPOLE.replace(**changes)

@@ -62,8 +62,11 @@ def pages(site: Path) -> list[Path]:
 
 def test_the_site_has_the_index_every_figure_and_every_notebook(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != ".ebnb-owned"}
-    recorded = {(m.parent / n).relative_to(site).as_posix() for m in site.rglob(".ebnb-owned")
-                for n in m.read_text().splitlines()[1:]}  # fmt: skip
+    recorded = {
+        (m.parent / n).relative_to(site).as_posix()
+        for m in site.rglob(".ebnb-owned")
+        for n in m.read_text().splitlines()[1:]
+    }
     assert recorded == names, "the site's folders record every file the package wrote (ebnb.ownership)"
     published = {p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png")}
     executed = ROOT / "notebooks" / "executed"
@@ -133,9 +136,12 @@ def test_the_report_opens_with_the_readmes_verdict_section(site):
 
 def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refused(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("# ebnb\n\n## Does the thesis hold?\n\n**1. A claim: not supported.** See "
-                      "[the protocol](docs/protocol.md#statistics), <b>raw</b> HTML.\n\n### Detail\n\n- *one*: 0.29\n"
-                      "\n## Figures\n\nNot this.\n", encoding="utf-8")  # fmt: skip
+    readme.write_text(
+        "# ebnb\n\n## Does the thesis hold?\n\n**1. A claim: not supported.** See "
+        "[the protocol](docs/protocol.md#statistics), <b>raw</b> HTML.\n\n### Detail\n\n- *one*: 0.29\n"
+        "\n## Figures\n\nNot this.\n",
+        encoding="utf-8",
+    )
     shown = report.thesis_verdict(readme)
     assert "<strong>1. A claim: not supported.</strong>" in shown and "<li><em>one</em>: 0.29</li>" in shown
     assert "the protocol" in shown and "href" not in shown, "links point into the repository: text only"
@@ -150,8 +156,12 @@ def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refuse
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Beyond the thesis: notebook ([\w, ]+)</h2>", index) == [
-        "02_retrain", "03_finetune", "05_controls", "06_eb_exploit_sweep",
-        "05_controls, profile full_sparse"]  # fmt: skip
+        "02_retrain",
+        "03_finetune",
+        "05_controls",
+        "06_eb_exploit_sweep",
+        "05_controls, profile full_sparse",
+    ]
     beyond = index.split('id="beyond-02_retrain"')[1]
     for path in (ROOT / "figures").rglob("*.png"):
         shown = path.relative_to(ROOT).as_posix()
@@ -209,8 +219,18 @@ def synthetic_inputs(root: Path) -> tuple[Path, Path, Path, Path]:
         notebook.cells = [nbformat.v4.new_markdown_cell("## Findings"), code]
         nbformat.write(notebook, executed / f"{stem}-cartpole.ipynb")
     record = root / "run_record.json"
-    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
-                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    record.write_text(
+        json.dumps(
+            {
+                "commit": "abc123",
+                "cpu": "some CPU",
+                "cores": 2,
+                "start": "2026-01-01T00:00:00",
+                "end": "2026-01-01T01:00:00",
+                "wall_s": 3600.0,
+            }
+        )
+    )
     readme = root / "README.md"
     readme.write_text("# ebnb\n\n## Does the thesis hold?\n\nPartly.\n", encoding="utf-8")
     return figures, executed, record, readme
@@ -233,8 +253,18 @@ def test_a_missing_input_names_the_file_and_writes_nothing(tmp_path):
     record.write_text(json.dumps({"commit": "abc123"}))
     with pytest.raises(ValueError, match=rf"{re.escape(str(record))} lacks cpu, cores, start, end, wall_s"):
         report.build(destination, figures, executed, record, readme)
-    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
-                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    record.write_text(
+        json.dumps(
+            {
+                "commit": "abc123",
+                "cpu": "some CPU",
+                "cores": 2,
+                "start": "2026-01-01T00:00:00",
+                "end": "2026-01-01T01:00:00",
+                "wall_s": 3600.0,
+            }
+        )
+    )
     readme.write_text("# ebnb\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section"):
         report.build(destination, figures, executed, record, readme)
@@ -247,4 +277,8 @@ def test_a_site_from_figures_named_by_env_id(tmp_path):
     shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
     index = report.build(tmp_path / "site", figures, executed, record, readme).read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    assert "<p>Partly.</p>" in index and "02_retrain: a finding" in index and 'href="notebooks/03_finetune-acrobot.html"' in index
+    assert (
+        "<p>Partly.</p>" in index
+        and "02_retrain: a finding" in index
+        and 'href="notebooks/03_finetune-acrobot.html"' in index
+    )

@@ -98,14 +98,19 @@ def layer_us(n_in: int, n_out: int, batch: int, reps: int, repeats: int) -> dict
     grad_weight, grad_bias, below = np.empty_like(a["weight"]), np.empty_like(a["bias"]), np.empty_like(a["x"])
     relu = n_out > 3
     forward = _seconds(lambda: _forward_loop(a["weight"], a["bias"], a["x"], out, relu, reps), repeats)
-    weight_grad = _seconds(lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below,
-                                                  False, reps), repeats)  # fmt: skip
+    weight_grad = _seconds(
+        lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below, False, reps), repeats
+    )
     if n_in <= kernel.THIN:
         return {"forward": 1e6 * forward / reps, "weight gradient": 1e6 * weight_grad / reps}
-    both = _seconds(lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below,
-                                           True, reps), repeats)  # fmt: skip
-    return {"forward": 1e6 * forward / reps, "weight gradient": 1e6 * weight_grad / reps,
-            "backward": 1e6 * max(both - weight_grad, 0.0) / reps}  # fmt: skip
+    both = _seconds(
+        lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below, True, reps), repeats
+    )
+    return {
+        "forward": 1e6 * forward / reps,
+        "weight gradient": 1e6 * weight_grad / reps,
+        "backward": 1e6 * max(both - weight_grad, 0.0) / reps,
+    }
 
 
 def main(argv=None) -> None:
