@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from ebnb import publish, published
+from ebnb.identity import kind
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = {"commit": "0123456789abcdef0123-dirty", "lock_sha256": "ab" * 32, "wall_s": 1.0, "command": "all",
@@ -41,6 +42,7 @@ def executed_notebook(text: str, **run) -> str:
     return nbformat.writes(notebook)
 
 
+@kind("unit")
 @dataclass(frozen=True)
 class Unit:
     seed: int
