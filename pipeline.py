@@ -42,8 +42,15 @@ NOTEBOOK_STEPS = {
     "02_retrain": ("dense runs", "retrain", "winning tickets"),
     "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
     "04_eb_exploit": ("dense runs", "eb_exploit"),
-    "05_controls": ("dense runs", "retrain", "finetune", "sparse retrain", "sparse finetune", "retrain controls",
-                    "finetune controls"),
+    "05_controls": (
+        "dense runs",
+        "retrain",
+        "finetune",
+        "sparse retrain",
+        "sparse finetune",
+        "retrain controls",
+        "finetune controls",
+    ),
     "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
 }
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind", "xis", "windows", "detectors", "starts")  # the last four: its sweep
@@ -145,9 +152,8 @@ def execute(notebook: str, env: str, profile: str, g, overrides: dict, store: Pa
     import papermill
     from traitlets.config import Config
 
-    from ebnb.experiments import default_outputs, shown
-
     from ebnb import jupyter, ownership
+    from ebnb.experiments import default_outputs, shown
 
     output = ownership.new_file(run_folder(profile, g, overrides, out) / f"{notebook}-{env}.ipynb", "outputs")
     parameters = {"env": env, "profile": profile, **overrides}
@@ -161,9 +167,16 @@ def execute(notebook: str, env: str, profile: str, g, overrides: dict, store: Pa
         with tempfile.TemporaryDirectory(prefix="ebnb-kernel-") as sockets:
             # the kernel talks over Unix sockets in a private folder, not unencrypted TCP on localhost
             ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
-            papermill.execute_notebook(str(SOURCE / f"{notebook}.ipynb"), str(output), parameters=parameters,
-                                       kernel_name="python3", cwd=str(SOURCE), progress_bar=False, config=ipc,
-                                       kernel_manager_class=jupyter.ShutdownKernelManager)  # fmt: skip
+            papermill.execute_notebook(
+                str(SOURCE / f"{notebook}.ipynb"),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(SOURCE),
+                progress_bar=False,
+                config=ipc,
+                kernel_manager_class=jupyter.ShutdownKernelManager,
+            )
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(
             f"{notebook} ({env}) failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
@@ -200,8 +213,9 @@ def kernels_import_this_checkout() -> None:
 NOTEBOOK_WORKERS = min(4, os.cpu_count() or 1)  # notebooks executed at once (each kernel mostly loads and plots)
 
 
-def run_grid(notebooks, envs, profile: str, g, overrides: dict, store: Path | None, out: Path,
-             computes: dict | None = None) -> dict:  # fmt: skip
+def run_grid(
+    notebooks, envs, profile: str, g, overrides: dict, store: Path | None, out: Path, computes: dict | None = None
+) -> dict:
     """Compute what the notebooks x envs of grid `g` read, in order (`computes`: (notebook, env) -> its
     ComputePlans, with progress in the terminal), then execute them, `NOTEBOOK_WORKERS` at a
     time (each in its own kernel; they only read the store by then); print and return their
@@ -241,12 +255,17 @@ def list_grid(store: Path | None, out: Path) -> None:
             for name, step in grid_steps.items():
                 done, size = sizes[name]
                 print(f"  {name:<16} {done:>4}/{len(step.units):<4} cached  {disk.human_size(size):>10}")
-            executed = [n for n in NOTEBOOKS
-                        if (run_folder(profile, experiments.PROFILES[profile], {}, out) / f"{n}-{env}.ipynb").exists()]
+            executed = [
+                n
+                for n in NOTEBOOKS
+                if (run_folder(profile, experiments.PROFILES[profile], {}, out) / f"{n}-{env}.ipynb").exists()
+            ]
             print(f"  executed notebooks: {', '.join(executed) or 'none'}")
     checkpoints = disk.directory_size(cache.root / "checkpoint")
-    print(f"store {cache.root}: {disk.human_size(disk.directory_size(cache.root))} in all, "
-          f"{disk.human_size(checkpoints)} of it checkpoints of unfinished shards")  # fmt: skip
+    print(
+        f"store {cache.root}: {disk.human_size(disk.directory_size(cache.root))} in all, "
+        f"{disk.human_size(checkpoints)} of it checkpoints of unfinished shards"
+    )
 
 
 class ComputePlan(NamedTuple):
@@ -259,8 +278,18 @@ class ComputePlan(NamedTuple):
     run: Callable
 
 
-def plan_compute(notebooks, envs, profile: str, g, overrides: dict, store: Path | None, published, options: dict,
-                 forced: set | None = None, work: list | None = None):  # fmt: skip
+def plan_compute(
+    notebooks,
+    envs,
+    profile: str,
+    g,
+    overrides: dict,
+    store: Path | None,
+    published,
+    options: dict,
+    forced: set | None = None,
+    work: list | None = None,
+):
     """Check the compute options and return what filling the store for `notebooks` x `envs`
     of grid `g` (of `profile`) will run: the units they read that neither the store nor `published` holds (nothing is
     computed yet). `options`: command, target, scheduler, workers, shard_size, population,
@@ -273,6 +302,7 @@ def plan_compute(notebooks, envs, profile: str, g, overrides: dict, store: Path 
 
     _, eb_exploit, _ = split_overrides(overrides)
     compute.check_scheduler(options["scheduler"])
+
     def given(name, default):
         return default if options.get(name) is None else options[name]
 
@@ -295,14 +325,36 @@ def plan_compute(notebooks, envs, profile: str, g, overrides: dict, store: Path 
         asked = sum(len(step.units) for _, step in compute.plan(envs, step_names, g, **eb_exploit))
         left = sum(len(step.units) for _, step in work)
         if left < asked:
-            print(f"[compute] {asked - left} of {asked} units from {experiments.shown(published.root)}/ (made by "
-                  f"{published.made_by}); {left} to compute or load from the store", flush=True)  # fmt: skip
+            print(
+                f"[compute] {asked - left} of {asked} units from {experiments.shown(published.root)}/ (made by "
+                f"{published.made_by}); {left} to compute or load from the store",
+                flush=True,
+            )
     root = store or experiments.default_store()
-    settings = {"command": options["command"], "target": options["target"], "profile": profile,
-                "scheduler": options["scheduler"], "workers": 1 if options["scheduler"] == "inline" else workers or os.cpu_count(),
-                "population": population, "shard_size": shard_size}  # fmt: skip
-    return ComputePlan(work, root, settings, lambda: compute.run(root, work, options["scheduler"], shard_size,
-                       checkpoint_every, progress=True, workers=workers, force=options.get("force", False)))  # fmt: skip
+    settings = {
+        "command": options["command"],
+        "target": options["target"],
+        "profile": profile,
+        "scheduler": options["scheduler"],
+        "workers": 1 if options["scheduler"] == "inline" else workers or os.cpu_count(),
+        "population": population,
+        "shard_size": shard_size,
+    }
+    return ComputePlan(
+        work,
+        root,
+        settings,
+        lambda: compute.run(
+            root,
+            work,
+            options["scheduler"],
+            shard_size,
+            checkpoint_every,
+            progress=True,
+            workers=workers,
+            force=options.get("force", False),
+        ),
+    )
 
 
 def plan_fresh(env: str, overrides: dict, store: Path | None, published, options: dict) -> ComputePlan | None:
@@ -356,16 +408,24 @@ def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
         if report.cost is not None:
             costs.setdefault((env, name), []).append(report.cost)
         if always_record or report.computed:
-            print(f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True)
+            print(
+                f"[compute] {env:<9} {name:<16} shard of {len(report.shard.units):>3} units: {state}{units}", flush=True
+            )
     if not always_record and not counts["computed"] + counts["resumed"]:
         return None
     end = accounting.now()
-    print(f"[compute] shards: {counts['computed']} computed, {counts['resumed']} resumed from a checkpoint, "
-          f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s", flush=True)  # fmt: skip
-    steps = [(env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
-             for env, step in plan.work]  # fmt: skip
-    steps += [(env, name, units, computed[(env, name)], costs.get((env, name), []))
-              for (env, name), units in planned.items()]  # fmt: skip
+    print(
+        f"[compute] shards: {counts['computed']} computed, {counts['resumed']} resumed from a checkpoint, "
+        f"{counts['stored before']} stored before; {(end - start).total_seconds():.1f} s",
+        flush=True,
+    )
+    steps = [
+        (env, step.name, len(step.units), computed.get((env, step.name), 0), costs.get((env, step.name), []))
+        for env, step in plan.work
+    ]
+    steps += [
+        (env, name, units, computed[(env, name)], costs.get((env, name), [])) for (env, name), units in planned.items()
+    ]
     record = accounting.run_record(steps, start, end, checkout, **plan.settings)
     if not counts["computed"] + counts["resumed"]:
         print("[compute] nothing computed: no run record written", flush=True)
@@ -388,37 +448,60 @@ def clean_outputs(store: Path | None, out: Path) -> None:
 
 def _profile_and_params(command: argparse.ArgumentParser, profile: str, what: str) -> None:
     # not listed from ebnb.experiments.PROFILES: importing it (torch) would make --help take seconds
-    command.add_argument("--profile", default=profile,
-                         help=f"full (the thesis), quick (minutes) or another grid of ebnb.experiments.PROFILES, "
-                              f"see docs/pipeline.md; an unknown name lists them (default {profile})")
-    command.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                         help=f"override {what} (repeatable), e.g. -p seeds=[0,1]")  # fmt: skip
+    command.add_argument(
+        "--profile",
+        default=profile,
+        help=f"full (the thesis), quick (minutes) or another grid of ebnb.experiments.PROFILES, "
+        f"see docs/pipeline.md; an unknown name lists them (default {profile})",
+    )
+    command.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override {what} (repeatable), e.g. -p seeds=[0,1]",
+    )
 
 
 def _recompute(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--recompute", action="store_true",
-                         help="compute the units the store lacks instead of taking them from results/")  # fmt: skip
+    command.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute the units the store lacks instead of taking them from results/",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
     parser.add_argument("--out", help="working outputs folder (default: outputs/, or $EBNB_OUTPUTS)")
-    parser.add_argument("--force", action="store_true",
-                        help="recompute the selected units even if stored, replacing them in the store (deletes no folder)")  # fmt: skip
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute the selected units even if stored, replacing them in the store (deletes no folder)",
+    )
     parser.add_argument("--debug", action="store_true", help="on failure, show the traceback")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("all", "every notebook x env, full profile (the thesis and beyond)"),
-                       ("quick", "every notebook x env, quick profile")):  # fmt: skip
+    for name, text in (
+        ("all", "every notebook x env, full profile (the thesis and beyond)"),
+        ("quick", "every notebook x env, quick profile"),
+    ):
         command = commands.add_parser(name, help=text)
         _recompute(command)
         command.add_argument("--env", choices=ENVS, action="append", help="only this env (repeatable)")
-        command.add_argument("--thesis", action="store_true",
-                             help=f"only the thesis' notebooks ({THESIS[0]} ... {THESIS[-1]}, figures 3.3-3.8)")  # fmt: skip
+        command.add_argument(
+            "--thesis",
+            action="store_true",
+            help=f"only the thesis' notebooks ({THESIS[0]} ... {THESIS[-1]}, figures 3.3-3.8)",
+        )
         if name == "all":
-            command.add_argument("--scheduler", default="local",
-                                 help="how the store is filled before the notebooks run: local (default, a Dask "
-                                      "LocalCluster), inline, or tcp://host:port (see compute)")  # fmt: skip
+            command.add_argument(
+                "--scheduler",
+                default="local",
+                help="how the store is filled before the notebooks run: local (default, a Dask "
+                "LocalCluster), inline, or tcp://host:port (see compute)",
+            )
     run = commands.add_parser("run", help="one notebook for one env, with parameter overrides")
     run.add_argument("notebook", help=f"one of: {', '.join(NOTEBOOKS)}")
     run.add_argument("--env", action="append", help=f"{', '.join(ENVS)} (or a gymnasium id; default cartpole)")
@@ -430,18 +513,31 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--env", action="append", help=f"{', '.join(ENVS)} or a gymnasium id (repeatable)")
     _profile_and_params(compute, "full", "a grid or EB Exploit parameter")
     _recompute(compute)
-    compute.add_argument("--scheduler", default="local",
-                         help="local (default: a Dask LocalCluster, one worker per core), inline (this process), "
-                              "or tcp://host:port of a Dask scheduler; the store must be shared by the workers")  # fmt: skip
+    compute.add_argument(
+        "--scheduler",
+        default="local",
+        help="local (default: a Dask LocalCluster, one worker per core), inline (this process), "
+        "or tcp://host:port of a Dask scheduler; the store must be shared by the workers",
+    )
     compute.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
-    compute.add_argument("--shard-size", type=int, help="units of work per shard (default: ebnb.compute.DEFAULT_SHARD_SIZE)")
-    compute.add_argument("--population", type=int,
-                         help="most tickets training at once in a shard (default: ebnb.experiments.POPULATION); "
-                              "changes speed, never results")  # fmt: skip
-    compute.add_argument("--checkpoint-every", type=float, default=120.0,
-                         help="seconds between checkpoints of a running shard (default 120)")  # fmt: skip
-    publish = commands.add_parser("publish", help="make the working outputs the published ones (results/, figures/, "
-                                                  "notebooks/executed/)")  # fmt: skip
+    compute.add_argument(
+        "--shard-size", type=int, help="units of work per shard (default: ebnb.compute.DEFAULT_SHARD_SIZE)"
+    )
+    compute.add_argument(
+        "--population",
+        type=int,
+        help="most tickets training at once in a shard (default: ebnb.experiments.POPULATION); "
+        "changes speed, never results",
+    )
+    compute.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=120.0,
+        help="seconds between checkpoints of a running shard (default 120)",
+    )
+    publish = commands.add_parser(
+        "publish", help="make the working outputs the published ones (results/, figures/, notebooks/executed/)"
+    )
     publish.add_argument("--nbval", action="store_true", help="publish outputs/quick/ as nbval's references instead")
     report = commands.add_parser("report", help="build a static HTML site from the published outputs")
     report.add_argument("--to", help="the site's folder (default: <outputs>/report)")
@@ -465,12 +561,16 @@ def _checked_job(args, store: Path | None, out: Path):
     from ebnb.envs import canonical_env
 
     if args.command in ("compute", "run"):
-        notebooks = _check_target(args.target if args.command == "compute" else args.notebook, args.command == "compute")
+        notebooks = _check_target(
+            args.target if args.command == "compute" else args.notebook, args.command == "compute"
+        )
         if args.profile not in experiments.PROFILES:
             raise UsageError(f"--profile: unknown {args.profile!r}; allowed: {', '.join(experiments.PROFILES)}")
         if args.command == "run" and args.env and len(args.env) > 1:
-            raise UsageError(f"--env: run takes one env, got {', '.join(args.env)}; for several, use "
-                             "pipeline.py all --env ... or one run per env")  # fmt: skip
+            raise UsageError(
+                f"--env: run takes one env, got {', '.join(args.env)}; for several, use "
+                "pipeline.py all --env ... or one run per env"
+            )
         envs = args.env or list(ENVS) if args.command == "compute" else args.env or ["cartpole"]
         allowed = set(experiments.Grid.__dataclass_fields__) | set(EB_EXPLOIT_PARAMETERS)
         overrides = parse_overrides(args.param, notebooks, allowed if args.command == "compute" else None)
@@ -481,20 +581,39 @@ def _checked_job(args, store: Path | None, out: Path):
     envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
     g = check_overrides(overrides, profile)
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
-        overrides = {**overrides, "use_published": not args.recompute and notebook.check_bool(
-            "use_published", overrides.get("use_published", True))}  # fmt: skip
+        overrides = {
+            **overrides,
+            "use_published": not args.recompute
+            and notebook.check_bool("use_published", overrides.get("use_published", True)),
+        }
     published = experiments.published_results() if overrides.get("use_published", True) and not args.force else None
     target = getattr(args, "target", "thesis" if getattr(args, "thesis", False) else "all")
-    options = {"command": args.command, "target": target,
-               "scheduler": getattr(args, "scheduler", "inline"), "workers": getattr(args, "workers", None),
-               "shard_size": getattr(args, "shard_size", None), "population": getattr(args, "population", None),
-               "checkpoint_every": getattr(args, "checkpoint_every", None), "force": args.force}  # fmt: skip
+    options = {
+        "command": args.command,
+        "target": target,
+        "scheduler": getattr(args, "scheduler", "inline"),
+        "workers": getattr(args, "workers", None),
+        "shard_size": getattr(args, "shard_size", None),
+        "population": getattr(args, "population", None),
+        "checkpoint_every": getattr(args, "checkpoint_every", None),
+        "force": args.force,
+    }
     if args.command in ("compute", "all"):
-        return notebooks, envs, profile, g, overrides, plan_compute(notebooks, envs, profile, g, overrides, store,
-                                                                    published, options), None  # fmt: skip
+        return (
+            notebooks,
+            envs,
+            profile,
+            g,
+            overrides,
+            plan_compute(notebooks, envs, profile, g, overrides, store, published, options),
+            None,
+        )
     forced = set() if args.force else None  # a step several notebooks read is recomputed once
-    per_notebook = {(n, e): [plan_compute([n], [e], profile, g, overrides, store, published, options, forced)]
-                    for n in notebooks for e in envs}  # fmt: skip
+    per_notebook = {
+        (n, e): [plan_compute([n], [e], profile, g, overrides, store, published, options, forced)]
+        for n in notebooks
+        for e in envs
+    }
     for (n, e), plans in per_notebook.items():
         fresh = plan_fresh(e, overrides, store, published, options) if n == "06_eb_exploit_sweep" else None
         plans += [fresh] if fresh is not None else []
@@ -533,8 +652,13 @@ def _main(args) -> None:
 
         if not args.to:
             ownership.claim(out, "outputs")
-        index = report.build(Path(args.to) if args.to else out / "report", PUBLISHED_FIGURES, PUBLISHED_NOTEBOOKS,
-                             experiments.default_published() / "run_record.json", ROOT / "README.md")  # fmt: skip
+        index = report.build(
+            Path(args.to) if args.to else out / "report",
+            PUBLISHED_FIGURES,
+            PUBLISHED_NOTEBOOKS,
+            experiments.default_published() / "run_record.json",
+            ROOT / "README.md",
+        )
         print(f"[report] {experiments.shown(index)}")
         return
     errors.check_writable_folder("--store", store or experiments.default_store(), writable=False)
@@ -554,8 +678,10 @@ def _main(args) -> None:
         record["all_wall_s"] = round(time.perf_counter() - started, 1)
         path = accounting.write(record, Store(whole.store).folder("runs"))
         command = "all --thesis" if args.thesis else "all"
-        print(f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
-              f"run record {experiments.shown(path)}\n{accounting.table(record)}")  # fmt: skip
+        print(
+            f"\n[pipeline] {command}: {record['all_wall_s']:.0f} s wall, {record['wall_s']:.0f} s of it computing; "
+            f"run record {experiments.shown(path)}\n{accounting.table(record)}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,30 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-early-stop", action="store_true", help="train every agent for all --episodes")
     train.add_argument("--out", required=True, help="FILE.csv or FILE.parquet: one row per (seed, episode)")
     train.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    train.add_argument("--arithmetic", choices=("fused", "torch"),
-                       help="fused kernel (CPU, same bits everywhere) or torch (default: fused on cpu, torch on cuda)")
+    train.add_argument(
+        "--arithmetic",
+        choices=("fused", "torch"),
+        help="fused kernel (CPU, same bits everywhere) or torch (default: fused on cpu, torch on cuda)",
+    )
 
     bench = commands.add_parser("bench", help="throughput of the engine vs the plain sequential DQN")
     bench.add_argument("--env", help=f"{envs}, or a gymnasium id (default: both thesis envs)")
-    bench.add_argument("--agents", type=int, nargs="+", action="extend",
-                       help="population sizes K, e.g. --agents 1 16 64 256 (repeatable; default: 1, 64, 256, 512)")
+    bench.add_argument(
+        "--agents",
+        type=int,
+        nargs="+",
+        action="extend",
+        help="population sizes K, e.g. --agents 1 16 64 256 (repeatable; default: 1, 64, 256, 512)",
+    )
     bench.add_argument("--threads", type=int, help="threads for the engine (default: torch's default, one per core)")
     bench.add_argument("--steps", type=int, default=3000, help="transitions per agent (default 3000)")
     bench.add_argument("--json", action="store_true", help="one JSON object per line")
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    bench.add_argument("--arithmetic", choices=("fused", "torch"),
-                       help="the engine's arithmetic (default: fused on cpu, torch on cuda)")
+    bench.add_argument(
+        "--arithmetic",
+        choices=("fused", "torch"),
+        help="the engine's arithmetic (default: fused on cpu, torch on cuda)",
+    )
     return parser
 
 
@@ -65,8 +76,14 @@ def _train(args, cfg, seeds, episodes, out) -> None:
     from ebnb.agent import fresh_agent
     from ebnb.population import Population
 
-    population = Population(cfg, [fresh_agent(cfg, s) for s in seeds], early_stop=not args.no_early_stop,
-                            max_episodes=episodes, device=args.device, progress=True)  # fmt: skip
+    population = Population(
+        cfg,
+        [fresh_agent(cfg, s) for s in seeds],
+        early_stop=not args.no_early_stop,
+        max_episodes=episodes,
+        device=args.device,
+        progress=True,
+    )
     result = population.run()
     log = result.episodes.rename(columns={"agent": "seed"})
     log["seed"] = [seeds[a] for a in log["seed"]]
@@ -76,8 +93,10 @@ def _train(args, cfg, seeds, episodes, out) -> None:
     last10 = log.groupby("seed")["return"].apply(lambda r: r.tail(10).mean())
     print(f"{cfg.env_id}: {len(seeds)} agents, {len(log)} episodes -> {out}")
     for row in summary.itertuples():
-        print(f"  seed {row.seed}: {row.episodes_run} episodes ({row.stop_reason}), "
-              f"mean return of last 10: {last10[row.seed]:.1f}")  # fmt: skip
+        print(
+            f"  seed {row.seed}: {row.episodes_run} episodes ({row.stop_reason}), "
+            f"mean return of last 10: {last10[row.seed]:.1f}"
+        )
 
 
 def _write(log, out: Path) -> None:
@@ -123,15 +142,20 @@ def _bench(args, cfgs, counts) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.json:
-        print(f"{'env':<12} {'K':>5} {'threads':>7} {'sequential steps/s':>19} {'population agent-steps/s':>25} "
-              f"{'per CPU-s':>10} {'ratio':>6}")  # fmt: skip
+        print(
+            f"{'env':<12} {'K':>5} {'threads':>7} {'sequential steps/s':>19} {'population agent-steps/s':>25} "
+            f"{'per CPU-s':>10} {'ratio':>6}"
+        )
     for row in benchmark.run(cfgs, counts, args.steps, device=args.device):
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{row['env']:<12} {row['agents']:>5} {row['threads']:>7} {row['sequential_steps_per_s']:>19,.0f} "
-                  f"{row['population_agent_steps_per_s']:>25,.0f} {row['population_agent_steps_per_cpu_s']:>10,.0f} "
-                  f"{row['ratio']:>6.1f}", flush=True)  # fmt: skip
+            print(
+                f"{row['env']:<12} {row['agents']:>5} {row['threads']:>7} {row['sequential_steps_per_s']:>19,.0f} "
+                f"{row['population_agent_steps_per_s']:>25,.0f} {row['population_agent_steps_per_cpu_s']:>10,.0f} "
+                f"{row['ratio']:>6.1f}",
+                flush=True,
+            )
 
 
 def main(argv=None) -> int:

@@ -69,8 +69,13 @@ def busy_fractions(costs: list[ShardCost], wall_s: float, cores: int) -> tuple[f
 def _commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty else "")
@@ -97,8 +102,9 @@ def machine() -> dict:
     }
 
 
-def run_record(steps: list[tuple[str, str, int, int, list[ShardCost]]], start: datetime, end: datetime,
-               checkout: dict, **settings) -> dict:  # fmt: skip
+def run_record(
+    steps: list[tuple[str, str, int, int, list[ShardCost]]], start: datetime, end: datetime, checkout: dict, **settings
+) -> dict:
     """The record of one run on this machine: `checkout` (`machine()` taken when the run
     started: commit, lock file, CPU), `settings`, times, and per (env, step, units in the
     grid, units computed, shard costs) the work, wall and core seconds and mean live agents;
@@ -113,20 +119,33 @@ def run_record(steps: list[tuple[str, str, int, int, list[ShardCost]]], start: d
             work.add(cost.work)
         total.add(work)
         everything += costs
-        rows.append({
-            "env": env, "step": step, "units": units, "computed": computed, **asdict(work),
-            "mean_live": round(work.agent_steps / work.population_steps, 1) if work.population_steps else 0.0,
-            "shard_wall_s": round(sum(c.wall_s for c in costs), 1), "core_s": round(sum(c.cpu_s for c in costs), 1),
-        })  # fmt: skip
+        rows.append(
+            {
+                "env": env,
+                "step": step,
+                "units": units,
+                "computed": computed,
+                **asdict(work),
+                "mean_live": round(work.agent_steps / work.population_steps, 1) if work.population_steps else 0.0,
+                "shard_wall_s": round(sum(c.wall_s for c in costs), 1),
+                "core_s": round(sum(c.cpu_s for c in costs), 1),
+            }
+        )
     cores_busy, all_cores_busy = busy_fractions(everything, wall_s, cores)
     core_s = sum(c.cpu_s for c in everything)
     return {
-        **checkout, **settings,
-        "start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds"), "wall_s": round(wall_s, 1),
-        "steps": rows, "total": asdict(total), "core_s": round(core_s, 1),
+        **checkout,
+        **settings,
+        "start": start.isoformat(timespec="seconds"),
+        "end": end.isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 1),
+        "steps": rows,
+        "total": asdict(total),
+        "core_s": round(core_s, 1),
         "agent_steps_per_core_s": round(total.agent_steps / core_s, 1) if core_s else 0.0,
-        "cores_busy": round(cores_busy, 3), "all_cores_busy": round(all_cores_busy, 3),
-    }  # fmt: skip
+        "cores_busy": round(cores_busy, 3),
+        "all_cores_busy": round(all_cores_busy, 3),
+    }
 
 
 def now() -> datetime:
@@ -145,15 +164,21 @@ def write(record: dict, folder: Path) -> Path:
 
 def table(record: dict) -> str:
     """The record as a text table: one line per (env, step), then the totals."""
-    head = f"{'env':<9} {'step':<16} {'units':>6} {'agent-steps':>12} {'updates':>11} {'test steps':>11} " \
-           f"{'live':>6} {'wall s':>8} {'core s':>8}"  # fmt: skip
+    head = (
+        f"{'env':<9} {'step':<16} {'units':>6} {'agent-steps':>12} {'updates':>11} {'test steps':>11} "
+        f"{'live':>6} {'wall s':>8} {'core s':>8}"
+    )
     lines = [head]
     for r in record["steps"]:
-        lines.append(f"{r['env']:<9} {r['step']:<16} {r['computed']:>3}/{r['units']:<3}{r['agent_steps']:>12,} "
-                     f"{r['updates']:>11,} {r['test_steps']:>11,} {r['mean_live']:>6} {r['shard_wall_s']:>8} "
-                     f"{r['core_s']:>8}")  # fmt: skip
-    lines.append(f"wall {record['wall_s']} s, {record['cores']} cores ({record['cpu']}); "
-                 f"{record['core_s']} core-s, {record['agent_steps_per_core_s']:,} agent-steps per core-s; "
-                 f"cores busy {100 * record['cores_busy']:.0f}%, all at once {100 * record['all_cores_busy']:.0f}% "
-                 "of the time")  # fmt: skip
+        lines.append(
+            f"{r['env']:<9} {r['step']:<16} {r['computed']:>3}/{r['units']:<3}{r['agent_steps']:>12,} "
+            f"{r['updates']:>11,} {r['test_steps']:>11,} {r['mean_live']:>6} {r['shard_wall_s']:>8} "
+            f"{r['core_s']:>8}"
+        )
+    lines.append(
+        f"wall {record['wall_s']} s, {record['cores']} cores ({record['cpu']}); "
+        f"{record['core_s']} core-s, {record['agent_steps_per_core_s']:,} agent-steps per core-s; "
+        f"cores busy {100 * record['cores_busy']:.0f}%, all at once {100 * record['all_cores_busy']:.0f}% "
+        "of the time"
+    )
     return "\n".join(lines)

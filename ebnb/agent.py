@@ -37,9 +37,14 @@ class AgentState:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat name -> array form, for `np.savez`."""
-        arrays = {"seed": np.int64(self.seed), "adam_steps": np.int64(self.adam_steps),
-                  "epsilon": np.float64(self.epsilon), "transitions": np.int64(self.transitions),
-                  "updates": np.int64(self.updates), "episodes": np.int64(self.episodes)}  # fmt: skip
+        arrays = {
+            "seed": np.int64(self.seed),
+            "adam_steps": np.int64(self.adam_steps),
+            "epsilon": np.float64(self.epsilon),
+            "transitions": np.int64(self.transitions),
+            "updates": np.int64(self.updates),
+            "episodes": np.int64(self.episodes),
+        }
         for group in ("params", "target", "exp_avg", "exp_avg_sq", "mask"):
             for i, array in enumerate(getattr(self, group) or []):
                 arrays[f"{group}.{i}"] = array
@@ -49,19 +54,25 @@ class AgentState:
     @classmethod
     def from_arrays(cls, arrays) -> AgentState:
         """Inverse of `to_arrays`."""
+
         def group(name):
             keys = sorted((k for k in arrays if k.startswith(name + ".")), key=lambda k: int(k.split(".")[1]))
             return [np.asarray(arrays[k]) for k in keys]
 
         return cls(
-            seed=int(arrays["seed"]), params=group("params"), target=group("target"),
-            exp_avg=group("exp_avg"), exp_avg_sq=group("exp_avg_sq"),
+            seed=int(arrays["seed"]),
+            params=group("params"),
+            target=group("target"),
+            exp_avg=group("exp_avg"),
+            exp_avg_sq=group("exp_avg_sq"),
             adam_steps=int(arrays["adam_steps"]),
             replay={name: np.asarray(arrays[f"replay.{name}"]) for name in FIELDS},
-            epsilon=float(arrays["epsilon"]), transitions=int(arrays["transitions"]),
-            updates=int(arrays["updates"]), episodes=int(arrays["episodes"]),
+            epsilon=float(arrays["epsilon"]),
+            transitions=int(arrays["transitions"]),
+            updates=int(arrays["updates"]),
+            episodes=int(arrays["episodes"]),
             mask=group("mask") or None,
-        )  # fmt: skip
+        )
 
     def replace(self, **changes) -> AgentState:
         """A copy with some fields changed."""
@@ -69,6 +80,7 @@ class AgentState:
 
     def pruned(self, mask: list[np.ndarray]) -> AgentState:
         """The same agent with `mask` applied to online and target weights (m * theta)."""
+
         def apply(params):
             out = list(params)
             for layer, keep in enumerate(mask):
@@ -98,9 +110,14 @@ def fresh_agent(cfg: DQNConfig, seed: int, dtype=np.float32) -> AgentState:
     replay = {
         name: np.zeros((cfg.buffer_size, *shapes.get(name, ())), dtype=np.int64 if name == "action" else np.float32)
         for name in FIELDS
-    }  # fmt: skip
+    }
     return AgentState(
-        seed=int(seed), params=params, target=[p.copy() for p in params],
-        exp_avg=[np.zeros_like(p) for p in params], exp_avg_sq=[np.zeros_like(p) for p in params],
-        adam_steps=0, replay=replay, epsilon=cfg.eps_start,
-    )  # fmt: skip
+        seed=int(seed),
+        params=params,
+        target=[p.copy() for p in params],
+        exp_avg=[np.zeros_like(p) for p in params],
+        exp_avg_sq=[np.zeros_like(p) for p in params],
+        adam_steps=0,
+        replay=replay,
+        epsilon=cfg.eps_start,
+    )

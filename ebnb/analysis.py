@@ -50,8 +50,9 @@ def _comparisons(group: pd.DataFrame, baseline: pd.DataFrame, win: pd.DataFrame)
     }
 
 
-def ni_tests(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
-             alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+def ni_tests(
+    tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str, alpha: float = ALPHA
+) -> pd.DataFrame:
     """One row per (P, prune_episode, comparison): the seed-level NI test of ticket - reference
     (`ebnb.stats.non_inferiority`) and the one-sided Welch test of 'worse'. Columns: estimate,
     relative (to the reference mean), margin, bound (one-sided 95%, on the worse side) and its
@@ -68,15 +69,28 @@ def ni_tests(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFram
             ni = tests.non_inferiority(ticket, reference, margin, higher, alpha)
             shown_worse = tests.worse(ticket, reference, higher, alpha)
             mean = float(np.mean(reference))
-            rows.append({
-                "P": fraction, "prune_episode": episode, "comparison": name, "ticket": float(np.mean(ticket)),
-                "reference": mean, "estimate": ni.estimate, "relative": ni.estimate / abs(mean), "margin": margin,
-                "bound": ni.bound, "bound_relative": ni.bound / abs(mean), "p_ni": ni.p, "p_worse": shown_worse.p,
-                "mde": tests.min_detectable_effect(len(ticket), len(reference), np.std(ticket, ddof=1),
-                                                   np.std(reference, ddof=1), alpha),
-                "n": len(ticket), "n_reference": len(reference),
-                "at_cap": int((~group["converged"]).sum()) if "length" in name or "total" in name else 0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "P": fraction,
+                    "prune_episode": episode,
+                    "comparison": name,
+                    "ticket": float(np.mean(ticket)),
+                    "reference": mean,
+                    "estimate": ni.estimate,
+                    "relative": ni.estimate / abs(mean),
+                    "margin": margin,
+                    "bound": ni.bound,
+                    "bound_relative": ni.bound / abs(mean),
+                    "p_ni": ni.p,
+                    "p_worse": shown_worse.p,
+                    "mde": tests.min_detectable_effect(
+                        len(ticket), len(reference), np.std(ticket, ddof=1), np.std(reference, ddof=1), alpha
+                    ),
+                    "n": len(ticket),
+                    "n_reference": len(reference),
+                    "at_cap": int((~group["converged"]).sum()) if "length" in name or "total" in name else 0,
+                }
+            )
     table = pd.DataFrame(rows)
     by = table.groupby("comparison", sort=False)
     table["p_ni_holm"] = by["p_ni"].transform(tests.holm)
@@ -106,20 +120,24 @@ def _verdicts(table: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
     """The verdicts of `early_bird_verdicts` from its `ni_tests` table and `earlier_per_seed`."""
     state = table.set_index(["P", "prune_episode"]).pivot(columns="comparison", values="state")
     earlier = earlier.set_index(["P", "prune_episode"])
-    verdicts = pd.DataFrame({
-        "1_performance": state["return_vs_unpruned"], "2_length": state["length_vs_unpruned"],
-        "2_total_cost": state["total_vs_unpruned"],
-        "3_winning": state[["return_vs_winning", "length_vs_winning"]].apply(_joint_state, axis=1),
-        "4_earlier": earlier["passes"].map({True: "passes", False: "fails"}),
-        "seeds_earlier": earlier["seeds_earlier"].astype(int).astype(str) + "/" + earlier["seeds"].astype(str),
-    })  # fmt: skip
+    verdicts = pd.DataFrame(
+        {
+            "1_performance": state["return_vs_unpruned"],
+            "2_length": state["length_vs_unpruned"],
+            "2_total_cost": state["total_vs_unpruned"],
+            "3_winning": state[["return_vs_winning", "length_vs_winning"]].apply(_joint_state, axis=1),
+            "4_earlier": earlier["passes"].map({True: "passes", False: "fails"}),
+            "seeds_earlier": earlier["seeds_earlier"].astype(int).astype(str) + "/" + earlier["seeds"].astype(str),
+        }
+    )
     joint = verdicts[["1_performance", "2_length", "3_winning"]].apply(_joint_state, axis=1)
     verdicts["early_bird"] = np.where(earlier["passes"], joint, np.where(joint == SHOWN_WORSE, joint, FAILS_4))
     return verdicts.reset_index()
 
 
-def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
-                        alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+def early_bird_verdicts(
+    tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str, alpha: float = ALPHA
+) -> pd.DataFrame:
     """Per (P, prune_episode): the three-state verdict (`STATES`) of each criterion from
     `ni_tests`: 1 return vs unpruned; 2 post-prune length vs unpruned (the thesis' reading);
     2_total_cost prune episode + length vs unpruned (the whole episode count); 3 return and
@@ -129,13 +147,31 @@ def early_bird_verdicts(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: 
     return _verdicts(ni_tests(tickets, baseline, winning, env_id, alpha), earlier_per_seed(tickets, baseline))
 
 
-CELL_COLUMNS = ("ticket", "reference", "estimate", "relative", "margin", "margin_relative", "bound", "bound_relative",
-                "p_ni", "p_ni_holm", "p_ni_bh", "p_worse", "p_worse_holm", "mde", "n", "n_reference", "at_cap",
-                "state")  # fmt: skip
+CELL_COLUMNS = (
+    "ticket",
+    "reference",
+    "estimate",
+    "relative",
+    "margin",
+    "margin_relative",
+    "bound",
+    "bound_relative",
+    "p_ni",
+    "p_ni_holm",
+    "p_ni_bh",
+    "p_worse",
+    "p_worse_holm",
+    "mde",
+    "n",
+    "n_reference",
+    "at_cap",
+    "state",
+)
 
 
-def criteria_table(tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str,
-                   alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
+def criteria_table(
+    tickets: pd.DataFrame, baseline: pd.DataFrame, winning: pd.DataFrame, env_id: str, alpha: float = ALPHA
+) -> pd.DataFrame:
     """One row per (P, prune_episode), the table behind a figure's criteria (its saved CSV):
     the verdicts of `early_bird_verdicts` with criterion 4 as counts (`seeds_earlier` of
     `seeds`), then per comparison of `ni_tests` its `CELL_COLUMNS` as `<comparison>_<column>`
@@ -164,13 +200,23 @@ def verdict_lines(criteria: pd.DataFrame) -> list[str]:
     """Per criterion of `criteria_table` (or `early_bird_verdicts`), how many cells are in each
     state, as text: the counts a README quotes."""
     counts = verdict_counts(criteria)
-    return [f"{criterion}: " + ", ".join(f"{int(counts.at[criterion, state])} {state}" for state in counts.columns
-                                        if counts.at[criterion, state]) + f" (of {len(criteria)} cells)"
-            for criterion in counts.index]  # fmt: skip
+    return [
+        f"{criterion}: "
+        + ", ".join(
+            f"{int(counts.at[criterion, state])} {state}" for state in counts.columns if counts.at[criterion, state]
+        )
+        + f" (of {len(criteria)} cells)"
+        for criterion in counts.index
+    ]
 
 
-COMPARISONS = ("return_vs_unpruned", "length_vs_unpruned", "total_vs_unpruned", "return_vs_winning",
-               "length_vs_winning")  # fmt: skip
+COMPARISONS = (
+    "return_vs_unpruned",
+    "length_vs_unpruned",
+    "total_vs_unpruned",
+    "return_vs_winning",
+    "length_vs_winning",
+)
 
 
 def power_lines(criteria: pd.DataFrame) -> list[str]:
@@ -180,11 +226,14 @@ def power_lines(criteria: pd.DataFrame) -> list[str]:
     where the margin is at least that difference."""
     lines = []
     for name in COMPARISONS:
-        n, n_reference, margin, relative_margin, mde = (criteria[f"{name}_{c}"].median()
-                                                        for c in ("n", "n_reference", "margin", "margin_relative", "mde"))
+        n, n_reference, margin, relative_margin, mde = (
+            criteria[f"{name}_{c}"].median() for c in ("n", "n_reference", "margin", "margin_relative", "mde")
+        )
         relative_mde = (criteria[f"{name}_mde"] / criteria[f"{name}_reference"].abs()).median()
-        lines.append(f"{name}: n = {n:.0f} vs {n_reference:.0f} seeds; margin {margin:.1f} ({relative_margin:.1%}); "
-                     f"detectable at 80% power {mde:.1f} ({relative_mde:.1%}) (medians over cells)")  # fmt: skip
+        lines.append(
+            f"{name}: n = {n:.0f} vs {n_reference:.0f} seeds; margin {margin:.1f} ({relative_margin:.1%}); "
+            f"detectable at 80% power {mde:.1f} ({relative_mde:.1%}) (medians over cells)"
+        )
     return lines
 
 
@@ -198,13 +247,19 @@ def finetune_vs_retrain(retrain: pd.DataFrame, finetune: pd.DataFrame) -> pd.Dat
     per_seed = paired.groupby(["P", "seed"], sort=True).mean(numeric_only=True).reset_index()
     rows = []
     for fraction, group in per_seed.groupby("P", sort=True):
-        rows.append({
-            "P": fraction, "seeds": len(group), "length_retrain": group["length_retrain"].mean(),
-            "length_finetune": group["length_finetune"].mean(),
-            "p_finetune_shorter": tests.paired_wilcoxon(group["length_retrain"], group["length_finetune"], "greater"),
-            "test_return_retrain": group["test_return_retrain"].mean(),
-            "test_return_finetune": group["test_return_finetune"].mean(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                "seeds": len(group),
+                "length_retrain": group["length_retrain"].mean(),
+                "length_finetune": group["length_finetune"].mean(),
+                "p_finetune_shorter": tests.paired_wilcoxon(
+                    group["length_retrain"], group["length_finetune"], "greater"
+                ),
+                "test_return_retrain": group["test_return_retrain"].mean(),
+                "test_return_finetune": group["test_return_finetune"].mean(),
+            }
+        )
     table = pd.DataFrame(rows)
     return table.assign(p_holm=tests.holm(table["p_finetune_shorter"]))
 
@@ -216,22 +271,37 @@ def eb_exploit_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: flo
     one-sided 'longer' test, both Holm over P, and the state (`STATES`)."""
     rows = []
     for fraction, group in results.groupby("P", sort=True):
-        paired = group.merge(baseline[["seed", "converged_episode", "test_return"]], on="seed",
-                             suffixes=("", "_unpruned"), validate="one_to_one")  # fmt: skip
+        paired = group.merge(
+            baseline[["seed", "converged_episode", "test_return"]],
+            on="seed",
+            suffixes=("", "_unpruned"),
+            validate="one_to_one",
+        )
         total = paired["search_length"] + paired["finetune_length"]
         margin = NI_LENGTH_MARGIN * paired["converged_episode"].mean()
         ni = tests.paired_non_inferiority(total, paired["converged_episode"], margin, False, alpha)
         longer = tests.paired_worse(total, paired["converged_episode"], False, alpha)
         centre, low, high = tests.paired_t_interval(total, paired["converged_episode"])
-        rows.append({
-            "P": fraction, "found": group["found"].mean(), "prune_episode": group.loc[group.found, "prune_episode"].mean(),
-            "search_length": group["search_length"].mean(), "finetune_length": group["finetune_length"].mean(),
-            "total_length": total.mean(), "unpruned_length": paired["converged_episode"].mean(),
-            "difference": centre, "ci_low": low, "ci_high": high, "margin": margin,
-            "p_ni": ni.p, "p_longer": longer.p,
-            "test_return": group["test_return"].mean(), "unpruned_test_return": baseline["test_return"].mean(),
-            "p_return_lower": tests.worse(group["test_return"], baseline["test_return"], True, alpha).p,
-        })  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                "found": group["found"].mean(),
+                "prune_episode": group.loc[group.found, "prune_episode"].mean(),
+                "search_length": group["search_length"].mean(),
+                "finetune_length": group["finetune_length"].mean(),
+                "total_length": total.mean(),
+                "unpruned_length": paired["converged_episode"].mean(),
+                "difference": centre,
+                "ci_low": low,
+                "ci_high": high,
+                "margin": margin,
+                "p_ni": ni.p,
+                "p_longer": longer.p,
+                "test_return": group["test_return"].mean(),
+                "unpruned_test_return": baseline["test_return"].mean(),
+                "p_return_lower": tests.worse(group["test_return"], baseline["test_return"], True, alpha).p,
+            }
+        )
     table = pd.DataFrame(rows)
     table["p_ni_holm"], table["p_longer_holm"] = tests.holm(table["p_ni"]), tests.holm(table["p_longer"])
     table["state"] = np.select([table.p_ni_holm < alpha, table.p_longer_holm < alpha], [SHOWN_NI, SHOWN_WORSE], NEITHER)
@@ -246,8 +316,14 @@ def eb_exploit_power(results: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     for fraction, group in results.groupby("P", sort=True):
         paired = group.merge(baseline[["seed", "converged_episode"]], on="seed", validate="one_to_one")
         difference = paired["search_length"] + paired["finetune_length"] - paired["converged_episode"]
-        rows.append({"P": fraction, "seeds": len(paired), "margin": NI_LENGTH_MARGIN * paired["converged_episode"].mean(),
-                     "mde": tests.paired_min_detectable_effect(difference)})  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                "seeds": len(paired),
+                "margin": NI_LENGTH_MARGIN * paired["converged_episode"].mean(),
+                "mde": tests.paired_min_detectable_effect(difference),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -269,29 +345,43 @@ def ticket_vs_controls(tickets: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFr
         for control, other in group[group.control != "l1"].groupby("control", sort=True):
             p_return = tests.worse(other["test_return"], ticket["test_return"], True, alpha).p
             p_length = tests.worse(other["length"], ticket["length"], False, alpha).p
-            rows.append({
-                "mode": mode, "P": fraction, "prune_episode": episode, "control": control,
-                "return_ticket": iqm(ticket["test_return"]), "return_control": iqm(other["test_return"]),
-                "length_ticket": iqm(ticket["length"]), "length_control": iqm(other["length"]),
-                "p_return": p_return, "p_length": p_length,
-                "beats_return": p_return < alpha, "beats_length": p_length < alpha,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "mode": mode,
+                    "P": fraction,
+                    "prune_episode": episode,
+                    "control": control,
+                    "return_ticket": iqm(ticket["test_return"]),
+                    "return_control": iqm(other["test_return"]),
+                    "length_ticket": iqm(ticket["length"]),
+                    "length_control": iqm(other["length"]),
+                    "p_return": p_return,
+                    "p_length": p_length,
+                    "beats_return": p_return < alpha,
+                    "beats_length": p_length < alpha,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def control_findings(versus: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
     """One line per (mode, control, P) of `ticket_vs_controls`: the prune episodes where the
     L1 ticket has a significantly higher test return and a significantly shorter training."""
+
     def episodes(cells):
         return ", ".join(str(e) for e in cells.prune_episode) or "none"
 
     lines = [f"The L1 ticket beats a control where a one-sided Welch t-test over seeds gives p < {alpha}."]
     for (mode, control), by_control in versus.groupby(["mode", "control"], sort=True):
-        lines.append(f"{mode}, vs {control}: higher return in {int(by_control.beats_return.sum())}, shorter training in "
-                     f"{int(by_control.beats_length.sum())} of {len(by_control)} (P, episode) cells")  # fmt: skip
+        lines.append(
+            f"{mode}, vs {control}: higher return in {int(by_control.beats_return.sum())}, shorter training in "
+            f"{int(by_control.beats_length.sum())} of {len(by_control)} (P, episode) cells"
+        )
         for fraction, cells in by_control.groupby("P", sort=True):
-            lines.append(f"  P={fraction}: higher return at e = {episodes(cells[cells.beats_return])}; "
-                         f"shorter training at e = {episodes(cells[cells.beats_length])}")  # fmt: skip
+            lines.append(
+                f"  P={fraction}: higher return at e = {episodes(cells[cells.beats_return])}; "
+                f"shorter training at e = {episodes(cells[cells.beats_length])}"
+            )
     return lines
 
 
@@ -317,24 +407,32 @@ def mask_similarity_summary(similarity: dict[float, pd.DataFrame], settled: floa
         values, episodes = matrix.to_numpy(), matrix.index.to_numpy()
         consecutive = np.diag(values, 1)
         tenth = max(1, len(consecutive) // 10)
-        rows.append({
-            "P": fraction, "first_vs_last": values[0, -1],
-            "consecutive_early": consecutive[:tenth].mean(), "consecutive_late": consecutive[-tenth:].mean(),
-            f"settles_at_{settled}": settle_episode(values[:, -1], episodes, settled),
-        })  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                "first_vs_last": values[0, -1],
+                "consecutive_early": consecutive[:tenth].mean(),
+                "consecutive_late": consecutive[-tenth:].mean(),
+                f"settles_at_{settled}": settle_episode(values[:, -1], episodes, settled),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def kappa_matrices(agreement: dict[float, dict[str, np.ndarray]]) -> dict[float, pd.DataFrame]:
     """Per P of `experiments.mask_agreement`: the seeds' mean Cohen's kappa between every pair
     of masks (`masks.kappa`, layer-aware chance), a square DataFrame indexed by episode."""
-    return {fraction: pd.DataFrame(masks.kappa(a["similarity"], a["chance"]).mean(axis=0), index=a["episodes"],
-                                   columns=a["episodes"])
-            for fraction, a in sorted(agreement.items())}  # fmt: skip
+    return {
+        fraction: pd.DataFrame(
+            masks.kappa(a["similarity"], a["chance"]).mean(axis=0), index=a["episodes"], columns=a["episodes"]
+        )
+        for fraction, a in sorted(agreement.items())
+    }
 
 
-def mask_kappa_summary(agreement: dict[float, dict[str, np.ndarray]], settled: float = KAPPA_SETTLED,
-                       confidence: float = 0.95) -> pd.DataFrame:  # fmt: skip
+def mask_kappa_summary(
+    agreement: dict[float, dict[str, np.ndarray]], settled: float = KAPPA_SETTLED, confidence: float = 0.95
+) -> pd.DataFrame:
     """Per P of `experiments.mask_agreement`, the first mask against the last, mean over seeds:
     the raw similarity; the chance level from P alone, P^2 + (1 - P)^2 (`chance_global`), and
     from the two masks' per-layer densities (`chance_layer`); Cohen's kappa on each
@@ -348,13 +446,19 @@ def mask_kappa_summary(agreement: dict[float, dict[str, np.ndarray]], settled: f
         per_seed = masks.kappa(similarity, chance)
         settles = np.array([settle_episode(k[:, -1], episodes, settled) for k in per_seed], dtype=float)
         low, high = bootstrap_interval(settles, np.mean, confidence) if len(settles) >= MIN_CI_SEEDS else (np.nan,) * 2
-        rows.append({
-            "P": fraction, "similarity": similarity[:, 0, -1].mean(), "chance_global": chance_global,
-            "chance_layer": chance[:, 0, -1].mean(),
-            "kappa_global": float(masks.kappa(similarity[:, 0, -1].mean(), chance_global)),
-            "kappa_layer": per_seed[:, 0, -1].mean(), "settles": settles.mean(), "settles_low": low,
-            "settles_high": high,
-        })  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                "similarity": similarity[:, 0, -1].mean(),
+                "chance_global": chance_global,
+                "chance_layer": chance[:, 0, -1].mean(),
+                "kappa_global": float(masks.kappa(similarity[:, 0, -1].mean(), chance_global)),
+                "kappa_layer": per_seed[:, 0, -1].mean(),
+                "settles": settles.mean(),
+                "settles_low": low,
+                "settles_high": high,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -366,11 +470,17 @@ def eb_exploit_sweep_summary(results: pd.DataFrame, baseline: pd.DataFrame) -> p
     rows = []
     unpruned = baseline["test_return"]
     for (fraction, *setting), group in results.groupby(["P", *SETTING], sort=True):
-        rows.append({
-            "P": fraction, **dict(zip(SETTING, setting)), "found": group["found"].mean(),
-            "prune_episode": group.loc[group.found, "prune_episode"].mean(),
-            "relative_env_steps": iqm(group["relative_env_steps"]), "relative_updates": iqm(group["relative_updates"]),
-            "test_return": iqm(group["test_return"]), "unpruned_test_return": iqm(unpruned),
-        })  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                **dict(zip(SETTING, setting)),
+                "found": group["found"].mean(),
+                "prune_episode": group.loc[group.found, "prune_episode"].mean(),
+                "relative_env_steps": iqm(group["relative_env_steps"]),
+                "relative_updates": iqm(group["relative_updates"]),
+                "test_return": iqm(group["test_return"]),
+                "unpruned_test_return": iqm(unpruned),
+            }
+        )
     summary = pd.DataFrame(rows)
     return summary.assign(saving=1 - summary["relative_env_steps"])

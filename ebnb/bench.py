@@ -35,7 +35,9 @@ def sequential_steps_per_s(cfg: DQNConfig, steps: int = BENCH_STEPS, repeats: in
     return statistics.median(rates)
 
 
-def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STEPS, device="cpu") -> tuple[float, float]:
+def population_steps_per_s(
+    cfg: DQNConfig, n_agents: int, steps: int = BENCH_STEPS, device="cpu"
+) -> tuple[float, float]:
     """(agent-steps per wall second, per CPU second of this process) of one population of
     `n_agents` fresh agents pruned by random 20% masks."""
 
@@ -43,10 +45,16 @@ def population_steps_per_s(cfg: DQNConfig, n_agents: int, steps: int = BENCH_STE
         population.stop(ends.agents[ends.transitions >= steps])
 
     # warm-up, untimed: the first call of compiled code in a process loads it (or compiles it)
-    Population(cfg, [fresh_agent(cfg, 0)], early_stop=False, max_episodes=1, callback=stop_after_steps,
-               device=device).run()  # fmt: skip
-    population = Population(cfg, [fresh_agent(cfg, seed) for seed in range(n_agents)], early_stop=False,
-                            callback=stop_after_steps, device=device)  # fmt: skip
+    Population(
+        cfg, [fresh_agent(cfg, 0)], early_stop=False, max_episodes=1, callback=stop_after_steps, device=device
+    ).run()
+    population = Population(
+        cfg,
+        [fresh_agent(cfg, seed) for seed in range(n_agents)],
+        early_stop=False,
+        callback=stop_after_steps,
+        device=device,
+    )
     everyone = np.arange(n_agents)
     shapes = [w.shape for w in population.weights(everyone)]
     population.set_mask(everyone, masks.random_masks(shapes, 0.2, everyone.tolist()))

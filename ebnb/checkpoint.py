@@ -92,4 +92,3 @@ class Checkpoint:
                 self.save({"phase": phase, "job": job, "population": p.state_dict()})
 
         return population.run(tick=tick_and_save)
-

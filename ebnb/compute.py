@@ -30,11 +30,14 @@ from ebnb.experiments import Grid, Step, expected_steps, input_stages, longest_f
 from ebnb.published import Published
 from ebnb.store import Store
 
-DEFAULT_SHARD_SIZE = 256  # units per shard for `compute`: few shards (each ends in a tail of stragglers), two per big step
+DEFAULT_SHARD_SIZE = (
+    256  # units per shard for `compute`: few shards (each ends in a tail of stragglers), two per big step
+)
 
 
-def plan(envs: Iterable[str], step_names: Iterable[str], g: Grid, published: Published | None = None,
-         **options) -> list[tuple[str, Step]]:  # fmt: skip
+def plan(
+    envs: Iterable[str], step_names: Iterable[str], g: Grid, published: Published | None = None, **options
+) -> list[tuple[str, Step]]:
     """(env, step) pairs for `step_names` and the steps they need, in dependency order, each
     narrowed to the units `published` lacks (`ebnb.experiments.to_compute`; `options`: EB
     Exploit's parameters and `population`, see `ebnb.experiments.steps`)."""
@@ -68,8 +71,10 @@ def check_reachable(scheduler: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as error:
-        raise OSError(f"--scheduler: cannot reach {scheduler} ({error.strerror or error}); start the Dask scheduler "
-                      "there (dask scheduler --port ...) or use --scheduler local") from None
+        raise OSError(
+            f"--scheduler: cannot reach {scheduler} ({error.strerror or error}); start the Dask scheduler "
+            "there (dask scheduler --port ...) or use --scheduler local"
+        ) from None
 
 
 def run(
@@ -101,8 +106,9 @@ def run(
 
 def _stored(store: Store, work) -> bool:
     """Whether the store holds every unit of `work` and of the inputs its steps plan (only reads)."""
-    return all(store.exists(step.kind, unit) for _, step in work for unit in step.units) and \
-        not any(next(input_stages(store, step), None) for _, step in work)
+    return all(store.exists(step.kind, unit) for _, step in work for unit in step.units) and not any(
+        next(input_stages(store, step), None) for _, step in work
+    )
 
 
 def _cut(step: Step, shard_size: int) -> list[shards.Shard]:
@@ -139,8 +145,9 @@ def priorities(tasks) -> dict:
     return {(env, shard): rank for rank, (env, _, shard) in enumerate(ranked)}
 
 
-def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoint_every: float, workers: int | None,
-              force: bool):  # fmt: skip
+def _run_dask(
+    store_root: Path, work, shard_size: int, scheduler: str, checkpoint_every: float, workers: int | None, force: bool
+):
     """Every shard of the steps without planned inputs is submitted at once, each waiting for
     the shards of the steps it needs. A step with planned inputs waits in this client until
     its needs are done; then each stage of its inputs, and last its own shards, is submitted
@@ -156,8 +163,9 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
     cluster = None
     try:
         if scheduler == "local":
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)  # fmt: skip
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         with Client(cluster or scheduler) as client:
             futures, labels = {}, {}
             top = len(tasks)
@@ -167,16 +175,29 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                 """`wait`: run after the shards of the steps it needs (no need once they are done, and
                 then no pull towards the worker that holds their reports)."""
                 needs = [f for (e, name), fs in futures.items() if wait and e == env and name in step.needs for f in fs]
-                future = client.submit(_run_shard, str(store_root.resolve()), probe.name, shard, step.compute,
-                                       checkpoint_every, needs, force, pure=False, priority=rank)  # fmt: skip
+                future = client.submit(
+                    _run_shard,
+                    str(store_root.resolve()),
+                    probe.name,
+                    shard,
+                    step.compute,
+                    checkpoint_every,
+                    needs,
+                    force,
+                    pure=False,
+                    priority=rank,
+                )
                 futures.setdefault((env, step.name), []).append(future)
                 labels[future.key] = (env, step.name)
                 return future
 
             finishing = as_completed([submit(env, step, shard, priority[(env, shard)]) for env, step, shard in tasks])
             # (env, step name) -> [the step, its stages still to plan (itself last), the futures of the stage running]
-            planned = {(env, step.name): [step, itertools.chain(input_stages(store, step), [step]), []]
-                       for env, step in work if step.inputs is not None}  # fmt: skip
+            planned = {
+                (env, step.name): [step, itertools.chain(input_stages(store, step), [step]), []]
+                for env, step in work
+                if step.inputs is not None
+            }
 
             def submit_ready() -> None:
                 nonlocal top
@@ -188,8 +209,9 @@ def _run_dask(store_root: Path, work, shard_size: int, scheduler: str, checkpoin
                         continue
                     stage = next(stages)
                     cut = _cut(stage, min(shard_size, -(-len(stage.units) // spread)))
-                    state[2] = [submit(env, stage, shard, top + len(cut) - i, wait=False)
-                                for i, shard in enumerate(cut)]  # fmt: skip
+                    state[2] = [
+                        submit(env, stage, shard, top + len(cut) - i, wait=False) for i, shard in enumerate(cut)
+                    ]
                     top += len(cut)
                     for future in state[2]:
                         finishing.add(future)
@@ -215,6 +237,8 @@ def _run_shard(root: str, probe: str, shard: shards.Shard, compute, checkpoint_e
     if not (Path(root) / probe).exists():
         import socket
 
-        raise RuntimeError(f"store: {root} is not visible from worker {socket.gethostname()}; "
-                           "the store must be on a filesystem shared by all workers")  # fmt: skip
+        raise RuntimeError(
+            f"store: {root} is not visible from worker {socket.gethostname()}; "
+            "the store must be on a filesystem shared by all workers"
+        )
     return shards.run(Store(root), shard, compute, checkpoint_every, force=force)

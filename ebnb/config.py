@@ -16,7 +16,6 @@ from typing import Literal
 from ebnb.envs import resolve_env_id
 from ebnb.identity import kind
 
-
 SEED_LIMIT = 2**63  # seeds enter the random streams as int64 (`ebnb.rng`)
 
 
@@ -103,10 +102,7 @@ class DQNConfig:
         check_positive_int("max_episodes", self.max_episodes)
         check_positive_int("solved_streak", self.solved_streak)
         if self.learning_starts < self.batch_size:
-            raise ValueError(
-                f"learning_starts must be >= batch_size ({self.batch_size}), "
-                f"got {self.learning_starts}"
-            )
+            raise ValueError(f"learning_starts must be >= batch_size ({self.batch_size}), got {self.learning_starts}")
         if self.arithmetic not in ("fused", "torch"):
             raise ValueError(f"arithmetic must be 'fused' or 'torch', got {self.arithmetic!r}")
         if self.eps_decay_per not in ("episode", "step"):

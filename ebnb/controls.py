@@ -76,8 +76,9 @@ def reinitialised(state: AgentState, key: int) -> AgentState:
     return state.replace(params=params, target=[p.copy() for p in params])
 
 
-def control_start(control: str, start: AgentState, l1_mask: list[np.ndarray], fraction: float,
-                  prune_episode: int) -> AgentState:  # fmt: skip
+def control_start(
+    control: str, start: AgentState, l1_mask: list[np.ndarray], fraction: float, prune_episode: int
+) -> AgentState:
     """The start state of `control` for the ticket `start.pruned(l1_mask)` drawn at
     (start.seed, `fraction`, `prune_episode`)."""
     key = _key(start.seed, control, fraction, prune_episode)

@@ -16,13 +16,15 @@ and an online forward pass over the minibatch, the weight gradients and the inpu
 every layer but the first. At density d = 1 - P they are the dense counts times d: what a kernel
 that skips every pruned weight would do. ebnb's fused kernel (`ebnb.kernel`) does so only in
 part: it skips pruned weights in the minibatch forward passes (not in acting, `_dots`) of
-layers with fewer than `kernel.WIDE` outputs and more than `kernel.THIN` inputs (the Q-value head), skips zero activations (not
+layers with fewer than `layers.WIDE` outputs and more than `layers.THIN` inputs (the Q-value head), skips zero activations (not
 pruned weights) in wide layers, adds every term in thin-input layers (the first layer of both
 envs), and computes every weight gradient before the mask zeroes the pruned ones. So the
 "at density" columns count the arithmetic a sparse kernel needs, not the time ebnb spends.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -50,7 +52,7 @@ def _sizes(cfg: DQNConfig) -> list[int]:
 def forward_macs(cfg: DQNConfig) -> int:
     """Multiply-adds of one dense forward pass of one observation: sum of in x out over layers."""
     sizes = _sizes(cfg)
-    return int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
+    return int(sum(a * b for a, b in itertools.pairwise(sizes)))
 
 
 def update_macs(cfg: DQNConfig) -> int:
@@ -84,10 +86,15 @@ def _with_macs(table: pd.DataFrame, cfg: DQNConfig, density) -> pd.DataFrame:
     forward, update = forward_macs(cfg), update_macs(cfg)
     before = table.env_steps_before * forward + table.updates_before * update
     after = (table.env_steps_after * forward + table.updates_after * update) * density
-    return table.assign(density=density, macs_before=before.astype(float), macs_after=after,
-                        episodes=table.episodes_before + table.episodes_after,
-                        env_steps=table.env_steps_before + table.env_steps_after,
-                        updates=table.updates_before + table.updates_after, macs=before + after)  # fmt: skip
+    return table.assign(
+        density=density,
+        macs_before=before.astype(float),
+        macs_after=after,
+        episodes=table.episodes_before + table.episodes_after,
+        env_steps=table.env_steps_before + table.env_steps_after,
+        updates=table.updates_before + table.updates_after,
+        macs=before + after,
+    )
 
 
 def ticket_costs(tickets: pd.DataFrame, curves: pd.DataFrame, cfg: DQNConfig, mode: str) -> pd.DataFrame:
@@ -102,12 +109,20 @@ def ticket_costs(tickets: pd.DataFrame, curves: pd.DataFrame, cfg: DQNConfig, mo
     recorded = {"post_prune_env_steps", "post_prune_updates"} <= set(tickets.columns)
     after_steps = tickets["post_prune_env_steps"] if recorded else pd.Series(np.nan, index=tickets.index)
     after_updates = tickets["post_prune_updates"] if recorded else pd.Series(np.nan, index=tickets.index)
-    table = pd.DataFrame({
-        "seed": tickets.seed, "P": tickets.P, "prune_episode": tickets.prune_episode, "mode": mode,
-        "episodes_before": tickets.prune_episode, "env_steps_before": before, "updates_before": updates_at(cfg, before),
-        "episodes_after": tickets.length, "env_steps_after": after_steps.astype(float),
-        "updates_after": after_updates.astype(float),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "seed": tickets.seed,
+            "P": tickets.P,
+            "prune_episode": tickets.prune_episode,
+            "mode": mode,
+            "episodes_before": tickets.prune_episode,
+            "env_steps_before": before,
+            "updates_before": updates_at(cfg, before),
+            "episodes_after": tickets.length,
+            "env_steps_after": after_steps.astype(float),
+            "updates_after": after_updates.astype(float),
+        }
+    )
     table["counted"] = np.where(table.env_steps_after.notna() & table.updates_after.notna(), RECORDED, EPISODES_ONLY)
     return _with_macs(table, cfg, 1.0 - tickets.P.to_numpy(float))
 
@@ -116,11 +131,18 @@ def unpruned_costs(baseline: pd.DataFrame, curves: pd.DataFrame, cfg: DQNConfig)
     """Per seed, the unpruned network's cost to its early stopping (its convergence episode, or
     the cap): all before pruning, nothing after, at density 1."""
     steps = _steps_at(dense_env_steps(curves), baseline.seed, baseline.converged_episode)
-    table = pd.DataFrame({
-        "seed": baseline.seed, "episodes_before": baseline.converged_episode, "env_steps_before": steps,
-        "updates_before": updates_at(cfg, steps), "episodes_after": 0, "env_steps_after": 0.0, "updates_after": 0.0,
-        "counted": RECORDED,
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "seed": baseline.seed,
+            "episodes_before": baseline.converged_episode,
+            "env_steps_before": steps,
+            "updates_before": updates_at(cfg, steps),
+            "episodes_after": 0,
+            "env_steps_after": 0.0,
+            "updates_after": 0.0,
+            "counted": RECORDED,
+        }
+    )
     return _with_macs(table, cfg, 1.0)
 
 
@@ -130,11 +152,19 @@ def eb_exploit_costs(results: pd.DataFrame, curves: pd.DataFrame, cfg: DQNConfig
     results record no post-prune env steps or updates: NaN, `counted` says so)."""
     steps = _steps_at(dense_env_steps(curves), results.seed, results.search_length)
     found = results.found.to_numpy(bool)
-    table = pd.DataFrame({
-        "seed": results.seed, "P": results.P, "found": found, "episodes_before": results.search_length,
-        "env_steps_before": steps, "updates_before": updates_at(cfg, steps), "episodes_after": results.finetune_length,
-        "env_steps_after": np.where(found, np.nan, 0.0), "updates_after": np.where(found, np.nan, 0.0),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "seed": results.seed,
+            "P": results.P,
+            "found": found,
+            "episodes_before": results.search_length,
+            "env_steps_before": steps,
+            "updates_before": updates_at(cfg, steps),
+            "episodes_after": results.finetune_length,
+            "env_steps_after": np.where(found, np.nan, 0.0),
+            "updates_after": np.where(found, np.nan, 0.0),
+        }
+    )
     table["counted"] = np.where(found, EPISODES_ONLY, RECORDED)
     return _with_macs(table, cfg, np.where(found, 1.0 - results.P.to_numpy(float), 1.0))
 
@@ -144,8 +174,20 @@ def cost_summary(costs: pd.DataFrame, unpruned: pd.DataFrame, by=("P", "prune_ep
     each total also relative to the same seeds' unpruned cost (`unpruned_costs`, mean over the
     seeds present); a mean over a column with a NaN is NaN (not counted), and `counted` names
     what is counted."""
-    columns = ["episodes_before", "episodes_after", "episodes", "env_steps_before", "env_steps_after", "env_steps",
-               "updates_before", "updates_after", "updates", "macs_before", "macs_after", "macs"]  # fmt: skip
+    columns = [
+        "episodes_before",
+        "episodes_after",
+        "episodes",
+        "env_steps_before",
+        "env_steps_after",
+        "env_steps",
+        "updates_before",
+        "updates_after",
+        "updates",
+        "macs_before",
+        "macs_after",
+        "macs",
+    ]
     rows = []
     reference = unpruned.set_index("seed")
     for key, group in costs.groupby(list(by), sort=True):
@@ -162,6 +204,7 @@ def cost_lines(summary: pd.DataFrame) -> list[str]:
     """Per P of `cost_summary`: the range over its rows (prune episodes) of each total relative
     to the unpruned run, and what is counted; "not recorded after pruning" where a total is NaN
     (the part before pruning is in the table's `*_before` columns)."""
+
     def spread(values) -> str:
         values = np.asarray(values, float)
         if np.isnan(values).any():
@@ -171,7 +214,9 @@ def cost_lines(summary: pd.DataFrame) -> list[str]:
 
     lines = []
     for fraction, group in summary.groupby("P", sort=True):
-        lines.append(f"P={fraction}: x unpruned, episodes {spread(group.episodes_relative)}, env steps "
-                     f"{spread(group.env_steps_relative)}, updates {spread(group.updates_relative)}, multiply-adds "
-                     f"{spread(group.macs_relative)} (counted: {'; '.join(sorted(set(group.counted)))})")  # fmt: skip
+        lines.append(
+            f"P={fraction}: x unpruned, episodes {spread(group.episodes_relative)}, env steps "
+            f"{spread(group.env_steps_relative)}, updates {spread(group.updates_relative)}, multiply-adds "
+            f"{spread(group.macs_relative)} (counted: {'; '.join(sorted(set(group.counted)))})"
+        )
     return lines

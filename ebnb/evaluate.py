@@ -40,8 +40,12 @@ def greedy_returns(
 def _play(cfg: DQNConfig, params, seeds: np.ndarray, episodes: int) -> np.ndarray:
     n = len(params)
     stacked = qnet.stack([[torch.from_numpy(np.asarray(p, dtype=np.float32)[None]) for p in agent] for agent in params])
-    env = envs.make(cfg.env_id, n * episodes, np.repeat(test_seeds(seeds), episodes).tolist(),
-                    start_episodes=np.tile(np.arange(episodes), n).tolist())  # fmt: skip
+    env = envs.make(
+        cfg.env_id,
+        n * episodes,
+        np.repeat(test_seeds(seeds), episodes).tolist(),
+        start_episodes=np.tile(np.arange(episodes), n).tolist(),
+    )
     obs = env.reset()[0]
     total = np.zeros(n * episodes)
     running = np.ones(n * episodes, dtype=bool)

@@ -106,8 +106,11 @@ def recorded(config) -> dict:
     """{name: canonical value} of the `RECORDED` fields of `config` itself ({} if none)."""
     if not dataclasses.is_dataclass(config):
         return {}
-    return {f.name: _canonical(getattr(config, f.name), False) for f in dataclasses.fields(config)
-            if f.metadata.get("recorded")}  # fmt: skip
+    return {
+        f.name: _canonical(getattr(config, f.name), False)
+        for f in dataclasses.fields(config)
+        if f.metadata.get("recorded")
+    }
 
 
 def covers(record: Mapping, config) -> bool:

@@ -19,7 +19,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 def _git(folder: Path, *args: str) -> str:
     """git's answer in `folder`, or '' where it has none (not a repository, no such config)."""
-    result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
+    result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=False)
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
@@ -44,8 +44,9 @@ def clean_before_save(model: dict, path: str, contents_manager, **kwargs) -> Non
         return
     command, top = found  # git runs it so too: through the shell, in the repository's top folder
     text = nbformat.writes(nbformat.from_dict(model["content"]), version=nbformat.NO_CONVERT)
-    cleaned = subprocess.run(command, shell=True, cwd=top, input=text, capture_output=True, text=True, timeout=120,
-                             check=True).stdout  # fmt: skip
+    cleaned = subprocess.run(
+        command, shell=True, cwd=top, input=text, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     model["content"] = nbformat.reads(cleaned, as_version=nbformat.NO_CONVERT)
 
 

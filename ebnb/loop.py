@@ -6,7 +6,7 @@ runs every live agent on its own for up to `budget` steps, each step what
 `Population._step` does for it, in the same order and arithmetic:
 
 - epsilon-greedy acting (the greedy action of the agent's network, `ebnb.kernel`);
-- the env step with same-step autoreset (`ebnb.envs.transition`, `restart`, `observe`);
+- the env step with same-step autoreset (`ebnb.dynamics.transition`, `restart`, `observe`);
 - the replay write; epsilon's per-step decay; where due, the minibatch slots from the agent's
   own REPLAY stream and the update (`kernel._learn_agent`: TD target, backward, Adam, mask);
 - at an episode's end, without a callback: the target copy, epsilon's per-episode decay,
@@ -30,10 +30,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ebnb import envs, kernel, rng
+from ebnb import dynamics, kernel, layers, rng
 from ebnb.rng import Stream
 
-_JIT = kernel._JIT
+_JIT = layers.JIT
 LOG_ROWS = 64  # episode ends an agent may log per call; a full log ends its call
 _COIN, _ACTION, _REPLAY = int(Stream.COIN), int(Stream.ACTION), int(Stream.REPLAY)
 
@@ -43,7 +43,7 @@ def _greedy(params, k, obs_row, x):
     """Agent k's greedy action (first maximum) for one observation, through `x: [1, obs_dim]`."""
     for d in range(obs_row.shape[0]):
         x[0, d] = obs_row[d]
-    q = kernel._forward(params, k, x)[-1]
+    q = layers._forward(params, k, x)[-1]
     best = 0
     for a in range(1, q.shape[1]):
         if q[0, a] > q[0, best]:
@@ -52,18 +52,41 @@ def _greedy(params, k, obs_row, x):
 
 
 @numba.njit(**_JIT)
-def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  # fmt: skip
+def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
     """Agent k (batch position) for up to `budget` steps; see the module docstring."""
     params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked = net
     replay_obs, replay_action, replay_reward, replay_next_obs, replay_done = replay
-    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
-     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    (
+        seeds,
+        _ids,
+        epsilon,
+        transitions,
+        updates,
+        episodes,
+        episode_limit,
+        streak,
+        episode_return,
+        episode_length,
+        _episode_epsilon,
+        stop_requested,
+        obs,
+        _converged_episode,
+    ) = agents
     kind, state, env_steps, env_episodes, env_seeds = env
-    log_count, log_episode, log_return, log_length, log_epsilon = log
+    log_count, log_episode, _log_return, _log_length, _log_epsilon = log
     n_steps, n_updates, pending, retiring = out
-    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
-    (batch, train_freq, learning_starts, eps_per_step, cut_at_truncation, solved_streak, early_stop, n_actions,
-     has_callback) = counts  # fmt: skip
+    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, _solved_return = hyper
+    (
+        batch,
+        train_freq,
+        learning_starts,
+        eps_per_step,
+        cut_at_truncation,
+        solved_streak,
+        early_stop,
+        n_actions,
+        has_callback,
+    ) = counts
     capacity = replay_obs.shape[1]
     dtype = params[0].dtype
     seed = seeds[k]
@@ -79,8 +102,8 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
         else:
             action = _greedy(params, k, obs[k], x)
         # step the env; store the transition (its true last observation, before any reset)
-        reward, terminated, truncated = envs.transition(kind, state, env_steps, k, action)
-        envs.observe(kind, state, k, next_row)
+        reward, terminated, truncated = dynamics.transition(kind, state, env_steps, k, action)
+        dynamics.observe(kind, state, k, next_row)
         done = terminated or truncated
         slot = t % capacity
         for d in range(obs.shape[1]):
@@ -91,8 +114,8 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
         replay_done[k, slot] = np.float32(1.0) if (terminated or (truncated and cut_at_truncation)) else np.float32(0.0)
         if done:  # same-step autoreset
             env_episodes[k] += 1
-            envs.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
-            envs.observe(kind, state, k, next_row)
+            dynamics.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
+            dynamics.observe(kind, state, k, next_row)
         transitions[k] = t + 1
         episode_return[k] += reward
         episode_length[k] += 1
@@ -103,9 +126,27 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
             filled = np.float64(min(t + 1, capacity))
             for j in range(batch):
                 slots[j] = np.int64(np.floor(rng._uniform_of(seed, _REPLAY, updates[k] * batch + j) * filled))
-            kernel._learn_agent(params, target, exp_avg, exp_avg_sq, adam_steps, masks, masked, replay_obs,
-                                replay_action, replay_reward, replay_next_obs, replay_done, k, slots, gamma, lr,
-                                beta1, beta2, eps)  # fmt: skip
+            kernel._learn_agent(
+                params,
+                target,
+                exp_avg,
+                exp_avg_sq,
+                adam_steps,
+                masks,
+                masked,
+                replay_obs,
+                replay_action,
+                replay_reward,
+                replay_next_obs,
+                replay_done,
+                k,
+                slots,
+                gamma,
+                lr,
+                beta1,
+                beta2,
+                eps,
+            )
             updates[k] += 1
             n_updates[k] += 1
         for d in range(obs.shape[1]):
@@ -129,10 +170,24 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):  #
 def _end_episode(k, params, target, agents, log, hyper, counts):
     """`Population._end_episodes` for agent k, without a callback: the target copy, epsilon's
     per-episode decay, counters, the solved streak, the first convergence, a log row."""
-    (seeds, ids, epsilon, transitions, updates, episodes, episode_limit, streak, episode_return, episode_length,
-     episode_epsilon, stop_requested, obs, converged_episode) = agents  # fmt: skip
+    (
+        _seeds,
+        ids,
+        epsilon,
+        _transitions,
+        _updates,
+        episodes,
+        _episode_limit,
+        streak,
+        episode_return,
+        episode_length,
+        episode_epsilon,
+        _stop_requested,
+        _obs,
+        converged_episode,
+    ) = agents
     log_count, log_episode, log_return, log_length, log_epsilon = log
-    gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, solved_return = hyper
+    _gamma, _lr, _beta1, _beta2, _eps, eps_decay, eps_floor, solved_return = hyper
     solved_streak, eps_per_step = counts[5], counts[3]
     for tensor in range(len(params)):
         source, copy = params[tensor][k].ravel(), target[tensor][k].ravel()
@@ -159,7 +214,7 @@ def _end_episode(k, params, target, agents, log, hyper, counts):
 def _sources_digest() -> str:
     """sha256 of the modules whose compiled functions `_advance` links in."""
     digest = hashlib.sha256()
-    for module in (envs, kernel, rng, sys.modules[__name__]):
+    for module in (dynamics, kernel, layers, rng, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -198,6 +253,7 @@ def advance(budget: int, threads: int, *groups) -> None:
     if _pool is None or _pool._max_workers != threads:
         _pool = ThreadPoolExecutor(threads, thread_name_prefix="ebnb-loop")
     run = max(1, n // (4 * threads))
-    for _ in _pool.map(lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups),
-                       range(0, n, run)):
+    for _ in _pool.map(
+        lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups), range(0, n, run)
+    ):
         pass

@@ -96,9 +96,7 @@ def random_masks(shapes: Sequence[Sequence[int]], fraction: float, seeds: Sequen
     n = n_pruned(fraction, n_weights)
     if len(seeds) != shapes[0][0]:
         raise ValueError(f"seeds must hold one seed per agent ({shapes[0][0]}), got {len(seeds)}")
-    order = torch.stack(
-        [torch.randperm(n_weights, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-    )
+    order = torch.stack([torch.randperm(n_weights, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
     return _prune_first(order, n, shapes)
 
 

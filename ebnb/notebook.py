@@ -20,8 +20,18 @@ from ebnb.envs import canonical_env
 from ebnb.published import Published
 from ebnb.store import Store
 
-LISTS = ("seeds", "fractions", "prune_episodes", "control_episodes", "sparse_fractions", "controls", "xis", "windows",
-         "detectors", "starts")  # fmt: skip
+LISTS = (
+    "seeds",
+    "fractions",
+    "prune_episodes",
+    "control_episodes",
+    "sparse_fractions",
+    "controls",
+    "xis",
+    "windows",
+    "detectors",
+    "starts",
+)
 
 
 class Setup(NamedTuple):
@@ -36,8 +46,15 @@ class Setup(NamedTuple):
     note: str | None  # on every figure that is not the thesis grid
 
 
-def setup(env, profile, store_dir=None, figures_dir=None, use_published=True, grid: dict | None = None,
-          settings: dict | None = None) -> Setup:  # fmt: skip
+def setup(
+    env,
+    profile,
+    store_dir=None,
+    figures_dir=None,
+    use_published=True,
+    grid: dict | None = None,
+    settings: dict | None = None,
+) -> Setup:
     """Check a notebook's parameters and return its `Setup`. `grid`: its grid parameters (None
     keeps the profile's value); `settings`: EB Exploit's or its sweep's, which name the run's
     figures folder as the grid's changes do."""
@@ -48,7 +65,9 @@ def setup(env, profile, store_dir=None, figures_dir=None, use_published=True, gr
     env = canonical_env(env)
     store = Store(folder("store_dir", store_dir) or experiments.default_store())
     published = experiments.published_results() if check_bool("use_published", use_published) else None
-    figures = folder("figures_dir", figures_dir) or experiments.default_figures(experiments.run_name(profile, g, **settings))
+    figures = folder("figures_dir", figures_dir) or experiments.default_figures(
+        experiments.run_name(profile, g, **settings)
+    )
     note = experiments.figure_note(profile, g, **settings)
     return Setup(env, dqn_config(env).env_id, g, store, published, figures, note)
 
@@ -66,8 +85,10 @@ def check_list(name: str, value) -> None:
     """A ValueError for a list parameter given as text (papermill's -p), saying how to pass a list."""
     if name in LISTS and isinstance(value, str):
         shown = value if value.startswith("[") else f"[{value}]"
-        raise ValueError(f"{name}: must be a list, got the text {value!r}; papermill's -p passes text, "
-                         f"so pass a list with -y \"{name}: {shown}\"")  # fmt: skip
+        raise ValueError(
+            f"{name}: must be a list, got the text {value!r}; papermill's -p passes text, "
+            f'so pass a list with -y "{name}: {shown}"'
+        )
 
 
 def folder(name: str, value) -> Path | None:

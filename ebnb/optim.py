@@ -55,7 +55,11 @@ class StackedAdam:
 
     def extend(self, other: StackedAdam) -> None:
         """Append the agents of `other` (parameters, moments, step counts) after this one's."""
-        for tensors, more in ((self.params, other.params), (self.exp_avg, other.exp_avg), (self.exp_avg_sq, other.exp_avg_sq)):
+        for tensors, more in (
+            (self.params, other.params),
+            (self.exp_avg, other.exp_avg),
+            (self.exp_avg_sq, other.exp_avg_sq),
+        ):
             tensors[:] = [torch.cat([t, m]) for t, m in zip(tensors, more, strict=True)]
         self.steps = torch.cat([self.steps, other.steps])
 
@@ -105,7 +109,17 @@ class StackedAdam:
     def _fused(self, params, grads, exp_avg, exp_avg_sq, steps) -> None:
         beta1, beta2 = self.betas
         torch._fused_adam_(
-            params, grads, exp_avg, exp_avg_sq, [], steps,
-            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
-            amsgrad=False, maximize=False,
-        )  # fmt: skip
+            params,
+            grads,
+            exp_avg,
+            exp_avg_sq,
+            [],
+            steps,
+            lr=self.lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
+        )

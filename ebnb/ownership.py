@@ -196,7 +196,8 @@ def _in_store(root: Path, relative: Path) -> bool:
         return False
     if path.is_dir():  # an empty folder of the layout (`_files` yields only empty ones)
         return bool(_STORE_NAME.fullmatch(parts[0])) and (
-            len(parts) == 1 or len(parts) == 2 and bool(_UNIT.fullmatch(parts[1]) or _UNIT_TMP.fullmatch(parts[1])))
+            len(parts) == 1 or len(parts) == 2 and bool(_UNIT.fullmatch(parts[1]) or _UNIT_TMP.fullmatch(parts[1]))
+        )
     if len(parts) == 1:
         return parts[0] == MARKER or bool(_STORE_ROOT_FILE.fullmatch(parts[0]))
     if len(parts) == 2:

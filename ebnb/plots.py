@@ -87,9 +87,11 @@ def _label(ax_return, ax_length, length_label: str):
 
 AGREEMENTS = {  # what a mask heatmap shows: colour-bar label, title
     "similarity": ("mask similarity (1 - Hamming distance)", "similarity of masks drawn during training"),
-    "kappa": ("Cohen's kappa (0 or less, black: no more alike than chance)",
-              "chance-corrected similarity (Cohen's kappa, layer-aware chance) of masks drawn during training"),
-}  # fmt: skip
+    "kappa": (
+        "Cohen's kappa (0 or less, black: no more alike than chance)",
+        "chance-corrected similarity (Cohen's kappa, layer-aware chance) of masks drawn during training",
+    ),
+}
 
 
 def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str, quantity: str = "similarity"):
@@ -103,8 +105,14 @@ def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str, quan
     axes = np.atleast_1d(axes)
     for ax, (fraction, matrix) in zip(axes, sorted(similarity.items())):
         episodes = matrix.index.to_numpy()
-        image = ax.imshow(matrix.to_numpy(), origin="lower", cmap="magma", vmin=0, vmax=1,
-                          extent=[episodes[0], episodes[-1], episodes[0], episodes[-1]])  # fmt: skip
+        image = ax.imshow(
+            matrix.to_numpy(),
+            origin="lower",
+            cmap="magma",
+            vmin=0,
+            vmax=1,
+            extent=[episodes[0], episodes[-1], episodes[0], episodes[-1]],
+        )
         ax.set_title(f"P = {fraction}")
         ax.set_xlabel("episode of mask")
         ax.set_ylabel("episode of mask")
@@ -124,8 +132,9 @@ def tickets_vs_prune_episode(tickets: pd.DataFrame, baseline: pd.DataFrame, env_
     length = "episodes to early stopping" + (" (from pruning)" if what == "finetune" else "")
     _label(ax_return, ax_length, length)
     ax_return.legend(fontsize=8, ncol=3)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {what} tickets pruned at different episodes "
-                 "(mean, 95% Student-t CI)")
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: {what} tickets pruned at different episodes (mean, 95% Student-t CI)"
+    )
     return fig
 
 
@@ -133,8 +142,9 @@ def retrain_vs_finetune(retrain: pd.DataFrame, finetune: pd.DataFrame, winning: 
     """Figures 3.5 (CartPole) and 3.6 (Acrobot): per P, retrained vs finetuned tickets, with
     the winning ticket (dashed)."""
     fractions = sorted(retrain["P"].unique())
-    fig, axes = plt.subplots(2, len(fractions), figsize=(4.2 * len(fractions), 6.5), sharex=True,
-                             squeeze=False, constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        2, len(fractions), figsize=(4.2 * len(fractions), 6.5), sharex=True, squeeze=False, constrained_layout=True
+    )
     for column, fraction in enumerate(fractions):
         ax_return, ax_length = axes[0, column], axes[1, column]
         _by_prune_episode(ax_return, ax_length, retrain[retrain.P == fraction], "retrain", color="goldenrod")
@@ -145,8 +155,9 @@ def retrain_vs_finetune(retrain: pd.DataFrame, finetune: pd.DataFrame, winning: 
         ax_return.set_title(f"P = {fraction}")
         _label(ax_return, ax_length, "episodes to early stopping")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: retrained vs finetuned tickets and winning tickets "
-                 "(mean, 95% Student-t CI)")
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: retrained vs finetuned tickets and winning tickets (mean, 95% Student-t CI)"
+    )
     return fig
 
 
@@ -157,7 +168,9 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
     fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
     positions = np.arange(len(fractions) + 1)
     returns = [mean_ci(baseline["test_return"])] + [mean_ci(results[results.P == p]["test_return"]) for p in fractions]
-    ax_return.errorbar(positions, [m for m, _, _ in returns], yerr=_error_bars(returns), fmt="o", capsize=4, color="purple")
+    ax_return.errorbar(
+        positions, [m for m, _, _ in returns], yerr=_error_bars(returns), fmt="o", capsize=4, color="purple"
+    )
     ax_return.set_xticks(positions, ["0 (unpruned)"] + [str(p) for p in fractions])
     ax_return.set_ylabel("test return (mean of greedy episodes)")
     ax_return.set_xlabel("pruning fraction P")
@@ -165,8 +178,16 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
     tune = [mean_ci(results[results.P == p]["finetune_length"]) for p in fractions]
     x = positions[1:]
     ax_length.bar(x, [m for m, _, _ in search], yerr=_error_bars(search), capsize=3, color="tab:gray", label="search")
-    ax_length.bar(x, [m for m, _, _ in tune], bottom=[m for m, _, _ in search], yerr=_error_bars(tune), capsize=3,
-                  color="purple", alpha=0.7, label="finetune")  # fmt: skip
+    ax_length.bar(
+        x,
+        [m for m, _, _ in tune],
+        bottom=[m for m, _, _ in search],
+        yerr=_error_bars(tune),
+        capsize=3,
+        color="purple",
+        alpha=0.7,
+        label="finetune",
+    )
     _reference(ax_length, baseline["converged_episode"], **BASELINE)
     ax_length.set_xticks(x, [str(p) for p in fractions])
     ax_length.set_xlabel("pruning fraction P")
@@ -179,10 +200,12 @@ def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
 
 
 XI_COLORS = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown")
-SEARCHES = {("last_two", "after_exploration"): "last two masks, after exploration",
-            ("last_two", "episode_1"): "last two masks, from episode 1",
-            ("queue", "after_exploration"): "queue of 5, after exploration",
-            ("queue", "episode_1"): "queue of 5, from episode 1"}  # fmt: skip
+SEARCHES = {
+    ("last_two", "after_exploration"): "last two masks, after exploration",
+    ("last_two", "episode_1"): "last two masks, from episode 1",
+    ("queue", "after_exploration"): "queue of 5, after exploration",
+    ("queue", "episode_1"): "queue of 5, from episode 1",
+}
 WINDOW_MARKERS = ("o", "s", "^", "D", "v", "P")
 COSTS = {"relative_env_steps": "env steps", "relative_updates": "gradient updates"}
 
@@ -200,8 +223,9 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
     searches = [key for key in SEARCHES if ((results.detector == key[0]) & (results.start == key[1])).any()]
     colors, markers = dict(zip(xis, XI_COLORS)), dict(zip(windows, WINDOW_MARKERS))
     size = (3.6 * len(fractions) + 1.8, 2.6 * len(searches) + 0.8)
-    fig, axes = plt.subplots(len(searches), len(fractions), figsize=size, squeeze=False, sharex="col", sharey=True,
-                             constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(searches), len(fractions), figsize=size, squeeze=False, sharex="col", sharey=True, constrained_layout=True
+    )
     unpruned = iqm_ci(baseline["test_return"])
     for row, (detector, start) in enumerate(searches):
         for column, fraction in enumerate(fractions):
@@ -209,10 +233,21 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
             chosen = results[(results.P == fraction) & (results.detector == detector) & (results.start == start)]
             for (xi, window), group in chosen.groupby(["xi", "window"], sort=True):
                 x, y = iqm_ci(group[cost]), iqm_ci(group["test_return"])
-                ax.errorbar(x[0], y[0], xerr=_error_bars([x]), yerr=_error_bars([y]), fmt=markers[window],
-                            color=colors[xi], markersize=6, alpha=0.85, elinewidth=0.7, capsize=0)  # fmt: skip
-            ax.errorbar(1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=11,
-                        capsize=3)
+                ax.errorbar(
+                    x[0],
+                    y[0],
+                    xerr=_error_bars([x]),
+                    yerr=_error_bars([y]),
+                    fmt=markers[window],
+                    color=colors[xi],
+                    markersize=6,
+                    alpha=0.85,
+                    elinewidth=0.7,
+                    capsize=0,
+                )
+            ax.errorbar(
+                1.0, unpruned[0], yerr=_error_bars([unpruned]), fmt="*", color="black", markersize=11, capsize=3
+            )
             ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
             ax.grid(alpha=0.3)
             if row == 0:
@@ -225,22 +260,35 @@ def eb_exploit_sweep(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str,
     key += [Line2D([], [], marker="o", color=colors[xi], linestyle="", label=f"xi = {xi}") for xi in xis]
     key += [Line2D([], [], marker=markers[w], color="gray", linestyle="", label=f"window {w}") for w in windows]
     fig.legend(handles=key, loc="outside right center", fontsize=8)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit swept, test return against training cost in "
-                 f"{COSTS[cost]} (IQM over seeds, 95% bootstrap CI)")  # fmt: skip
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit swept, test return against training cost in "
+        f"{COSTS[cost]} (IQM over seeds, 95% bootstrap CI)"
+    )
     return fig
 
 
 CRITERION_LABELS = {
-    "1_performance": "1. return vs unpruned (NI)", "2_length": "2. post-prune length vs unpruned (NI)",
+    "1_performance": "1. return vs unpruned (NI)",
+    "2_length": "2. post-prune length vs unpruned (NI)",
     "2_total_cost": "2, whole cost: prune episode + length vs unpruned (NI)",
     "3_winning": "3. return and length vs winning ticket (NI, both)",
     "4_earlier": "4. seeds pruned before their own unpruned run converged",
     "early_bird": "Early-Bird ticket: 1, 2 (post-prune) and 3 shown, 4 for every seed",
-}  # fmt: skip
-STATE_COLORS = {"shown non-inferior": "#3b75af", "not shown either way": "#e6e6e6", "shown worse": "#c44e52",
-                "fails criterion 4": "#9a9a9a", "passes": "#3b75af", "fails": "#9a9a9a"}  # fmt: skip
-DECIDING_P = {"1_performance": ("return_vs_unpruned",), "2_length": ("length_vs_unpruned",),
-              "2_total_cost": ("total_vs_unpruned",), "3_winning": ("return_vs_winning", "length_vs_winning")}
+}
+STATE_COLORS = {
+    "shown non-inferior": "#3b75af",
+    "not shown either way": "#e6e6e6",
+    "shown worse": "#c44e52",
+    "fails criterion 4": "#9a9a9a",
+    "passes": "#3b75af",
+    "fails": "#9a9a9a",
+}
+DECIDING_P = {
+    "1_performance": ("return_vs_unpruned",),
+    "2_length": ("length_vs_unpruned",),
+    "2_total_cost": ("total_vs_unpruned",),
+    "3_winning": ("return_vs_winning", "length_vs_winning"),
+}
 
 
 def tickets_vs_controls(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: str, mode: str):
@@ -248,8 +296,15 @@ def tickets_vs_controls(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: s
     per P: the L1 ticket and each of its controls (IQM over seeds, 95% bootstrap band), and
     the unpruned baseline. `tickets`: one mode of `experiments.controlled_tickets`."""
     fractions = sorted(tickets["P"].unique())
-    fig, axes = plt.subplots(2, len(fractions), figsize=(3.6 * len(fractions), 6.5), sharex=True, sharey="row",
-                             squeeze=False, constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        2,
+        len(fractions),
+        figsize=(3.6 * len(fractions), 6.5),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+        constrained_layout=True,
+    )
     for column, fraction in enumerate(fractions):
         ax_return, ax_length = axes[0, column], axes[1, column]
         for control, style in CONTROL_STYLES.items():
@@ -264,8 +319,9 @@ def tickets_vs_controls(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: s
             ax_return.set_ylabel("")
             ax_length.set_ylabel("")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {mode} tickets against their controls (IQM over seeds, 95% "
-                 "bootstrap CI)")  # fmt: skip
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: {mode} tickets against their controls (IQM over seeds, 95% bootstrap CI)"
+    )
     return fig
 
 
@@ -273,8 +329,9 @@ def input_survival(survival: pd.DataFrame, env_id: str):
     """One panel per P: the share of each input's outgoing first-layer weights kept by the
     dense run's L1 mask, against the episode (mean over seeds, 95% Student-t band)."""
     fractions = sorted(survival["P"].unique())
-    fig, axes = plt.subplots(1, len(fractions), figsize=(3.6 * len(fractions), 3.8), sharey=True, squeeze=False,
-                             constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(fractions), figsize=(3.6 * len(fractions), 3.8), sharey=True, squeeze=False, constrained_layout=True
+    )
     features = list(dict.fromkeys(survival["feature"]))
     colors = plt.get_cmap("tab10").colors
     for ax, fraction in zip(axes[0], fractions):
@@ -292,8 +349,10 @@ def input_survival(survival: pd.DataFrame, env_id: str):
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("share of the input's outgoing weights kept")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask keeps during training (mean over seeds, "
-                 "95% Student-t CI)")  # fmt: skip
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask keeps during training (mean over seeds, "
+        "95% Student-t CI)"
+    )
     return fig
 
 
@@ -343,31 +402,48 @@ def criteria_heatmap(criteria: pd.DataFrame, env_id: str, what: str, alpha: floa
         state, text = _criterion_cells(criteria, criterion)
         cells = criteria.assign(code=state.map(states.index), text=text)
         code = cells.pivot(index="P", columns="prune_episode", values="code").reindex(index=fractions, columns=episodes)
-        label = cells.pivot(index="P", columns="prune_episode", values="text").reindex(index=fractions, columns=episodes)
-        ax.imshow(np.ma.masked_invalid(code.to_numpy(float)), cmap=cmap, vmin=-0.5, vmax=len(states) - 0.5,
-                  aspect="auto", origin="lower", interpolation="nearest")  # fmt: skip
+        label = cells.pivot(index="P", columns="prune_episode", values="text").reindex(
+            index=fractions, columns=episodes
+        )
+        ax.imshow(
+            np.ma.masked_invalid(code.to_numpy(float)),
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=len(states) - 0.5,
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+        )
         for i, j in np.ndindex(code.shape):
             if isinstance(label.iat[i, j], str) and label.iat[i, j]:
                 dark = states[int(code.iat[i, j])] in ("shown non-inferior", "shown worse", "passes")
-                ax.text(j, i, label.iat[i, j], ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
+                ax.text(
+                    j, i, label.iat[i, j], ha="center", va="center", fontsize=6.5, color="white" if dark else "black"
+                )
         ax.set_xticks(range(len(episodes)), [str(e) for e in episodes], fontsize=8)
         ax.set_yticks(range(len(fractions)), [str(f) for f in fractions], fontsize=8)
         ax.set_ylabel("pruning fraction P", fontsize=8)
         ax.set_xlabel("episode at which the network was pruned", fontsize=8)
         ax.set_title(CRITERION_LABELS[criterion], fontsize=9)
-    for ax in axes.flat[len(CRITERION_LABELS):]:
+    for ax in axes.flat[len(CRITERION_LABELS) :]:
         ax.set_visible(False)
-    key = [Patch(facecolor=STATE_COLORS[s], label=s) for s in ("shown non-inferior", "not shown either way",
-                                                                 "shown worse", "fails criterion 4")]  # fmt: skip
+    key = [
+        Patch(facecolor=STATE_COLORS[s], label=s)
+        for s in ("shown non-inferior", "not shown either way", "shown worse", "fails criterion 4")
+    ]
     # under the last panel, inside the layout (a figure legend outside it would hide `save`'s note)
     below_label = offset_copy(axes[-1, -1].transAxes, fig, y=-34, units="points")
-    axes[-1, -1].legend(handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=4,
-                        fontsize=8)  # fmt: skip
+    axes[-1, -1].legend(
+        handles=key, loc="upper right", bbox_to_anchor=(1.0, 0.0), bbox_transform=below_label, ncol=4, fontsize=8
+    )
     power = "\n".join(power_lines(criteria)[:2])
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria by seed-level "
-                 f"non-inferiority (alpha = {alpha}, Holm over the {len(criteria)} cells)\ncell text: the Holm-adjusted "
-                 "p-value of NI (in red cells: of the test of worse); criterion 4: seeds pruned before their own "
-                 f"unpruned run converged, of n (blue: all)\npower: {power}", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)} ({env_id}): {what} tickets, the EB criteria by seed-level "
+        f"non-inferiority (alpha = {alpha}, Holm over the {len(criteria)} cells)\ncell text: the Holm-adjusted "
+        "p-value of NI (in red cells: of the test of worse); criterion 4: seeds pruned before their own "
+        f"unpruned run converged, of n (blue: all)\npower: {power}",
+        fontsize=9,
+    )
     return fig
 
 
@@ -383,5 +459,7 @@ def save(fig, name: str, directory: str | Path, note: str | None = None) -> list
         fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
     paths = [ownership.new_file(Path(directory) / f"{name}.{ext}", "outputs") for ext in ("png", "pdf")]
     for path in paths:  # no creation date in the PDF: the same figure gives the same bytes
-        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+        fig.savefig(
+            path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None
+        )
     return paths

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, envs, kernel, loop, qnet, rng
+from ebnb import accounting, dynamics, envs, kernel, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
@@ -39,8 +39,22 @@ from ebnb.replay import FIELDS, StackedReplay
 STOP_REASONS = ("early_stop", "max_episodes", "callback")
 CALL_STEPS = 16384  # agent-steps a compiled call may make in all (`Population._advance`) before Python sees them
 # numpy arrays with one entry per live agent, in batch order
-_LIVE_ARRAYS = ("ids", "seeds", "epsilon", "transitions", "updates", "episodes", "episode_limit", "streak",
-                "episode_return", "episode_length", "episode_epsilon", "_stop_requested", "pruned", "obs")  # fmt: skip
+_LIVE_ARRAYS = (
+    "ids",
+    "seeds",
+    "epsilon",
+    "transitions",
+    "updates",
+    "episodes",
+    "episode_limit",
+    "streak",
+    "episode_return",
+    "episode_length",
+    "episode_epsilon",
+    "_stop_requested",
+    "pruned",
+    "obs",
+)
 # per-agent records indexed by agent id, live or stopped
 _RECORDS = ("_seed", "_converged_episode", "_episodes_run")
 
@@ -68,7 +82,7 @@ class PopulationResult:
 
 
 Callback = Callable[["Population", EpisodeEnds], None]
-_COMPILED_ENVS = {envs.CartPoleV0VectorEnv: envs.CARTPOLE_KIND, envs.AcrobotVectorEnv: envs.ACROBOT_KIND}
+_COMPILED_ENVS = {envs.CartPoleV0VectorEnv: dynamics.CARTPOLE_KIND, envs.AcrobotVectorEnv: dynamics.ACROBOT_KIND}
 
 
 class NumpyViews:
@@ -93,7 +107,7 @@ class NumpyViews:
             self._tensors, self._arrays = tensors, tuple(t.numpy() for t in tensors)
         views, start = [], 0
         for group in groups:
-            views.append(self._arrays[start:start + len(group)])
+            views.append(self._arrays[start : start + len(group)])
             start += len(group)
         return tuple(views)
 
@@ -138,8 +152,10 @@ class Population:
         self.device = torch.device(check_device("device", device))
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
         if cfg.arithmetic == "fused" and self.device.type != "cpu":
-            raise ValueError(f"device: the fused kernel runs on the CPU only, not {device!r}; "
-                             "use a config with arithmetic='torch' for CUDA")  # fmt: skip
+            raise ValueError(
+                f"device: the fused kernel runs on the CPU only, not {device!r}; "
+                "use a config with arithmetic='torch' for CUDA"
+            )
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
         n = len(agents)
         self.ids = np.arange(n)  # live agents, in batch order
@@ -155,20 +171,31 @@ class Population:
         self.episode_epsilon = self.epsilon.copy()
 
         def stacked(field):
-            return [t.to(self.device) for t in qnet.stack([[torch.from_numpy(np.array(a[None])) for a in getattr(s, field)] for s in agents])]
+            return [
+                t.to(self.device)
+                for t in qnet.stack([[torch.from_numpy(np.array(a[None])) for a in getattr(s, field)] for s in agents])
+            ]
 
         self.optimizer = StackedAdam(stacked("params"), cfg.lr)
-        self.optimizer.load(stacked("exp_avg"), stacked("exp_avg_sq"), torch.tensor([a.adam_steps for a in agents], device=self.device))
+        self.optimizer.load(
+            stacked("exp_avg"), stacked("exp_avg_sq"), torch.tensor([a.adam_steps for a in agents], device=self.device)
+        )
         self.params = self.optimizer.params  # the same list: compaction re-indexes it in place
         self.dtype = self.params[0].dtype
         self.target = stacked("target")
         self.mask = None
         if any(a.mask is not None for a in agents):
             self.mask = [
-                torch.stack([torch.as_tensor(a.mask[layer]) if a.mask is not None else torch.ones(w.shape[1:], dtype=torch.bool)
-                             for a in agents]).to(self.device, self.dtype)
+                torch.stack(
+                    [
+                        torch.as_tensor(a.mask[layer])
+                        if a.mask is not None
+                        else torch.ones(w.shape[1:], dtype=torch.bool)
+                        for a in agents
+                    ]
+                ).to(self.device, self.dtype)
                 for layer, w in enumerate(qnet.weights(self.params))
-            ]  # fmt: skip
+            ]
         self.replay = StackedReplay(n, cfg.buffer_size, self.obs_dim, self.device)
         for name in FIELDS:
             self.replay.data[name].copy_(torch.from_numpy(np.stack([a.replay[name] for a in agents])))
@@ -262,8 +289,14 @@ class Population:
         same `max_episodes`, `early_stop` and callback); since every agent's numbers are
         independent of the batch, an admitted agent trains exactly as it would alone.
         """
-        new = Population(self.cfg, agents, early_stop=self.early_stop, max_episodes=self.max_episodes,
-                         device=self.device, chunk_size=self.chunk_size)  # fmt: skip
+        new = Population(
+            self.cfg,
+            agents,
+            early_stop=self.early_stop,
+            max_episodes=self.max_episodes,
+            device=self.device,
+            chunk_size=self.chunk_size,
+        )
         first = len(self._final)
         new.ids += first
         for name in _LIVE_ARRAYS + _RECORDS:
@@ -335,12 +368,16 @@ class Population:
         columns = ["agent", "episode", "return", "length", "epsilon"]
         log = pd.DataFrame(
             {c: np.concatenate([row[i] for row in self._log]) if self._log else [] for i, c in enumerate(columns)}
-        ).sort_values(["agent", "episode"], kind="stable", ignore_index=True)  # fmt: skip
-        agents = pd.DataFrame({
-            "agent": np.arange(len(self._final)), "seed": self._seed,
-            "stop_reason": self._stop_reason, "episodes_run": self._episodes_run,
-            "converged_episode": self._converged_episode,
-        })  # fmt: skip
+        ).sort_values(["agent", "episode"], kind="stable", ignore_index=True)
+        agents = pd.DataFrame(
+            {
+                "agent": np.arange(len(self._final)),
+                "seed": self._seed,
+                "stop_reason": self._stop_reason,
+                "episodes_run": self._episodes_run,
+                "converged_episode": self._converged_episode,
+            }
+        )
         return PopulationResult(episodes=log, agents=agents, final=list(self._final))
 
     def _step(self) -> None:
@@ -358,8 +395,14 @@ class Population:
         if done.any():
             stored_next = np.where(done[:, None], info["final_obs"], next_obs)
         bootstrap_cut = done if cfg.truncation_is_terminal else terminated
-        self.replay.add(self.transitions, obs=self.obs, action=action, reward=np.asarray(reward, dtype=np.float32),
-                        next_obs=np.asarray(stored_next, dtype=np.float32), done=bootstrap_cut.astype(np.float32))  # fmt: skip
+        self.replay.add(
+            self.transitions,
+            obs=self.obs,
+            action=action,
+            reward=np.asarray(reward, dtype=np.float32),
+            next_obs=np.asarray(stored_next, dtype=np.float32),
+            done=bootstrap_cut.astype(np.float32),
+        )
         self.transitions += 1
         self.episode_return += reward
         self.episode_length += 1
@@ -390,25 +433,87 @@ class Population:
         the callback, stops, logs."""
         cfg, optimizer, env, n = self.cfg, self.optimizer, self.env, len(self.ids)
         params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = self._learning_views(
-            self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or (), (optimizer.steps,),
-            self.replay.data.values())  # fmt: skip
+            self.params,
+            self.target,
+            optimizer.exp_avg,
+            optimizer.exp_avg_sq,
+            self.mask or (),
+            (optimizer.steps,),
+            self.replay.data.values(),
+        )
         self.obs = np.ascontiguousarray(self.obs)
         env.state = np.ascontiguousarray(env.state)
-        net = (params, target, exp_avg, exp_avg_sq, adam_steps, mask if self.mask is not None else params[0::2],
-               self.mask is not None)  # fmt: skip
-        agents = (self.seeds, self.ids, self.epsilon, self.transitions, self.updates, self.episodes, self.episode_limit,
-                  self.streak, self.episode_return, self.episode_length, self.episode_epsilon, self._stop_requested,
-                  self.obs, self._converged_episode)  # fmt: skip
-        log = (np.zeros(n, np.int64), np.empty((n, loop.LOG_ROWS), np.int64), np.empty((n, loop.LOG_ROWS)),
-               np.empty((n, loop.LOG_ROWS), np.int64), np.empty((n, loop.LOG_ROWS)))  # fmt: skip
+        net = (
+            params,
+            target,
+            exp_avg,
+            exp_avg_sq,
+            adam_steps,
+            mask if self.mask is not None else params[0::2],
+            self.mask is not None,
+        )
+        agents = (
+            self.seeds,
+            self.ids,
+            self.epsilon,
+            self.transitions,
+            self.updates,
+            self.episodes,
+            self.episode_limit,
+            self.streak,
+            self.episode_return,
+            self.episode_length,
+            self.episode_epsilon,
+            self._stop_requested,
+            self.obs,
+            self._converged_episode,
+        )
+        log = (
+            np.zeros(n, np.int64),
+            np.empty((n, loop.LOG_ROWS), np.int64),
+            np.empty((n, loop.LOG_ROWS)),
+            np.empty((n, loop.LOG_ROWS), np.int64),
+            np.empty((n, loop.LOG_ROWS)),
+        )
         out = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, bool))
-        hyper = tuple(float(v) for v in (cfg.gamma, optimizer.lr, *optimizer.betas, optimizer.eps, cfg.eps_decay,
-                                         cfg.eps_floor, cfg.solved_return))  # fmt: skip
-        counts = tuple(int(v) for v in (cfg.batch_size, cfg.train_freq, cfg.learning_starts, cfg.eps_decay_per == "step",
-                                        cfg.truncation_is_terminal, cfg.solved_streak, self.early_stop, self.n_actions,
-                                        self.callback is not None))  # fmt: skip
-        loop.advance(-(-CALL_STEPS // n), min(n, threads), net, tuple(replay), agents,
-                     (_COMPILED_ENVS[type(env)], env.state, env.steps, env.episodes, env.seeds), log, out, hyper, counts)
+        hyper = tuple(
+            float(v)
+            for v in (
+                cfg.gamma,
+                optimizer.lr,
+                *optimizer.betas,
+                optimizer.eps,
+                cfg.eps_decay,
+                cfg.eps_floor,
+                cfg.solved_return,
+            )
+        )
+        counts = tuple(
+            int(v)
+            for v in (
+                cfg.batch_size,
+                cfg.train_freq,
+                cfg.learning_starts,
+                cfg.eps_decay_per == "step",
+                cfg.truncation_is_terminal,
+                cfg.solved_streak,
+                self.early_stop,
+                self.n_actions,
+                self.callback is not None,
+            )
+        )
+        loop.advance(
+            -(-CALL_STEPS // n),
+            min(n, threads),
+            net,
+            tuple(replay),
+            agents,
+            (_COMPILED_ENVS[type(env)], env.state, env.steps, env.episodes, env.seeds),
+            log,
+            out,
+            hyper,
+            counts,
+        )
         n_steps, n_updates, pending, retiring = out
         accounting.TALLY.population_steps += int(n_steps.max())
         accounting.TALLY.agent_steps += int(n_steps.sum())
@@ -434,21 +539,43 @@ class Population:
         accounting.TALLY.updates += len(positions)
 
     def _learn_fused(self, positions: np.ndarray) -> None:
-        slots = self.replay.slots(self.seeds[positions], self.updates[positions], self.transitions[positions],
-                                  self.cfg.batch_size)  # fmt: skip
+        slots = self.replay.slots(
+            self.seeds[positions], self.updates[positions], self.transitions[positions], self.cfg.batch_size
+        )
         optimizer = self.optimizer
         params, target, exp_avg, exp_avg_sq, mask, (steps,), replay = self._learning_views(
-            self.params, self.target, optimizer.exp_avg, optimizer.exp_avg_sq, self.mask or (), (optimizer.steps,),
-            self.replay.data.values())  # fmt: skip
-        kernel.learn(params, target, exp_avg, exp_avg_sq, steps, mask if self.mask is not None else None,
-                     dict(zip(self.replay.data, replay)), positions, slots,
-                     gamma=self.cfg.gamma, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.eps)  # fmt: skip
+            self.params,
+            self.target,
+            optimizer.exp_avg,
+            optimizer.exp_avg_sq,
+            self.mask or (),
+            (optimizer.steps,),
+            self.replay.data.values(),
+        )
+        kernel.learn(
+            params,
+            target,
+            exp_avg,
+            exp_avg_sq,
+            steps,
+            mask if self.mask is not None else None,
+            dict(zip(self.replay.data, replay)),
+            positions,
+            slots,
+            gamma=self.cfg.gamma,
+            lr=optimizer.lr,
+            betas=optimizer.betas,
+            eps=optimizer.eps,
+        )
 
     def _learn_torch(self, positions: np.ndarray) -> None:
         batch = self.replay.sample(
-            torch.from_numpy(positions).to(self.device), self.seeds[positions],
-            self.updates[positions], self.transitions[positions], self.cfg.batch_size,
-        )  # fmt: skip
+            torch.from_numpy(positions).to(self.device),
+            self.seeds[positions],
+            self.updates[positions],
+            self.transitions[positions],
+            self.cfg.batch_size,
+        )
         everyone = len(positions) == len(self.ids)
         for start in range(0, len(positions), self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, len(positions)))
@@ -495,16 +622,31 @@ class Population:
         self.streak[positions] = np.where(solved, self.streak[positions] + 1, 0)
         converged = (self.streak[positions] == cfg.solved_streak) & (self._converged_episode[ids] < 0)
         self._converged_episode[ids[converged]] = self.episodes[positions][converged]
-        self._log.append((ids, self.episodes[positions].copy(), returns.copy(),
-                          self.episode_length[positions].copy(), self.episode_epsilon[positions].copy()))  # fmt: skip
+        self._log.append(
+            (
+                ids,
+                self.episodes[positions].copy(),
+                returns.copy(),
+                self.episode_length[positions].copy(),
+                self.episode_epsilon[positions].copy(),
+            )
+        )
         self._progress.update(len(positions))
         if self.callback is not None:
             self._callback_agents = set(ids.tolist())
             try:
-                self.callback(self, EpisodeEnds(ids, self.episodes[positions].copy(), returns.copy(),
-                                                self.episode_length[positions].copy(),
-                                                self.transitions[positions].copy(), self.epsilon[positions].copy(),
-                                                converged))  # fmt: skip
+                self.callback(
+                    self,
+                    EpisodeEnds(
+                        ids,
+                        self.episodes[positions].copy(),
+                        returns.copy(),
+                        self.episode_length[positions].copy(),
+                        self.transitions[positions].copy(),
+                        self.epsilon[positions].copy(),
+                        converged,
+                    ),
+                )
             finally:
                 self._callback_agents = None
         self.episode_return[positions] = 0.0
@@ -518,10 +660,14 @@ class Population:
     def _stop_reasons(self, positions: np.ndarray) -> np.ndarray:
         """Why each agent at `positions` (which has just ended an episode) stops, or ''."""
         return np.select(
-            [self.early_stop & (self.streak[positions] >= self.cfg.solved_streak),
-             self.episodes[positions] >= self.episode_limit[positions], self._stop_requested[positions]],
-            STOP_REASONS, default="",
-        )  # fmt: skip
+            [
+                self.early_stop & (self.streak[positions] >= self.cfg.solved_streak),
+                self.episodes[positions] >= self.episode_limit[positions],
+                self._stop_requested[positions],
+            ],
+            STOP_REASONS,
+            default="",
+        )
 
     def _retire(self, positions: np.ndarray, reasons: np.ndarray) -> None:
         """Record stopped agents' final states (`reasons`: one per position) and drop them from
@@ -552,11 +698,16 @@ class Population:
             return [t[position].detach().cpu().numpy().copy() for t in tensors]
 
         return AgentState(
-            seed=int(self.seeds[position]), params=row(self.params), target=row(self.target),
-            exp_avg=row(self.optimizer.exp_avg), exp_avg_sq=row(self.optimizer.exp_avg_sq),
+            seed=int(self.seeds[position]),
+            params=row(self.params),
+            target=row(self.target),
+            exp_avg=row(self.optimizer.exp_avg),
+            exp_avg_sq=row(self.optimizer.exp_avg_sq),
             adam_steps=int(self.optimizer.steps[position]),
             replay={name: t[position].cpu().numpy().copy() for name, t in self.replay.data.items()},
-            epsilon=float(self.epsilon[position]), transitions=int(self.transitions[position]),
-            updates=int(self.updates[position]), episodes=int(self.episodes[position]),
+            epsilon=float(self.epsilon[position]),
+            transitions=int(self.transitions[position]),
+            updates=int(self.updates[position]),
+            episodes=int(self.episodes[position]),
             mask=[m[position].cpu().numpy() > 0.5 for m in self.mask] if self.pruned[position] else None,
-        )  # fmt: skip
+        )

@@ -33,7 +33,9 @@ from typing import NamedTuple
 RESULTS, FIGURES, EXECUTED, NBVAL = "results", "figures", "notebooks/executed", "tests/notebooks"
 JOURNAL = ".publish-journal.json"
 _TRANSACTION = re.compile(r"\.publish-[0-9a-f]{16}")
-_LEGACY = re.compile(r"\.results\.(new|old)-[0-9a-f]{8}")  # `published.write`'s folders before publish was a transaction
+_LEGACY = re.compile(
+    r"\.results\.(new|old)-[0-9a-f]{8}"
+)  # `published.write`'s folders before publish was a transaction
 _STAGED = {"new", "old", "journal.json"}  # what a transaction's folder holds
 
 
@@ -109,8 +111,9 @@ def _recover(root: Path) -> None:
         for leftover in _leftovers(root):
             OPERATIONS.rmtree(leftover)
     except OSError as error:
-        raise RuntimeError(f"completing or clearing an interrupted publish in {root} failed: {error}; "
-                           "run the command again") from None  # fmt: skip
+        raise RuntimeError(
+            f"completing or clearing an interrupted publish in {root} failed: {error}; run the command again"
+        ) from None
 
 
 def _leftovers(root: Path) -> list[Path]:
@@ -118,14 +121,18 @@ def _leftovers(root: Path) -> list[Path]:
     an old results folder's."""
     found = []
     for path in sorted(root.glob(".*")):
-        if path.is_dir() and not path.is_symlink():
-            if _TRANSACTION.fullmatch(path.name) and set(os.listdir(path)) <= _STAGED or _LEGACY.fullmatch(path.name):
-                found.append(path)
+        if (
+            path.is_dir()
+            and not path.is_symlink()
+            and (_TRANSACTION.fullmatch(path.name) and set(os.listdir(path)) <= _STAGED or _LEGACY.fullmatch(path.name))
+        ):
+            found.append(path)
     return found
 
 
-def transact(root: Path, targets: Mapping[str, Mapping[str, bytes]],
-             check: Callable[[Path], None] | None = None) -> None:  # fmt: skip
+def transact(
+    root: Path, targets: Mapping[str, Mapping[str, bytes]], check: Callable[[Path], None] | None = None
+) -> None:
     """Replace each folder named in `targets` (relative to `root`) by exactly its files
     ({relative path: bytes}), all folders or none; `check(staged)` may refuse the staged
     content (`staged`: a folder holding the targets) before anything published changes."""
@@ -169,7 +176,8 @@ def _roll_forward(root: Path) -> None:
         plan = json.loads(journal.read_text())
         folder, targets = root / plan["folder"], list(plan["targets"])
         valid = _TRANSACTION.fullmatch(plan["folder"]) and all(
-            t and not Path(t).is_absolute() and ".." not in Path(t).parts for t in targets)  # fmt: skip
+            t and not Path(t).is_absolute() and ".." not in Path(t).parts for t in targets
+        )
     except (ValueError, KeyError, TypeError):
         valid = False
     if not valid:
@@ -204,8 +212,11 @@ def verify(root: Path) -> list[str]:
         found.pop(MANIFEST, None) if target == RESULTS else None
         problems += [f"{target}/{name}: missing" for name in files if name not in found]
         problems += [f"{target}/{name}: not listed" for name in found if name not in files]
-        problems += [f"{target}/{name}: changed" for name, data in found.items()
-                     if name in files and file_entry(data) != files[name]]  # fmt: skip
+        problems += [
+            f"{target}/{name}: changed"
+            for name, data in found.items()
+            if name in files and file_entry(data) != files[name]
+        ]
     return sorted(problems)
 
 
@@ -245,11 +256,15 @@ def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: 
         if manifest is not None:
             targets[RESULTS][published.MANIFEST] = manifest_bytes(root, targets, manifest)
         try:
-            transact(root, targets, None if results is None else lambda new: published.check_readback(new / RESULTS,
-                                                                                                    results))
+            transact(
+                root, targets, None if results is None else lambda new: published.check_readback(new / RESULTS, results)
+            )
         except OSError as error:
-            then = ("the next pipeline command completes it" if (root / JOURNAL).exists()
-                    else "nothing published changed; publish again")  # fmt: skip
+            then = (
+                "the next pipeline command completes it"
+                if (root / JOURNAL).exists()
+                else "nothing published changed; publish again"
+            )
             raise RuntimeError(f"publish failed: {error}; {then}") from None
         problems = verify(root) if manifest is not None else []
     if problems:
@@ -268,6 +283,7 @@ class Side(NamedTuple):
 
 def _grid_steps(profile: str, names: tuple[str, ...]) -> Callable:
     """The steps `names` of `profile`'s grid."""
+
     def chosen(env: str, store, current) -> list:
         from ebnb import experiments
 
@@ -287,9 +303,21 @@ def _fresh_steps(env: str, store, current) -> list | None:
 # in the order their units enter each table of results/ (then the full profile's: units shared by
 # config hash are listed once)
 SIDE_PROFILES = {
-    "full_sparse": Side(_grid_steps("full_sparse", ("dense runs", "retrain", "finetune", "sparse retrain",
-                                                    "sparse finetune", "retrain controls", "finetune controls")),
-                        ("05_controls",)),  # fmt: skip
+    "full_sparse": Side(
+        _grid_steps(
+            "full_sparse",
+            (
+                "dense runs",
+                "retrain",
+                "finetune",
+                "sparse retrain",
+                "sparse finetune",
+                "retrain controls",
+                "finetune controls",
+            ),
+        ),
+        ("05_controls",),
+    ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_fresh_steps, ()),
 }
@@ -306,8 +334,11 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     cache, current = Store(store), experiments.published_results(root / RESULTS)
     results: dict = {}
     new: dict[str, int] = {}  # profile: units the store holds that the published results lack or hold otherwise
-    grid_json = {"grid": json.loads(config_json(experiments.grid("full"))), "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
-                 "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS))}  # fmt: skip
+    grid_json = {
+        "grid": json.loads(config_json(experiments.grid("full"))),
+        "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
+        "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
+    }
     full = {env: list(experiments.steps(env, experiments.grid("full")).values()) for env in envs}
     owned = {(s.name, u) for steps in full.values() for s in steps for u in s.units}  # the full profile's units
     chosen, left = {}, {}  # the side profiles published, and those left out: {profile: {env: steps}}
@@ -320,28 +351,36 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                 executed[profile] = _finished(ran, f"pipeline.py run NOTEBOOK --env ENV --profile {profile}")
         else:
             left[profile] = wanted
-    claimed = owned | {(s.name, u) for wanted in chosen.values() for steps in wanted.values() for s in steps or ()
-                       for u in s.units}  # fmt: skip
+    claimed = owned | {
+        (s.name, u) for wanted in chosen.values() for steps in wanted.values() for s in steps or () for u in s.units
+    }
     for profile, wanted in left.items():
         _check_unstarted(cache, profile, wanted, claimed)
     for profile, wanted in chosen.items():  # a unit two side profiles share counts for the first
         for env, steps in wanted.items():
             if steps is None:
-                raise PublishError(f"publish: {profile} needs the full profile's sweep ({env}), which is neither in the "
-                                   "store nor published")  # fmt: skip
+                raise PublishError(
+                    f"publish: {profile} needs the full profile's sweep ({env}), which is neither in the "
+                    "store nor published"
+                )
             new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
             owned = owned | {(s.name, u) for s in steps for u in s.units}
         grid_json[profile] = json.loads(config_json(experiments.grid(profile)))
     new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
-    figures = {to: sorted(p for p in (out / (to or "full") / "figures").glob("[!.]*") if p.is_file()) for to in executed}
-    said = [f"[publish] {len(executed[to])} notebooks and {len(figures[to])} figure files from {out / (to or 'full')}"
-            for to in executed]  # fmt: skip
+    figures = {
+        to: sorted(p for p in (out / (to or "full") / "figures").glob("[!.]*") if p.is_file()) for to in executed
+    }
+    said = [
+        f"[publish] {len(executed[to])} notebooks and {len(figures[to])} figure files from {out / (to or 'full')}"
+        for to in executed
+    ]
     previous, _ = _current_results(root)
     previous = previous or {}
     record = _full_record(cache, current, new["full"], said)
-    files[published.RUN_RECORD] = previous.get(published.RUN_RECORD) if not new["full"] and previous else (
-        published.record_bytes(record))  # fmt: skip
+    files[published.RUN_RECORD] = (
+        previous.get(published.RUN_RECORD) if not new["full"] and previous else (published.record_bytes(record))
+    )
     side_records = {}
     for profile in (p for p in SIDE_PROFILES if p in grid_json):
         name = f"{RUN_RECORDS}/{profile}.json"
@@ -349,16 +388,25 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
         if records:
             files[name] = (json.dumps(records, indent=2) + "\n").encode()
             side_records[profile] = name
-    kept = current is not None and current.manifest["grid"] == grid_json and {
-        n: file_entry(d) for n, d in files.items()} == current.manifest["files"]  # fmt: skip
+    kept = (
+        current is not None
+        and current.manifest["grid"] == grid_json
+        and {n: file_entry(d) for n, d in files.items()} == current.manifest["files"]
+    )
     if kept:
         files, manifest = _current_results(root)
         said.append(f"[publish] {RESULTS}/ kept: the store holds nothing the published results lack")
     else:
-        manifest = {**published.manifest(files, layout, results, grid_json, record),
-                    **({RUN_RECORDS: side_records} if side_records else {})}  # fmt: skip
+        manifest = {
+            **published.manifest(files, layout, results, grid_json, record),
+            **({RUN_RECORDS: side_records} if side_records else {}),
+        }
         said.append(f"[publish] {RESULTS}/: " + ", ".join(f"{n} new units of {p}" for p, n in new.items()))
-    targets = {RESULTS: files, EXECUTED: _mirrored(root / EXECUTED, executed), FIGURES: _mirrored(root / FIGURES, figures)}
+    targets = {
+        RESULTS: files,
+        EXECUTED: _mirrored(root / EXECUTED, executed),
+        FIGURES: _mirrored(root / FIGURES, figures),
+    }
     return targets, manifest, results, said
 
 
@@ -396,8 +444,10 @@ def _same(a: dict, b: dict) -> bool:
             if not (isinstance(other, pd.DataFrame) and value.dtypes.equals(other.dtypes) and value.equals(other)):
                 return False
         elif value.keys() != other.keys() or not all(
-                value[k].dtype == other[k].dtype and np.array_equal(value[k], other[k], equal_nan=value[k].dtype.kind == "f")
-                for k in value):  # fmt: skip
+            value[k].dtype == other[k].dtype
+            and np.array_equal(value[k], other[k], equal_nan=value[k].dtype.kind == "f")
+            for k in value
+        ):
             return False
     return True
 
@@ -406,14 +456,15 @@ def _check_unstarted(cache, profile: str, wanted: dict, claimed: set) -> None:
     """A side profile left out: PublishError if the store holds some of its own units (not
     `claimed` by the full profile or a side profile published: a computation left half
     done), else nothing."""
-    from ebnb import experiments
 
     for env, steps in wanted.items():
         for step in steps or ():
             if any((step.name, u) not in claimed and cache.exists(step.kind, u) for u in step.units):
-                raise PublishError(f"publish: the store holds some of {profile}'s units but not all ({env} {step.name}"
-                                   f" lacks some); compute the rest (pipeline.py compute ... --profile {profile}), or "
-                                   "publish from a store without them")  # fmt: skip
+                raise PublishError(
+                    f"publish: the store holds some of {profile}'s units but not all ({env} {step.name}"
+                    f" lacks some); compute the rest (pipeline.py compute ... --profile {profile}), or "
+                    "publish from a store without them"
+                )
 
 
 def _full_record(cache, current, new: int, said: list) -> dict:
@@ -423,8 +474,10 @@ def _full_record(cache, current, new: int, said: list) -> dict:
         return json.loads((current.root / current.manifest["run_record"]).read_text())
     records = [r for r in sorted((cache.root / "runs").glob("*.json")) if computed_all(json.loads(r.read_text()))]
     if not records:
-        raise PublishError(f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
-                           "the published results name the run that made them")  # fmt: skip
+        raise PublishError(
+            f"publish: no record in {cache.root / 'runs'} of a `pipeline.py all` that computed; "
+            "the published results name the run that made them"
+        )
     said.append(f"[publish] the full profile's run record: {records[-1].name}")
     return json.loads(records[-1].read_text())
 
@@ -438,8 +491,10 @@ def _side_records(cache, profile: str, published_bytes: bytes | None, new: int, 
         found = [json.loads(p.read_text()) for p in sorted((cache.root / "runs").glob("*.json"))]
         found = [r for r in found if r.get("profile") == profile and any(s["computed"] for s in r["steps"])]
         if not found:
-            raise PublishError(f"publish: the store holds {new} units of {profile} but no record in "
-                               f"{cache.root / 'runs'} of a run at profile {profile} that computed")  # fmt: skip
+            raise PublishError(
+                f"publish: the store holds {new} units of {profile} but no record in "
+                f"{cache.root / 'runs'} of a run at profile {profile} that computed"
+            )
         records.update((r["start"], r) for r in found)
         said.append(f"[publish] {profile}'s run records: {len(found)} from {cache.root / 'runs'}")
     return [records[start] for start in sorted(records)]
@@ -457,8 +512,10 @@ def _current_results(root: Path) -> tuple[dict[str, bytes] | None, dict | None]:
     files.pop(MANIFEST)
     damaged = [p for p in verify(root) if p.startswith(f"{RESULTS}/")]
     if damaged:
-        raise PublishError(f"publish: {root / damaged[0].split(':')[0]} does not match {RESULTS}/{MANIFEST} "
-                           f"({damaged[0].split(': ')[1]}); restore it (git checkout {RESULTS}/) first")  # fmt: skip
+        raise PublishError(
+            f"publish: {root / damaged[0].split(':')[0]} does not match {RESULTS}/{MANIFEST} "
+            f"({damaged[0].split(': ')[1]}); restore it (git checkout {RESULTS}/) first"
+        )
     return files, manifest
 
 
@@ -482,6 +539,7 @@ def _mirrored(live: Path, replaced: Mapping[str, Sequence[Path]]) -> dict[str, b
     """The new content of the folder `live`: its files as they are, except the visible ones
     directly in each subfolder `replaced` names ("": `live` itself), which become the files
     listed for it."""
+
     def replaced_here(name: str) -> bool:
         parent = Path(name).parent
         return ("" if parent == Path(".") else str(parent)) in replaced and not Path(name).name.startswith(".")
@@ -529,16 +587,21 @@ def _executed_side(folder: Path, profile: str, notebooks: Sequence[str], envs: S
     paths = [folder / f"{notebook}-{env}.ipynb" for notebook in notebooks for env in envs]
     missing = [p for p in paths if not p.exists()]
     if missing and len(missing) < len(paths):
-        raise PublishError(f"publish: {missing[0]} is missing; run `pipeline.py run {missing[0].stem.rsplit('-', 1)[0]} "
-                           f"--profile {profile}` for every env, or remove the others to publish without them")  # fmt: skip
+        raise PublishError(
+            f"publish: {missing[0]} is missing; run `pipeline.py run {missing[0].stem.rsplit('-', 1)[0]} "
+            f"--profile {profile}` for every env, or remove the others to publish without them"
+        )
     return [] if missing else paths
 
 
 def computed_all(record: dict) -> bool:
     """A run record of `pipeline.py all` (not `all --thesis`) that computed units (not one that
     only loaded them)."""
-    return (record.get("command") == "all" and record.get("target", "all") == "all"
-            and any(step["computed"] for step in record["steps"]))  # fmt: skip
+    return (
+        record.get("command") == "all"
+        and record.get("target", "all") == "all"
+        and any(step["computed"] for step in record["steps"])
+    )
 
 
 def _executed_outputs(folder: Path, notebooks: Sequence[str], envs: Sequence[str]) -> list[Path]:

@@ -75,8 +75,10 @@ def _encode(step: str, results: Mapping[str, dict]) -> dict[str, tuple[str, byte
                         distinct.append(schema)
                 units = {h: distinct.index(schema) for h, schema in zip(frames, schemas)}
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
-                metadata = {**(arrow.schema.metadata or {}),
-                            SCHEMAS: json.dumps({"schemas": distinct, "units": units}).encode()}  # fmt: skip
+                metadata = {
+                    **(arrow.schema.metadata or {}),
+                    SCHEMAS: json.dumps({"schemas": distinct, "units": units}).encode(),
+                }
                 pq.write_table(arrow.replace_schema_metadata(metadata), buffer)
             files[part] = table_name(step, part, arrays=False), buffer.getvalue()
         else:
@@ -164,9 +166,11 @@ class Published:
         if name not in self._tables:
             data = (self.root / name).read_bytes()
             if file_entry(data) != self.manifest["files"].get(name):
-                raise CorruptResultError(f"{self.root / name} does not match {self.root / MANIFEST}: the published "
-                                         "results are damaged; restore them (git checkout) or recompute "
-                                         "(use_published=False, or pipeline.py --recompute)")  # fmt: skip
+                raise CorruptResultError(
+                    f"{self.root / name} does not match {self.root / MANIFEST}: the published "
+                    "results are damaged; restore them (git checkout) or recompute "
+                    "(use_published=False, or pipeline.py --recompute)"
+                )
             self._tables[name] = _decode(data, arrays)
         return self._tables[name]
 
@@ -194,10 +198,14 @@ def manifest(files: Mapping[str, bytes], layout: dict, results: Mapping, grid: d
     """The manifest of a published set: its `files` (run record included), table `layout`
     (`tables`), unit counts, `grid`, and the commit and lock-file hash of the run."""
     return {
-        "commit": run_record["commit"], "lock_sha256": run_record["lock_sha256"], "grid": grid,
+        "commit": run_record["commit"],
+        "lock_sha256": run_record["lock_sha256"],
+        "grid": grid,
         "units": {env: {step: len(units) for step, units in steps.items()} for env, steps in results.items()},
-        "tables": layout, "run_record": RUN_RECORD, "files": {name: file_entry(data) for name, data in files.items()},
-    }  # fmt: skip
+        "tables": layout,
+        "run_record": RUN_RECORD,
+        "files": {name: file_entry(data) for name, data in files.items()},
+    }
 
 
 def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: dict, run_record: dict) -> Path:

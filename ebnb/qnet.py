@@ -10,6 +10,7 @@ CPU, which is what makes an agent's numbers the same alone or in a population.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -32,7 +33,7 @@ def init_params(sizes: Sequence[int], seed: int) -> Params:
     """
     generator = torch.Generator().manual_seed(int(seed))
     params: Params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         weight = torch.empty(fan_out, fan_in)
         torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
         bound = 1 / math.sqrt(fan_in)

@@ -10,6 +10,7 @@ as the sequential baseline.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +34,12 @@ def start_episode(env: gym.Env, env_id: str, seed: int, episode: int) -> np.ndar
 
 
 def train(
-    cfg: DQNConfig, seed: int, episodes: int, record_actions: list | None = None, dtype=torch.float32, max_steps=None,
+    cfg: DQNConfig,
+    seed: int,
+    episodes: int,
+    record_actions: list | None = None,
+    dtype=torch.float32,
+    max_steps=None,
     mask: list[np.ndarray] | None = None,
 ) -> dict:
     """Train one agent for `episodes` episodes; return its network, returns and step count.
@@ -49,7 +55,7 @@ def train(
     torch.manual_seed(seed)
     sizes = [n_obs, *cfg.hidden, n_actions]
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     q_network = nn.Sequential(*layers[:-1]).to(dtype)
     linears = [layer for layer in q_network if isinstance(layer, nn.Linear)]
@@ -102,7 +108,9 @@ def train(
                     td_target = torch.as_tensor(buffer_reward[idx]) + cfg.gamma * next_max * (
                         1 - torch.as_tensor(buffer_done[idx])
                     )
-                q_taken = q_network(torch.as_tensor(buffer_obs[idx], dtype=dtype)).gather(1, torch.as_tensor(buffer_action[idx])[:, None])
+                q_taken = q_network(torch.as_tensor(buffer_obs[idx], dtype=dtype)).gather(
+                    1, torch.as_tensor(buffer_action[idx])[:, None]
+                )
                 loss = F.mse_loss(q_taken[:, 0], td_target)
                 optimizer.zero_grad()
                 loss.backward()

@@ -29,9 +29,17 @@ from ebnb.store import CorruptResultError, Store, file_entry
 
 # the kind of each class the old scheme named by its class name, and the fields added since
 # (left out of an old hash; an old config.json lacks them: they take their defaults)
-LEGACY_NAMES = {"DenseRun": DenseRun, "TicketRun": TicketRun, "ControlRun": ControlRun, "EBExploitRun": EBExploitRun,
-                "MaskTrace": MaskTrace, "EBSweepRun": EBSweepRun, "SweepTicket": SweepTicket, "DQNConfig": DQNConfig,
-                "Grid": Grid}  # fmt: skip
+LEGACY_NAMES = {
+    "DenseRun": DenseRun,
+    "TicketRun": TicketRun,
+    "ControlRun": ControlRun,
+    "EBExploitRun": EBExploitRun,
+    "MaskTrace": MaskTrace,
+    "EBSweepRun": EBSweepRun,
+    "SweepTicket": SweepTicket,
+    "DQNConfig": DQNConfig,
+    "Grid": Grid,
+}
 ADDED = {MaskTrace: ("fractions",), EBSweepRun: ("fractions",)}
 
 
@@ -39,8 +47,11 @@ def _legacy(value):
     """`value` as the old scheme's canonical JSON data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = next(n for n, cls in LEGACY_NAMES.items() if cls is type(value))
-        fields = {f.name: _legacy(getattr(value, f.name)) for f in dataclasses.fields(value)
-                  if f.name not in ADDED.get(type(value), ())}  # fmt: skip
+        fields = {
+            f.name: _legacy(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in ADDED.get(type(value), ())
+        }
         return {"__class__": name, **fields}
     if isinstance(value, dict):
         return {key: _legacy(item) for key, item in value.items()}
@@ -70,8 +81,10 @@ def renamed_kinds(data):
     if isinstance(data, dict):
         if "__class__" in data:
             kind = LEGACY_NAMES[data["__class__"]].__config_kind__
-            return {("__kind__" if key == "__class__" else key): (kind if key == "__class__" else renamed_kinds(item))
-                    for key, item in data.items()}  # fmt: skip
+            return {
+                ("__kind__" if key == "__class__" else key): (kind if key == "__class__" else renamed_kinds(item))
+                for key, item in data.items()
+            }
         return {key: renamed_kinds(item) for key, item in data.items()}
     if isinstance(data, list):
         return [renamed_kinds(item) for item in data]

@@ -20,7 +20,7 @@ class StackedReplay:
         self.data = {
             name: torch.zeros(n_agents, capacity, *shapes[name], dtype=dtypes.get(name, torch.float32), device=device)
             for name in FIELDS
-        }  # fmt: skip
+        }
 
     def add(self, transitions: np.ndarray, **values: np.ndarray) -> None:
         """Store one transition per agent; `transitions` is each agent's count *before* this one."""
@@ -30,7 +30,9 @@ class StackedReplay:
             if data.device.type == "cpu":  # numpy indexing: a few us instead of torch's tens
                 data.numpy()[rows, slots] = value
             else:
-                data[torch.from_numpy(rows), torch.from_numpy(slots)] = torch.from_numpy(value).to(data.device, data.dtype)
+                data[torch.from_numpy(rows), torch.from_numpy(slots)] = torch.from_numpy(value).to(
+                    data.device, data.dtype
+                )
 
     def slots(self, seeds, updates, transitions, batch_size: int) -> np.ndarray:
         """Minibatch slots `[k, batch_size]`, uniform over each agent's filled slots, drawn

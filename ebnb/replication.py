@@ -16,7 +16,9 @@ def side_by_side(at10: pd.DataFrame, at15: pd.DataFrame, keys: list[str], column
     columns = list(columns)
     both = at10[keys + columns].merge(at15[keys + columns], on=keys, suffixes=("_n10", "_n15"), validate="one_to_one")
     if len(both) != len(at10) or len(both) != len(at15):
-        raise ValueError(f"side_by_side: the tables hold other {keys} ({len(at10)} and {len(at15)} rows, {len(both)} shared)")
+        raise ValueError(
+            f"side_by_side: the tables hold other {keys} ({len(at10)} and {len(at15)} rows, {len(both)} shared)"
+        )
     differs = pd.DataFrame({c: both[f"{c}_n10"] != both[f"{c}_n15"] for c in columns})
     ordered = keys + [f"{c}_{n}" for c in columns for n in ("n10", "n15")]
     return both[ordered].assign(changed=differs.apply(lambda row: ", ".join(row.index[row]), axis=1))
@@ -29,7 +31,9 @@ def change_lines(table: pd.DataFrame, keys: list[str]) -> list[str]:
     lines = []
     for _, row in table[table.changed != ""].iterrows():
         where = ", ".join(f"{k}={row[k]}" for k in keys)
-        lines.append(f"{where}: " + "; ".join(f"{c} {row[f'{c}_n10']} -> {row[f'{c}_n15']}" for c in row.changed.split(", ")))
+        lines.append(
+            f"{where}: " + "; ".join(f"{c} {row[f'{c}_n10']} -> {row[f'{c}_n15']}" for c in row.changed.split(", "))
+        )
     return lines or [f"no verdict changes (of {len(table)} rows)"]
 
 

@@ -83,8 +83,12 @@ def uniform(seed, stream: Stream, counter) -> np.ndarray:
 def integers(seed, stream: Stream, counter, high) -> np.ndarray:
     """Uniform int64 in [0, high): floor(uniform * high); `high` broadcasts too (e.g. per-agent
     buffer sizes)."""
-    return _integers(np.asarray(seed, dtype=np.int64), int(stream), np.asarray(counter, dtype=np.int64),
-                     np.asarray(high, dtype=np.float64))  # fmt: skip
+    return _integers(
+        np.asarray(seed, dtype=np.int64),
+        int(stream),
+        np.asarray(counter, dtype=np.int64),
+        np.asarray(high, dtype=np.float64),
+    )
 
 
 def seed63(seed, stream: Stream, counter) -> np.ndarray:

@@ -79,8 +79,13 @@ def cut(kind: str, units: Sequence, shard_size: int) -> list[Shard]:
 
 
 def run(
-    store: Store, shard: Shard, compute: Compute, checkpoint_every: float = DEFAULT_EVERY, progress: bool = False,
-    label: str | None = None, force: bool = False,
+    store: Store,
+    shard: Shard,
+    compute: Compute,
+    checkpoint_every: float = DEFAULT_EVERY,
+    progress: bool = False,
+    label: str | None = None,
+    force: bool = False,
 ) -> ShardReport:
     """Compute and store the units of `shard` that are not stored yet (with `progress` and a
     `label`, first print how many that is); a damaged stored unit is recomputed with a
@@ -113,8 +118,9 @@ def run(
 
         work, started, wall, cpu = copy.copy(accounting.TALLY), time.time(), time.perf_counter(), time.process_time()
         compute(store, missing, checkpoint, progress, save)
-        cost = accounting.ShardCost(accounting.TALLY.since(work), time.perf_counter() - wall,
-                                    time.process_time() - cpu, started)  # fmt: skip
+        cost = accounting.ShardCost(
+            accounting.TALLY.since(work), time.perf_counter() - wall, time.process_time() - cpu, started
+        )
         computed = len(missing) - len(unsaved)
         store.computed += computed
         checkpoint.clear()

@@ -73,8 +73,11 @@ def paired_non_inferiority(ticket, reference, margin: float, higher_is_better: b
     if se == 0:
         return Bound(estimate, estimate, 0.0 if sign * estimate > -margin else 1.0)
     df = len(difference) - 1
-    return Bound(estimate, float(estimate - sign * stats.t.ppf(1 - alpha, df) * se),
-                 float(stats.t.sf((sign * estimate + margin) / se, df)))  # fmt: skip
+    return Bound(
+        estimate,
+        float(estimate - sign * stats.t.ppf(1 - alpha, df) * se),
+        float(stats.t.sf((sign * estimate + margin) / se, df)),
+    )
 
 
 def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
@@ -107,8 +110,9 @@ def benjamini_hochberg(p) -> np.ndarray:
     return stats.false_discovery_control(p, method="bh") if len(p) else p
 
 
-def min_detectable_effect(n_ticket: int, n_reference: int, sd_ticket: float, sd_reference: float,
-                          alpha: float = ALPHA, power: float = POWER) -> float:  # fmt: skip
+def min_detectable_effect(
+    n_ticket: int, n_reference: int, sd_ticket: float, sd_reference: float, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """The smallest true difference (in units, > 0) that a one-sided Welch test at `alpha`
     detects with probability `power`, for these sample sizes and spreads (noncentral t at the
     Welch-Satterthwaite degrees of freedom). An NI test at margin m shows a truly equal ticket
@@ -169,8 +173,9 @@ def rmst_difference(ticket: Rmst, reference: Rmst, margin: float, alpha: float =
     estimate, se = ticket.mean - reference.mean, np.sqrt(ticket.variance + reference.variance)
     if se == 0:
         return Bound(estimate, estimate, 0.0 if estimate < margin else 1.0)
-    return Bound(estimate, float(estimate + stats.norm.ppf(1 - alpha) * se),
-                 float(stats.norm.cdf((estimate - margin) / se)))  # fmt: skip
+    return Bound(
+        estimate, float(estimate + stats.norm.ppf(1 - alpha) * se), float(stats.norm.cdf((estimate - margin) / se))
+    )
 
 
 def paired_wilcoxon(a, b, alternative: str = "two-sided") -> float:

@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ebnb import ownership
-from ebnb.identity import HASH_CHARS, config_hash, config_json, covers, recorded, union
+from ebnb.identity import config_hash, config_json, covers, recorded, union
 
 log = logging.getLogger("ebnb.store")
 
@@ -74,8 +74,7 @@ def _serialize(name: str, part) -> tuple[str, bytes]:
     is_array = isinstance(part, np.ndarray)
     part_type, arrays = ("array", {"array": part}) if is_array else ("arrays", part)
     if not isinstance(arrays, Mapping) or not all(
-        isinstance(key, str) and isinstance(a, np.ndarray) and not a.dtype.hasobject
-        for key, a in arrays.items()
+        isinstance(key, str) and isinstance(a, np.ndarray) and not a.dtype.hasobject for key, a in arrays.items()
     ):
         raise ValueError(
             f"result[{name!r}] must be a DataFrame, a non-object ndarray or a dict of them "
@@ -253,9 +252,7 @@ class Store:
         self._remove(directory)
         return final
 
-    def get_or_compute(
-        self, kind: str, config, compute: Callable[[], Mapping], force: bool = False
-    ) -> dict:
+    def get_or_compute(self, kind: str, config, compute: Callable[[], Mapping], force: bool = False) -> dict:
         """The stored result, or compute(), saved, then returned as loaded from disk.
 
         A damaged result is discarded and recomputed; `force` recomputes and replaces.

@@ -35,14 +35,17 @@ DEFAULTS = {"xis": (0.02, 0.05, 0.1, 0.2), "windows": (1, 2, 5), "detectors": DE
 SETTING = ("xi", "window", "detector", "start")  # the columns naming a setting in every table
 
 
-def grid(xis=DEFAULTS["xis"], windows=DEFAULTS["windows"], detectors=DEFAULTS["detectors"],
-         starts=DEFAULTS["starts"]) -> dict[str, tuple]:  # fmt: skip
+def grid(
+    xis=DEFAULTS["xis"], windows=DEFAULTS["windows"], detectors=DEFAULTS["detectors"], starts=DEFAULTS["starts"]
+) -> dict[str, tuple]:
     """The sweep grid as tuples, checked: each a non-empty list without repeats; xis in (0, 1),
     windows integers >= 1, detectors in `DETECTORS`, starts in `STARTS`; else ValueError."""
     given = {"xis": xis, "windows": windows, "detectors": detectors, "starts": starts}
     for name, values in given.items():
         if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"{name}: must be a non-empty list, e.g. {name}={list(DEFAULTS[name][:2])}, got {values!r}")
+            raise ValueError(
+                f"{name}: must be a non-empty list, e.g. {name}={list(DEFAULTS[name][:2])}, got {values!r}"
+            )
         if len(set(values)) != len(values):
             raise ValueError(f"{name}: {list(values)} names a value twice")
     for xi in xis:
@@ -58,8 +61,13 @@ def grid(xis=DEFAULTS["xis"], windows=DEFAULTS["windows"], detectors=DEFAULTS["d
 
 def settings(sweep: dict[str, tuple]) -> list[tuple]:
     """Every (xi, window, detector, start) of a `grid`, in grid order."""
-    return [(x, w, d, s) for x in sweep["xis"] for w in sweep["windows"] for d in sweep["detectors"]
-            for s in sweep["starts"]]  # fmt: skip
+    return [
+        (x, w, d, s)
+        for x in sweep["xis"]
+        for w in sweep["windows"]
+        for d in sweep["detectors"]
+        for s in sweep["starts"]
+    ]
 
 
 def search_start(epsilon: np.ndarray, floor: float, start: str) -> int | None:
@@ -76,6 +84,7 @@ def distances(packed: np.ndarray, n_weights: int):
     """distance(i, j): the normalized Hamming distance between the masks after episodes i and
     j of packed flat masks `packed[episode]` (`ebnb.masks.pack`) of `n_weights` weights
     (each pair computed once)."""
+
     @functools.cache
     def distance(i: int, j: int) -> float:
         return int(np.unpackbits(packed[i] ^ packed[j]).sum()) / n_weights
@@ -123,8 +132,13 @@ def schedules(results):
     keyed = results.assign(drawn=results["prune_episode"].where(results["found"], -1)).sort_values("seed")
     rows = []
     for (fraction, *setting), group in keyed.groupby(["P", *SETTING], sort=False):
-        rows.append({"P": fraction, **dict(zip(SETTING, setting)),
-                     "key": tuple(zip(group["seed"].tolist(), group["drawn"].tolist()))})  # fmt: skip
+        rows.append(
+            {
+                "P": fraction,
+                **dict(zip(SETTING, setting)),
+                "key": tuple(zip(group["seed"].tolist(), group["drawn"].tolist())),
+            }
+        )
     table = pd.DataFrame(rows)
     table["schedule"] = table.groupby("P", sort=False)["key"].transform(lambda k: pd.factorize(k)[0])
     table["merged"] = table.groupby(["P", "schedule"])["key"].transform("size")
@@ -155,32 +169,63 @@ def savings(results, baseline, env_id: str, alpha: float = 0.05):
     return_margin = analysis.ni_margin(unpruned, True, analysis.WORST_RETURN[env_id])
     rows = []
     for setting in first.itertuples(index=False):
-        chosen = results[(results.P == setting.P) & np.logical_and.reduce(
-            [results[name] == getattr(setting, name) for name in SETTING])].sort_values("seed")  # fmt: skip
-        row = {"P": setting.P, **{name: getattr(setting, name) for name in SETTING}, "schedule": setting.schedule,
-               "merged": setting.merged, "seeds": len(chosen), "found": chosen["found"].mean()}  # fmt: skip
+        chosen = results[
+            (results.P == setting.P)
+            & np.logical_and.reduce([results[name] == getattr(setting, name) for name in SETTING])
+        ].sort_values("seed")
+        row = {
+            "P": setting.P,
+            **{name: getattr(setting, name) for name in SETTING},
+            "schedule": setting.schedule,
+            "merged": setting.merged,
+            "seeds": len(chosen),
+            "found": chosen["found"].mean(),
+        }
         for name, column in SAVINGS.items():
             saving = 1.0 - chosen[column].to_numpy()
             mean, low, high = stats.t_interval(saving, 1 - alpha)
             spread = saving.std(ddof=1) > 0
-            p = float(scipy_stats.ttest_1samp(saving, 0.0, alternative="greater").pvalue) if spread else (
-                0.0 if mean > 0 else 1.0)
-            row.update({f"saving_{name}": mean, f"saving_{name}_low": low, f"saving_{name}_high": high,
-                        f"p_{name}": p, f"p_{name}_wilcoxon": stats.paired_wilcoxon(saving, 0 * saving, "greater")})  # fmt: skip
+            p = (
+                float(scipy_stats.ttest_1samp(saving, 0.0, alternative="greater").pvalue)
+                if spread
+                else (0.0 if mean > 0 else 1.0)
+            )
+            row.update(
+                {
+                    f"saving_{name}": mean,
+                    f"saving_{name}_low": low,
+                    f"saving_{name}_high": high,
+                    f"p_{name}": p,
+                    f"p_{name}_wilcoxon": stats.paired_wilcoxon(saving, 0 * saving, "greater"),
+                }
+            )
         ticket, reference = chosen["test_return"].to_numpy(), unpruned.loc[chosen["seed"]].to_numpy()
         row["return_difference"], row["return_difference_low"], row["return_difference_high"] = stats.t_interval(
-            ticket - reference, 1 - alpha)  # fmt: skip
+            ticket - reference, 1 - alpha
+        )
         ni = stats.paired_non_inferiority(ticket, reference, return_margin, True, alpha)
-        row.update({"return_margin": return_margin, "return_bound": ni.bound, "p_return_ni": ni.p,
-                    "p_return_worse": stats.paired_worse(ticket, reference, True, alpha).p})  # fmt: skip
+        row.update(
+            {
+                "return_margin": return_margin,
+                "return_bound": ni.bound,
+                "p_return_ni": ni.p,
+                "p_return_worse": stats.paired_worse(ticket, reference, True, alpha).p,
+            }
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     for name in SAVINGS:
         table[f"p_{name}_holm"] = stats.holm(table[f"p_{name}"])
         table[f"saves_{name}"] = table[f"p_{name}_holm"] < alpha
-    table["p_return_ni_holm"], table["p_return_worse_holm"] = stats.holm(table.p_return_ni), stats.holm(table.p_return_worse)
-    table["return_state"] = np.select([table.p_return_ni_holm < alpha, table.p_return_worse_holm < alpha],
-                                      [analysis.SHOWN_NI, analysis.SHOWN_WORSE], analysis.NEITHER)  # fmt: skip
+    table["p_return_ni_holm"], table["p_return_worse_holm"] = (
+        stats.holm(table.p_return_ni),
+        stats.holm(table.p_return_worse),
+    )
+    table["return_state"] = np.select(
+        [table.p_return_ni_holm < alpha, table.p_return_worse_holm < alpha],
+        [analysis.SHOWN_NI, analysis.SHOWN_WORSE],
+        analysis.NEITHER,
+    )
     return table
 
 
@@ -190,6 +235,7 @@ def hypotheses(saved, k: int = TOP_K):
     in updates, then grid order), among those that save at all (mean > 0), each named by its
     first setting in grid order. A list of (P, xi, window, detector, start)."""
     ranked = saved[saved["saving_env_steps"] > 0].sort_values(
-        ["P", "saving_env_steps", "saving_updates"], ascending=[True, False, False], kind="stable")  # fmt: skip
+        ["P", "saving_env_steps", "saving_updates"], ascending=[True, False, False], kind="stable"
+    )
     chosen = ranked.groupby("P", sort=True).head(k)
     return [(row.P, float(row.xi), int(row.window), row.detector, row.start) for row in chosen.itertuples()]

@@ -32,15 +32,37 @@ def test_compute_writes_a_run_record_whose_counts_match_the_stored_results(tmp_p
 
     store = tmp_path / "store"
     g = experiments.grid("quick", seeds=(0, 1), episodes=12, test_episodes=3)
-    assert pipeline.main(["--store", str(store), "compute", "01_mask_similarity", "--env", "cartpole", "--profile",
-                          "quick", "-p", "seeds=[0,1]", "-p", "episodes=12", "-p", "test_episodes=3",
-                          "--scheduler", "inline"]) == 0  # fmt: skip
+    assert (
+        pipeline.main(
+            [
+                "--store",
+                str(store),
+                "compute",
+                "01_mask_similarity",
+                "--env",
+                "cartpole",
+                "--profile",
+                "quick",
+                "-p",
+                "seeds=[0,1]",
+                "-p",
+                "episodes=12",
+                "-p",
+                "test_episodes=3",
+                "--scheduler",
+                "inline",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     records = list((store / "runs").glob("*.json"))
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     assert "agent-steps per core-s" in printed and "dense runs" in printed
-    assert {"commit", "lock_sha256", "cpu", "cores", "start", "end", "wall_s", "cores_busy", "all_cores_busy"} <= set(record)
+    assert {"commit", "lock_sha256", "cpu", "cores", "start", "end", "wall_s", "cores_busy", "all_cores_busy"} <= set(
+        record
+    )
     [row] = record["steps"]
     assert (row["env"], row["step"], row["units"], row["computed"]) == ("cartpole", "dense runs", 2, 2)
 
@@ -75,5 +97,5 @@ def test_all_writes_one_run_record_with_the_notebooks_wall_times(tmp_path, monke
     record = json.loads(path.read_text())
     assert record["command"] == "all" and record["profile"] == "full" and record["workers"] >= 1
     assert record["notebooks"] == [{"notebook": "01_mask_similarity", "env": "cartpole", "wall_s": 1.5}]
-    assert record["all_wall_s"] >= 0 and [r["step"] for r in record["steps"]][0] == "dense runs"
+    assert record["all_wall_s"] >= 0 and next(r["step"] for r in record["steps"]) == "dense runs"
     assert "[pipeline] all:" in capsys.readouterr().out

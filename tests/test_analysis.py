@@ -39,7 +39,9 @@ def test_the_controls_comparisons_are_scipys_welch_tests_on_the_published_contro
     for (mode, fraction, episode, control), row in versus.iterrows():
         cell = tickets[(tickets["mode"] == mode) & (tickets.P == fraction) & (tickets.prune_episode == episode)]
         ticket, other = cell[cell.control == "l1"], cell[cell.control == control]
-        assert row.p_return == pytest.approx(welch_worse(other.test_return, ticket.test_return, True), rel=1e-9, abs=1e-15)
+        assert row.p_return == pytest.approx(
+            welch_worse(other.test_return, ticket.test_return, True), rel=1e-9, abs=1e-15
+        )
         assert row.p_length == pytest.approx(welch_worse(other.length, ticket.length, False), rel=1e-9, abs=1e-15)
         assert row.beats_return == (row.p_return < 0.05) and row.beats_length == (row.p_length < 0.05)
 

@@ -41,8 +41,6 @@ def _load_pipeline():
 pipeline = _load_pipeline()
 
 
-
-
 def empty_or_absent(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
@@ -72,8 +70,12 @@ def sandbox(tmp_path, monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("not rejected: the notebook / computation was started")
 
-    for module, name in ((pipeline, "run_grid"), (pipeline, "compute_store"), (ebnb_cli, "_train"),
-                         (ebnb_cli, "_bench")):  # fmt: skip
+    for module, name in (
+        (pipeline, "run_grid"),
+        (pipeline, "compute_store"),
+        (ebnb_cli, "_train"),
+        (ebnb_cli, "_bench"),
+    ):
         monkeypatch.setattr(module, name, started)
 
     real_remove = ebnb.ownership.remove
@@ -109,17 +111,23 @@ PIPELINE_CASES = [
     pytest.param(["run", "02_retrain", "-p", "seeds=[]"], "seeds", False, id="run seeds=[]"),
     pytest.param(["run", "02_retrain", "-p", "seeds"], "-p", False, id="run -p without ="),
     pytest.param(["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds", False, id="run seeds twice"),
-    pytest.param(["compute", "02_retrain", "-p", "episodes=5", "-p", "episodes=6"], "-p episodes", False,
-                 id="compute episodes twice"),
+    pytest.param(
+        ["compute", "02_retrain", "-p", "episodes=5", "-p", "episodes=6"],
+        "-p episodes",
+        False,
+        id="compute episodes twice",
+    ),
     pytest.param(["run", "05_nothing"], "notebook", False, id="run unknown notebook"),
     pytest.param(["run", "02_retrain", "--env", "nosuchenv"], "env", False, id="run unknown env"),
     pytest.param(["run", "02_retrain", "--env", "cartpole", "--env", "acrobot"], "--env", False, id="run two envs"),
     pytest.param(["run", "02_retrain", "--profile", "huge"], "--profile", False, id="run unknown profile"),
     pytest.param(["compute", "all", "--shard-size", "0"], "--shard-size", False, id="compute shard-size=0"),
-    pytest.param(["compute", "all", "--checkpoint-every", "0"], "checkpoint_every", False,
-                 id="compute checkpoint-every=0"),
-    pytest.param(["compute", "all", "--checkpoint-every", "soon"], "--checkpoint-every", True,
-                 id="compute checkpoint-every=soon"),
+    pytest.param(
+        ["compute", "all", "--checkpoint-every", "0"], "checkpoint_every", False, id="compute checkpoint-every=0"
+    ),
+    pytest.param(
+        ["compute", "all", "--checkpoint-every", "soon"], "--checkpoint-every", True, id="compute checkpoint-every=soon"
+    ),
     pytest.param(["compute", "all", "--workers", "0"], "--workers", False, id="compute workers=0"),
     pytest.param(["compute", "all", "--population", "0"], "--population", False, id="compute population=0"),
     pytest.param(["compute", "04_eb_exploit", "-p", "xi=-1"], "xi", False, id="compute xi=-1"),
@@ -135,15 +143,20 @@ PIPELINE_CASES = [
     pytest.param(["run", "04_eb_exploit", "-p", "window=0"], "window", False, id="run window=0"),
     pytest.param(["run", "04_eb_exploit", "-p", "rewind=yes"], "rewind", False, id="run rewind=yes"),
     pytest.param(["run", "02_retrain", "--env", "Blackjack-v1"], "env", False, id="run env without reward_threshold"),
-    pytest.param(["run", "02_retrain", "--env", "FrozenLake-v1"], "env", False,
-                 id="run env with discrete observations"),
+    pytest.param(
+        ["run", "02_retrain", "--env", "FrozenLake-v1"], "env", False, id="run env with discrete observations"
+    ),
     pytest.param(["compute", "all", "--env", "Blackjack-v1"], "env", False, id="compute env without reward_threshold"),
     pytest.param(["compute", "all", "--scheduler", "tcp://"], "scheduler", False, id="compute scheduler=tcp://"),
     pytest.param(["run", "02_retrain", "-p", f"seeds=[{2**63}]"], "seeds", False, id="run seeds=[2**63]"),
     pytest.param(["compute", "02_retrain", "-p", "seeds=[-1]"], "seeds", False, id="compute seeds=[-1]"),
     pytest.param(["compute", "all", "--workers", "4096"], "--workers", False, id="compute workers=4096"),
-    pytest.param(["compute", "all", "--scheduler", "inline", "--workers", "1"], "--workers", False,
-                 id="compute workers with scheduler inline"),
+    pytest.param(
+        ["compute", "all", "--scheduler", "inline", "--workers", "1"],
+        "--workers",
+        False,
+        id="compute workers with scheduler inline",
+    ),
 ]
 
 
@@ -211,38 +224,79 @@ def test_clean_refuses_bad_store(sandbox, capsys, make_target):
 # ---- python -m ebnb, in process --------------------------------------------------------------
 
 EBNB_CASES = [
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--episodes", "0", "--out", "{tmp}/log.csv"],
-                 "episodes", False, id="train episodes=0"),
-    pytest.param(["train", "--env", "nosuchenv", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,
-                 id="train unknown env"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0,0", "--out", "{tmp}/log.csv"], "seeds", False,
-                 id="train seeds=0,0"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/log.txt"], "out", False,
-                 id="train out=.txt"),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--episodes", "0", "--out", "{tmp}/log.csv"],
+        "episodes",
+        False,
+        id="train episodes=0",
+    ),
+    pytest.param(
+        ["train", "--env", "nosuchenv", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False, id="train unknown env"
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0,0", "--out", "{tmp}/log.csv"], "seeds", False, id="train seeds=0,0"
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/log.txt"], "out", False, id="train out=.txt"
+    ),
     pytest.param(["bench", "--agents", "0"], "agents", False, id="bench agents=0"),
     pytest.param(["bench", "--agents", "ten"], "--agents", True, id="bench agents=ten"),
     pytest.param(["bench", "--threads", "0"], "threads", False, id="bench threads=0"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--device", "gpu", "--out", "{tmp}/log.csv"],
-                 "device", False, id="train device=gpu"),
-    pytest.param(["train", "--env", "FrozenLake-v1", "--seeds", "0", "--out", "{tmp}/log.csv"], "env", False,
-                 id="train env with discrete observations"),
-    pytest.param(["train", "--env", "Pendulum-v1", "--seeds", "0-2", "--out", "{tmp}/log.csv"], "env", False,
-                 id="train env with continuous actions"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"], "seeds", False,
-                 id="train seeds empty"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "5-2", "--out", "{tmp}/log.csv"], "seeds", False,
-                 id="train seeds=5-2"),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--device", "gpu", "--out", "{tmp}/log.csv"],
+        "device",
+        False,
+        id="train device=gpu",
+    ),
+    pytest.param(
+        ["train", "--env", "FrozenLake-v1", "--seeds", "0", "--out", "{tmp}/log.csv"],
+        "env",
+        False,
+        id="train env with discrete observations",
+    ),
+    pytest.param(
+        ["train", "--env", "Pendulum-v1", "--seeds", "0-2", "--out", "{tmp}/log.csv"],
+        "env",
+        False,
+        id="train env with continuous actions",
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"], "seeds", False, id="train seeds empty"
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "5-2", "--out", "{tmp}/log.csv"], "seeds", False, id="train seeds=5-2"
+    ),
     pytest.param(["bench", "--env", "acrobat"], "env", False, id="bench unknown env"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", str(2**63), "--out", "{tmp}/log.csv"], "seeds", False,
-                 id="train seeds=2**63"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", f"0-{10**30}", "--out", "{tmp}/log.csv"], "seeds", False,
-                 id="train seeds=0-10**30"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/log.csv"], "out", False,
-                 id="train out in a file"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/sub/log.csv"], "out", False,
-                 id="train out below a file"),
-    pytest.param(["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/folder.csv"], "out", False,
-                 id="train out is a folder"),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", str(2**63), "--out", "{tmp}/log.csv"],
+        "seeds",
+        False,
+        id="train seeds=2**63",
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", f"0-{10**30}", "--out", "{tmp}/log.csv"],
+        "seeds",
+        False,
+        id="train seeds=0-10**30",
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/log.csv"],
+        "out",
+        False,
+        id="train out in a file",
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/file.txt/sub/log.csv"],
+        "out",
+        False,
+        id="train out below a file",
+    ),
+    pytest.param(
+        ["train", "--env", "cartpole", "--seeds", "0", "--out", "{tmp}/folder.csv"],
+        "out",
+        False,
+        id="train out is a folder",
+    ),
 ]
 
 
@@ -263,6 +317,7 @@ def tree(folder: Path) -> dict:
 
 # ---- failures of the machine: one line, exit 1, nothing half-written; --debug: the traceback ----
 
+
 def _no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device", "/full/disk/log.csv")
 
@@ -277,12 +332,27 @@ def _corrupt(*args, **kwargs):
 
 MACHINE_CASES = [
     # (module, function replaced, failure, what the line must contain)
-    pytest.param(ebnb_cli, "_train", _no_space, "/full/disk/log.csv: No space left on device; free some space",
-                 id="train: disk full"),
-    pytest.param(pipeline, "compute_store", _read_only, "/ro/store/lock/x.lock: Read-only file system; the disk is "
-                 "mounted read-only", id="compute: read-only store"),
-    pytest.param(pipeline, "compute_store", _corrupt, "do not match the manifest; delete that folder",
-                 id="compute: corrupt result"),
+    pytest.param(
+        ebnb_cli,
+        "_train",
+        _no_space,
+        "/full/disk/log.csv: No space left on device; free some space",
+        id="train: disk full",
+    ),
+    pytest.param(
+        pipeline,
+        "compute_store",
+        _read_only,
+        "/ro/store/lock/x.lock: Read-only file system; the disk is mounted read-only",
+        id="compute: read-only store",
+    ),
+    pytest.param(
+        pipeline,
+        "compute_store",
+        _corrupt,
+        "do not match the manifest; delete that folder",
+        id="compute: corrupt result",
+    ),
 ]
 
 
@@ -293,8 +363,20 @@ def test_machine_failure_is_one_line_with_exit_1(sandbox, capsys, monkeypatch, m
     if module is ebnb_cli:
         main, argv = ebnb_cli.main, ["train", "--env", "cartpole", "--seeds", "0", "--out", str(sandbox / "log.csv")]
     else:
-        main, argv = pipeline.main, ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile",
-                                     "quick", "--scheduler", "inline", "--recompute"]  # fmt: skip
+        main, argv = (
+            pipeline.main,
+            [
+                "--store",
+                str(sandbox / "store"),
+                "compute",
+                "01_mask_similarity",
+                "--profile",
+                "quick",
+                "--scheduler",
+                "inline",
+                "--recompute",
+            ],
+        )
     if debug:
         with pytest.raises((OSError, CorruptResultError)):
             main(["--debug", *argv])
@@ -307,8 +389,17 @@ def test_machine_failure_is_one_line_with_exit_1(sandbox, capsys, monkeypatch, m
 
 def test_unreachable_scheduler_is_one_line_before_any_work(sandbox, capsys):
     """Nothing listens on port 1: refused at once (not after distributed's 30 s), exit 1."""
-    argv = ["--store", str(sandbox / "store"), "compute", "01_mask_similarity", "--profile", "quick", "--recompute",
-            "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
+    argv = [
+        "--store",
+        str(sandbox / "store"),
+        "compute",
+        "01_mask_similarity",
+        "--profile",
+        "quick",
+        "--recompute",
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+    ]
     code, stderr = call(pipeline.main, argv, capsys)
     assert code == 1 and len(error_lines(stderr)) == 1, stderr
     assert stderr.startswith("error: --scheduler: cannot reach tcp://127.0.0.1:1")
@@ -337,48 +428,60 @@ API_CASES = [
     pytest.param(lambda s, t: experiments.grid("quick", seeds="abc"), "seeds", id="grid seeds='abc'"),
     pytest.param(lambda s, t: experiments.grid("quick", seeds=[-1]), "seeds", id="grid seeds=[-1]"),
     pytest.param(lambda s, t: experiments.grid("quick", fractions=[1.5]), "fractions", id="grid fractions=[1.5]"),
-    pytest.param(lambda s, t: experiments.grid("quick", fractions=[float("nan")]), "fractions",
-                 id="grid fractions=[nan]"),
-    pytest.param(lambda s, t: experiments.grid("quick", prune_episodes=[11]), "prune_episodes",
-                 id="grid prune_episodes=[11] > episodes"),
+    pytest.param(
+        lambda s, t: experiments.grid("quick", fractions=[float("nan")]), "fractions", id="grid fractions=[nan]"
+    ),
+    pytest.param(
+        lambda s, t: experiments.grid("quick", prune_episodes=[11]),
+        "prune_episodes",
+        id="grid prune_episodes=[11] > episodes",
+    ),
     pytest.param(lambda s, t: experiments.grid("quick", episodes=0), "episodes", id="grid episodes=0"),
     pytest.param(lambda s, t: experiments.grid("quick", episodes=2.5), "episodes", id="grid episodes=2.5"),
-    pytest.param(lambda s, t: experiments.grid("quick", test_episodes=-1), "test_episodes",
-                 id="grid test_episodes=-1"),
+    pytest.param(lambda s, t: experiments.grid("quick", test_episodes=-1), "test_episodes", id="grid test_episodes=-1"),
     pytest.param(lambda s, t: experiments.grid("quick", mask_every=0), "mask_every", id="grid mask_every=0"),
     pytest.param(lambda s, t: experiments.retrain("nosuchenv", quick, s), "env", id="retrain env=nosuchenv"),
     pytest.param(lambda s, t: experiments.finetune("Pendulum-v1", quick, s), "env", id="finetune env=Pendulum-v1"),
-    pytest.param(lambda s, t: experiments.mask_similarity("acrobat", quick, s), "env", id="mask_similarity env=acrobat"),
+    pytest.param(
+        lambda s, t: experiments.mask_similarity("acrobat", quick, s), "env", id="mask_similarity env=acrobat"
+    ),
     pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, xi=-1), "xi", id="eb_exploit xi=-1"),
     pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, xi=1), "xi", id="eb_exploit xi=1"),
-    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, window=0), "window",
-                 id="eb_exploit window=0"),
-    pytest.param(lambda s, t: experiments.eb_exploit("cartpole", quick, s, rewind="yes"), "rewind",
-                 id="eb_exploit rewind='yes'"),
+    pytest.param(
+        lambda s, t: experiments.eb_exploit("cartpole", quick, s, window=0), "window", id="eb_exploit window=0"
+    ),
+    pytest.param(
+        lambda s, t: experiments.eb_exploit("cartpole", quick, s, rewind="yes"), "rewind", id="eb_exploit rewind='yes'"
+    ),
     pytest.param(lambda s, t: dqn_config("nosuchenv"), "env", id="dqn_config env=nosuchenv"),
     pytest.param(lambda s, t: dqn_config("cartpole", lr=0), "lr", id="dqn_config lr=0"),
     pytest.param(lambda s, t: dqn_config("cartpole", batch_size=0), "batch_size", id="dqn_config batch_size=0"),
-    pytest.param(lambda s, t: dqn_config("cartpole", eps_decay_per="week"), "eps_decay_per",
-                 id="dqn_config eps_decay_per=week"),
+    pytest.param(
+        lambda s, t: dqn_config("cartpole", eps_decay_per="week"), "eps_decay_per", id="dqn_config eps_decay_per=week"
+    ),
     pytest.param(lambda s, t: shards.cut("dense", [1, 2], 0), "shard_size", id="cut shard_size=0"),
     pytest.param(lambda s, t: shards.cut("dense", [1, 2], "4"), "shard_size", id="cut shard_size='4'"),
-    pytest.param(lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", 0), "checkpoint_every",
-                 id="Checkpoint every=0"),
-    pytest.param(lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", "10"), "checkpoint_every",
-                 id="Checkpoint every='10'"),
+    pytest.param(
+        lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", 0), "checkpoint_every", id="Checkpoint every=0"
+    ),
+    pytest.param(
+        lambda s, t: Checkpoint(s.root / "checkpoint" / "x.pt", "10"), "checkpoint_every", id="Checkpoint every='10'"
+    ),
     pytest.param(lambda s, t: compute.check_scheduler("yarn"), "scheduler", id="check_scheduler yarn"),
     # not rejected cleanly today
     pytest.param(lambda s, t: experiments.grid("quick", seeds=3), "seeds", id="grid seeds=3 (scalar)"),
     pytest.param(lambda s, t: experiments.grid("quick", fractions=0.5), "fractions", id="grid fractions=0.5 (scalar)"),
-    pytest.param(lambda s, t: experiments.grid("quick", prune_episodes=5), "prune_episodes",
-                 id="grid prune_episodes=5 (scalar)"),
+    pytest.param(
+        lambda s, t: experiments.grid("quick", prune_episodes=5), "prune_episodes", id="grid prune_episodes=5 (scalar)"
+    ),
     pytest.param(lambda s, t: experiments.grid("quick", seeds=[0, 0]), "seeds", id="grid seeds=[0,0] (duplicate)"),
     pytest.param(lambda s, t: experiments.retrain("cartpole", {"seeds": [0]}, s), "grid", id="retrain grid=dict"),
     pytest.param(lambda s, t: dqn_config("cartpole", colour=1), "colour", id="dqn_config colour=1"),
     pytest.param(lambda s, t: dqn_config("cartpole", lr="fast"), "lr", id="dqn_config lr='fast'"),
     pytest.param(lambda s, t: dqn_config("cartpole", hidden=(0,)), "hidden", id="dqn_config hidden=(0,)"),
-    pytest.param(lambda s, t: dqn_config("cartpole", solved_return="high"), "solved_return",
-                 id="dqn_config solved_return='high'"),
+    pytest.param(
+        lambda s, t: dqn_config("cartpole", solved_return="high"), "solved_return", id="dqn_config solved_return='high'"
+    ),
     pytest.param(lambda s, t: shards.cut("bad kind/..", [1, 2], 4), "kind", id="cut kind='bad kind/..'"),
     pytest.param(lambda s, t: compute.check_scheduler(None), "scheduler", id="check_scheduler None"),
     pytest.param(lambda s, t: compute.check_scheduler("tcp://"), "scheduler", id="check_scheduler 'tcp://'"),
@@ -399,10 +502,14 @@ def test_api_rejects_bad_input(sandbox, bad_call, name):
 
 # One end-to-end case: the other grid values reach the same check, which the API cases test.
 PAPERMILL_CASES = [
-    pytest.param({"fractions": [1.5]}, "fractions must be a number in the open interval (0, 1), got 1.5",
-                 id="fractions=[1.5]"),
-    pytest.param({"seeds": "[0]"}, "seeds: must be a list, got the text '[0]'; papermill's -p passes text, so pass "
-                 "a list with -y \"seeds: [0]\"", id="-p seeds [0] (text)"),
+    pytest.param(
+        {"fractions": [1.5]}, "fractions must be a number in the open interval (0, 1), got 1.5", id="fractions=[1.5]"
+    ),
+    pytest.param(
+        {"seeds": "[0]"},
+        "seeds: must be a list, got the text '[0]'; papermill's -p passes text, so pass a list with -y \"seeds: [0]\"",
+        id="-p seeds [0] (text)",
+    ),
 ]
 
 
@@ -412,9 +519,14 @@ def test_notebook_rejects_bad_grid_value(sandbox, parameters, message):
 
     store, figures = sandbox / "store", sandbox / "figures"
     with pytest.raises(papermill.PapermillExecutionError) as info:
-        papermill.execute_notebook(str(ROOT / "notebooks" / "02_retrain.ipynb"), str(sandbox / "out.ipynb"),
-                                   parameters={**parameters, "store_dir": str(store), "figures_dir": str(figures)},
-                                   kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)  # fmt: skip
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "02_retrain.ipynb"),
+            str(sandbox / "out.ipynb"),
+            parameters={**parameters, "store_dir": str(store), "figures_dir": str(figures)},
+            kernel_name="python3",
+            cwd=str(ROOT / "notebooks"),
+            progress_bar=False,
+        )
     assert info.value.ename == "ValueError", (info.value.ename, info.value.evalue)
     assert info.value.evalue == message
     assert empty_or_absent(store) and empty_or_absent(figures) and empty_or_absent(sandbox / "default-store")
@@ -428,12 +540,17 @@ SUBPROCESS_CASES = {
     "pipeline compute scheduler=yarn": (["pipeline.py", "compute", "all", "--scheduler", "yarn"], "scheduler", False),
     "pipeline compute shard-size=ten": (["pipeline.py", "compute", "all", "--shard-size", "ten"], "--shard-size", True),
     "pipeline run seeds=3": (["pipeline.py", "run", "02_retrain", "-p", "seeds=3"], "seeds", False),
-    "ebnb train seeds=''": (["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"],
-                            "seeds", False),
-    "ebnb train episodes=ten": (["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "0", "--episodes", "ten",
-                                 "--out", "{tmp}/log.csv"], "--episodes", True),
+    "ebnb train seeds=''": (
+        ["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "", "--out", "{tmp}/log.csv"],
+        "seeds",
+        False,
+    ),
+    "ebnb train episodes=ten": (
+        ["-m", "ebnb", "train", "--env", "cartpole", "--seeds", "0", "--episodes", "ten", "--out", "{tmp}/log.csv"],
+        "--episodes",
+        True,
+    ),
 }
-
 
 
 @pytest.fixture(scope="module")
@@ -464,9 +581,7 @@ def _start_background_early(background):
     """Autouse: the subprocesses run while the in-process tests run."""
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, id=case) for case in SUBPROCESS_CASES
-])  # fmt: skip
+@pytest.mark.parametrize("case", [pytest.param(case, id=case) for case in SUBPROCESS_CASES])
 def test_subprocess_rejects_bad_input(background, case):
     started, base = background
     process, tmp = started[case]
@@ -483,12 +598,12 @@ def test_subprocess_rejects_bad_input(background, case):
 def readme_bad_input_rows() -> list[tuple[str, str, str, int | None]]:
     """(where, input, message, exit status or None) for each row of the "Bad input" table in docs/reliability.md."""
     text = (ROOT / "docs" / "reliability.md").read_text()
-    section = text[text.index("## Bad input"):]
+    section = text[text.index("## Bad input") :]
     rows = []
     for line in section.splitlines()[1:]:
         if line.startswith("#"):
             break
-        if not line.startswith("| ") or line.startswith("| where") or line.startswith("|---"):
+        if not line.startswith("| ") or line.startswith(("| where", "|---")):
             continue
         where, given, shown = (cell.strip() for cell in line.strip().strip("|").split(" | "))
         match = re.fullmatch(r"`(.*)`(?: \(exit (\d+)\))?", shown)
@@ -515,8 +630,10 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
     if where in ("Python API", "notebook"):
         store = Store(sandbox / "store")
         with pytest.raises(ValueError) as info:
-            eval(given, {"experiments": experiments, "dqn_config": config.dqn_config, "store": store,
-                         "notebook": notebook})
+            eval(
+                given,
+                {"experiments": experiments, "dqn_config": config.dqn_config, "store": store, "notebook": notebook},
+            )
         assert f"ValueError: {info.value}" == message
         assert empty_or_absent(sandbox / "store")
         return
@@ -535,8 +652,11 @@ def test_readme_table_shows_the_real_message(sandbox, capsys, monkeypatch, where
 def test_a_tuple_of_values_is_refused_with_the_list_it_means():
     """`-p seeds=0,1` reads as a Python tuple, which papermill would inject as a string that
     the notebook refuses after it started: refused up front, showing the list it means."""
-    with pytest.raises(pipeline.UsageError, match=re.escape("seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1")):
+    with pytest.raises(
+        pipeline.UsageError, match=re.escape("seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1")
+    ):
         pipeline.parse_overrides(["seeds=0,1"], ["02_retrain"])
+
 
 # ---- the notebooks' own parameters (ebnb.notebook.setup), and what pipeline.py makes of them ----
 

@@ -18,12 +18,16 @@ from ebnb.population import Population
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "ebnb", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ebnb", *args], capture_output=True, text=True, cwd=cwd, timeout=600, check=False
+    )
 
 
 def test_cli_train_writes_one_row_per_seed_and_episode(tmp_path):
     out = tmp_path / "log.parquet"
-    result = cli("train", "--env", "cartpole", "--seeds", "1,4", "--episodes", "6", "--no-early-stop", "--out", str(out))
+    result = cli(
+        "train", "--env", "cartpole", "--seeds", "1,4", "--episodes", "6", "--no-early-stop", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     log = pd.read_parquet(out)
     assert list(log.columns) == ["seed", "episode", "return", "length", "epsilon"]
@@ -41,8 +45,16 @@ def test_cli_bench_json_rows(monkeypatch, capsys):
     rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, ["--agents", "4"])
     assert len(rows) == 1
     row = rows[0]
-    assert set(row) == {"env", "agents", "arithmetic", "threads", "sequential_steps_per_s",
-                        "population_agent_steps_per_s", "population_agent_steps_per_cpu_s", "ratio"}
+    assert set(row) == {
+        "env",
+        "agents",
+        "arithmetic",
+        "threads",
+        "sequential_steps_per_s",
+        "population_agent_steps_per_s",
+        "population_agent_steps_per_cpu_s",
+        "ratio",
+    }
     assert row["env"] == "CartPole-v0" and row["agents"] == 4 and row["arithmetic"] == "fused"
     assert row["threads"] == torch.get_num_threads()
     sequential, population = row["sequential_steps_per_s"], row["population_agent_steps_per_s"]
@@ -63,8 +75,9 @@ def test_cli_bench_sequential_rate_is_the_median_over_three_seeds(monkeypatch):
     assert bench.sequential_steps_per_s(CARTPOLE, 250) == steps[1]
 
 
-@pytest.mark.parametrize("agents", [["--agents", "2", "--agents", "3", "1"], ["--agents", "2", "3", "1"]],
-                         ids=["repeated", "one flag"])
+@pytest.mark.parametrize(
+    "agents", [["--agents", "2", "--agents", "3", "1"], ["--agents", "2", "3", "1"]], ids=["repeated", "one flag"]
+)
 def test_cli_bench_gives_a_row_per_agents_value(monkeypatch, capsys, agents):
     """`--agents` repeated or given several values: one row per population size, in the order given."""
     rows = _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents)
@@ -79,8 +92,11 @@ def _bench_rows_with_a_fake_clock(monkeypatch, capsys, agents: list[str]) -> lis
     from ebnb.__main__ import main
 
     clock, cpu_clock = iter(range(10**6)), iter(range(10**6))
-    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock)),
-                                                             process_time=lambda: float(next(cpu_clock))))
+    monkeypatch.setattr(
+        bench,
+        "time",
+        types.SimpleNamespace(perf_counter=lambda: float(next(clock)), process_time=lambda: float(next(cpu_clock))),
+    )
     assert main(["bench", "--env", "cartpole", *agents, "--steps", "250", "--json"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 

@@ -46,8 +46,9 @@ def test_every_config_field_is_pinned():
     assert set(THESIS) == {f for f in CARTPOLE.__dataclass_fields__}
 
 
-@pytest.mark.parametrize("name, preset", [("cartpole", CARTPOLE), ("CartPole-v0", CARTPOLE), ("acrobot", ACROBOT),
-                                          ("Acrobot-v1", ACROBOT)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, preset", [("cartpole", CARTPOLE), ("CartPole-v0", CARTPOLE), ("acrobot", ACROBOT), ("Acrobot-v1", ACROBOT)]
+)
 def test_dqn_config_gives_the_thesis_preset(name, preset):
     assert dqn_config(name) == preset
 

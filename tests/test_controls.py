@@ -22,8 +22,9 @@ def ticket():
     """A CartPole agent and the L1 mask (P = 0.6) of a perturbed copy of its weights."""
     cfg = experiments.units.dqn_config("cartpole")
     agent = fresh_agent(cfg, 3)
-    perturbed = agent.replace(params=[p + np.random.default_rng(0).normal(0, 0.05, p.shape).astype(p.dtype)
-                                      for p in agent.params])  # fmt: skip
+    perturbed = agent.replace(
+        params=[p + np.random.default_rng(0).normal(0, 0.05, p.shape).astype(p.dtype) for p in agent.params]
+    )
     return agent, experiments.states.mask_of(perturbed, 0.6)
 
 
@@ -77,6 +78,7 @@ def test_permuted_weights_shuffle_the_surviving_values_within_each_layer(ticket)
 @pytest.mark.parametrize("control", list(controls.CONTROLS))
 def test_a_control_is_a_function_of_its_agent_p_and_episode(ticket, control):
     agent, l1 = ticket
+
     def state(seed=3, fraction=0.6, episode=30):
         start = controls.control_start(control, agent.replace(seed=seed), l1, fraction, episode)
         return start.params + start.mask
@@ -119,20 +121,30 @@ def test_stored_controls_are_agents_trained_from_the_control_start(tmp_path, mon
     alone here from `controls.control_start` of the ticket's own start and L1 mask."""
     real = experiments.units.dqn_config
     monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{"learning_starts": 64, **kw}))
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1,
-                         control_episodes=(4,), sparse_fractions=())  # fmt: skip
+    g = experiments.grid(
+        "quick",
+        seeds=(0,),
+        fractions=(0.5,),
+        prune_episodes=(4,),
+        episodes=8,
+        test_episodes=1,
+        control_episodes=(4,),
+        sparse_fractions=(),
+    )
     store = Store(tmp_path)
     cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
     table = experiments.controlled_tickets("cartpole", g, store)
     assert sorted(map(tuple, table[["mode", "control"]].to_numpy())) == sorted(
-        [("retrain", "l1"), ("finetune", "l1")] + [(m, c) for c, modes in controls.CONTROLS.items() for m in modes])
+        [("retrain", "l1"), ("finetune", "l1")] + [(m, c) for c, modes in controls.CONTROLS.items() for m in modes]
+    )
     snapshots = store.load("dense", experiments.dense_units("cartpole", g)[0])["snapshots"]
     at_4 = experiments.states.state_from(snapshots, "e4")
     mask = experiments.states.mask_of(at_4, 0.5)
     for row in table[table.control != "l1"].itertuples():
         start = at_4 if row.mode == "finetune" else fresh_agent(cfg, 0)
-        trained = Population(cfg, [controls.control_start(row.control, start, mask, 0.5, 4)], early_stop=True,
-                             max_episodes=g.episodes).run()  # fmt: skip
+        trained = Population(
+            cfg, [controls.control_start(row.control, start, mask, 0.5, 4)], early_stop=True, max_episodes=g.episodes
+        ).run()
         assert row.state_sha256 == experiments.state_sha256(trained.final[0]), (row.mode, row.control)
         assert row.length == trained.agents.loc[0, "episodes_run"]
 
@@ -141,8 +153,17 @@ def test_the_ticket_beats_a_control_only_where_the_seeds_show_it():
     rows = []
     for seed in range(8):
         for control, (ret, length) in {"l1": (100.0, 50), "random_mask": (20.0, 200), "reinit": (100.0, 50)}.items():
-            rows.append({"mode": "retrain", "control": control, "seed": seed, "P": 0.8, "prune_episode": 5,
-                         "test_return": ret + seed, "length": length + seed})  # fmt: skip
+            rows.append(
+                {
+                    "mode": "retrain",
+                    "control": control,
+                    "seed": seed,
+                    "P": 0.8,
+                    "prune_episode": 5,
+                    "test_return": ret + seed,
+                    "length": length + seed,
+                }
+            )
     versus = analysis.ticket_vs_controls(pd.DataFrame(rows)).set_index("control")
     assert versus.loc["random_mask", "beats_return"] and versus.loc["random_mask", "beats_length"]
     assert not versus.loc["reinit", "beats_return"] and not versus.loc["reinit", "beats_length"]
@@ -150,4 +171,3 @@ def test_the_ticket_beats_a_control_only_where_the_seeds_show_it():
     assert "retrain, vs random_mask: higher return in 1, shorter training in 1 of 1 (P, episode) cells" in lines
     assert "retrain, vs reinit: higher return in 0, shorter training in 0 of 1 (P, episode) cells" in lines
     assert "  P=0.8: higher return at e = none; shorter training at e = none" in lines
-

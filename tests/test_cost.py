@@ -23,8 +23,10 @@ def tiny(tmp_path_factory):
     patched.setattr(experiments.units, "dqn_config", lambda env, **kw: config(env, learning_starts=32, **kw))
     g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5,), prune_episodes=(4, 10), episodes=14, test_episodes=2)
     store = Store(tmp_path_factory.mktemp("store"))
-    tables = {name: getattr(experiments, name)("cartpole", g, store)
-              for name in ("baseline", "training_curves", "retrain", "finetune")}  # fmt: skip
+    tables = {
+        name: getattr(experiments, name)("cartpole", g, store)
+        for name in ("baseline", "training_curves", "retrain", "finetune")
+    }
     cfg = experiments.units.dqn_config("cartpole")
     patched.undo()
     return cfg, tables
@@ -55,7 +57,9 @@ def test_the_cost_before_pruning_is_the_dense_runs_and_after_it_the_tickets_own_
     assert (finetune.counted == cost.RECORDED).all() and (retrain.counted == cost.RECORDED).all()
     assert (finetune.updates_before > 0).all() and (finetune.updates_after > 0).all()
     total = finetune.env_steps_before + finetune.env_steps_after
-    assert (finetune.updates_after == cost.updates_at(cfg, total) - cost.updates_at(cfg, finetune.env_steps_before)).all()
+    assert (
+        finetune.updates_after == cost.updates_at(cfg, total) - cost.updates_at(cfg, finetune.env_steps_before)
+    ).all()
     assert (retrain.updates_after == cost.updates_at(cfg, retrain.env_steps_after)).all()
     assert (retrain.env_steps_before == finetune.env_steps_before).all(), "the same dense run to e"
     assert (finetune.episodes == finetune.prune_episode + t["finetune"].length).all()
@@ -92,13 +96,24 @@ def test_published_tickets_without_counters_count_episodes_only_after_pruning(tm
 
 
 def test_cost_lines_give_each_totals_range_and_say_what_is_not_recorded():
-    summary = pd.DataFrame({"P": [0.2, 0.2, 0.8], "episodes_relative": [1.1, 1.5, 2.0],
-                            "env_steps_relative": [1.2, 1.4, np.nan], "updates_relative": [1.3, 1.3, np.nan],
-                            "macs_relative": [0.9, 1.0, np.nan],
-                            "counted": [cost.RECORDED, cost.RECORDED, cost.EPISODES_ONLY]})  # fmt: skip
+    summary = pd.DataFrame(
+        {
+            "P": [0.2, 0.2, 0.8],
+            "episodes_relative": [1.1, 1.5, 2.0],
+            "env_steps_relative": [1.2, 1.4, np.nan],
+            "updates_relative": [1.3, 1.3, np.nan],
+            "macs_relative": [0.9, 1.0, np.nan],
+            "counted": [cost.RECORDED, cost.RECORDED, cost.EPISODES_ONLY],
+        }
+    )
     assert cost.cost_lines(summary) == [
-        f"P=0.2: x unpruned, episodes 1.10-1.50, env steps 1.20-1.40, updates 1.30, multiply-adds 0.90-1.00 "
-        f"(counted: {cost.RECORDED})",
-        f"P=0.8: x unpruned, episodes 2.00, env steps not recorded after pruning, updates not recorded after pruning, "
-        f"multiply-adds not recorded after pruning "
-        f"(counted: {cost.EPISODES_ONLY})"]
+        (
+            f"P=0.2: x unpruned, episodes 1.10-1.50, env steps 1.20-1.40, updates 1.30, multiply-adds 0.90-1.00 "
+            f"(counted: {cost.RECORDED})"
+        ),
+        (
+            f"P=0.8: x unpruned, episodes 2.00, env steps not recorded after pruning, updates not recorded after pruning, "
+            f"multiply-adds not recorded after pruning "
+            f"(counted: {cost.EPISODES_ONLY})"
+        ),
+    ]

@@ -88,9 +88,7 @@ def test_matches_single_gymnasium_envs(env_id, num_steps, expected_ends):
 
     np.testing.assert_array_equal(np.array(ours["step"]), np.array(theirs["step"]))
     for key, atol in [("obs", 1e-6), ("last", 1e-6), ("state", 1e-9)]:
-        np.testing.assert_allclose(
-            np.array(ours[key]), np.array(theirs[key]), rtol=0, atol=atol, err_msg=key
-        )
+        np.testing.assert_allclose(np.array(ours[key]), np.array(theirs[key]), rtol=0, atol=atol, err_msg=key)
     assert {kind for _, kind in ends} == expected_ends
     assert all(length == limit for length, kind in ends if kind == "truncated")
     assert all(length < limit for length, kind in ends if kind == "terminated")
@@ -143,9 +141,7 @@ def test_acrobot_one_step_from_random_states():
     assert np.any(np.abs(states[:, :2] + 0.2 * states[:, 2:]) > np.pi)  # an angle wrapped
 
 
-@pytest.mark.parametrize(
-    "name, num_steps", [("cartpole", 300), ("acrobot", 600), ("MountainCar-v0", 250)]
-)
+@pytest.mark.parametrize("name, num_steps", [("cartpole", 300), ("acrobot", 600), ("MountainCar-v0", 250)])
 def test_batch_invariance(name, num_steps):
     alone = envs.make(name, 1, seed=3)
     seeds = list(range(100, 116))

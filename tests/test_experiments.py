@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,17 @@ def test_steps_load_from_the_store_instead_of_recomputing(store, grid):
     saved = len(list(store.root.rglob("manifest.json")))
     again = experiments.retrain("cartpole", grid, store)
     assert store.computed == computed and len(list(store.root.rglob("manifest.json"))) == saved
-    assert list(again.columns) == ["seed", "P", "prune_episode", "post_prune_env_steps", "post_prune_updates", "length",
-                                   "converged", "test_return", "state_sha256"]  # fmt: skip
+    assert list(again.columns) == [
+        "seed",
+        "P",
+        "prune_episode",
+        "post_prune_env_steps",
+        "post_prune_updates",
+        "length",
+        "converged",
+        "test_return",
+        "state_sha256",
+    ]
     assert len(again) == 2 * 1 * 2
 
 
@@ -166,7 +176,8 @@ def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
     """full15 computes only seeds 10-14: seeds 0-9 are the full profile's units, config for config."""
     full, full15 = experiments.PROFILES["full"], experiments.PROFILES["full15"]
     assert full15.seeds == tuple(range(15)) and experiments.run_name("full", full15) == "full-seeds=" + "_".join(
-        map(str, range(15)))  # fmt: skip
+        map(str, range(15))
+    )
     for env in ("cartpole", "acrobot"):
         thesis, wider = experiments.steps(env, full), experiments.steps(env, full15)
         for name, step in thesis.items():
@@ -202,7 +213,7 @@ def linear_init(cfg, seed) -> list[np.ndarray]:
     torch.manual_seed(seed)
     sizes = [agent_module.env_dims(cfg.env_id)[0], *cfg.hidden, agent_module.env_dims(cfg.env_id)[1]]
     params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layer = torch.nn.Linear(fan_in, fan_out)
         params += [layer.weight.detach().numpy().copy(), layer.bias.detach().numpy()[:, None].copy()]
     return params
@@ -224,16 +235,21 @@ def ticket_starts(tmp_path_factory):
     ticket of a tiny CartPole grid, from its dense run's stored state at its prune episode.
     The dense runs learn from transition 32 (their DQN config given as a value), so that they
     have Adam moments and steps by episode 2 (a finetune must carry them)."""
-    g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6,
-                         test_episodes=1)  # fmt: skip
+    g = experiments.grid(
+        "quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6, test_episodes=1
+    )
     cfg = dqn_config("cartpole", learning_starts=32, max_episodes=g.episodes)
     units = tuple(dataclasses.replace(unit, dqn=cfg) for unit in experiments.dense_units("cartpole", g))
     store = Store(tmp_path_factory.mktemp("tickets"))
     experiments.step.step_results(store, experiments.Step("dense runs", "dense", units, compute_dense), None, False)
     dense = [store.load("dense", unit) for unit in units]
-    tickets = [experiments.TicketRun(unit, fraction, episode, mode) for unit in units for fraction in g.fractions
-               for mode, episodes in (("retrain", g.prune_episodes + (experiments.CONVERGED,)),
-                                      ("finetune", g.prune_episodes)) for episode in episodes]  # fmt: skip
+    tickets = [
+        experiments.TicketRun(unit, fraction, episode, mode)
+        for unit in units
+        for fraction in g.fractions
+        for mode, episodes in (("retrain", g.prune_episodes + (experiments.CONVERGED,)), ("finetune", g.prune_episodes))
+        for episode in episodes
+    ]
     starts = {}
     for ticket, run in ((ticket, dense[units.index(ticket.dense)]) for ticket in tickets):
         state = experiments.tickets.dense_state_at(cfg, run["snapshots"], ticket.prune_episode)
@@ -255,7 +271,7 @@ def dense_rerun(cfg, seed, episodes) -> dict[int, AgentState]:
 def test_retrain_starts_from_masked_theta0_with_a_fresh_state(ticket_starts):
     """Retrain (and winning tickets): mask m from theta_e, start m * theta_0 (online and target),
     epsilon 1.0, empty replay, zero Adam moments and steps, zero counters, the dense run's seed."""
-    cfg, g, dense, starts = ticket_starts[:4]
+    cfg, g, _dense, starts = ticket_starts[:4]
     retrained = {u: s for u, s in starts.items() if u.mode == "retrain"}
     assert len(retrained) == len(g.seeds) * len(g.fractions) * (len(g.prune_episodes) + 1)
     reruns = {seed: dense_rerun(cfg, seed, g.episodes) for seed in g.seeds}
@@ -267,11 +283,19 @@ def test_retrain_starts_from_masked_theta0_with_a_fresh_state(ticket_starts):
         assert not all(np.array_equal(a, b) for a, b in zip(theta0, theta_e)), "theta_e must differ from theta_0"
         mask = layer_mask(numpy_global_l1_mask(theta_e[0::2], unit.fraction), theta0)
         expected = AgentState(
-            seed=seed, params=masked(theta0, mask), target=masked(theta0, mask),
-            exp_avg=[np.zeros_like(p) for p in theta0], exp_avg_sq=[np.zeros_like(p) for p in theta0], adam_steps=0,
-            replay={name: np.zeros_like(array) for name, array in start.replay.items()}, epsilon=1.0,
-            transitions=0, updates=0, episodes=0, mask=mask,
-        )  # fmt: skip
+            seed=seed,
+            params=masked(theta0, mask),
+            target=masked(theta0, mask),
+            exp_avg=[np.zeros_like(p) for p in theta0],
+            exp_avg_sq=[np.zeros_like(p) for p in theta0],
+            adam_steps=0,
+            replay={name: np.zeros_like(array) for name, array in start.replay.items()},
+            epsilon=1.0,
+            transitions=0,
+            updates=0,
+            episodes=0,
+            mask=mask,
+        )
         assert start.replay["obs"].shape == (cfg.buffer_size, 4)
         assert_same_state(start, expected, f"retrain {unit.fraction} {unit.prune_episode} seed {seed}")
 
@@ -279,7 +303,7 @@ def test_retrain_starts_from_masked_theta0_with_a_fresh_state(ticket_starts):
 def test_finetune_continues_the_dense_runs_full_state_at_the_prune_episode(ticket_starts):
     """Finetune: the dense run's state at the end of episode e (epsilon, replay, Adam moments and
     step count, counters) with m * theta_e in the online and in the target network."""
-    cfg, g, dense, starts = ticket_starts[:4]
+    cfg, g, _dense, starts = ticket_starts[:4]
     finetuned = {u: s for u, s in starts.items() if u.mode == "finetune"}
     assert len(finetuned) == len(g.seeds) * len(g.fractions) * len(g.prune_episodes)
     reruns = {seed: dense_rerun(cfg, seed, g.episodes) for seed in g.seeds}
@@ -301,7 +325,9 @@ def test_dense_runs_record_theta0_and_the_state_at_each_prune_episode(ticket_sta
         assert all(np.array_equal(a, b) for a, b in zip(theta0.params, linear_init(cfg, seed)))
         assert_same_state(theta0, fresh_agent(cfg, seed), "theta0")
         for episode in g.prune_episodes:
-            assert_same_state(experiments.states.state_from(run["snapshots"], f"e{episode}"), rerun[episode], f"e{episode}")
+            assert_same_state(
+                experiments.states.state_from(run["snapshots"], f"e{episode}"), rerun[episode], f"e{episode}"
+            )
         log = run["episodes"]
         assert rerun[4].transitions == log["length"].iloc[:4].sum() and rerun[4].epsilon == log["epsilon"].iloc[4]
 
@@ -309,7 +335,7 @@ def test_dense_runs_record_theta0_and_the_state_at_each_prune_episode(ticket_sta
 def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_starts, monkeypatch):
     """Experiment 1's matrix is np.mean over seeds of each seed's matrix, each recomputed here
     from the stored masks: the share of weights on which two masks agree."""
-    cfg, g, dense, _, store = ticket_starts
+    _cfg, g, dense, _, store = ticket_starts
     real_config = experiments.units.dqn_config
     monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
     computed = store.computed
@@ -329,8 +355,11 @@ def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_
 def _learning_from(monkeypatch, transitions: int, **changes) -> None:
     """CartPole configs that learn from `transitions` (not 200), so short runs have Adam state."""
     real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config",
-                        lambda env, **kw: real(env, **{"learning_starts": transitions, **changes, **kw}))  # fmt: skip
+    monkeypatch.setattr(
+        experiments.units,
+        "dqn_config",
+        lambda env, **kw: real(env, **{"learning_starts": transitions, **changes, **kw}),
+    )
 
 
 def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(tmp_path, monkeypatch):
@@ -350,8 +379,11 @@ def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(
         "retrain": fresh_agent(cfg, 0).pruned(experiments.states.mask_of(at_4, 0.5)),
         "winning tickets": fresh_agent(cfg, 0).pruned(experiments.states.mask_of(at_end, 0.5)),
     }
-    tables = {"finetune": experiments.finetune, "retrain": experiments.retrain,
-              "winning tickets": experiments.winning_tickets}  # fmt: skip
+    tables = {
+        "finetune": experiments.finetune,
+        "retrain": experiments.retrain,
+        "winning tickets": experiments.winning_tickets,
+    }
     for name, start in starts.items():
         row = tables[name]("cartpole", g, store).iloc[0]
         trained = Population(cfg, [start], early_stop=True, max_episodes=g.episodes).run()
@@ -374,8 +406,9 @@ def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_
     searched = Population(cfg, [fresh_agent(cfg, 0)], early_stop=True, max_episodes=8).run()
     state = searched.final[0]
     assert searched.agents.loc[0, "stop_reason"] == "max_episodes" and state.adam_steps > 0
-    finetuned = Population(cfg, [state.pruned(experiments.states.mask_of(state, 0.5))], early_stop=True,
-                           max_episodes=g.episodes).run()  # fmt: skip
+    finetuned = Population(
+        cfg, [state.pruned(experiments.states.mask_of(state, 0.5))], early_stop=True, max_episodes=g.episodes
+    ).run()
     assert row["state_sha256"] == experiments.state_sha256(finetuned.final[0])
     assert row["finetune_length"] == finetuned.agents.loc[0, "episodes_run"]
 
@@ -388,10 +421,16 @@ def test_state_sha256_covers_parameters_target_mask_and_adam_state():
     def bumped(arrays):
         return [arrays[0] + 1e-3, *arrays[1:]]
 
-    changed = [state.replace(**{group: bumped(getattr(state, group))})
-               for group in ("params", "target", "exp_avg", "exp_avg_sq")]  # fmt: skip
-    changed += [state.replace(adam_steps=1), state.replace(epsilon=0.5), state.replace(transitions=1),
-                state.pruned([np.ones_like(w, dtype=bool) for w in state.params[::2]])]  # fmt: skip
+    changed = [
+        state.replace(**{group: bumped(getattr(state, group))})
+        for group in ("params", "target", "exp_avg", "exp_avg_sq")
+    ]
+    changed += [
+        state.replace(adam_steps=1),
+        state.replace(epsilon=0.5),
+        state.replace(transitions=1),
+        state.pruned([np.ones_like(w, dtype=bool) for w in state.params[::2]]),
+    ]
     hashes = [experiments.state_sha256(s) for s in changed]
     assert base not in hashes and len(set(hashes)) == len(hashes)
 

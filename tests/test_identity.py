@@ -95,8 +95,9 @@ def test_a_stored_result_serves_a_request_for_less_and_one_for_more_is_widened(t
     with pytest.raises(FileNotFoundError, match="records less"):
         store.load("trial", wider)
     widened = store.widened("trial", [wider, Trial(3, (0.8,)), Trial(5, (0.2,))])
-    assert widened == [Trial(3, (0.2, 0.4, 0.6, 0.8)), Trial(5, (0.2, 0.4, 0.6, 0.8))], \
+    assert widened == [Trial(3, (0.2, 0.4, 0.6, 0.8)), Trial(5, (0.2, 0.4, 0.6, 0.8))], (
         "one per key, each recording the union of all: units trained together record alike"
+    )
     store.save("trial", widened[0], _result(widened[0]))
     assert all(store.exists("trial", Trial(3, (p,))) for p in (0.2, 0.4, 0.6, 0.8)), "replaced, nothing lost"
     narrower = Trial(3, (0.2,))
@@ -107,13 +108,16 @@ def test_a_stored_result_serves_a_request_for_less_and_one_for_more_is_widened(t
 def test_a_dense_run_recording_more_P_serves_a_grid_asking_for_fewer():
     full, fewer = experiments.grid("full"), experiments.grid("full", fractions=[0.2])
     assert [config_hash(u) for u in experiments.dense_units("cartpole", fewer)] == [
-        config_hash(u) for u in experiments.dense_units("cartpole", full)]  # fmt: skip
+        config_hash(u) for u in experiments.dense_units("cartpole", full)
+    ]
     tickets = experiments.steps("cartpole", full)["retrain"].units
     assert {config_hash(u) for u in experiments.steps("cartpole", fewer)["retrain"].units} <= {
-        config_hash(u) for u in tickets}  # fmt: skip
+        config_hash(u) for u in tickets
+    }
     more_tests = experiments.grid("full", test_episodes=200)
     assert config_hash(experiments.dense_units("cartpole", more_tests)[0]) != config_hash(
-        experiments.dense_units("cartpole", full)[0]), "the mean test return is over test_episodes"  # fmt: skip
+        experiments.dense_units("cartpole", full)[0]
+    ), "the mean test return is over test_episodes"
 
 
 def test_an_old_keyed_store_moves_to_the_current_keys_byte_for_byte(tmp_path):
@@ -126,8 +130,10 @@ def test_an_old_keyed_store_moves_to_the_current_keys_byte_for_byte(tmp_path):
     legacy = json.dumps(rekey._legacy(unit), sort_keys=True, indent=2) + "\n"
     manifest = json.loads((old / "manifest.json").read_text())
     (old / "config.json").write_text(legacy)
-    manifest["files"]["config.json"] = {"sha256": hashlib.sha256(legacy.encode()).hexdigest(),
-                                        "size": len(legacy.encode())}  # fmt: skip
+    manifest["files"]["config.json"] = {
+        "sha256": hashlib.sha256(legacy.encode()).hexdigest(),
+        "size": len(legacy.encode()),
+    }
     (old / "manifest.json").write_text(json.dumps(manifest))
     parts = {p.name: p.read_bytes() for p in old.iterdir() if p.name not in ("config.json", "manifest.json")}
     assert not store.exists("dense", unit)

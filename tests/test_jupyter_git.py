@@ -44,11 +44,18 @@ def clone(tmp_path, monkeypatch):
 
 
 def _env(tmp_path: Path) -> dict:
-    jupyter_folders = {"JUPYTER_CONFIG_PATH": "env-config", "JUPYTER_CONFIG_DIR": "user-config",
-                       "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime"}  # fmt: skip
-    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "EBNB_STORE": str(tmp_path / "store"), "EBNB_OUTPUTS": str(tmp_path / "outputs"),
-            **{name: str(tmp_path / "jupyter" / folder) for name, folder in jupyter_folders.items()}}  # fmt: skip
+    jupyter_folders = {
+        "JUPYTER_CONFIG_PATH": "env-config",
+        "JUPYTER_CONFIG_DIR": "user-config",
+        "JUPYTER_DATA_DIR": "data",
+        "JUPYTER_RUNTIME_DIR": "runtime",
+    }
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "EBNB_STORE": str(tmp_path / "store"),
+        "EBNB_OUTPUTS": str(tmp_path / "outputs"),
+        **{name: str(tmp_path / "jupyter" / folder) for name, folder in jupyter_folders.items()},
+    }
 
 
 def _run_first_cells(clone: Path, path: str) -> nbformat.NotebookNode:
@@ -57,8 +64,13 @@ def _run_first_cells(clone: Path, path: str) -> nbformat.NotebookNode:
     client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(clone / "notebooks")}})
     code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"][:2]  # parameters, setup
     with client.setup_kernel():
-        nb.metadata["language_info"] = {"name": "python", "version": sys.version.split()[0], "mimetype": "text/x-python",
-                                        "file_extension": ".py", "codemirror_mode": {"name": "ipython", "version": 3}}
+        nb.metadata["language_info"] = {
+            "name": "python",
+            "version": sys.version.split()[0],
+            "mimetype": "text/x-python",
+            "file_extension": ".py",
+            "codemirror_mode": {"name": "ipython", "version": 3},
+        }
         nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
         for i in code:
             client.execute_cell(nb.cells[i], i)
@@ -83,8 +95,9 @@ def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone):
     manager = _jupyter_contents_manager(clone)
     assert manager.pre_save_hook is jupyter.clean_before_save, "the set-up configured Jupyter's save"
     asyncio.run(manager.save({"type": "notebook", "format": "json", "content": nb}, path))
-    assert (clone / path).read_bytes() == subprocess.run(["git", "-C", str(clone), "show", f"HEAD:{path}"],
-                                                         capture_output=True, check=True).stdout  # fmt: skip
+    assert (clone / path).read_bytes() == subprocess.run(
+        ["git", "-C", str(clone), "show", f"HEAD:{path}"], capture_output=True, check=True
+    ).stdout
     assert git(clone, "status", "--porcelain") == ""  # plain: no `git add` needed to see it clean
     assert any(cell.get("outputs") for cell in nb.cells), "the open notebook keeps its outputs"
     # a copy outside notebooks/ (not a source notebook to git) keeps what Jupyter saves
@@ -98,6 +111,11 @@ def test_a_notebook_run_and_saved_in_jupyter_leaves_git_status_clean(clone):
 def test_source_notebooks_are_what_the_filter_writes(path):
     """Else git shows a change in a notebook nobody changed: write them with nbformat (every
     cell with an id) or pass them through `nbstripout --keep-id --extra-keys metadata.language_info`."""
-    stripped = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id", "--extra-keys", "metadata.language_info"],
-                              input=path.read_text(), capture_output=True, text=True, check=True).stdout  # fmt: skip
+    stripped = subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--keep-id", "--extra-keys", "metadata.language_info"],
+        input=path.read_text(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert stripped == path.read_text()

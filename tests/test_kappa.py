@@ -78,8 +78,10 @@ def test_layer_densities_derived_from_input_survival_are_the_masks_own(fraction)
     gives each layer's kept share, counted from the mask."""
     generator = torch.Generator().manual_seed(0)
     hidden, inputs, outputs = 128, 6, 3
-    weights = [torch.randn(4, hidden, inputs, generator=generator) * 2.0,
-               torch.randn(4, outputs, hidden, generator=generator)]  # fmt: skip
+    weights = [
+        torch.randn(4, hidden, inputs, generator=generator) * 2.0,
+        torch.randn(4, outputs, hidden, generator=generator),
+    ]
     mask = masks.global_magnitude_masks(weights, fraction)
     flat = masks.flatten(mask).numpy()
     n_weights = flat.shape[1]
@@ -95,15 +97,22 @@ def _agreement(kappas: np.ndarray, fraction: float) -> dict[str, np.ndarray]:
     """A `mask_agreement` entry whose per-seed kappa is `kappas` [seeds, T, T] at global chance."""
     chance = masks.chance_agreement(1 - fraction, 1 - fraction)
     seeds, t, _ = kappas.shape
-    return {"episodes": np.arange(t) * 2, "similarity": chance + kappas * (1 - chance),
-            "chance": np.full((seeds, t, t), chance)}  # fmt: skip
+    return {
+        "episodes": np.arange(t) * 2,
+        "similarity": chance + kappas * (1 - chance),
+        "chance": np.full((seeds, t, t), chance),
+    }
 
 
 def test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval():
     # three seeds, 5 masks (episodes 0, 2, ..., 8); kappa with the final mask per seed:
-    to_last = np.array([[0.1, 0.85, 0.7, 0.9, 1.0],  # settles at episode 6
-                        [0.2, 0.8, 0.81, 0.95, 1.0],  # at 2 (0.8 counts)
-                        [0.0, 0.3, 0.5, 0.79, 1.0]])  # at 8
+    to_last = np.array(
+        [
+            [0.1, 0.85, 0.7, 0.9, 1.0],  # settles at episode 6
+            [0.2, 0.8, 0.81, 0.95, 1.0],  # at 2 (0.8 counts)
+            [0.0, 0.3, 0.5, 0.79, 1.0],
+        ]
+    )  # at 8
     kappas = np.broadcast_to(to_last[:, :, None], (3, 5, 5)).copy()  # kappas[s, i, -1] = to_last[s, i]
     agreement = {0.2: _agreement(kappas, 0.2), 0.6: _agreement(kappas, 0.6)}
     summary = analysis.mask_kappa_summary(agreement)
@@ -134,8 +143,10 @@ def test_the_published_first_vs_last_kappa():
 
     grid, published = experiments.grid("full"), experiments.published_results()
     with tempfile.TemporaryDirectory() as directory:
-        summary = {env: analysis.mask_kappa_summary(experiments.mask_agreement(env, grid, Store(directory), published))
-                   for env in ("cartpole", "acrobot")}  # fmt: skip
+        summary = {
+            env: analysis.mask_kappa_summary(experiments.mask_agreement(env, grid, Store(directory), published))
+            for env in ("cartpole", "acrobot")
+        }
     assert summary["cartpole"]["kappa_global"].round(2).tolist() == [0.29, 0.26, 0.07, 0.06]
     assert summary["acrobot"]["kappa_global"].round(2).tolist() == [-0.05, -0.10, -0.04, 0.02]
     assert (summary["acrobot"]["chance_layer"] < summary["acrobot"]["chance_global"]).all()

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import golden
 import numpy as np
 import pytest
 import torch
 
-import golden
 from ebnb import masks
 from ebnb.agent import fresh_agent
 from ebnb.config import ACROBOT, CARTPOLE
@@ -33,9 +33,15 @@ def _filled_population(cfg, dtype, arithmetic: str) -> Population:
         replay["action"] = rng.integers(0, agent.params[-1].shape[0], agent.replay["action"].shape)
         replay["done"] = (rng.random(agent.replay["done"].shape) < 0.1).astype(np.float32)
         moments = [np.abs(rng.standard_normal(p.shape)).astype(dtype) * 1e-3 for p in agent.params]
-        agent = agent.replace(replay=replay, transitions=cfg.buffer_size + 7 * seed, updates=3 * seed,
-                              adam_steps=5 * seed, exp_avg=[m * 0.1 for m in moments], exp_avg_sq=moments,
-                              target=[p + dtype(0.01) for p in agent.params])  # fmt: skip
+        agent = agent.replace(
+            replay=replay,
+            transitions=cfg.buffer_size + 7 * seed,
+            updates=3 * seed,
+            adam_steps=5 * seed,
+            exp_avg=[m * 0.1 for m in moments],
+            exp_avg_sq=moments,
+            target=[p + dtype(0.01) for p in agent.params],
+        )
         if seed in (1, 4):
             shapes = [w.shape for w in agent.params[0::2]]
             agent = agent.pruned([m[0].numpy() for m in masks.random_masks([(1, *s) for s in shapes], 0.5, [seed])])
@@ -97,6 +103,12 @@ def test_golden_hashes_without_simd_beyond_sse2_match_the_committed_ones():
     process give the same bits."""
     committed = json.loads((TESTS / "golden.json").read_text())
     environment = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": ""}
-    out = subprocess.run([sys.executable, str(TESTS / "golden.py")], env=environment, capture_output=True, text=True,
-                         check=True, timeout=900)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(TESTS / "golden.py")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     assert json.loads(out.stdout) == committed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebnb import envs, loop, masks
+from ebnb import dynamics, envs, loop, masks
 from ebnb import population as engine
 from ebnb.agent import fresh_agent
 from ebnb.config import ACROBOT, CARTPOLE
@@ -45,7 +45,7 @@ def _both(cfg, agents, **kwargs):
     for compiled in (False, True):
         population = Population(cfg, agents, compiled=compiled, **kwargs)
         count = []
-        results.append(population.run(tick=lambda p: count.append(1)))
+        results.append(population.run(tick=lambda p: count.append(1)))  # noqa: B023 (run calls it before the loop moves on)
         ticks.append(len(count))
     return results, ticks
 
@@ -63,11 +63,16 @@ def _assert_same(a, b):
 SETTINGS = [
     pytest.param(CARTPOLE, {}, id="cartpole"),  # epsilon per episode
     pytest.param(ACROBOT_SHORT, {}, id="acrobot"),  # epsilon per step
-    pytest.param(CARTPOLE.replace(truncation_is_terminal=True, solved_return=20.0, solved_streak=3), {"early_stop": True},
-                 id="cartpole-truncation-is-terminal-early-stop"),  # fmt: skip
-    pytest.param(ACROBOT_SHORT.replace(truncation_is_terminal=True, solved_return=-500.0, solved_streak=2),
-                 {"early_stop": True},
-                 id="acrobot-truncation-is-terminal-early-stop"),  # fmt: skip
+    pytest.param(
+        CARTPOLE.replace(truncation_is_terminal=True, solved_return=20.0, solved_streak=3),
+        {"early_stop": True},
+        id="cartpole-truncation-is-terminal-early-stop",
+    ),
+    pytest.param(
+        ACROBOT_SHORT.replace(truncation_is_terminal=True, solved_return=-500.0, solved_streak=2),
+        {"early_stop": True},
+        id="acrobot-truncation-is-terminal-early-stop",
+    ),
 ]
 
 
@@ -102,8 +107,10 @@ def test_with_a_callback_each_episode_end_is_seen_in_python_with_the_same_bits(c
             if episode == 3 and agent == 4:
                 population.stop([agent])
 
-    results = [Population(cfg, _agents(cfg), early_stop=False, max_episodes=4, callback=callback,
-                          compiled=compiled).run() for compiled in (False, True)]  # fmt: skip
+    results = [
+        Population(cfg, _agents(cfg), early_stop=False, max_episodes=4, callback=callback, compiled=compiled).run()
+        for compiled in (False, True)
+    ]
     _assert_same(*results)
     assert results[1].agents.stop_reason[4] == "callback"
     assert len(seen[True]) == len(seen[False]) > 10
@@ -115,12 +122,14 @@ def test_a_callback_may_act_only_on_the_agents_that_ended_an_episode():
     """Other agents may be anywhere in their episodes (each runs on its own up to its events):
     acting on them would depend on the batch. (In the compiled loop every agent usually ends
     an episode in each call with a callback; in the step-by-step path few do, so it checks.)"""
+
     def meddle(population, ends):
         others = [a for a in population.ids if a not in ends.agents]
         population.weights(others)
 
-    population = Population(CARTPOLE, [fresh_agent(CARTPOLE, s) for s in range(3)], callback=meddle, max_episodes=3,
-                            compiled=False)  # fmt: skip
+    population = Population(
+        CARTPOLE, [fresh_agent(CARTPOLE, s) for s in range(3)], callback=meddle, max_episodes=3, compiled=False
+    )
     with pytest.raises(ValueError, match="agents: a callback may act only on the agents in its EpisodeEnds"):
         population.run()
 
@@ -163,23 +172,27 @@ def test_an_agent_whose_log_fills_ends_its_call(monkeypatch):
     """CartPole's first episodes are short: a lone agent fills its LOG_ROWS rows in one call,
     and the next call goes on from there."""
     monkeypatch.setattr(loop, "LOG_ROWS", 3)
-    (python, compiled), (_, compiled_ticks) = _both(CARTPOLE, [fresh_agent(CARTPOLE, 5)], early_stop=False,
-                                                   max_episodes=12)  # fmt: skip
+    (python, compiled), (_, compiled_ticks) = _both(
+        CARTPOLE, [fresh_agent(CARTPOLE, 5)], early_stop=False, max_episodes=12
+    )
     _assert_same(python, compiled)
     assert compiled_ticks >= 4
 
 
 def test_the_compiled_envs_step_as_the_vector_envs():
-    """`envs.transition`, `restart` and `observe`, sub-env by sub-env, give the vector envs'
+    """`dynamics.transition`, `restart` and `observe`, sub-env by sub-env, give the vector envs'
     rewards, flags, observations (final and first) and states bit for bit, from wide random
     states (angles that wrap, velocities at their bounds, poles that fall)."""
     gen = np.random.default_rng(0)
-    for name, kind in (("cartpole", envs.CARTPOLE_KIND), ("acrobot", envs.ACROBOT_KIND)):
+    for name, kind in (("cartpole", dynamics.CARTPOLE_KIND), ("acrobot", dynamics.ACROBOT_KIND)):
         n = 64
         vec = envs.make(name, n, list(range(n)))
         vec.reset()
-        high = (np.array([2.0, 2.0, 0.2, 2.0]) if kind == envs.CARTPOLE_KIND
-                else np.array([np.pi, np.pi, 4 * np.pi, 9 * np.pi]))  # fmt: skip
+        high = (
+            np.array([2.0, 2.0, 0.2, 2.0])
+            if kind == dynamics.CARTPOLE_KIND
+            else np.array([np.pi, np.pi, 4 * np.pi, 9 * np.pi])
+        )
         vec.state = gen.uniform(-high, high, size=(n, 4)).T.copy()
         state, steps, episodes = vec.state.copy(), vec.steps.copy(), vec.episodes.copy()
         row, ends = np.empty(vec.single_observation_space.shape[0], np.float32), 0
@@ -187,15 +200,18 @@ def test_the_compiled_envs_step_as_the_vector_envs():
             actions = gen.integers(0, vec.single_action_space.n, n)
             obs, reward, terminated, truncated, info = vec.step(actions)
             for i in range(n):
-                assert envs.transition(kind, state, steps, i, int(actions[i])) == (reward[i], terminated[i],
-                                                                                  truncated[i])  # fmt: skip
-                envs.observe(kind, state, i, row)
+                assert dynamics.transition(kind, state, steps, i, int(actions[i])) == (
+                    reward[i],
+                    terminated[i],
+                    truncated[i],
+                )
+                dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, info["final_obs"][i])
                 if terminated[i] or truncated[i]:
                     episodes[i] += 1
                     ends += 1
-                    envs.restart(kind, state, steps, i, int(vec.seeds[i]), int(episodes[i]))
-                    envs.observe(kind, state, i, row)
+                    dynamics.restart(kind, state, steps, i, int(vec.seeds[i]), int(episodes[i]))
+                    dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, obs[i])
             assert np.array_equal(state, vec.state) and np.array_equal(steps, vec.steps)
         assert ends >= n
@@ -216,15 +232,17 @@ def test_a_compiled_run_keeps_torch_on_one_thread_and_its_loop_on_the_cpus_it_ma
     had, at most the CPUs this process may run on; torch gets its threads back afterwards."""
     torch.set_num_threads(2)
     seen = []
-    callback = lambda population, ends: seen.append(torch.get_num_threads())  # noqa: E731
-    Population(CARTPOLE, [fresh_agent(CARTPOLE, s) for s in (0, 1)], early_stop=False, max_episodes=2,
-               callback=callback).run()  # fmt: skip
+    callback = lambda population, ends: seen.append(torch.get_num_threads())
+    Population(
+        CARTPOLE, [fresh_agent(CARTPOLE, s) for s in (0, 1)], early_stop=False, max_episodes=2, callback=callback
+    ).run()
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == 2
     assert Population._loop_threads() == min(2, numba.config.NUMBA_NUM_THREADS, len(os.sched_getaffinity(0)))
     monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0})
     assert Population._loop_threads() == 1
     seen.clear()
-    Population(CARTPOLE, [fresh_agent(CARTPOLE, 0)], early_stop=False, max_episodes=1, callback=callback,
-               compiled=False).run()  # fmt: skip
+    Population(
+        CARTPOLE, [fresh_agent(CARTPOLE, 0)], early_stop=False, max_episodes=1, callback=callback, compiled=False
+    ).run()
     assert set(seen) == {2}, "the step-by-step path keeps torch's threads"

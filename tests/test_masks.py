@@ -1,5 +1,7 @@
 """Pruning masks: counts, global (not per-layer) magnitude order, ties, seeds, distances."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ ARCHITECTURES = {"cartpole": (4, 128, 128, 2), "acrobot": (6, 128, 3)}
 def population(sizes, k=K, seed=0):
     """Random stacked weights [k, out_l, in_l] (the engine's layout) of a network with layer widths `sizes`."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(k, n_out, n_in, generator=generator) for n_in, n_out in zip(sizes, sizes[1:])]
+    return [torch.randn(k, n_out, n_in, generator=generator) for n_in, n_out in itertools.pairwise(sizes)]
 
 
 def n_weights(weights):

@@ -78,9 +78,12 @@ def test_force_run_recomputes_in_place_and_keeps_a_users_file(env, capsys, monke
     folder = write(env / "d" / "ch1.tex").parent
     forced = []
     monkeypatch.setattr(compute, "run", lambda *args, **kwargs: forced.append(kwargs["force"]) or iter(()))
-    monkeypatch.setattr(pipeline, "run_grid", lambda *args: [list(plan.run()) for plans in args[-1].values() for plan in plans] and {})
-    code, errors = run_main(["--store", str(folder), "--out", str(env / "out"), "--force", "run",
-                             "01_mask_similarity"], capsys)  # fmt: skip
+    monkeypatch.setattr(
+        pipeline, "run_grid", lambda *args: [list(plan.run()) for plans in args[-1].values() for plan in plans] and {}
+    )
+    code, errors = run_main(
+        ["--store", str(folder), "--out", str(env / "out"), "--force", "run", "01_mask_similarity"], capsys
+    )
     assert (code, errors) == (0, [])
     assert forced == [True]
     assert (folder / "ch1.tex").read_text() == "keep me"
@@ -146,8 +149,9 @@ def test_clean_refuses_a_store_holding_files_it_did_not_write(env, capsys, monke
     if through == "EBNB_STORE":
         monkeypatch.setenv("EBNB_STORE", str(store.root))
     code, errors = run_main(argv, capsys)
-    assert code == 2 and errors == [f"error: refusing to delete store at {store.root}: it holds files the pipeline "
-                                    f"did not write, e.g. {stray}"]  # fmt: skip
+    assert code == 2 and errors == [
+        f"error: refusing to delete store at {store.root}: it holds files the pipeline did not write, e.g. {stray}"
+    ]
     assert listing(env) == before
 
 
@@ -191,8 +195,17 @@ def test_a_store_made_before_markers_is_adopted_only_if_its_layout_accounts_for_
     assert not store.root.exists() and empty.is_dir()
 
 
-@pytest.mark.parametrize("stray", ["dense/0123456789abcdef/notes.txt", "dense/notes.txt", "notes.txt",
-                                   "runs/notes.txt", "lock/mine.lock", "checkpoint/w.pt"])  # fmt: skip
+@pytest.mark.parametrize(
+    "stray",
+    [
+        "dense/0123456789abcdef/notes.txt",
+        "dense/notes.txt",
+        "notes.txt",
+        "runs/notes.txt",
+        "lock/mine.lock",
+        "checkpoint/w.pt",
+    ],
+)
 def test_the_store_layout_accounts_only_for_what_the_store_writes(tmp_path, stray):
     store = a_store(tmp_path / "s")
     unit = store.path("dense", {"a": 1})
@@ -337,16 +350,37 @@ def test_pipeline_run_on_a_complete_store_writes_nothing_into_it(env, capsys, mo
     from ebnb import experiments
 
     store = Store(env / "store")
-    for _, step in compute.plan(["cartpole"], pipeline.NOTEBOOK_STEPS["01_mask_similarity"],
-                                experiments.grid("quick", seeds=[0])):  # fmt: skip
+    for _, step in compute.plan(
+        ["cartpole"], pipeline.NOTEBOOK_STEPS["01_mask_similarity"], experiments.grid("quick", seeds=[0])
+    ):
         for unit in step.units:
             store.save(step.kind, unit, {"x": np.zeros(1)})  # a stand-in result: only its presence is read
     before = tree(store.root)
     ran = []
-    monkeypatch.setattr(pipeline, "run_grid", lambda *args: ran.extend(
-        pipeline.compute_store(plan, always_record=False) for plans in args[-1].values() for plan in plans) or {})
-    code, errors = run_main(["--store", str(store.root), "--out", str(env / "out"), "run", "01_mask_similarity",
-                             "-p", "seeds=[0]", "--recompute"], capsys)  # fmt: skip
+    monkeypatch.setattr(
+        pipeline,
+        "run_grid",
+        lambda *args: (
+            ran.extend(
+                pipeline.compute_store(plan, always_record=False) for plans in args[-1].values() for plan in plans
+            )
+            or {}
+        ),
+    )
+    code, errors = run_main(
+        [
+            "--store",
+            str(store.root),
+            "--out",
+            str(env / "out"),
+            "run",
+            "01_mask_similarity",
+            "-p",
+            "seeds=[0]",
+            "--recompute",
+        ],
+        capsys,
+    )
     assert (code, errors) == (0, []) and ran == [None], "nothing computed, no run record"
     assert tree(store.root) == before
 
@@ -369,8 +403,23 @@ def test_compute_on_a_complete_store_writes_nothing_into_it(env, capsys, monkeyp
     store = _complete_store(env / "store", "01_mask_similarity")
     before = tree(store.root)
     monkeypatch.setattr(compute, "_run_dask", lambda *args: pytest.fail("Dask started for a complete store"))
-    code = pipeline.main(["--store", str(store.root), "compute", "01_mask_similarity", "--env", "cartpole",
-                          "--profile", "quick", "-p", "seeds=[0]", "--recompute", "--scheduler", scheduler])  # fmt: skip
+    code = pipeline.main(
+        [
+            "--store",
+            str(store.root),
+            "compute",
+            "01_mask_similarity",
+            "--env",
+            "cartpole",
+            "--profile",
+            "quick",
+            "-p",
+            "seeds=[0]",
+            "--recompute",
+            "--scheduler",
+            scheduler,
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and "[compute] shards: 0 computed, 0 resumed from a checkpoint, 1 stored before" in printed
     assert "nothing computed: no run record written" in printed
@@ -412,8 +461,9 @@ def test_damaged_published_results_are_one_line_before_any_compute(env, results,
     assert code == 2 and len(errors) == 1, errors
     what = "results/ is missing" if damage == "results/ deleted" else "manifest.json is "
     assert what in errors[0] and errors[0].startswith(f"error: {results}"), errors
-    assert errors[0].endswith("restore it with `git checkout results/`, or pass --recompute "
-                              "(in a notebook: use_published=False)")  # fmt: skip
+    assert errors[0].endswith(
+        "restore it with `git checkout results/`, or pass --recompute (in a notebook: use_published=False)"
+    )
     assert not (env / "store").exists()
     monkeypatch.setattr(pipeline, "run_grid", lambda *args: {})  # computes nothing, runs no notebook
     assert run_main([*argv, "--recompute"], capsys) == (0, []), "--recompute does not read results/"

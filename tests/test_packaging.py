@@ -79,15 +79,15 @@ def test_every_third_party_import_of_the_package_and_pipeline_is_a_declared_depe
 
 def test_environment_yml_installs_the_lock_and_the_package_on_python_3_11():
     text = (ROOT / "environment.yml").read_text()
-    assert re.search(r"^\s*-\s*python=3\.11\s*$", text, re.M)
-    assert re.search(r"^\s*-\s*pip\s*$", text, re.M)
-    assert re.search(r"^\s*-\s*-r requirements\.lock\s*$", text, re.M)
-    assert re.search(r"^\s*-\s*-e \.\s*$", text, re.M)
+    assert re.search(r"^\s*-\s*python=3\.11\s*$", text, re.MULTILINE)
+    assert re.search(r"^\s*-\s*pip\s*$", text, re.MULTILINE)
+    assert re.search(r"^\s*-\s*-r requirements\.lock\s*$", text, re.MULTILINE)
+    assert re.search(r"^\s*-\s*-e \.\s*$", text, re.MULTILINE)
 
 
 def test_ci_installs_from_the_lock_and_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "-r requirements.lock" in ci
-    test_command = re.search(r"^python -m pytest.*$", ci, re.M).group(0)
+    test_command = re.search(r"^python -m pytest.*$", ci, re.MULTILINE).group(0)
     assert test_command in readme

@@ -7,8 +7,8 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pipeline(*args, **kwargs):
-    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
-                          timeout=900, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipeline.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,7 +39,10 @@ def pipeline(*args, **kwargs):
         (["run", "04_eb_exploit", "--profile", "huge"], "--profile"),
         (["run", "02_retrain", "-p", "seeds=0,1"], "seeds: a list goes in brackets: seeds=[0,1], not seeds=0,1"),
         (["run", "02_retrain", "-p", "seeds=[0]", "-p", "seeds=[1]"], "-p seeds: given twice"),
-        (["run", "02_retrain", "-p", "use_published=maybe"], "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'"),
+        (
+            ["run", "02_retrain", "-p", "use_published=maybe"],
+            "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'",
+        ),
         (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
         (["publish"], "publish: "),
     ],
@@ -84,31 +93,39 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
     notebook = nbformat.read(run / "01_mask_similarity-cartpole.ipynb", as_version=4)
     assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert "[pipeline] 01_mask_similarity cartpole (quick): computing what it reads" in result.stdout
-    assert re.search(r"^\[shard 1/1\] cartpole dense runs: 1 of its 1 units to compute$", result.stdout, re.M)
+    assert re.search(r"^\[shard 1/1\] cartpole dense runs: 1 of its 1 units to compute$", result.stdout, re.MULTILINE)
     assert "wall time per notebook" in result.stdout
     assert "without encryption" not in result.stderr, "the kernel talks over Unix sockets, not TCP"
     assert "KeyboardInterrupt" not in result.stderr, "the kernel is shut down without SIGINT (ebnb.jupyter)"
     loaded = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "dense runs: loaded 1 units from the store" in loaded and "0%|" not in loaded, "computed before, loaded here"
-    figures = ["fig3_3_mask_kappa_cartpole-v0.pdf", "fig3_3_mask_kappa_cartpole-v0.png",
-               "fig3_3_mask_similarity_cartpole-v0.pdf", "fig3_3_mask_similarity_cartpole-v0.png"]
+    figures = [
+        "fig3_3_mask_kappa_cartpole-v0.pdf",
+        "fig3_3_mask_kappa_cartpole-v0.png",
+        "fig3_3_mask_similarity_cartpole-v0.pdf",
+        "fig3_3_mask_similarity_cartpole-v0.png",
+    ]
     assert sorted(p.name for p in (run / "figures").iterdir()) == [".ebnb-owned", *figures]
     assert sorted((run / "figures" / ".ebnb-owned").read_text().splitlines()[1:]) == figures, "each file recorded"
     listing = pipeline(*where, "list")
     assert listing.returncode == 0, listing.stderr
-    quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.M).group(1)
-    assert re.search(r"^\s+dense runs\s+1/2\s+cached\s+[1-9][0-9.]* [KM]?i?B$", quick_cartpole, re.M), listing.stdout
-    assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.M), listing.stdout
+    quick_cartpole = re.search(r"^quick\s+cartpole\n((?:\s+.*\n)+?)\S", listing.stdout, re.MULTILINE).group(1)
+    assert re.search(r"^\s+dense runs\s+1/2\s+cached\s+[1-9][0-9.]* [KM]?i?B$", quick_cartpole, re.MULTILINE), (
+        listing.stdout
+    )
+    assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.MULTILINE), listing.stdout
 
 
 def _sigint_at_shutdown(manager_class, marker: Path) -> bool:
     """Whether a kernel started and shut down by `manager_class` was sent SIGINT on the way."""
     import asyncio
 
-    code = ("import pathlib, signal\n"
-            f"def handler(*_): pathlib.Path({str(marker)!r}).write_text('SIGINT')\n"
-            "signal.signal(signal.SIGINT, handler)\n"
-            "get_ipython().kernel.saved_sigint_handler = handler  # what ipykernel restores after this cell")  # fmt: skip
+    code = (
+        "import pathlib, signal\n"
+        f"def handler(*_): pathlib.Path({str(marker)!r}).write_text('SIGINT')\n"
+        "signal.signal(signal.SIGINT, handler)\n"
+        "get_ipython().kernel.saved_sigint_handler = handler  # what ipykernel restores after this cell"
+    )
 
     async def run():
         manager = manager_class(kernel_name="python3")
@@ -155,8 +172,8 @@ def test_clean_removes_the_store_and_outputs_and_nothing_else(tmp_path):
     where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
     cleaned = pipeline(*where, "clean")
     assert cleaned.returncode == 0, cleaned.stderr
-    assert re.search(r"^\[clean\] store .*: \d+ B removed$", cleaned.stdout, re.M), cleaned.stdout
-    assert re.search(r"^\[clean\] outputs .*: 2\.\d KiB removed$", cleaned.stdout, re.M), cleaned.stdout
+    assert re.search(r"^\[clean\] store .*: \d+ B removed$", cleaned.stdout, re.MULTILINE), cleaned.stdout
+    assert re.search(r"^\[clean\] outputs .*: 2\.\d KiB removed$", cleaned.stdout, re.MULTILINE), cleaned.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "file").read_bytes() == b"x" * 1000
     (tmp_path / "mine" / "pyproject.toml").write_text("")  # --store pointing at a project: refused
     refused = pipeline("--store", str(tmp_path / "mine"), "--out", str(tmp_path / "outputs"), "clean")
@@ -179,7 +196,8 @@ def test_tests_and_nbval_use_a_fresh_temporary_store_and_outputs_folder():
     for name in ("EBNB_STORE", "EBNB_OUTPUTS"):
         path = Path(os.environ[name]).resolve()
         assert path.parent.name.startswith("ebnb-test-session-") and path.is_relative_to(
-            Path(tempfile.gettempdir()).resolve()), (name, path)
+            Path(tempfile.gettempdir()).resolve()
+        ), (name, path)
         assert not path.is_relative_to(ROOT)
     from ebnb import experiments
 
@@ -200,8 +218,11 @@ def test_nbval_reference_notebooks_take_their_store_and_figures_from_the_environ
 PUBLISHED_NOTEBOOKS = sorted((ROOT / "notebooks" / "executed").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", PUBLISHED_NOTEBOOKS + sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    PUBLISHED_NOTEBOOKS + sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_executed_notebooks_name_project_files_relative_to_the_project(path):
     """No path of the machine that ran a notebook: papermill's input and output paths and the
     printed figure paths are relative to the project root (`pipeline.relative_paths`)."""
@@ -218,8 +239,11 @@ def test_relative_paths_rewrites_the_project_root_and_nothing_else(tmp_path):
     finally:
         sys.path.remove(str(ROOT))
     notebook = nbformat.v4.new_notebook()
-    notebook.cells.append(nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
-        "stream", text=f"{ROOT / 'figures' / 'a.png'} /elsewhere/b.png\n")]))  # fmt: skip
+    notebook.cells.append(
+        nbformat.v4.new_code_cell(
+            outputs=[nbformat.v4.new_output("stream", text=f"{ROOT / 'figures' / 'a.png'} /elsewhere/b.png\n")]
+        )
+    )
     notebook.metadata["papermill"] = {"input_path": str(ROOT / "notebooks" / "x.ipynb")}
     path = tmp_path / "executed.ipynb"
     nbformat.write(notebook, path)
@@ -241,8 +265,15 @@ def test_notebook_kernels_import_the_ebnb_beside_the_pipeline(tmp_path, monkeypa
     monkeypatch.setattr(pipeline_module, "execute", lambda *args: seen.append(os.environ["PYTHONPATH"]) or 0.0)
     from ebnb import experiments
 
-    pipeline_module.run_grid(["01_mask_similarity"], ["cartpole"], "quick", experiments.PROFILES["quick"], {},
-                             tmp_path / "store", tmp_path / "out")  # fmt: skip
+    pipeline_module.run_grid(
+        ["01_mask_similarity"],
+        ["cartpole"],
+        "quick",
+        experiments.PROFILES["quick"],
+        {},
+        tmp_path / "store",
+        tmp_path / "out",
+    )
     assert seen == [os.pathsep.join([str(ROOT), "/another/checkout"])]
     assert list(tmp_path.iterdir()) == []
 
@@ -258,8 +289,15 @@ def test_report_builds_the_site_from_the_published_outputs_into_the_outputs_fold
     monkeypatch.setattr(report, "build", lambda *args: calls.append(args) or args[0] / "index.html")
     assert pipeline_module.main(["--out", str(tmp_path / "outputs"), "report"]) == 0
     site = tmp_path / "outputs" / "report"
-    assert calls == [(site, ROOT / "figures", ROOT / "notebooks" / "executed",
-                      experiments.default_published() / "run_record.json", ROOT / "README.md")]  # fmt: skip
+    assert calls == [
+        (
+            site,
+            ROOT / "figures",
+            ROOT / "notebooks" / "executed",
+            experiments.default_published() / "run_record.json",
+            ROOT / "README.md",
+        )
+    ]
     assert capsys.readouterr().out.strip() == f"[report] {site / 'index.html'}"
 
 
@@ -267,8 +305,9 @@ def test_a_bracketed_list_of_bare_words_is_a_list_of_strings():
     """`-p controls=['reinit']` reaches Python as controls=[reinit] once the shell removed the quotes."""
     import pipeline as pipeline_module
 
-    parsed = pipeline_module.parse_overrides(["controls=[random_mask, reinit]", "seeds=[0,1]", "fractions=[]"],
-                                             ["05_controls"])  # fmt: skip
+    parsed = pipeline_module.parse_overrides(
+        ["controls=[random_mask, reinit]", "seeds=[0,1]", "fractions=[]"], ["05_controls"]
+    )
     assert parsed == {"controls": ["random_mask", "reinit"], "seeds": [0, 1], "fractions": []}
     assert pipeline_module.parse_overrides(["controls=['reinit']"], ["05_controls"]) == {"controls": ["reinit"]}
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import matplotlib.pyplot as plt
 from scipy import stats
 
 from ebnb import plots
 
 
-@pytest.mark.parametrize("values", [
-    [-500.0] * 8 + [-100.0, -90.0],  # Acrobot returns, most runs never swing up: the band passes -500
-    [500.0] * 9 + [300.0],  # lengths at the episode cap
-    list(np.random.default_rng(1).exponential(50.0, 10)),
-    [3.0, 1.0, 2.0],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-500.0] * 8 + [-100.0, -90.0],  # Acrobot returns, most runs never swing up: the band passes -500
+        [500.0] * 9 + [300.0],  # lengths at the episode cap
+        list(np.random.default_rng(1).exponential(50.0, 10)),
+        [3.0, 1.0, 2.0],
+    ],
+)
 def test_the_band_is_the_student_t_interval_of_the_mean(values):
     mean, low, high = plots.mean_ci(values)
     expected = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
@@ -38,8 +41,9 @@ def test_a_band_over_columns_is_each_columns_t_interval():
     values = np.random.default_rng(5).normal(size=(10, 7))
     mean, low, high = t_interval(values)
     for column in range(values.shape[1]):
-        np.testing.assert_allclose((mean[column], low[column], high[column]), plots.mean_ci(values[:, column]),
-                                   rtol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            (mean[column], low[column], high[column]), plots.mean_ci(values[:, column]), rtol=1e-12
+        )
 
 
 def test_summarize_gives_each_group_its_own_band():
@@ -47,13 +51,16 @@ def test_summarize_gives_each_group_its_own_band():
     summary = plots.summarize(table, ["P"], "length")
     assert summary["P"].tolist() == [0.2, 0.8]
     assert summary["mean"].tolist() == [30.0, 496.0]
-    assert summary[["low", "high"]].to_numpy().tolist() == [list(plots.mean_ci([10, 20, 30, 40, 50])[1:]),
-                                                            list(plots.mean_ci([500] * 4 + [480])[1:])]  # fmt: skip
+    assert summary[["low", "high"]].to_numpy().tolist() == [
+        list(plots.mean_ci([10, 20, 30, 40, 50])[1:]),
+        list(plots.mean_ci([500] * 4 + [480])[1:]),
+    ]
 
 
 def test_criteria_heatmap_colours_each_cell_by_its_state_with_the_deciding_p_value_and_the_power():
-    from ebnb import analysis
     from test_verdicts import synthetic
+
+    from ebnb import analysis
 
     criteria = analysis.criteria_table(*synthetic(), "CartPole-v0")
     fig = plots.criteria_heatmap(criteria, "CartPole-v0", "retrain")
@@ -65,7 +72,9 @@ def test_criteria_heatmap_colours_each_cell_by_its_state_with_the_deciding_p_val
     states = list(plots.STATE_COLORS)
     performance = images[plots.CRITERION_LABELS["1_performance"]]  # rows P = 0.2, 0.8; columns e = 10, 90
     assert [[states[int(v)] for v in row] for row in performance] == [
-        [analysis.SHOWN_NI, analysis.SHOWN_NI], [analysis.SHOWN_WORSE, analysis.NEITHER]]
+        [analysis.SHOWN_NI, analysis.SHOWN_NI],
+        [analysis.SHOWN_WORSE, analysis.NEITHER],
+    ]
     earlier = axes[list(plots.CRITERION_LABELS).index("4_earlier")]
     assert sorted(t.get_text() for t in earlier.texts) == ["10/10", "10/10", "9/10", "9/10"]
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axes[0].texts}
@@ -94,16 +103,31 @@ def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
 
 def test_the_sweep_figure_has_a_row_per_search_and_a_column_per_p_in_the_cost_asked_for():
     rng = np.random.default_rng(0)
-    rows = [{"seed": seed, "P": fraction, "xi": xi, "window": 1, "detector": detector, "start": start,
-             "test_return": 200 - rng.random(), "relative_env_steps": rng.random(), "relative_updates": rng.random()}
-            for seed in range(3) for fraction in (0.2, 0.8) for xi in (0.1, 0.2)
-            for detector, start in (("last_two", "after_exploration"), ("queue", "episode_1"))]  # fmt: skip
+    rows = [
+        {
+            "seed": seed,
+            "P": fraction,
+            "xi": xi,
+            "window": 1,
+            "detector": detector,
+            "start": start,
+            "test_return": 200 - rng.random(),
+            "relative_env_steps": rng.random(),
+            "relative_updates": rng.random(),
+        }
+        for seed in range(3)
+        for fraction in (0.2, 0.8)
+        for xi in (0.1, 0.2)
+        for detector, start in (("last_two", "after_exploration"), ("queue", "episode_1"))
+    ]
     baseline = pd.DataFrame({"test_return": [200.0, 199.0, 198.0]})
     fig = plots.eb_exploit_sweep(pd.DataFrame(rows), baseline, "CartPole-v0", "relative_updates")
     axes = np.array(fig.axes).reshape(2, 2)
     assert [ax.get_title() for ax in axes[0]] == ["P = 0.2", "P = 0.8"]
-    assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == ["last two masks, after exploration",
-                                                                     "queue of 5, from episode 1"]  # fmt: skip
+    assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == [
+        "last two masks, after exploration",
+        "queue of 5, from episode 1",
+    ]
     assert axes[1, 0].get_xlabel() == "gradient updates, relative to unpruned"
     plt.close(fig)
     with pytest.raises(ValueError, match="cost: unknown 'episodes'"):

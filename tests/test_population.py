@@ -90,8 +90,14 @@ def test_agent_alone_equals_agent_in_population_bitwise(chunk_size):
         if leaving:
             population.stop(leaving)
 
-    together = run(cfg, [fresh_agent(cfg, s) for s in seeds], early_stop=False, max_episodes=50, callback=stop_some,
-                   chunk_size=chunk_size)  # fmt: skip
+    together = run(
+        cfg,
+        [fresh_agent(cfg, s) for s in seeds],
+        early_stop=False,
+        max_episodes=50,
+        callback=stop_some,
+        chunk_size=chunk_size,
+    )
     mine = together.episodes[together.episodes.agent == 5]
     assert len(mine) == 50
     assert mine["return"].tolist() == alone.episodes["return"].tolist()
@@ -228,7 +234,9 @@ def test_set_mask_prunes_mid_run_and_keeps_the_rest_of_the_state():
                 after = population.snapshot([agent])[0]
                 seen[int(agent)] = (before, after, [m[0].numpy() for m in mask])
 
-    result = run(cfg, [fresh_agent(cfg, 0), fresh_agent(cfg, 1)], early_stop=False, max_episodes=30, callback=prune_at_episode_5)
+    result = run(
+        cfg, [fresh_agent(cfg, 0), fresh_agent(cfg, 1)], early_stop=False, max_episodes=30, callback=prune_at_episode_5
+    )
     for agent, (before, after, mask) in seen.items():
         assert after.epsilon == before.epsilon and after.adam_steps == before.adam_steps
         assert np.array_equal(after.replay["obs"], before.replay["obs"])
@@ -263,8 +271,10 @@ def test_early_stopping_after_ten_solved_episodes():
 
 def _magnitude_mask(agent, fraction):
     """A global L1 mask of an agent's weights, as a list of bool arrays [out, in]."""
-    return [m[0].numpy() for m in masks.global_magnitude_masks([torch.from_numpy(w[None]) for w in agent.params[0::2]],
-                                                               fraction)]  # fmt: skip
+    return [
+        m[0].numpy()
+        for m in masks.global_magnitude_masks([torch.from_numpy(w[None]) for w in agent.params[0::2]], fraction)
+    ]
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -274,11 +284,14 @@ def test_masked_engine_matches_reference_dqn_with_the_mask(cfg):
     gets the same returns and ends with the same parameters as the reference DQN given the mask,
     over the episodes that reach 3,000 transitions (float64, so that 1e-5 holds on Acrobot too)."""
     seed, dtype = 5, torch.float64
-    mask = [np.random.default_rng(seed + layer).random(w.shape) >= 0.5
-            for layer, w in enumerate(fresh_agent(cfg, seed).params[0::2])]  # fmt: skip
+    mask = [
+        np.random.default_rng(seed + layer).random(w.shape) >= 0.5
+        for layer, w in enumerate(fresh_agent(cfg, seed).params[0::2])
+    ]
     reference_actions: list[int] = []
-    reference = reference_dqn.train(cfg, seed, cfg.max_episodes, record_actions=reference_actions, dtype=dtype,
-                                    max_steps=3000, mask=mask)  # fmt: skip
+    reference = reference_dqn.train(
+        cfg, seed, cfg.max_episodes, record_actions=reference_actions, dtype=dtype, max_steps=3000, mask=mask
+    )
     assert reference["steps"] >= 3000, "the comparison must cover at least 3,000 steps"
 
     def stop_after_3000_steps(population, ends):
@@ -348,8 +361,9 @@ def test_agents_admitted_mid_run_each_equal_their_run_alone(cfg):
     def stop_first(population, ends):
         population.stop([a for a, e in zip(ends.agents, ends.episodes) if a == 0 and e == 2])
 
-    population = Population(cfg, [fresh_agent(cfg, s) for s in (11, 12)], early_stop=False, max_episodes=12,
-                            callback=stop_first)  # fmt: skip
+    population = Population(
+        cfg, [fresh_agent(cfg, s) for s in (11, 12)], early_stop=False, max_episodes=12, callback=stop_first
+    )
     admitted = []
 
     def admit(p):  # once an agent has made 30, then 90 transitions
@@ -375,6 +389,7 @@ def test_admit_and_retire_keep_every_per_agent_field_aligned():
     lists they handle by hand): a new per-agent array left out of them fails here."""
     n = 7  # no other dimension of a CartPole population
     population = Population(CARTPOLE, [fresh_agent(CARTPOLE, seed) for seed in range(n)], max_episodes=1)
-    per_agent = {name for name, value in vars(population).items()
-                 if isinstance(value, (np.ndarray, list)) and len(value) == n}  # fmt: skip
+    per_agent = {
+        name for name, value in vars(population).items() if isinstance(value, (np.ndarray, list)) and len(value) == n
+    }
     assert per_agent == set(_LIVE_ARRAYS + _RECORDS) | {"_stop_reason", "_final"}

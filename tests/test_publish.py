@@ -26,8 +26,13 @@ from ebnb import publish, published
 from ebnb.identity import kind
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = {"commit": "0123456789abcdef0123-dirty", "lock_sha256": "ab" * 32, "wall_s": 1.0, "command": "all",
-          "steps": [{"computed": 3}]}  # fmt: skip
+RECORD = {
+    "commit": "0123456789abcdef0123-dirty",
+    "lock_sha256": "ab" * 32,
+    "wall_s": 1.0,
+    "command": "all",
+    "steps": [{"computed": 3}],
+}
 NOTEBOOKS, ENVS = ("01_mask_similarity", "02_retrain"), ("cartpole",)
 
 
@@ -37,8 +42,12 @@ def executed_notebook(text: str, **run) -> str:
     cell = nbformat.v4.new_code_cell(f"print({text!r})", outputs=[nbformat.v4.new_output("stream", text=text)])
     cell.metadata["papermill"] = {"status": "completed", "exception": False}
     notebook.cells.append(cell)
-    notebook.metadata["papermill"] = {"start_time": "2026-01-01T00:00:00", "end_time": "2026-01-01T00:01:00",
-                                      "exception": None, **run}  # fmt: skip
+    notebook.metadata["papermill"] = {
+        "start_time": "2026-01-01T00:00:00",
+        "end_time": "2026-01-01T00:01:00",
+        "exception": None,
+        **run,
+    }
     return nbformat.writes(notebook)
 
 
@@ -50,8 +59,11 @@ class Unit:
 
 def _results_set(version: int) -> tuple[dict[str, bytes], dict]:
     """(results/ but its manifest, the manifest): two units' table tagged with `version`, a run record."""
-    results = {"CartPole-v0": {"retrain": {Unit(s): {"result": pd.DataFrame({"seed": [s], "version": [version]})}
-                                           for s in (0, 1)}}}  # fmt: skip
+    results = {
+        "CartPole-v0": {
+            "retrain": {Unit(s): {"result": pd.DataFrame({"seed": [s], "version": [version]})} for s in (0, 1)}
+        }
+    }
     files, layout = published.tables(results)
     files[published.RUN_RECORD] = published.record_bytes({**RECORD, "wall_s": float(version)})
     return files, published.manifest(files, layout, results, {"grid": version}, RECORD)
@@ -63,19 +75,24 @@ def _targets(root: Path, version: int) -> dict[str, dict[str, bytes]]:
     tests/notebooks/, with results/manifest.json listing all of it."""
     files, manifest = _results_set(version)
     notebook = executed_notebook(f"version {version}").encode()
-    targets = {publish.RESULTS: files,
-               publish.FIGURES: {".gitkeep": b"", "fig3_3_a.png": b"a%d" % version, f"only_{version}.png": b"x"},
-               publish.EXECUTED: {f"{n}-cartpole.ipynb": notebook for n in NOTEBOOKS} | {
-                   "full_sparse/05_controls-cartpole.ipynb": notebook},
-               publish.NBVAL: {"01_mask_similarity-cartpole.ipynb": notebook}}  # fmt: skip
+    targets = {
+        publish.RESULTS: files,
+        publish.FIGURES: {".gitkeep": b"", "fig3_3_a.png": b"a%d" % version, f"only_{version}.png": b"x"},
+        publish.EXECUTED: {f"{n}-cartpole.ipynb": notebook for n in NOTEBOOKS}
+        | {"full_sparse/05_controls-cartpole.ipynb": notebook},
+        publish.NBVAL: {"01_mask_similarity-cartpole.ipynb": notebook},
+    }
     files[published.MANIFEST] = publish.manifest_bytes(root, targets, manifest)
     return targets
 
 
 def _tree(root: Path) -> dict[str, str]:
     """{path: sha256} of every file under `root` (leftovers and journals included)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @contextmanager
@@ -158,8 +175,9 @@ def _failing_at(k: int):
 
 
 @pytest.mark.parametrize("fault", ["kill", "eio"])
-def test_a_publish_killed_or_failed_at_any_operation_leaves_the_old_set_or_the_new_one(sets, scratch, monkeypatch,
-                                                                                         fault):  # fmt: skip
+def test_a_publish_killed_or_failed_at_any_operation_leaves_the_old_set_or_the_new_one(
+    sets, scratch, monkeypatch, fault
+):
     """For every k: the publish of set 2 over set 1 is killed after its k-th operation (or its
     k-th fails with EIO); the next command's `recover` leaves exactly set 1 or set 2 (no
     leftover, manifest-verified), and publishing set 2 then gives exactly set 2. Both outcomes
@@ -170,7 +188,7 @@ def test_a_publish_killed_or_failed_at_any_operation_leaves_the_old_set_or_the_n
         root = scratch / f"k{k}"
         shutil.copytree(old, root)
         if fault == "kill":
-            _killed_at(k, lambda: publish.transact(root, targets))
+            _killed_at(k, lambda: publish.transact(root, targets))  # noqa: B023 (called at once)
         else:
             monkeypatch.setattr(publish.OPERATIONS, "before", _failing_at(k), raising=False)
             with pytest.raises(OSError, match="injected"):
@@ -190,7 +208,7 @@ def test_a_publish_killed_or_failed_at_any_operation_leaves_the_old_set_or_the_n
 def test_recover_does_nothing_without_an_interrupted_publish(sets, tmp_path):
     """No journal, no leftover: nothing changes; folders with a transaction's name that hold
     anything a transaction does not are not touched."""
-    old, old_tree, *_ = sets
+    old, _old_tree, *_ = sets
     root = tmp_path / "project"
     shutil.copytree(old, root)
     (root / ".publish-notmine").mkdir()  # not a name a transaction has: not touched
@@ -213,7 +231,7 @@ def test_publish_nbval_killed_at_any_operation_then_published_again(sets, scratc
     """The whole verb (lock, recovery, checks, transaction, verification) on nbval's
     references: killed after each operation in turn, the project is the old set or the new one
     once recovered, and the next `publish --nbval` succeeds and leaves no leftover."""
-    old, old_tree, *_ = sets
+    old, _old_tree, *_ = sets
     template = scratch / "template"
     shutil.copytree(old, template)
     _fake_project(template, 2)
@@ -235,7 +253,7 @@ def test_publish_nbval_killed_at_any_operation_then_published_again(sets, scratc
     for k in range(1, len(operations) + 1):
         root = scratch / f"k{k}"
         shutil.copytree(template, root)
-        _killed_at(k, lambda: run(root))
+        _killed_at(k, lambda: run(root))  # noqa: B023 (called at once)
         publish.recover(root)
         assert _tree(root) in (before, after), k
         run(root)
@@ -243,15 +261,19 @@ def test_publish_nbval_killed_at_any_operation_then_published_again(sets, scratc
         shutil.rmtree(root)
 
 
-@pytest.mark.parametrize("run, cell, outputs, problem", [
-    ({"end_time": None}, {}, [], "papermill's end_time is empty"),
-    ({"exception": True}, {}, [], "papermill recorded an exception"),
-    ({}, {"status": "running"}, [], "cell 1 is running"),
-    ({}, {}, [nbformat.v4.new_output("error", ename="E", evalue="v", traceback=[])], "cell 1 has an error output"),
-])  # fmt: skip
-def test_publish_refuses_a_notebook_that_did_not_finish_and_changes_nothing(sets, tmp_path, run, cell, outputs,
-                                                                              problem):  # fmt: skip
-    old, old_tree, *_ = sets
+@pytest.mark.parametrize(
+    "run, cell, outputs, problem",
+    [
+        ({"end_time": None}, {}, [], "papermill's end_time is empty"),
+        ({"exception": True}, {}, [], "papermill recorded an exception"),
+        ({}, {"status": "running"}, [], "cell 1 is running"),
+        ({}, {}, [nbformat.v4.new_output("error", ename="E", evalue="v", traceback=[])], "cell 1 has an error output"),
+    ],
+)
+def test_publish_refuses_a_notebook_that_did_not_finish_and_changes_nothing(
+    sets, tmp_path, run, cell, outputs, problem
+):
+    old, _old_tree, *_ = sets
     root = tmp_path / "project"
     shutil.copytree(old, root)
     _fake_project(root, 2)
@@ -328,7 +350,7 @@ def test_publish_without_new_results_keeps_results_and_mirrors_the_outputs(tmp_p
 
     (sparse / "05_controls-acrobot.ipynb").write_text(executed_notebook("05 acrobot, sparse"))
     assert pipeline.main(args) == 0
-    assert f"[publish] results/ kept" in capsys.readouterr().out
+    assert "[publish] results/ kept" in capsys.readouterr().out
     for path in (ROOT / "results").rglob("*"):
         if path.is_file() and path.name != "manifest.json":
             assert (tmp_path / path.relative_to(ROOT)).read_bytes() == path.read_bytes(), path
@@ -338,9 +360,13 @@ def test_publish_without_new_results_keeps_results_and_mirrors_the_outputs(tmp_p
     assert sorted(after["published"]) == sorted({"figures", "notebooks/executed", *before.get("published", {})})
     assert publish.verify(tmp_path) == []
     assert sorted(p.name for p in published_figures.iterdir()) == [".gitkeep", "fig3_3_a.png", "full_sparse"]
-    assert len(list((tmp_path / "notebooks" / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(pipeline.ENVS)
+    assert len(list((tmp_path / "notebooks" / "executed").glob("*.ipynb"))) == len(pipeline.NOTEBOOKS) * len(
+        pipeline.ENVS
+    )
     assert sorted(p.name for p in (tmp_path / "notebooks" / "executed" / "full_sparse").iterdir()) == [
-        "05_controls-acrobot.ipynb", "05_controls-cartpole.ipynb"]  # fmt: skip
+        "05_controls-acrobot.ipynb",
+        "05_controls-cartpole.ipynb",
+    ]
     assert [p.name for p in (published_figures / "full_sparse").iterdir()] == ["controls_retrain_cartpole-v0.png"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary folder left"
 
@@ -400,14 +426,17 @@ def _record(profile: str, start: str) -> dict:
 @pytest.fixture
 def tiny(tmp_path, monkeypatch, one_thread):
     """A project whose `full` profile is a tiny grid (cartpole only), published from a store
-    that computed it; `full15` adds seed 2, `sweep_fresh` is seeds 2-3 at one fixed hypothesis
-(seed 2's dense run shared with full15).
-    Returns (root, run a publish from a store, the tiny side grids)."""
+        that computed it; `full15` adds seed 2, `sweep_fresh` is seeds 2-3 at one fixed hypothesis
+    (seed 2's dense run shared with full15).
+        Returns (root, run a publish from a store, the tiny side grids)."""
     from ebnb import experiments, sweep
     from ebnb.store import Store
 
-    grids = {"full": experiments.grid("quick", **TINY), "full15": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)}),
-             "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (2, 3)})}  # fmt: skip
+    grids = {
+        "full": experiments.grid("quick", **TINY),
+        "full15": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)}),
+        "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (2, 3)}),
+    }
     for profile, g in {**grids, "full_sparse": grids["full"]}.items():
         monkeypatch.setitem(experiments.PROFILES, profile, g)
     monkeypatch.setattr(sweep, "hypotheses", lambda saved, k=sweep.TOP_K: [HYPOTHESIS])
@@ -444,13 +473,18 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
 
     root, run, grids = tiny
     before, record = _units(root), (root / "results" / "run_record.json").read_bytes()
-    assert before["dense runs"] == 2 and "full15" not in json.loads((root / "results" / "manifest.json").read_text())["grid"]
+    assert (
+        before["dense runs"] == 2
+        and "full15" not in json.loads((root / "results" / "manifest.json").read_text())["grid"]
+    )
     side = Store(tmp_path / "side-store")
     current = experiments.published_results(root / "results")
     names = ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")
     assert experiments.held("cartpole", "full15", Store(tmp_path / "empty"), current, names) is None
     for step in ("retrain", "winning tickets", "finetune", "eb_exploit"):
-        experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+        experiments.step.step_results(
+            side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False
+        )
     assert len(list((side.root / "dense").rglob("manifest.json"))) == 1, "only seed 2's dense run was trained"
     (side.folder("runs") / "a.json").write_text(json.dumps(_record("full15", "2026-02-01T00:00:00+00:00")))
     (side.folder("runs") / "b.json").write_text(json.dumps(_record("quick", "2026-02-02T00:00:00+00:00")))
@@ -461,33 +495,54 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
     assert after == {**before, **{name: n * 3 // 2 for name, n in before.items() if name != "eb_exploit sweep"}}
     assert (root / "results" / "run_record.json").read_bytes() == record
     assert json.loads((root / "results" / "run_records" / "full15.json").read_text()) == [
-        _record("full15", "2026-02-01T00:00:00+00:00")]  # fmt: skip
+        _record("full15", "2026-02-01T00:00:00+00:00")
+    ]
     manifest = json.loads((root / "results" / "manifest.json").read_text())
     assert manifest["run_records"] == {"full15": "run_records/full15.json"} and "full15" in manifest["grid"]
     assert publish.verify(root) == []
     empty = Store(tmp_path / "empty")
-    assert experiments.held("cartpole", "full15", empty, experiments.published_results(root / "results"), names) == (
-        grids["full15"])  # every unit published: the notebooks' n = 15 cells load it  # fmt: skip
+    assert (
+        experiments.held("cartpole", "full15", empty, experiments.published_results(root / "results"), names)
+        == (grids["full15"])
+    )  # every unit published: the notebooks' n = 15 cells load it
     tree = _tree(root / "results")
     capsys.readouterr()
     run(empty.root)
     assert "results/ kept" in capsys.readouterr().out and _tree(root / "results") == tree
 
     fresh, current = Store(tmp_path / "fresh-store"), experiments.published_results(root / "results")
-    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS],
-                                           compute=False) is None  # fmt: skip
+    assert (
+        experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS], compute=False)
+        is None
+    )
     pipeline = _pipeline()  # `run 06_eb_exploit_sweep -p compute_fresh=True` computes first what the notebook reads
     options = {"command": "run", "target": "06_eb_exploit_sweep", "scheduler": "inline", "force": False}
     assert pipeline.plan_fresh("cartpole", {}, fresh.root, current, options) is None
-    pipeline.compute_store(pipeline.plan_fresh("cartpole", {"compute_fresh": True}, fresh.root, current, options), False)
+    pipeline.compute_store(
+        pipeline.plan_fresh("cartpole", {"compute_fresh": True}, fresh.root, current, options), False
+    )
     assert [json.loads(p.read_text())["profile"] for p in (fresh.root / "runs").glob("*.json")] == ["sweep_fresh"]
-    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS],
-                                           compute=False) is not None  # fmt: skip
+    assert (
+        experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], fresh, current, [HYPOTHESIS], compute=False)
+        is not None
+    )
     run(fresh.root)
     assert _units(root) == {**after, "dense runs": 4, "eb_exploit sweep": 4}  # seed 2's dense run is full15's too
-    assert sorted(json.loads((root / "results" / "manifest.json").read_text())["run_records"]) == ["full15", "sweep_fresh"]
-    assert experiments.eb_exploit_sweep_at("cartpole", grids["sweep_fresh"], empty, experiments.published_results(
-        root / "results"), [HYPOTHESIS], compute=False) is not None  # fmt: skip
+    assert sorted(json.loads((root / "results" / "manifest.json").read_text())["run_records"]) == [
+        "full15",
+        "sweep_fresh",
+    ]
+    assert (
+        experiments.eb_exploit_sweep_at(
+            "cartpole",
+            grids["sweep_fresh"],
+            empty,
+            experiments.published_results(root / "results"),
+            [HYPOTHESIS],
+            compute=False,
+        )
+        is not None
+    )
     assert publish.verify(root) == [] and [p for p in root.iterdir() if p.name.startswith(".")] == []
 
 
@@ -500,11 +555,15 @@ def test_a_side_profile_without_its_run_record_or_half_computed_is_refused(tiny,
     root, run, grids = tiny
     tree, side = _tree(root), Store(tmp_path / "side-store")
     current = experiments.published_results(root / "results")
-    experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])["retrain"], current, progress=False)
+    experiments.step.step_results(
+        side, experiments.steps("cartpole", grids["full15"])["retrain"], current, progress=False
+    )
     with pytest.raises(publish.PublishError, match="some of full15's units but not all"):
         run(side.root)
     for step in ("winning tickets", "finetune", "eb_exploit"):
-        experiments.step.step_results(side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False)
+        experiments.step.step_results(
+            side, experiments.steps("cartpole", grids["full15"])[step], current, progress=False
+        )
     (side.folder("runs") / "b.json").write_text(json.dumps(_record("full", "2026-02-02T00:00:00+00:00")))
     with pytest.raises(publish.PublishError, match="no record .* of a run at profile full15 that computed"):
         run(side.root)

@@ -38,8 +38,11 @@ def made(tmp_path_factory, one_thread):
     experiments.eb_exploit("cartpole", g, store)
     experiments.eb_exploit_sweep("cartpole", g, store)
     steps = experiments.steps("cartpole", g)
-    results = {"CartPole-v0": {name: experiments.collect(store, step, None) for name, step in steps.items()
-                               if name != "winning tickets"}}  # fmt: skip
+    results = {
+        "CartPole-v0": {
+            name: experiments.collect(store, step, None) for name, step in steps.items() if name != "winning tickets"
+        }
+    }
     published.write(root / "results", results, {"grid": "tiny"}, RECORD)
     return store, g, root / "results"
 
@@ -61,8 +64,9 @@ def test_published_tables_read_back_equal_to_what_the_store_holds(made):
                     assert value.equals(stored[part]) and list(value.dtypes) == list(stored[part].dtypes)
                 else:
                     assert value.keys() == stored[part].keys()
-                    assert all((value[k] == stored[part][k]).all() and value[k].dtype == stored[part][k].dtype
-                               for k in value)  # fmt: skip
+                    assert all(
+                        (value[k] == stored[part][k]).all() and value[k].dtype == stored[part][k].dtype for k in value
+                    )
     manifest = json.loads((results / "manifest.json").read_text())
     assert manifest["commit"] == RECORD["commit"] and manifest["units"]["CartPole-v0"]["retrain"] == 2
     assert pub.made_by == "0123456789ab-dirty"
@@ -82,7 +86,7 @@ def test_units_with_different_columns_share_a_table_and_read_back_with_their_own
     old = pd.DataFrame({"seed": [0, 0], "length": [120, 95], "passed": [True, False]})
     new = pd.DataFrame({"seed": [11], "length": [101], "passed": [True], "post_prune_env_steps": [2**40 + 3]})
     parts = {"CartPole-v0": {"retrain": {"old unit": {"result": old}, "new unit": {"result": new}}}}
-    files, layout = published.tables(parts)
+    files, _layout = published.tables(parts)
     back = published._decode(files["CartPole-v0/retrain.parquet"], arrays=False)
     by_hash = {published.config_hash(unit): frame for unit, frame in (("old unit", old), ("new unit", new))}
     assert back.keys() == by_hash.keys()
@@ -90,8 +94,9 @@ def test_units_with_different_columns_share_a_table_and_read_back_with_their_own
         pd.testing.assert_frame_equal(back[unit], frame)  # columns, order, dtypes and values
     same = {"CartPole-v0": {"retrain": {"a": {"result": old}, "b": {"result": old.assign(seed=1)}}}}
     uniform = published.tables(same)[0]["CartPole-v0/retrain.parquet"]
-    assert published.SCHEMAS not in (pq.read_schema(io.BytesIO(uniform)).metadata or {}), \
+    assert published.SCHEMAS not in (pq.read_schema(io.BytesIO(uniform)).metadata or {}), (
         "units that share their columns are written as before, so published bytes do not change"
+    )
 
 
 def test_the_analysis_from_published_results_equals_the_analysis_from_the_store(made, tmp_path, capsys):
@@ -114,7 +119,10 @@ def test_units_whose_config_hash_is_not_published_are_computed_and_only_those(ma
     wider = experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)})  # seed 2 was not published
     fresh = Store(tmp_path / "fresh")
     retrain = experiments.retrain("cartpole", wider, fresh, pub, progress=True)
-    assert f"retrain: loaded 2 units from {results}/ (made by 0123456789ab-dirty), computed 1 units" in capsys.readouterr().out
+    assert (
+        f"retrain: loaded 2 units from {results}/ (made by 0123456789ab-dirty), computed 1 units"
+        in capsys.readouterr().out
+    )
     assert sorted(retrain.seed) == [0, 1, 2]
     assert len(list((fresh.root / "ticket").iterdir())) == 1, "only seed 2's ticket was trained"
     assert len(list((fresh.root / "dense").iterdir())) == 1, "and the dense run it starts from"
@@ -134,8 +142,11 @@ def test_a_set_recording_more_P_serves_a_grid_asking_for_fewer_as_if_computed_fo
     for name in reads:
         getattr(experiments, name)("cartpole", wide, made)
     steps = experiments.steps("cartpole", wide)
-    results = {"CartPole-v0": {name: experiments.collect(made, steps[name], None)
-                               for name in ("dense runs", "retrain", "eb_exploit sweep")}}  # fmt: skip
+    results = {
+        "CartPole-v0": {
+            name: experiments.collect(made, steps[name], None) for name in ("dense runs", "retrain", "eb_exploit sweep")
+        }
+    }
     published.write(tmp_path / "results", results, {"grid": "tiny"}, RECORD)
     pub, empty = published.Published(tmp_path / "results"), Store(tmp_path / "empty")
     capsys.readouterr()
@@ -162,8 +173,9 @@ def test_the_full_profile_at_fewer_P_has_nothing_to_compute_from_the_published_r
             steps = experiments.steps(env, experiments.grid("full", fractions=fractions))
             assert experiments.to_compute(steps, list(steps), pub) == [], (env, fractions)
     steps = experiments.steps("cartpole", experiments.grid("full", fractions=[0.3]))
-    assert [s.name for s in experiments.to_compute(steps, ["retrain"], pub)] == ["dense runs", "retrain"], \
+    assert [s.name for s in experiments.to_compute(steps, ["retrain"], pub)] == ["dense runs", "retrain"], (
         "a P not published is computed, with the dense runs it reads"
+    )
 
 
 def test_a_damaged_published_file_is_an_error_naming_it(made, tmp_path):
@@ -214,7 +226,9 @@ def _text_outputs(path: Path) -> list[list[str]]:
             if output.output_type == "stream" and printing:
                 texts[-1] += output.text
             else:
-                texts.append(output.text if output.output_type == "stream" else output.get("data", {}).get("text/plain", ""))
+                texts.append(
+                    output.text if output.output_type == "stream" else output.get("data", {}).get("text/plain", "")
+                )
             printing = output.output_type == "stream"
         cells.append(texts)
     return cells
@@ -226,8 +240,15 @@ def test_a_fresh_checkout_reruns_the_full_profile_from_the_published_results_tra
     assert (clone / "results" / "manifest.json").exists(), "results/ is not tracked: commit it (git add results)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBNB_")}  # the clone's own store/ and outputs/
     env["PYTHONPATH"] = str(clone)  # the notebook kernels import the clone's ebnb, not the installed one
-    result = subprocess.run([sys.executable, "pipeline.py", "all", "--scheduler", "inline"], cwd=clone, env=env,
-                            capture_output=True, text=True, timeout=1200)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "pipeline.py", "all", "--scheduler", "inline"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[compute] shards: 0 computed, 0 resumed from a checkpoint, 0 stored before" in result.stdout
     assert sorted(p.name for p in (clone / "store").iterdir()) == [".ebnb-owned", "runs"], "no unit trained or stored"

@@ -14,8 +14,33 @@ EXECUTED = ROOT / "notebooks" / "executed"
 # design constants the README states, not results: P, seeds, cells per figure, the episode cap,
 # power and confidence levels, alpha, the margins' shares, the kappa threshold, the raw 0.9,
 # figure and list numbers
-CONSTANTS = {"0.2", "0.4", "0.6", "0.8", "10", "48", "500", "80", "95", "5", "0.05", "0.9", "1", "2", "3", "4",
-             "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "12", "30", "60"}  # fmt: skip
+CONSTANTS = {
+    "0.2",
+    "0.4",
+    "0.6",
+    "0.8",
+    "10",
+    "48",
+    "500",
+    "80",
+    "95",
+    "5",
+    "0.05",
+    "0.9",
+    "1",
+    "2",
+    "3",
+    "4",
+    "3.3",
+    "3.4",
+    "3.5",
+    "3.6",
+    "3.7",
+    "3.8",
+    "12",
+    "30",
+    "60",
+}
 FINDINGS = ("## Findings", "## Verdicts at 15 seeds")
 NUMBER = re.compile(r"(?<![\w.\d])[+\-−]?\d+(?:\.\d+)?|(?<=\d)[-–](\d+(?:\.\d+)?)")
 

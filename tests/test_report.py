@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
-from ebnb import report
+from ebnb import report, report_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_RECORD = ROOT / "results" / "run_record.json"
@@ -62,8 +62,11 @@ def pages(site: Path) -> list[Path]:
 
 def test_the_site_has_the_index_every_figure_and_every_notebook(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != ".ebnb-owned"}
-    recorded = {(m.parent / n).relative_to(site).as_posix() for m in site.rglob(".ebnb-owned")
-                for n in m.read_text().splitlines()[1:]}  # fmt: skip
+    recorded = {
+        (m.parent / n).relative_to(site).as_posix()
+        for m in site.rglob(".ebnb-owned")
+        for n in m.read_text().splitlines()[1:]
+    }
     assert recorded == names, "the site's folders record every file the package wrote (ebnb.ownership)"
     published = {p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png")}
     executed = ROOT / "notebooks" / "executed"
@@ -96,7 +99,7 @@ def test_pages_load_nothing_from_the_network(site):
 def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    retrain = report.findings(nbformat.read(EXECUTED / "02_retrain-cartpole.ipynb", as_version=4))
+    retrain = report_inputs.findings(nbformat.read(EXECUTED / "02_retrain-cartpole.ipynb", as_version=4))
     assert html.escape(retrain) in index.split('id="figure-3-4"')[1], "a notebook's findings, under its figure"
 
 
@@ -133,34 +136,43 @@ def test_the_report_opens_with_the_readmes_verdict_section(site):
 
 def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refused(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("# ebnb\n\n## Does the thesis hold?\n\n**1. A claim: not supported.** See "
-                      "[the protocol](docs/protocol.md#statistics), <b>raw</b> HTML.\n\n### Detail\n\n- *one*: 0.29\n"
-                      "\n## Figures\n\nNot this.\n", encoding="utf-8")  # fmt: skip
-    shown = report.thesis_verdict(readme)
+    readme.write_text(
+        "# ebnb\n\n## Does the thesis hold?\n\n**1. A claim: not supported.** See "
+        "[the protocol](docs/protocol.md#statistics), <b>raw</b> HTML.\n\n### Detail\n\n- *one*: 0.29\n"
+        "\n## Figures\n\nNot this.\n",
+        encoding="utf-8",
+    )
+    shown = report_inputs.thesis_verdict(readme)
     assert "<strong>1. A claim: not supported.</strong>" in shown and "<li><em>one</em>: 0.29</li>" in shown
     assert "the protocol" in shown and "href" not in shown, "links point into the repository: text only"
     assert "&lt;b&gt;raw&lt;/b&gt;" in shown and "<h3>Detail</h3>" in shown and "Not this" not in shown
     readme.write_text("# ebnb\n\n## Does the thesis hold\n\nNo question mark: another heading.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section '## Does the thesis hold\?'"):
-        report.thesis_verdict(readme)
+        report_inputs.thesis_verdict(readme)
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nothing.md"))):
-        report.thesis_verdict(tmp_path / "nothing.md")
+        report_inputs.thesis_verdict(tmp_path / "nothing.md")
 
 
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Beyond the thesis: notebook ([\w, ]+)</h2>", index) == [
-        "02_retrain", "03_finetune", "05_controls", "06_eb_exploit_sweep",
-        "05_controls, profile full_sparse"]  # fmt: skip
+        "02_retrain",
+        "03_finetune",
+        "05_controls",
+        "06_eb_exploit_sweep",
+        "05_controls, profile full_sparse",
+    ]
     beyond = index.split('id="beyond-02_retrain"')[1]
     for path in (ROOT / "figures").rglob("*.png"):
         shown = path.relative_to(ROOT).as_posix()
         assert path.name.startswith("fig") or f'<img src="{shown}"' in beyond, shown
     sparse = index.split('id="beyond-05_controls-full_sparse"')[1]
     assert 'href="notebooks/05_controls-acrobot-full_sparse.html"' in sparse and "P=0.98" in sparse
-    for key in {f.number for f in report.beyond_thesis_figures(ROOT / "figures")}:
-        assert f"<h3>{html.escape(report.BEYOND_THESIS[key].title)}</h3>" in beyond, key  # each caption, from the code
-    sweep = report.findings(nbformat.read(EXECUTED / "06_eb_exploit_sweep-cartpole.ipynb", as_version=4))
+    for key in {f.number for f in report_inputs.beyond_thesis_figures(ROOT / "figures")}:
+        assert f"<h3>{html.escape(report_inputs.BEYOND_THESIS[key].title)}</h3>" in beyond, (
+            key
+        )  # each caption, from the code
+    sweep = report_inputs.findings(nbformat.read(EXECUTED / "06_eb_exploit_sweep-cartpole.ipynb", as_version=4))
     assert html.escape(sweep) in beyond.split('id="beyond-06_eb_exploit_sweep"')[1]  # notebook 06's findings
     assert 'Its findings are under <a href="#figure-3-4">Figure 3.4</a>' in beyond
 
@@ -189,7 +201,7 @@ def test_no_path_of_this_machine_appears(site):
     ],
 )
 def test_figure_names_with_or_without_the_version_map_to_their_notebook(name, number, notebook):
-    figure = report.parse_figure_name(Path(name))
+    figure = report_inputs.parse_figure_name(Path(name))
     assert (figure.number, figure.notebook) == (number, notebook)
 
 
@@ -209,8 +221,18 @@ def synthetic_inputs(root: Path) -> tuple[Path, Path, Path, Path]:
         notebook.cells = [nbformat.v4.new_markdown_cell("## Findings"), code]
         nbformat.write(notebook, executed / f"{stem}-cartpole.ipynb")
     record = root / "run_record.json"
-    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
-                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    record.write_text(
+        json.dumps(
+            {
+                "commit": "abc123",
+                "cpu": "some CPU",
+                "cores": 2,
+                "start": "2026-01-01T00:00:00",
+                "end": "2026-01-01T01:00:00",
+                "wall_s": 3600.0,
+            }
+        )
+    )
     readme = root / "README.md"
     readme.write_text("# ebnb\n\n## Does the thesis hold?\n\nPartly.\n", encoding="utf-8")
     return figures, executed, record, readme
@@ -233,8 +255,18 @@ def test_a_missing_input_names_the_file_and_writes_nothing(tmp_path):
     record.write_text(json.dumps({"commit": "abc123"}))
     with pytest.raises(ValueError, match=rf"{re.escape(str(record))} lacks cpu, cores, start, end, wall_s"):
         report.build(destination, figures, executed, record, readme)
-    record.write_text(json.dumps({"commit": "abc123", "cpu": "some CPU", "cores": 2, "start": "2026-01-01T00:00:00",
-                                  "end": "2026-01-01T01:00:00", "wall_s": 3600.0}))
+    record.write_text(
+        json.dumps(
+            {
+                "commit": "abc123",
+                "cpu": "some CPU",
+                "cores": 2,
+                "start": "2026-01-01T00:00:00",
+                "end": "2026-01-01T01:00:00",
+                "wall_s": 3600.0,
+            }
+        )
+    )
     readme.write_text("# ebnb\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section"):
         report.build(destination, figures, executed, record, readme)
@@ -247,4 +279,8 @@ def test_a_site_from_figures_named_by_env_id(tmp_path):
     shutil.copyfile(executed / "03_finetune-cartpole.ipynb", executed / "03_finetune-acrobot.ipynb")
     index = report.build(tmp_path / "site", figures, executed, record, readme).read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    assert "<p>Partly.</p>" in index and "02_retrain: a finding" in index and 'href="notebooks/03_finetune-acrobot.html"' in index
+    assert (
+        "<p>Partly.</p>" in index
+        and "02_retrain: a finding" in index
+        and 'href="notebooks/03_finetune-acrobot.html"' in index
+    )

@@ -42,8 +42,7 @@ def reference_bits(seed: int, stream: int, counter: int) -> int:
 
 
 def test_the_python_reference_is_splitmix64():
-    assert splitmix64_outputs(0, 4) == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F,
-                                        0xF88BB8A8724C81EC]  # fmt: skip
+    assert splitmix64_outputs(0, 4) == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F, 0xF88BB8A8724C81EC]
     assert splitmix64_outputs(1234567, 3) == [6457827717110365317, 3203168211198807973, 9817491932198370423]
 
 
@@ -89,8 +88,11 @@ def test_distinct_seeds_and_purposes_give_distinct_streams():
 def test_streams_are_uncorrelated_across_seeds_purposes_and_neighbouring_counters():
     counter = np.arange(20000)
     a = rng.uniform(3, rng.Stream.COIN, counter)
-    for other in (rng.uniform(4, rng.Stream.COIN, counter), rng.uniform(3, rng.Stream.ACTION, counter),
-                  rng.uniform(3, rng.Stream.COIN, counter + 1)):  # fmt: skip
+    for other in (
+        rng.uniform(4, rng.Stream.COIN, counter),
+        rng.uniform(3, rng.Stream.ACTION, counter),
+        rng.uniform(3, rng.Stream.COIN, counter + 1),
+    ):
         assert abs(np.corrcoef(a, other)[0, 1]) < 0.05  # |r| ~ 0.007 expected at n = 20,000
 
 
@@ -140,5 +142,6 @@ def test_an_element_does_not_depend_on_the_batch_around_it():
             alone = rng.uniform(int(seed), rng.Stream.COIN, int(counter))
             assert alone.shape == () and alone == block[i, j] == transposed[j, i]
     assert np.array_equal(rng.bits(seeds, rng.Stream.RESET, 5), [rng.bits(s, rng.Stream.RESET, 5) for s in seeds])
-    assert np.array_equal(rng.integers(seeds[::-1], rng.Stream.ACTION, 9, 3)[::-1],
-                          rng.integers(seeds, rng.Stream.ACTION, 9, 3))  # fmt: skip
+    assert np.array_equal(
+        rng.integers(seeds[::-1], rng.Stream.ACTION, 9, 3)[::-1], rng.integers(seeds, rng.Stream.ACTION, 9, 3)
+    )

@@ -77,8 +77,12 @@ def test_stored_tickets_and_eb_exploit_runs_carry_the_hash_of_their_trained_netw
                 assert re.fullmatch(r"[0-9a-f]{64}", row["state_sha256"])
                 key = (row["seed"], row["P"], row["prune_episode"])
                 hashes.setdefault(step.name, {})[key] = row["state_sha256"]
-    assert {name: len(h) for name, h in hashes.items()} == {"retrain": 8, "winning tickets": 4, "finetune": 8,
-                                                             "eb_exploit": 4}  # fmt: skip
+    assert {name: len(h) for name, h in hashes.items()} == {
+        "retrain": 8,
+        "winning tickets": 4,
+        "finetune": 8,
+        "eb_exploit": 4,
+    }
     # every seed and P trains a network of its own, finetuning also from each prune episode's state;
     # retrained tickets pruned at episodes 2 and 6 start alike (no gradient step before episode ~9),
     # and EB Exploit finds no ticket in 10 episodes (each seed's run is unpruned whatever P)
@@ -144,12 +148,19 @@ def _learning_in_progress(states) -> bool:
 def _crash_point(step: str):
     """When to crash a shard of `step`: a predicate on (checkpoint state, live agent states)."""
     if step == "dense runs":  # learning, and snapshot e4 and masks already recorded in the job
-        return lambda state, states: (_learning_in_progress(states) and len(states) == 2
-                                      and all("e4" in snaps for snaps in state["job"]["snapshots"].values())
-                                      and all(len(d[0.2]) >= 3 for d in state["job"]["drawn"].values()))  # fmt: skip
+        return lambda state, states: (
+            _learning_in_progress(states)
+            and len(states) == 2
+            and all("e4" in snaps for snaps in state["job"]["snapshots"].values())
+            and all(len(d[0.2]) >= 3 for d in state["job"]["drawn"].values())
+        )
     if step == "eb_exploit":  # tickets found and pruned, finetuning under way
-        return lambda state, states: (state["phase"] == "finetune" and len(state["job"]["found"]) >= 2
-                                      and all(s.mask is not None for s in states) and _learning_in_progress(states))  # fmt: skip
+        return lambda state, states: (
+            state["phase"] == "finetune"
+            and len(state["job"]["found"]) >= 2
+            and all(s.mask is not None for s in states)
+            and _learning_in_progress(states)
+        )
     return lambda state, states: all(s.mask is not None for s in states) and _learning_in_progress(states)
 
 
@@ -213,8 +224,21 @@ def test_a_damaged_checkpoint_is_discarded_not_loaded(tmp_path, damage):
 
 
 def _compute_command(store: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "pipeline.py"), "--store", str(store), "compute", "03_finetune", "--env",
-            "cartpole", "--profile", "quick", "--shard-size", "4", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        str(ROOT / "pipeline.py"),
+        "--store",
+        str(store),
+        "compute",
+        "03_finetune",
+        "--env",
+        "cartpole",
+        "--profile",
+        "quick",
+        "--shard-size",
+        "4",
+        *extra,
+    ]
 
 
 def _one_thread() -> dict[str, str]:
@@ -245,8 +269,9 @@ def test_killed_compute_reruns_to_identical_results_without_recomputing_finished
     rerun = subprocess.run(command, capture_output=True, text=True, check=True, env=_one_thread()).stdout
     assert manifests(store, work) == expected, delay
     all_shards = [(step.kind, shard) for _, step in work for shard in shards.cut(step.kind, step.units, 4)]
-    finished = sum(all(f"{kind}/{store.path(kind, u).name}" in stored_at_kill for u in shard.units)
-                   for kind, shard in all_shards)  # fmt: skip
+    finished = sum(
+        all(f"{kind}/{store.path(kind, u).name}" in stored_at_kill for u in shard.units) for kind, shard in all_shards
+    )
     lines = _shard_lines(rerun)
     assert len(lines) == len(all_shards)
     assert sum("stored before" in line for line in lines) == finished, (before_kill, rerun)
@@ -267,11 +292,26 @@ def test_compute_killed_while_a_checkpoint_exists_resumes_from_it_to_identical_r
     expected = manifests(reference, work)
 
     store = tmp_path / "killed"
-    command = [sys.executable, str(ROOT / "pipeline.py"), "--store", str(store), "compute", "01_mask_similarity",
-               "--env", "cartpole", "--profile", "quick", *overrides, "--shard-size", "2", "--scheduler", "inline",
-               "--checkpoint-every", "0.05"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env=_one_thread())  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "pipeline.py"),
+        "--store",
+        str(store),
+        "compute",
+        "01_mask_similarity",
+        "--env",
+        "cartpole",
+        "--profile",
+        "quick",
+        *overrides,
+        "--shard-size",
+        "2",
+        "--scheduler",
+        "inline",
+        "--checkpoint-every",
+        "0.05",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_one_thread())
     checkpoints, first_seen = store / "checkpoint", None
     while process.poll() is None:
         if first_seen is None and list(checkpoints.glob("*.pt")):
@@ -294,8 +334,10 @@ def test_compute_killed_while_a_checkpoint_exists_resumes_from_it_to_identical_r
 def test_two_computes_at_once_on_one_store_compute_each_shard_once(tmp_path, reference):
     work, expected = cartpole_without_eb_exploit(reference)
     command = _compute_command(tmp_path, "--scheduler", "inline")
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_one_thread())
-                 for _ in range(2)]  # fmt: skip
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_one_thread())
+        for _ in range(2)
+    ]
     outputs = [p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert manifests(Store(tmp_path), work) == expected
@@ -320,7 +362,6 @@ def test_a_worker_that_cannot_see_the_store_fails_with_a_message_naming_it(tmp_p
     with pytest.raises(RuntimeError, match=r"store: .* is not visible from worker .*shared by all workers"):
         compute._run_shard(str(tmp_path), ".probe-written-by-another-machine", shard, step.compute, 1.0, [])
     assert not any(tmp_path.iterdir())
-
 
 
 def _ticket_work(monkeypatch, population: int):

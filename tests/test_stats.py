@@ -53,12 +53,15 @@ def test_samples_without_spread_are_decided_by_their_means():
     assert stats.worse(capped - 5, capped, True).p == 0.0 and stats.worse(capped, capped, True).p == 1.0
 
 
-@pytest.mark.parametrize(("ticket", "reference", "higher", "expected"), [
-    ([104.0], [100.0, 99.0, 101.0], False, 0.0),  # one ticket, longer: worse
-    ([104.0], [100.0, 99.0, 101.0], True, 1.0),
-    ([110.0, 90.0], [100.0], True, 1.0),  # one reference value, equal means: not worse
-    ([95.0, 80.0], [100.0], True, 0.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("ticket", "reference", "higher", "expected"),
+    [
+        ([104.0], [100.0, 99.0, 101.0], False, 0.0),  # one ticket, longer: worse
+        ([104.0], [100.0, 99.0, 101.0], True, 1.0),
+        ([110.0, 90.0], [100.0], True, 1.0),  # one reference value, equal means: not worse
+        ([95.0, 80.0], [100.0], True, 0.0),
+    ],
+)
 def test_a_sample_of_one_value_is_decided_by_the_means(ticket, reference, higher, expected):
     assert stats.worse(ticket, reference, higher).p == expected
     assert stats.paired_worse(ticket[:1], reference[:1], higher).p == expected
@@ -190,12 +193,15 @@ def test_iqm_is_the_mean_of_the_middle_half():
     assert stats.iqm([2.0, 2.0, 2.0]) == 2.0
 
 
-@pytest.mark.parametrize("values", [
-    [-500.0] * 6 + [-120.0, -100.0, -95.0, -90.0],  # Acrobot returns, a capped tail
-    [500.0] * 8 + [300.0, 120.0],  # lengths at the episode cap
-    list(np.random.default_rng(1).exponential(50.0, 10)),
-    [3.0, 1.0, 2.0],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-500.0] * 6 + [-120.0, -100.0, -95.0, -90.0],  # Acrobot returns, a capped tail
+        [500.0] * 8 + [300.0, 120.0],  # lengths at the episode cap
+        list(np.random.default_rng(1).exponential(50.0, 10)),
+        [3.0, 1.0, 2.0],
+    ],
+)
 def test_the_iqm_interval_holds_the_iqm_and_stays_within_the_data(values):
     centre, low, high = stats.iqm_ci(values)
     assert centre == stats.iqm(values)
@@ -206,7 +212,7 @@ def test_the_iqm_interval_holds_the_iqm_and_stays_within_the_data(values):
 def test_the_iqm_interval_is_the_percentile_bootstrap_over_seeds():
     """Against a hand-written percentile bootstrap (another generator: equal up to Monte Carlo error)."""
     values = np.random.default_rng(3).normal(100.0, 10.0, 30)
-    centre, low, high = stats.iqm_ci(values)
+    _centre, low, high = stats.iqm_ci(values)
     resamples = values[np.random.default_rng(7).integers(0, len(values), (10_000, len(values)))]
     hand_low, hand_high = np.percentile(scipy_stats.trim_mean(resamples, 0.25, axis=1), [2.5, 97.5])
     assert low == pytest.approx(hand_low, abs=0.05 * (hand_high - hand_low))
@@ -228,5 +234,6 @@ def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
     values = np.random.default_rng(5).normal(size=(10, 7))
     low, high = stats.bootstrap_interval(values, np.mean)
     for column in range(values.shape[1]):
-        np.testing.assert_allclose((low[column], high[column]), stats.bootstrap_interval(values[:, column], np.mean),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            (low[column], high[column]), stats.bootstrap_interval(values[:, column], np.mean), rtol=1e-12
+        )

@@ -14,8 +14,8 @@ import pytest
 
 from ebnb import analysis, compute, experiments, sweep
 from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
-from ebnb.store import Store, config_hash
 from ebnb.stats import holm as ebnb_holm
+from ebnb.store import Store, config_hash
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -25,7 +25,8 @@ FAST = {"eps_decay": 0.5, "learning_starts": 64}
 GRID = dict(seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(4, 9), episodes=16, test_episodes=2)
 EB_SETTINGS = [(0.9, 1), (0.2, 2), (0.1, 1), (0.05, 3), (0.01, 1)]  # (xi, window): found early, later, never
 SWEEP_GRID = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
-TICKET_COLUMNS = ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]  # and, for a ticket:
+# the columns of every sweep row; a ticket's also has POST_PRUNE
+TICKET_COLUMNS = ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
 POST_PRUNE = ["post_prune_env_steps", "post_prune_updates"]
 
 
@@ -47,18 +48,30 @@ def made(tmp_path_factory):
         tickets_before = _files(store.root / "ticket")
         results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
         tickets_after = _files(store.root / "ticket")
-        exploit = {(xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
-                   for xi, window in EB_SETTINGS}  # fmt: skip
+        exploit = {
+            (xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
+            for xi, window in EB_SETTINGS
+        }
         cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
         dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
     finally:
         monkeypatch.undo()
     found = pd.concat(exploit.values()).query("found")
     at_eb = tuple(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
-    experiments.step.step_results(store, experiments.Step("at EB", "ticket", at_eb, experiments.tickets.compute_tickets),
-                                  None, False)  # fmt: skip
-    return SimpleNamespace(store=store, g=g, cfg=cfg, results=results, exploit=exploit, dense=dense,
-                           finetuned=finetuned, tickets_before=tickets_before, tickets_after=tickets_after)
+    experiments.step.step_results(
+        store, experiments.Step("at EB", "ticket", at_eb, experiments.tickets.compute_tickets), None, False
+    )
+    return SimpleNamespace(
+        store=store,
+        g=g,
+        cfg=cfg,
+        results=results,
+        exploit=exploit,
+        dense=dense,
+        finetuned=finetuned,
+        tickets_before=tickets_before,
+        tickets_after=tickets_after,
+    )
 
 
 def test_the_trace_is_the_dense_run(made):
@@ -69,16 +82,23 @@ def test_the_trace_is_the_dense_run(made):
         log, episodes = trace["log"], run["episodes"]
         assert log["episode"].tolist() == list(range(made.g.episodes + 1))
         assert np.diff(log["env_steps"]).tolist() == episodes["length"].tolist()
-        assert log["epsilon"].iloc[:-1].tolist() == episodes["epsilon"].tolist(), "epsilon after e = at the start of e+1"
+        assert log["epsilon"].iloc[:-1].tolist() == episodes["epsilon"].tolist(), (
+            "epsilon after e = at the start of e+1"
+        )
         for fraction in made.g.fractions:
-            assert np.array_equal(trace["masks"][f"P{fraction}"][run["masks"]["episodes"]], run["masks"][f"P{fraction}"])
+            assert np.array_equal(
+                trace["masks"][f"P{fraction}"][run["masks"]["episodes"]], run["masks"][f"P{fraction}"]
+            )
 
 
 def _sweep_tickets(made) -> list[SweepTicket]:
     """The sweep tickets that the sweep's found runs continue as."""
     found = made.results[made.results.found]
-    return list(dict.fromkeys(SweepTicket(TicketRun(made.dense[r.seed], r.P, r.prune_episode, "finetune"))
-                              for r in found.itertuples()))  # fmt: skip
+    return list(
+        dict.fromkeys(
+            SweepTicket(TicketRun(made.dense[r.seed], r.P, r.prune_episode, "finetune")) for r in found.itertuples()
+        )
+    )
 
 
 def test_gradient_updates_follow_from_env_steps_and_the_config(made):
@@ -172,8 +192,11 @@ def test_costs_are_the_runs_counters_relative_to_the_unpruned_run(made):
             continue
         ticket = SweepTicket(TicketRun(made.dense[row.seed], row.P, row.prune_episode, "finetune"))
         result = made.store.load("sweep_ticket", ticket)["result"].iloc[0]
-        assert (row.env_steps, row.updates, row.episodes) == (result["env_steps"], result["updates"],
-                                                             row.prune_episode + result["length"])  # fmt: skip
+        assert (row.env_steps, row.updates, row.episodes) == (
+            result["env_steps"],
+            result["updates"],
+            row.prune_episode + result["length"],
+        )
         assert row.env_steps >= log.loc[row.prune_episode, "env_steps"] + result["length"], "at least a step an episode"
 
 
@@ -196,6 +219,7 @@ def test_last_two_compares_each_mask_with_the_one_before():
 def test_the_queue_needs_every_pair_among_the_last_five_masks_below_xi():
     """Issue 13's rule: all 10 distances among the last 5 masks drawn below xi; the newest
     close to each older one (You et al.'s code) is not enough."""
+
     def close(*episodes):
         return {pair: 0.01 for pair in itertools.combinations(episodes, 2)}
 
@@ -203,8 +227,10 @@ def test_the_queue_needs_every_pair_among_the_last_five_masks_below_xi():
     newest = {(i, 9): 0.01 for i in (1, 3, 5, 7)}
     assert sweep.detect(_table(newest), 1, 20, 2, 0.1, "queue") is None, "the older masks among themselves count"
     assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (3, 5): 0.5}), 1, 20, 2, 0.1, "queue") is None
-    assert sweep.detect(_table({**close(1, 3, 5, 7, 9), (1, 3): 0.5, **close(3, 5, 7, 9, 11)}), 1, 20, 2, 0.1,
-                        "queue") == 11, "the oldest mask leaves the queue"  # fmt: skip
+    assert (
+        sweep.detect(_table({**close(1, 3, 5, 7, 9), (1, 3): 0.5, **close(3, 5, 7, 9, 11)}), 1, 20, 2, 0.1, "queue")
+        == 11
+    ), "the oldest mask leaves the queue"
     assert sweep.detect(_table({}, default=0.0), 1, 20, 2, 0.1, "queue") == 9, "never before 5 masks"
     assert sweep.detect(_table(close(1, 3, 5, 7, 9)), 1, 8, 2, 0.1, "queue") is None, "stopped before the 5th"
     assert sweep.detect(_table({}, default=0.1), 1, 20, 2, 0.1, "queue") is None, "strictly below xi"
@@ -225,13 +251,18 @@ def test_distances_count_differing_weights_over_all_weights():
 # ---- the sweep grid, its units and its analysis -------------------------------------------------
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("xis", [0.0], "xis must be a number in the open interval"), ("xis", [], "xis: must be a non-empty list"),
-    ("windows", [0], "windows must be an integer >= 1"), ("windows", [2, 2], "windows: .* names a value twice"),
-    ("detectors", ["pairwise"], "detectors: unknown 'pairwise'; allowed: last_two, queue"),
-    ("starts", ["episode_0"], "starts: unknown 'episode_0'; allowed: after_exploration, episode_1"),
-    ("xis", 0.1, "xis: must be a non-empty list"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("xis", [0.0], "xis must be a number in the open interval"),
+        ("xis", [], "xis: must be a non-empty list"),
+        ("windows", [0], "windows must be an integer >= 1"),
+        ("windows", [2, 2], "windows: .* names a value twice"),
+        ("detectors", ["pairwise"], "detectors: unknown 'pairwise'; allowed: last_two, queue"),
+        ("starts", ["episode_0"], "starts: unknown 'episode_0'; allowed: after_exploration, episode_1"),
+        ("xis", 0.1, "xis: must be a non-empty list"),
+    ],
+)
 def test_bad_sweep_grids_are_refused_before_anything_runs(tmp_path, name, value, message):
     store = Store(tmp_path / "store")
     with pytest.raises(ValueError, match=message):
@@ -254,9 +285,21 @@ def test_the_summary_gives_each_settings_iqm_saving():
     rows = []
     for xi, shift, cost in ((0.1, 0.0, 0.5), (0.2, -50.0, 0.3), (0.05, 0.0, 1.0)):
         for seed, noise in enumerate(rng.normal(0, 1, 10)):
-            rows.append({"seed": seed, "P": 0.2, "xi": xi, "window": 1, "detector": "last_two", "start": "episode_1",
-                         "found": True, "prune_episode": 5, "test_return": 200 + shift + noise,
-                         "relative_env_steps": cost, "relative_updates": cost})  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "P": 0.2,
+                    "xi": xi,
+                    "window": 1,
+                    "detector": "last_two",
+                    "start": "episode_1",
+                    "found": True,
+                    "prune_episode": 5,
+                    "test_return": 200 + shift + noise,
+                    "relative_env_steps": cost,
+                    "relative_updates": cost,
+                }
+            )
     summary = analysis.eb_exploit_sweep_summary(pd.DataFrame(rows), baseline).set_index("xi")
     assert summary["saving"].to_dict() == pytest.approx({0.05: 0.0, 0.1: 0.5, 0.2: 0.7})
     assert summary.loc[0.2, "test_return"] == pytest.approx(150, abs=1.5)
@@ -272,25 +315,40 @@ def _sweep_table(costs: dict, drawn: dict, seeds: int = 10, fraction: float = 0.
     for (xi, window), cost in costs.items():
         for seed in range(seeds):
             episode = drawn[(xi, window)][seed]
-            rows.append({"seed": seed, "P": fraction, "xi": xi, "window": window, "detector": "last_two",
-                         "start": "episode_1", "found": episode >= 0, "prune_episode": episode,
-                         "test_return": 200.0 - seed % 2, "relative_env_steps": cost[seed],
-                         "relative_updates": cost[seed] + 0.01})  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "P": fraction,
+                    "xi": xi,
+                    "window": window,
+                    "detector": "last_two",
+                    "start": "episode_1",
+                    "found": episode >= 0,
+                    "prune_episode": episode,
+                    "test_return": 200.0 - seed % 2,
+                    "relative_env_steps": cost[seed],
+                    "relative_updates": cost[seed] + 0.01,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_settings_with_the_same_prune_schedule_are_one_hypothesis():
     rng = np.random.default_rng(0)
     same = list(rng.integers(5, 50, 10))
-    costs = {(0.1, 1): rng.uniform(0.5, 0.9, 10), (0.2, 1): rng.uniform(0.5, 0.9, 10),
-             (0.1, 2): rng.uniform(0.5, 0.9, 10)}  # fmt: skip
+    costs = {
+        (0.1, 1): rng.uniform(0.5, 0.9, 10),
+        (0.2, 1): rng.uniform(0.5, 0.9, 10),
+        (0.1, 2): rng.uniform(0.5, 0.9, 10),
+    }
     costs[(0.2, 1)] = costs[(0.1, 1)]  # the same tickets: the same costs
     drawn = {(0.1, 1): same, (0.2, 1): same, (0.1, 2): same[:-1] + [-1]}
     table = sweep.schedules(_sweep_table(costs, drawn))
     assert table.set_index(["xi", "window"])["schedule"].to_dict() == {(0.1, 1): 0, (0.1, 2): 1, (0.2, 1): 0}
     assert table.set_index(["xi", "window"])["merged"].to_dict() == {(0.1, 1): 2, (0.1, 2): 1, (0.2, 1): 2}
-    saved = sweep.savings(_sweep_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}),
-                          "CartPole-v0")
+    saved = sweep.savings(
+        _sweep_table(costs, drawn), pd.DataFrame({"seed": range(10), "test_return": [200.0] * 10}), "CartPole-v0"
+    )
     assert len(saved) == 2 and saved[["xi", "window", "merged"]].values.tolist() == [[0.1, 1, 2], [0.1, 2, 1]]
 
 
@@ -298,9 +356,11 @@ def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_
     from scipy import stats
 
     rng = np.random.default_rng(1)
-    costs = {(0.1, 1): 1 - rng.normal(0.2, 0.05, 10),  # saves 20%: clear
-             (0.2, 1): 1 - rng.normal(0.03, 0.1, 10),  # about nothing
-             (0.05, 1): 1 - rng.normal(0.05, 0.05, 10)}  # fmt: skip
+    costs = {
+        (0.1, 1): 1 - rng.normal(0.2, 0.05, 10),  # saves 20%: clear
+        (0.2, 1): 1 - rng.normal(0.03, 0.1, 10),  # about nothing
+        (0.05, 1): 1 - rng.normal(0.05, 0.05, 10),
+    }
     drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
     baseline = pd.DataFrame({"seed": range(10), "test_return": [200.0, 199.0] * 5})
     saved = sweep.savings(_sweep_table(costs, drawn), baseline, "CartPole-v0").set_index("xi")
@@ -316,8 +376,7 @@ def test_a_saving_is_the_paired_seed_mean_with_its_t_interval_and_holm_over_the_
         assert row["saving_updates"] == pytest.approx(saving.mean() - 0.01)
         assert row["return_difference"] == pytest.approx(0.0), "paired by seed with the unpruned return"
     ordered = sorted(raw, key=raw.get)
-    holm = {xi: min(1.0, max(raw[x] * (3 - i) for i, x in enumerate(ordered[: ordered.index(xi) + 1])))
-            for xi in raw}  # fmt: skip
+    holm = {xi: min(1.0, max(raw[x] * (3 - i) for i, x in enumerate(ordered[: ordered.index(xi) + 1]))) for xi in raw}
     assert saved["p_env_steps_holm"].to_dict() == pytest.approx(holm)
     assert saved.loc[0.1, "saves_env_steps"] and not saved.loc[0.2, "saves_env_steps"]
     assert (saved["p_env_steps_holm"] > saved["p_env_steps"]).any(), "adjusted: larger than the raw p-values"
@@ -334,8 +393,11 @@ def test_the_return_is_judged_by_criterion_1s_ni_test_paired_by_seed_with_holm_o
     unpruned = -100.0 + rng.normal(0, 5, 10) if worst else 180.0 + rng.normal(0, 5, 10)
     baseline = pd.DataFrame({"seed": range(10), "test_return": unpruned})
     margin = 0.05 * (unpruned.mean() - worst)
-    shifts = {0.1: rng.normal(0, 0.05 * margin, 10), 0.2: rng.normal(-4 * margin, 0.1 * margin, 10),
-              0.05: -0.5 * margin + 2 * margin * np.array([-1.0, 1.0] * 5)}  # fmt: skip
+    shifts = {
+        0.1: rng.normal(0, 0.05 * margin, 10),
+        0.2: rng.normal(-4 * margin, 0.1 * margin, 10),
+        0.05: -0.5 * margin + 2 * margin * np.array([-1.0, 1.0] * 5),
+    }
     costs = {(xi, 1): np.full(10, 0.9) for xi in shifts}
     drawn = {key: list(range(5 + i, 15 + i)) for i, key in enumerate(costs)}
     table = _sweep_table(costs, drawn)
@@ -352,8 +414,11 @@ def test_the_return_is_judged_by_criterion_1s_ni_test_paired_by_seed_with_holm_o
         holm = ebnb_holm(saved[column].to_numpy())
         assert saved[f"{column}_holm"].tolist() == pytest.approx(holm.tolist())
         assert (saved[f"{column}_holm"] >= saved[column]).all() and (saved[f"{column}_holm"] > saved[column]).any()
-    assert saved["return_state"].to_dict() == {0.1: analysis.SHOWN_NI, 0.2: analysis.SHOWN_WORSE,
-                                               0.05: analysis.NEITHER}  # fmt: skip
+    assert saved["return_state"].to_dict() == {
+        0.1: analysis.SHOWN_NI,
+        0.2: analysis.SHOWN_WORSE,
+        0.05: analysis.NEITHER,
+    }
 
 
 def test_a_schedule_that_never_prunes_returns_the_unpruned_return_and_is_shown_non_inferior():
@@ -366,10 +431,17 @@ def test_a_schedule_that_never_prunes_returns_the_unpruned_return_and_is_shown_n
 
 
 def test_hypotheses_are_the_top_k_distinct_schedules_per_p_that_save():
-    saved = pd.DataFrame({"P": [0.2] * 4 + [0.8] * 2, "xi": [0.02, 0.05, 0.1, 0.2, 0.02, 0.05], "window": 1,
-                          "detector": "queue", "start": "episode_1",
-                          "saving_env_steps": [0.1, 0.3, 0.2, 0.3, -0.1, 0.0],
-                          "saving_updates": [0.1, 0.2, 0.2, 0.25, -0.1, 0.0]})  # fmt: skip
+    saved = pd.DataFrame(
+        {
+            "P": [0.2] * 4 + [0.8] * 2,
+            "xi": [0.02, 0.05, 0.1, 0.2, 0.02, 0.05],
+            "window": 1,
+            "detector": "queue",
+            "start": "episode_1",
+            "saving_env_steps": [0.1, 0.3, 0.2, 0.3, -0.1, 0.0],
+            "saving_updates": [0.1, 0.2, 0.2, 0.25, -0.1, 0.0],
+        }
+    )
     assert sweep.hypotheses(saved, k=2) == [(0.2, 0.2, 1, "queue", "episode_1"), (0.2, 0.05, 1, "queue", "episode_1")]
     assert len(sweep.hypotheses(saved, k=3)) == 3, "P=0.8 saves nothing: no hypothesis there"
 
@@ -385,9 +457,14 @@ def test_the_published_sweep_merged_and_adjusted():
     g, published = experiments.grid("full"), experiments.published_results()
     with tempfile.TemporaryDirectory() as directory:
         store = Store(directory)
-        saved = {env: sweep.savings(experiments.eb_exploit_sweep(env, g, store, published),
-                                    experiments.baseline(env, g, store, published), env_id)
-                 for env, env_id in (("cartpole", "CartPole-v0"), ("acrobot", "Acrobot-v1"))}  # fmt: skip
+        saved = {
+            env: sweep.savings(
+                experiments.eb_exploit_sweep(env, g, store, published),
+                experiments.baseline(env, g, store, published),
+                env_id,
+            )
+            for env, env_id in (("cartpole", "CartPole-v0"), ("acrobot", "Acrobot-v1"))
+        }
     assert {env: len(table) for env, table in saved.items()} == {"cartpole": 87, "acrobot": 160}
     assert not any(table["saves_env_steps"].any() or table["saves_updates"].any() for table in saved.values())
     assert (saved["acrobot"]["p_env_steps"] < 0.05).sum() == 1
@@ -405,11 +482,16 @@ def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_
         monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
         step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
         record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
-        published.write(tmp_path / "results", {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
-                        {"grid": "tiny"}, record)  # fmt: skip
+        published.write(
+            tmp_path / "results",
+            {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
+            {"grid": "tiny"},
+            record,
+        )
         empty = Store(tmp_path / "empty")
-        again = experiments.eb_exploit_sweep("cartpole", made.g, empty, published.Published(tmp_path / "results"),
-                                             **SWEEP_GRID)  # fmt: skip
+        again = experiments.eb_exploit_sweep(
+            "cartpole", made.g, empty, published.Published(tmp_path / "results"), **SWEEP_GRID
+        )
     pd.testing.assert_frame_equal(again, made.results)
     assert not empty.root.exists()
     assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
@@ -464,12 +546,16 @@ def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, mo
     real = experiments.units.dqn_config
     monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
     found = made.results[made.results.found]
+
     def settings_of(rows):
         return list(dict.fromkeys((r.P, r.xi, r.window, r.detector, r.start) for r in rows.itertuples()))
 
     drawn = settings_of(found)[:2]
-    never = [s for s in settings_of(made.results.groupby(["P", *sweep.SETTING]).filter(lambda g: not g.found.any()))
-             if s not in drawn][:1]  # fmt: skip
+    never = [
+        s
+        for s in settings_of(made.results.groupby(["P", *sweep.SETTING]).filter(lambda g: not g.found.any()))
+        if s not in drawn
+    ][:1]
     chosen = drawn + never
     assert len(chosen) == 3
     assert experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen, compute=False) is None
@@ -477,9 +563,19 @@ def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, mo
     at = experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen)
     assert _files(made.store.root / "sweep_ticket") == tickets_before, "the whole sweep's tickets, shared"
     keys = ["P", *sweep.SETTING, "seed"]
-    expected = pd.concat([made.results[(made.results.P == p) & (made.results.xi == x) & (made.results.window == w)
-                                       & (made.results.detector == d) & (made.results.start == s)]
-                          for p, x, w, d, s in chosen])  # fmt: skip
-    pd.testing.assert_frame_equal(at.sort_values(keys).reset_index(drop=True),
-                                  expected.sort_values(keys).reset_index(drop=True))
+    expected = pd.concat(
+        [
+            made.results[
+                (made.results.P == p)
+                & (made.results.xi == x)
+                & (made.results.window == w)
+                & (made.results.detector == d)
+                & (made.results.start == s)
+            ]
+            for p, x, w, d, s in chosen
+        ]
+    )
+    pd.testing.assert_frame_equal(
+        at.sort_values(keys).reset_index(drop=True), expected.sort_values(keys).reset_index(drop=True)
+    )
     assert experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen, compute=False) is not None

@@ -19,16 +19,30 @@ def synthetic():
     far worse returns; (0.8, 90) returns worse by about the margin (10), noisy."""
     rng = np.random.default_rng(3)
     converged = np.r_[80.0, np.full(SEEDS - 1, 120.0)] + rng.normal(0, 1, SEEDS)
-    baseline = pd.DataFrame({"seed": range(SEEDS), "test_return": 200.0 + rng.normal(0, 1, SEEDS),
-                             "converged_episode": converged})  # fmt: skip
+    baseline = pd.DataFrame(
+        {"seed": range(SEEDS), "test_return": 200.0 + rng.normal(0, 1, SEEDS), "converged_episode": converged}
+    )
     winning, rows = [], []
     for fraction in (0.2, 0.8):
-        winning += [{"seed": s, "P": fraction, "test_return": 200.0 + rng.normal(0, 1), "length": 110.0 + rng.normal(0, 2)}
-                    for s in range(SEEDS)]  # fmt: skip
+        winning += [
+            {"seed": s, "P": fraction, "test_return": 200.0 + rng.normal(0, 1), "length": 110.0 + rng.normal(0, 2)}
+            for s in range(SEEDS)
+        ]
         for episode in (10, 90):
-            shift, spread = {(0.2, 10): (0, 1), (0.2, 90): (0, 1), (0.8, 10): (-60, 1), (0.8, 90): (-10, 20)}[fraction, episode]
-            rows += [{"seed": s, "P": fraction, "prune_episode": episode, "test_return": 200.0 + shift + rng.normal(0, spread),
-                      "length": 60.0 + rng.normal(0, 2), "converged": True} for s in range(SEEDS)]  # fmt: skip
+            shift, spread = {(0.2, 10): (0, 1), (0.2, 90): (0, 1), (0.8, 10): (-60, 1), (0.8, 90): (-10, 20)}[
+                fraction, episode
+            ]
+            rows += [
+                {
+                    "seed": s,
+                    "P": fraction,
+                    "prune_episode": episode,
+                    "test_return": 200.0 + shift + rng.normal(0, spread),
+                    "length": 60.0 + rng.normal(0, 2),
+                    "converged": True,
+                }
+                for s in range(SEEDS)
+            ]
     return pd.DataFrame(rows), baseline, pd.DataFrame(winning)
 
 
@@ -111,7 +125,9 @@ def test_the_criteria_table_carries_each_cells_tests_and_verdicts():
     verdicts = analysis.early_bird_verdicts(tickets, baseline, winning, "CartPole-v0")
     assert len(criteria) == 4
     assert (criteria[list(analysis.VERDICT_CRITERIA)] == verdicts[list(analysis.VERDICT_CRITERIA)]).all().all()
-    assert (criteria.seeds_earlier.astype(str) + "/" + criteria.seeds.astype(str)).tolist() == verdicts.seeds_earlier.tolist()
+    assert (
+        criteria.seeds_earlier.astype(str) + "/" + criteria.seeds.astype(str)
+    ).tolist() == verdicts.seeds_earlier.tolist()
     for row in table.itertuples():
         mine = criteria[(criteria.P == row.P) & (criteria.prune_episode == row.prune_episode)].iloc[0]
         for column in analysis.CELL_COLUMNS:
@@ -141,8 +157,14 @@ def test_verdict_lines_count_each_state_of_each_criterion():
 
 def test_eb_exploit_power_is_the_paired_detectable_difference_per_p():
     baseline = pd.DataFrame({"seed": range(4), "converged_episode": [100, 110, 120, 130]})
-    results = pd.DataFrame({"seed": list(range(4)) * 2, "P": [0.2] * 4 + [0.8] * 4, "search_length": [50] * 8,
-                            "finetune_length": [60, 50, 80, 70, 70, 80, 90, 100]})  # fmt: skip
+    results = pd.DataFrame(
+        {
+            "seed": list(range(4)) * 2,
+            "P": [0.2] * 4 + [0.8] * 4,
+            "search_length": [50] * 8,
+            "finetune_length": [60, 50, 80, 70, 70, 80, 90, 100],
+        }
+    )
     power = analysis.eb_exploit_power(results, baseline)
     assert power.P.tolist() == [0.2, 0.8] and power.seeds.tolist() == [4, 4]
     assert power.margin.tolist() == pytest.approx([11.5, 11.5])

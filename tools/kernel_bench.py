@@ -71,11 +71,11 @@ def bench(env: str, n_agents: int, calls: int, repeats: int, mask: float) -> tup
         for t, s in zip(state, saved):
             np.copyto(t, s)
 
-    learn = lambda: kernel.learn(*args, **kwargs)  # noqa: E731
+    learn = lambda: kernel.learn(*args, **kwargs)
     learn()  # compile
     update_us = _median_us(learn, calls, repeats, n_agents, reset)
     obs = args[6]["obs"][:, :1].copy()
-    act = lambda: kernel.greedy_actions(args[0], obs)  # noqa: E731
+    act = lambda: kernel.greedy_actions(args[0], obs)
     act()
     reset()
     return update_us, _median_us(act, calls, repeats, n_agents)
@@ -92,8 +92,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     for env in args.env:
         update_us, act_us = bench(env, args.agents, args.calls, args.repeats, args.mask)
-        print(f"{env:<9} K={args.agents}: update {update_us:7.1f} us per agent, "
-              f"greedy action {act_us:6.2f} us per agent")
+        print(
+            f"{env:<9} K={args.agents}: update {update_us:7.1f} us per agent, greedy action {act_us:6.2f} us per agent"
+        )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ def _patch(clock: Clock, undo: list) -> None:
         (StackedReplay, "slots", "replay"),
         (engine.Population, "_learn", "update (fused: forward, backward, Adam, mask)"),
         # the modules that test trained networks: ebnb.experiments' own (one file before it was a package)
-        *((module, "greedy_returns", TEST) for module in (experiments, *vars(experiments).values())
-          if isinstance(module, types.ModuleType) and hasattr(module, "greedy_returns")),
+        *(
+            (module, "greedy_returns", TEST)
+            for module in (experiments, *vars(experiments).values())
+            if isinstance(module, types.ModuleType) and hasattr(module, "greedy_returns")
+        ),
         (Store, "save", "store and checkpoint I/O"),
         (Store, "load", "store and checkpoint I/O"),
         (Checkpoint, "save", "store and checkpoint I/O"),
@@ -115,8 +118,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="acrobot")
     parser.add_argument("--step", default="finetune", help="retrain, winning tickets, finetune or eb_exploit")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="grid override, e.g. -p seeds=[0]")  # fmt: skip
+    parser.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="grid override, e.g. -p seeds=[0]"
+    )
     parser.add_argument("--population", type=int, help="most tickets training at once (default: the engine's)")
     args = parser.parse_args(argv)
     overrides = {}
@@ -126,8 +130,10 @@ def main(argv=None) -> None:
     parts, wall, cpu, agent_steps = profile(args.env, args.step, overrides, args.population)
     parts["idle (not on a CPU)"] = max(wall - cpu, 0.0)
     parts["other"] = wall - sum(parts.values())
-    print(f"{args.env} {args.step} {overrides}: {wall:.1f} s wall, {cpu:.1f} s CPU, {agent_steps:,} agent-steps, "
-          f"{agent_steps / wall:,.0f} agent-steps/s")  # fmt: skip
+    print(
+        f"{args.env} {args.step} {overrides}: {wall:.1f} s wall, {cpu:.1f} s CPU, {agent_steps:,} agent-steps, "
+        f"{agent_steps / wall:,.0f} agent-steps/s"
+    )
     for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
         print(f"  {name:<48} {seconds:8.1f} s {100 * seconds / wall:5.1f}%")
 

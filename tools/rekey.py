@@ -22,14 +22,18 @@ from ebnb.experiments import PROJECT
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, help="re-key this store instead of results/")
-    parser.add_argument("--results", type=Path, default=PROJECT / "results", help="the published set (default: results/)")
+    parser.add_argument(
+        "--results", type=Path, default=PROJECT / "results", help="the published set (default: results/)"
+    )
     args = parser.parse_args(argv)
     if args.store is None:
         changed = rekey.results(args.results)
         print(f"[rekey] {args.results}: " + (f"{len(changed)} files rewritten" if changed else "keyed already"))
         return 0
     report = rekey.store(args.store)
-    print(f"[rekey] {args.store}: {len(report['moved'])} results moved to their current keys, {len(report['kept'])} kept")
+    print(
+        f"[rekey] {args.store}: {len(report['moved'])} results moved to their current keys, {len(report['kept'])} kept"
+    )
     for line in report["kept"]:
         print(f"  kept {line}")
     return 1 if report["kept"] else 0

@@ -21,29 +21,39 @@ def dense_step(env: str, g: Grid) -> Step:
     return Step("dense runs", "dense", tuple(dense_units(env, g)), compute_dense)
 
 
-def dense_runs(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False,
-               parts: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
+def dense_runs(
+    env: str,
+    g: Grid,
+    store: Store,
+    published: Published | None = None,
+    progress: bool = False,
+    parts: tuple[str, ...] | None = None,
+) -> list[dict]:
     """The shared dense runs of `g.seeds` as `step.published_view` gives them (`parts` of it;
     trained together where neither the store nor `published` holds them)."""
     return step_results(store, dense_step(env, g), published, progress, parts)
 
 
-def training_curves(env: str, g: Grid, store: Store, published: Published | None = None,
-                    progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def training_curves(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Per-episode log of the dense runs: seed, episode, return, length, epsilon."""
     runs = dense_runs(env, g, store, published, progress, ("episodes",))
     return pd.concat([r["episodes"].assign(seed=s) for s, r in zip(g.seeds, runs)], ignore_index=True)
 
 
-def baseline(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
+def baseline(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Unpruned baseline per seed: converged (bool), converged_episode (its training length;
     the episode cap where it never converged) and test_return (mean greedy return)."""
     runs = dense_runs(env, g, store, published, progress, ("baseline",))
     return pd.concat([r["baseline"] for r in runs], ignore_index=True)
 
 
-def mask_similarity(env: str, g: Grid, store: Store, published: Published | None = None,
-                    progress: bool = False) -> dict[float, pd.DataFrame]:  # fmt: skip
+def mask_similarity(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> dict[float, pd.DataFrame]:
     """Experiment 1: per P, the seeds' mean similarity (1 - Hamming) between masks drawn at
     episodes 0, mask_every, ...; a square DataFrame indexed by episode on both axes."""
     from scipy.spatial.distance import squareform
@@ -57,8 +67,9 @@ def mask_similarity(env: str, g: Grid, store: Store, published: Published | None
     return out
 
 
-def input_survival(env: str, g: Grid, store: Store, published: Published | None = None,
-                   progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def input_survival(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Per seed, P, mask episode and input feature: the share of that input's outgoing
     first-layer weights that the dense run's L1 mask keeps (the masks of experiment 1).
     Columns: seed, P, episode, feature (`envs.observation_names`), kept."""
@@ -72,10 +83,17 @@ def input_survival(env: str, g: Grid, store: Store, published: Published | None 
         for fraction in g.fractions:
             kept = view[f"P{fraction}"]
             names = observation_names(gym_id, kept.shape[1])
-            rows.append(pd.DataFrame({
-                "seed": seed, "P": fraction, "episode": np.repeat(view["episodes"], kept.shape[1]),
-                "feature": np.tile(names, len(kept)), "kept": kept.reshape(-1),
-            }))  # fmt: skip
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "P": fraction,
+                        "episode": np.repeat(view["episodes"], kept.shape[1]),
+                        "feature": np.tile(names, len(kept)),
+                        "kept": kept.reshape(-1),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -93,8 +111,9 @@ def layer_kept(survival: np.ndarray, hidden: int, n_weights: int, fraction: floa
     return np.stack([kept_first / sizes[0], kept_rest / sizes[1]], axis=1), sizes
 
 
-def mask_agreement(env: str, g: Grid, store: Store, published: Published | None = None,
-                   progress: bool = False) -> dict[float, dict[str, np.ndarray]]:  # fmt: skip
+def mask_agreement(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> dict[float, dict[str, np.ndarray]]:
     """Experiment 1 per seed, with the agreement chance alone gives: per P, "episodes" of the
     masks, and per seed [seeds, T, T] "similarity" (1 - Hamming, as `mask_similarity`) and
     "chance", the share two independent masks with the two masks' per-layer densities
@@ -111,6 +130,9 @@ def mask_agreement(env: str, g: Grid, store: Store, published: Published | None 
             similarity.append(masks.similarity_from_counts(squareform(counts[f"P{fraction}"]), n_weights))
             kept, sizes = layer_kept(run["input_survival"][f"P{fraction}"], hidden, n_weights, fraction)
             chance.append(masks.chance_agreement(kept[:, None, :], kept[None, :, :], sizes))
-        out[fraction] = {"episodes": runs[0]["disagreements"]["episodes"], "similarity": np.stack(similarity),
-                         "chance": np.stack(chance)}  # fmt: skip
+        out[fraction] = {
+            "episodes": runs[0]["disagreements"]["episodes"],
+            "similarity": np.stack(similarity),
+            "chance": np.stack(chance),
+        }
     return out

@@ -26,11 +26,15 @@ def compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, p
     n_masks = first.episodes // first.mask_every + 1
     snapshot_at = set(first.snapshot_episodes)
     agents = [fresh_agent(cfg, u.seed) for u in units]
-    job = saved["job"] if saved else {
-        "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
-        "snapshots": {i: {"theta0": agents[i]} for i in range(len(units))},
-        "units": units,
-    }  # fmt: skip
+    job = (
+        saved["job"]
+        if saved
+        else {
+            "drawn": {i: {p: [] for p in first.fractions} for i in range(len(units))},
+            "snapshots": {i: {"theta0": agents[i]} for i in range(len(units))},
+            "units": units,
+        }
+    )
     drawn: dict[int, dict[float, list]] = job["drawn"]
     snapshots: dict[int, dict[str, AgentState]] = job["snapshots"]
     draw = functools.partial(draw_masks, drawn, first.fractions)
@@ -54,8 +58,9 @@ def compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, p
     if saved:
         population = Population.restore(saved["population"], callback=on_episode_end, progress=progress)
     else:
-        population = Population(cfg, agents, early_stop=False, max_episodes=first.episodes,
-                                callback=on_episode_end, progress=progress)  # fmt: skip
+        population = Population(
+            cfg, agents, early_stop=False, max_episodes=first.episodes, callback=on_episode_end, progress=progress
+        )
     result = checkpoint.run(population, "train", job)
     converged_at = result.agents["converged_episode"].to_numpy()
     baseline_states = [snapshots[i].get("converged", snapshots[i]["last"]) for i in range(len(units))]
@@ -63,11 +68,14 @@ def compute_dense(store: Store, units: list[DenseRun], checkpoint: Checkpoint, p
     for i, unit in enumerate(units):
         log = result.episodes[result.episodes.agent == i].drop(columns="agent").reset_index(drop=True)
         never = converged_at[i] < 0
-        baseline = pd.DataFrame({
-            "seed": [unit.seed], "converged": [not never],
-            "converged_episode": [int(first.episodes if never else converged_at[i])],
-            "test_return": [float(tests[i].mean())],
-        })  # fmt: skip
+        baseline = pd.DataFrame(
+            {
+                "seed": [unit.seed],
+                "converged": [not never],
+                "converged_episode": [int(first.episodes if never else converged_at[i])],
+                "test_return": [float(tests[i].mean())],
+            }
+        )
         states = {}
         for name, state in snapshots[i].items():
             if name != "last":

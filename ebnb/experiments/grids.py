@@ -45,11 +45,14 @@ class Grid:
         check_positive_int("mask_every", self.mask_every)
         for episode in self.prune_episodes:
             if isinstance(episode, bool) or not isinstance(episode, int) or not 1 <= episode <= self.episodes:
-                raise ValueError(f"prune_episodes: each must be an integer in [1, episodes={self.episodes}], got {episode!r}")
+                raise ValueError(
+                    f"prune_episodes: each must be an integer in [1, episodes={self.episodes}], got {episode!r}"
+                )
         for episode in self.control_episodes:
             if episode not in self.prune_episodes:
-                raise ValueError(f"control_episodes: each must be one of prune_episodes {list(self.prune_episodes)}, "
-                                 f"got {episode!r}")  # fmt: skip
+                raise ValueError(
+                    f"control_episodes: each must be one of prune_episodes {list(self.prune_episodes)}, got {episode!r}"
+                )
         for fraction in self.sparse_fractions:
             check_fraction("sparse_fractions", fraction)
             if fraction in self.fractions:
@@ -68,8 +71,15 @@ def check_grid(g) -> Grid:
 
 PROFILES = {
     "full": Grid(),
-    "quick": Grid(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(2, 6), episodes=10, test_episodes=5,
-                  control_episodes=(6,), sparse_fractions=(0.95,)),
+    "quick": Grid(
+        seeds=(0, 1),
+        fractions=(0.2, 0.8),
+        prune_episodes=(2, 6),
+        episodes=10,
+        test_episodes=5,
+        control_episodes=(6,),
+        sparse_fractions=(0.95,),
+    ),
     "full15": Grid(seeds=tuple(range(15))),  # the thesis grid with 15 seeds (as Vischer et al. 2022); 0-9 shared
     "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
     # fresh seeds for the sweep's hypotheses only (`exploit_sweep.eb_exploit_sweep_at`, notebook 06's compute_fresh)
@@ -99,6 +109,7 @@ def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]
 def run_name(profile: str, g: Grid, **eb_exploit) -> str:
     """Name of a run's outputs folder: the profile, then each setting (of the grid, EB Exploit
     and its sweep) that differs from it, e.g. ``full``, ``quick``, ``full-seeds=0_1-xi=0.05``."""
+
     def text(value):
         return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -125,7 +136,7 @@ def grid(profile: str = "quick", **overrides) -> Grid:
     names = {f.name for f in fields(Grid)}
     unknown = set(overrides) - names
     if unknown:
-        raise ValueError(f"{sorted(unknown)[0]}: not a grid parameter; allowed: {', '.join(sorted(names))}")
+        raise ValueError(f"{min(unknown)}: not a grid parameter; allowed: {', '.join(sorted(names))}")
     base = PROFILES[profile]
     as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
     if isinstance(as_tuple.get("prune_episodes"), tuple) and "control_episodes" not in as_tuple:

@@ -52,8 +52,9 @@ def published_results(root: str | Path | None = None) -> Published | None:
         return Published(root or default_published())
     except FileNotFoundError:
         if root is None:
-            raise ValueError(f"{shown(default_published())}/ is missing: no published results; "
-                             f"{published.RESTORE}") from None  # fmt: skip
+            raise ValueError(
+                f"{shown(default_published())}/ is missing: no published results; {published.RESTORE}"
+            ) from None
         return None
 
 

@@ -16,29 +16,43 @@ from ebnb.published import Published
 from ebnb.store import Store
 
 
-def steps(env: str, g: Grid, xi: float = EB_EXPLOIT_DEFAULTS["xi"], window: int = EB_EXPLOIT_DEFAULTS["window"],
-          rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"], population: int = POPULATION,
-          **sweep_grid) -> dict[str, Step]:  # fmt: skip
+def steps(
+    env: str,
+    g: Grid,
+    xi: float = EB_EXPLOIT_DEFAULTS["xi"],
+    window: int = EB_EXPLOIT_DEFAULTS["window"],
+    rewind: bool = EB_EXPLOIT_DEFAULTS["rewind"],
+    population: int = POPULATION,
+    **sweep_grid,
+) -> dict[str, Step]:
     """The protocol steps for one env and grid that have units, by name, in an order that
     respects `needs` (EB Exploit with the given parameters, its sweep over `sweep_grid`:
     `ebnb.sweep.grid`'s xis, windows, detectors, starts; at most `population` tickets training
     at once in a shard, which changes no result)."""
     check_grid(g)
     tickets = functools.partial(compute_tickets, population=check_positive_int("population", population))
-    return {step.name: step for step in (
-        dense_step(env, g),
-        *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "finetune")),
-        eb_exploit_step(env, g, xi, window, rewind),
-        *(ticket_step(env, g, name, tickets)
-          for name in ("sparse retrain", "sparse finetune", "retrain controls", "finetune controls")),
-        sweep_step(env, g, sweep_grid, tickets),
-    ) if step.units}  # fmt: skip
+    return {
+        step.name: step
+        for step in (
+            dense_step(env, g),
+            *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "finetune")),
+            eb_exploit_step(env, g, xi, window, rewind),
+            *(
+                ticket_step(env, g, name, tickets)
+                for name in ("sparse retrain", "sparse finetune", "retrain controls", "finetune controls")
+            ),
+            sweep_step(env, g, sweep_grid, tickets),
+        )
+        if step.units
+    }
 
 
 def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:
     """Per protocol step: (units stored, units in the grid); EB Exploit at its defaults."""
-    return {name: (sum(store.exists(step.kind, u) for u in step.units), len(step.units))
-            for name, step in steps(env, g).items()}  # fmt: skip
+    return {
+        name: (sum(store.exists(step.kind, u) for u in step.units), len(step.units))
+        for name, step in steps(env, g).items()
+    }
 
 
 def held(env: str, profile: str, store: Store, published: Published | None, names: tuple[str, ...]) -> Grid | None:

@@ -20,7 +20,7 @@ def state_arrays(prefix: str, state: AgentState) -> dict[str, np.ndarray]:
 def state_from(arrays: dict, prefix: str) -> AgentState:
     """The agent state `state_arrays` stored under `prefix` in `arrays`."""
     head = prefix + "."
-    return AgentState.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)})
+    return AgentState.from_arrays({k[len(head) :]: v for k, v in arrays.items() if k.startswith(head)})
 
 
 def state_sha256(state: AgentState) -> str:

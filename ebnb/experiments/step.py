@@ -19,7 +19,6 @@ from ebnb.experiments.units import dense_inputs, env_id, longest_first
 from ebnb.published import Published
 from ebnb.store import Store
 
-
 SHARD_SIZE = 512  # in-process default: a whole step of the thesis grid in one population
 
 
@@ -107,7 +106,9 @@ def narrowed(step: str, unit, view: dict) -> dict | None:
             if name in ("disagreements", "input_survival"):
                 if not all(key in part for key in keys):
                     return None
-                part = {key: array for key, array in part.items() if not key.startswith("P")} | {k: part[k] for k in keys}
+                part = {key: array for key, array in part.items() if not key.startswith("P")} | {
+                    k: part[k] for k in keys
+                }
             out[name] = part
         return out
     if step == "eb_exploit sweep":
@@ -152,8 +153,12 @@ def _input_survival(result: dict) -> dict[str, np.ndarray]:
     return out
 
 
-_DENSE_VIEW = {"episodes": lambda r: r["episodes"], "baseline": lambda r: r["baseline"], "disagreements": _disagreements,
-               "input_survival": _input_survival}  # fmt: skip
+_DENSE_VIEW = {
+    "episodes": lambda r: r["episodes"],
+    "baseline": lambda r: r["baseline"],
+    "disagreements": _disagreements,
+    "input_survival": _input_survival,
+}
 
 
 def _sources(store: Store, step: Step, published: Published | None) -> tuple[list, dict]:
@@ -164,8 +169,9 @@ def _sources(store: Store, step: Step, published: Published | None) -> tuple[lis
     return missing, {u: parts for u, parts in found.items() if parts is not None}
 
 
-def step_results(store: Store, step: Step, published: Published | None, progress: bool,
-                 parts: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
+def step_results(
+    store: Store, step: Step, published: Published | None, progress: bool, parts: tuple[str, ...] | None = None
+) -> list[dict]:
     """`published_view` of each of `step`'s units (`parts` of it), in order: from the store,
     else from `published` (by config hash), else computed and stored. With `progress`, says
     where they came from."""
@@ -173,8 +179,11 @@ def step_results(store: Store, step: Step, published: Published | None, progress
     _compute_missing(store, step, [u for u in missing if u not in found], progress)
     if progress:
         source = f"loaded {{}} units from {shown(published.root)}/ (made by {published.made_by})" if found else ""
-        counts = {"loaded {} units from the store": len(step.units) - len(missing), source: len(found),
-                  "computed {} units": len(missing) - len(found)}  # fmt: skip
+        counts = {
+            "loaded {} units from the store": len(step.units) - len(missing),
+            source: len(found),
+            "computed {} units": len(missing) - len(found),
+        }
         print(f"{step.name}: " + ", ".join(text.format(n) for text, n in counts.items() if n), flush=True)
     return list(_gather(store, step, found, parts).values())
 
@@ -185,8 +194,10 @@ def collect(store: Store, step: Step, published: Published | None, parts: tuple[
     missing, found = _sources(store, step, published)
     lacking = len(missing) - len(found)
     if lacking:
-        raise ValueError(f"{step.name}: {lacking} of {len(step.units)} units are neither in the store {store.root} nor "
-                         "published; compute them first (pipeline.py compute)")  # fmt: skip
+        raise ValueError(
+            f"{step.name}: {lacking} of {len(step.units)} units are neither in the store {store.root} nor "
+            "published; compute them first (pipeline.py compute)"
+        )
     return _gather(store, step, found, parts)
 
 
@@ -194,9 +205,12 @@ def _gather(store: Store, step: Step, found: dict, parts: tuple[str, ...] | None
     """{unit: `published_view`} of `step`'s units: those in `found` (published parts) from
     there, every other one loaded from the store."""
     chosen = {u: {p: found[u][p] for p in parts or found[u]} for u in found}
-    return {u: chosen[u] if u in chosen else narrowed(step.name, u, published_view(step.name, store.load(step.kind, u),
-                                                                                    parts))
-            for u in step.units}  # fmt: skip
+    return {
+        u: chosen[u]
+        if u in chosen
+        else narrowed(step.name, u, published_view(step.name, store.load(step.kind, u), parts))
+        for u in step.units
+    }
 
 
 def available(store: Store, wanted: list[Step], published: Published | None) -> bool:

@@ -22,7 +22,6 @@ from ebnb.population import Population
 from ebnb.published import Published
 from ebnb.store import Store
 
-
 POPULATION = 64  # most tickets training at once in one shard: throughput against a straggler's latency
 
 
@@ -40,8 +39,9 @@ def ticket_start(unit: TicketRun | ControlRun | SweepTicket, dense_state: AgentS
     return start.pruned(mask)
 
 
-def compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save,
-                    population: int = POPULATION) -> None:  # fmt: skip
+def compute_tickets(
+    store: Store, units: list[TicketRun], checkpoint: Checkpoint, progress: bool, save, population: int = POPULATION
+) -> None:
     """Tickets, their controls or sweep tickets with continuous batching: at most `population`
     train at once; the moment one stops it is tested and saved, and the next unit takes its
     place."""
@@ -62,11 +62,15 @@ def compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint
         return ticket_start(unit, dense_state(unit.dense, unit.prune_episode))
 
     def save_and_refill(p: Population) -> None:
-        stopped = p.retired[job["saved"]:]  # agent ids are unit indices: units enter in order
+        stopped = p.retired[job["saved"] :]  # agent ids are unit indices: units enter in order
         if stopped:
             outcomes = [p.outcome(agent) for agent in stopped]
-            tests = greedy_returns(cfg, [final.params for final, _, _ in outcomes], [units[a].dense.seed for a in stopped],
-                                   first.test_episodes)  # fmt: skip
+            tests = greedy_returns(
+                cfg,
+                [final.params for final, _, _ in outcomes],
+                [units[a].dense.seed for a in stopped],
+                first.test_episodes,
+            )
             for agent, (final, reason, episodes_run), test in zip(stopped, outcomes, tests):
                 unit = units[agent]
                 prune_episode = unit.prune_episode
@@ -74,12 +78,23 @@ def compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint
                     prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
                 continued = isinstance(unit, TicketRun) and unit.mode == "finetune"
                 before = dense_state(unit.dense, unit.prune_episode) if continued else None
-                save(unit, {"result": pd.DataFrame({
-                    "seed": [unit.dense.seed], "P": [unit.fraction], "prune_episode": [prune_episode],
-                    **_extra_columns(unit, final, before), "length": [episodes_run],
-                    "converged": [reason == "early_stop"],
-                    "test_return": [float(test.mean())], "state_sha256": [state_sha256(final)],
-                })})  # fmt: skip
+                save(
+                    unit,
+                    {
+                        "result": pd.DataFrame(
+                            {
+                                "seed": [unit.dense.seed],
+                                "P": [unit.fraction],
+                                "prune_episode": [prune_episode],
+                                **_extra_columns(unit, final, before),
+                                "length": [episodes_run],
+                                "converged": [reason == "early_stop"],
+                                "test_return": [float(test.mean())],
+                                "state_sha256": [state_sha256(final)],
+                            }
+                        )
+                    },
+                )
                 p.release(agent)
             job["saved"] += len(stopped)
         waiting = units[job["admitted"] : job["admitted"] + population - p.live]
@@ -90,8 +105,13 @@ def compute_tickets(store: Store, units: list[TicketRun], checkpoint: Checkpoint
     if saved:
         pool = Population.restore(saved["population"], progress=progress)
     else:
-        pool = Population(cfg, [start_state(u) for u in units[: job["admitted"]]], early_stop=True,
-                          max_episodes=first.episodes, progress=progress)  # fmt: skip
+        pool = Population(
+            cfg,
+            [start_state(u) for u in units[: job["admitted"]]],
+            early_stop=True,
+            max_episodes=first.episodes,
+            progress=progress,
+        )
     checkpoint.run(pool, "train", job, tick=save_and_refill)
 
 
@@ -104,8 +124,10 @@ def _extra_columns(unit, final: AgentState, before: AgentState | None) -> dict[s
         return {"control": [unit.control]}
     if isinstance(unit, SweepTicket):
         return {"env_steps": [final.transitions], "updates": [final.updates]}
-    return {"post_prune_env_steps": [final.transitions - (before.transitions if before else 0)],
-            "post_prune_updates": [final.updates - (before.updates if before else 0)]}  # fmt: skip
+    return {
+        "post_prune_env_steps": [final.transitions - (before.transitions if before else 0)],
+        "post_prune_updates": [final.updates - (before.updates if before else 0)],
+    }
 
 
 def dense_state_at(cfg: DQNConfig, snapshots: dict, episode: int) -> AgentState:
@@ -128,13 +150,17 @@ _TICKET_STEPS = {
     "winning tickets": ("ticket", lambda env, g: ticket_units(env, g, "retrain", (CONVERGED,))),
     "finetune": ("ticket", lambda env, g: ticket_units(env, g, "finetune", g.prune_episodes)),
     # beyond the thesis (notebook 05): sparser P, at the control episodes
-    "sparse retrain": ("ticket",
-                       lambda env, g: ticket_units(env, g, "retrain", g.control_episodes, g.sparse_fractions)),
-    "sparse finetune": ("ticket",
-                        lambda env, g: ticket_units(env, g, "finetune", g.control_episodes, g.sparse_fractions)),
+    "sparse retrain": (
+        "ticket",
+        lambda env, g: ticket_units(env, g, "retrain", g.control_episodes, g.sparse_fractions),
+    ),
+    "sparse finetune": (
+        "ticket",
+        lambda env, g: ticket_units(env, g, "finetune", g.control_episodes, g.sparse_fractions),
+    ),
     "retrain controls": ("control", lambda env, g: control_units(env, g, "retrain")),
     "finetune controls": ("control", lambda env, g: control_units(env, g, "finetune")),
-}  # fmt: skip
+}
 
 
 def ticket_step(env: str, g: Grid, name: str, compute: Callable = compute_tickets) -> Step:
@@ -149,7 +175,9 @@ def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | 
     return pd.concat([r["result"] for r in results], ignore_index=True)
 
 
-def retrain(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
+def retrain(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Experiment 2: mask from theta_e, retrain m * theta_0 with a fresh agent state.
     Columns: seed, P, prune_episode, post_prune_env_steps and post_prune_updates (made after
     pruning; absent from results published before they were recorded), length (episodes to
@@ -158,21 +186,25 @@ def retrain(env: str, g: Grid, store: Store, published: Published | None = None,
     return _tickets(env, g, store, "retrain", published, progress)
 
 
-def winning_tickets(env: str, g: Grid, store: Store, published: Published | None = None,
-                    progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def winning_tickets(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """One-shot magnitude pruning at convergence, retrained (columns as `retrain`;
     prune_episode is the dense run's convergence episode)."""
     return _tickets(env, g, store, "winning tickets", published, progress)
 
 
-def finetune(env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False) -> pd.DataFrame:
+def finetune(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
     Adam state; length counts from pruning (columns as `retrain`)."""
     return _tickets(env, g, store, "finetune", published, progress)
 
 
-def controlled_tickets(env: str, g: Grid, store: Store, published: Published | None = None,
-                       progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def controlled_tickets(
+    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
+) -> pd.DataFrame:
     """Every ticket of `g.control_episodes` at P in `g.fractions + g.sparse_fractions`, and
     its controls, as one table: the columns of `retrain` plus mode ("retrain" | "finetune")
     and control ("l1" for the ticket itself, else an `ebnb.controls.CONTROLS` name)."""
@@ -181,7 +213,9 @@ def controlled_tickets(env: str, g: Grid, store: Store, published: Published | N
         l1 = _tickets(env, g, store, mode, published, progress)
         tables.append(l1[l1.prune_episode.isin(g.control_episodes)].assign(mode=mode, control="l1"))
         if g.sparse_fractions:
-            tables.append(_tickets(env, g, store, f"sparse {mode}", published, progress).assign(mode=mode, control="l1"))
+            tables.append(
+                _tickets(env, g, store, f"sparse {mode}", published, progress).assign(mode=mode, control="l1")
+            )
         if any(mode in controls.CONTROLS[c] for c in g.controls):
             tables.append(_tickets(env, g, store, f"{mode} controls", published, progress).assign(mode=mode))
     columns = ["mode", "control", "seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]

@@ -146,15 +146,23 @@ def dense_units(env: str, g: Grid) -> list[DenseRun]:
     """The dense run of each seed of `g` (the DQN configuration: `ebnb.config.dqn_config`)."""
     check_grid(g)
     cfg = dqn_config(env, max_episodes=g.episodes)
-    return [DenseRun(cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every,
-                     g.test_episodes) for seed in g.seeds]  # fmt: skip
+    return [
+        DenseRun(
+            cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every, g.test_episodes
+        )
+        for seed in g.seeds
+    ]
 
 
 def ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -> list[TicketRun]:
     """The tickets of `mode` of each dense run of `g`, P of `fractions` (default `g.fractions`)
     and episode of `prune_episodes`."""
-    return [TicketRun(d, p, e, mode) for d in dense_units(env, g) for p in (g.fractions if fractions is None else fractions)
-            for e in prune_episodes]  # fmt: skip
+    return [
+        TicketRun(d, p, e, mode)
+        for d in dense_units(env, g)
+        for p in (g.fractions if fractions is None else fractions)
+        for e in prune_episodes
+    ]
 
 
 def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
@@ -169,8 +177,11 @@ def eb_exploit_units(env: str, g: Grid, xi: float, window: int, rewind: bool) ->
     check_grid(g)
     check_eb_exploit(xi, window, rewind)
     cfg = dqn_config(env, max_episodes=g.episodes)
-    return [EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
-            for s in g.seeds for p in g.fractions]  # fmt: skip
+    return [
+        EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
+        for s in g.seeds
+        for p in g.fractions
+    ]
 
 
 def sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:

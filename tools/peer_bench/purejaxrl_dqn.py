@@ -28,10 +28,28 @@ import optax
 
 # the thesis' hyperparameters (ebnb.config.CARTPOLE / ACROBOT)
 THESIS = {
-    "cartpole": dict(env="CartPole-v1", hidden=(128, 128), lr=0.0025, batch=32, buffer=1000, learning_starts=200,
-                     train_freq=4, eps_decay=0.95, eps_per="episode"),
-    "acrobot": dict(env="Acrobot-v1", hidden=(128,), lr=0.001, batch=64, buffer=2000, learning_starts=1000,
-                    train_freq=1, eps_decay=0.999, eps_per="step"),
+    "cartpole": dict(
+        env="CartPole-v1",
+        hidden=(128, 128),
+        lr=0.0025,
+        batch=32,
+        buffer=1000,
+        learning_starts=200,
+        train_freq=4,
+        eps_decay=0.95,
+        eps_per="episode",
+    ),
+    "acrobot": dict(
+        env="Acrobot-v1",
+        hidden=(128,),
+        lr=0.001,
+        batch=64,
+        buffer=2000,
+        learning_starts=1000,
+        train_freq=1,
+        eps_decay=0.999,
+        eps_per="step",
+    ),
 }
 GAMMA, EPS_FLOOR = 0.99, 0.01
 
@@ -62,8 +80,13 @@ def make_train(h: dict, steps: int):
     n_actions = env.action_space(params).n
     net = MLP(h["hidden"], n_actions)
     tx = optax.adam(h["lr"])
-    buffer = fbx.make_flat_buffer(max_length=h["buffer"], min_length=h["batch"], sample_batch_size=h["batch"],
-                                  add_sequences=False, add_batch_size=None)
+    buffer = fbx.make_flat_buffer(
+        max_length=h["buffer"],
+        min_length=h["batch"],
+        sample_batch_size=h["batch"],
+        add_sequences=False,
+        add_batch_size=None,
+    )
 
     def train(key):
         key, k_env, k_net = jax.random.split(key, 3)
@@ -94,11 +117,19 @@ def make_train(h: dict, steps: int):
             action = jnp.where(jax.random.uniform(k_coin) < eps, jax.random.randint(k_act, (), 0, n_actions), greedy)
             next_obs, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
             done = terminated | truncated  # a time limit is not terminal (as ebnb's default): store `terminated`
-            memory = buffer.add(memory, Transition(obs=obs, action=action.astype(jnp.int32), reward=reward.astype(jnp.float32),
-                                                   done=terminated.astype(jnp.float32)))
+            memory = buffer.add(
+                memory,
+                Transition(
+                    obs=obs,
+                    action=action.astype(jnp.int32),
+                    reward=reward.astype(jnp.float32),
+                    done=terminated.astype(jnp.float32),
+                ),
+            )
             due = (t + 1 >= h["learning_starts"]) & ((t + 1) % h["train_freq"] == 0)
-            online, opt = jax.lax.cond(due, learn, lambda o, tg, op, m, k: (o, op), online, target, opt, memory,
-                                       k_learn)
+            online, opt = jax.lax.cond(
+                due, learn, lambda o, tg, op, m, k: (o, op), online, target, opt, memory, k_learn
+            )
             target = jax.lax.cond(done, lambda: online, lambda: target)  # ebnb copies at episode ends
             decay = (h["eps_per"] == "step") | done
             eps = jnp.where(decay, jnp.maximum(eps * h["eps_decay"], EPS_FLOOR), eps)
@@ -125,8 +156,18 @@ def main(argv=None) -> None:
         jax.block_until_ready(run(jax.random.split(jax.random.PRNGKey(0), k)))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         made = k * args.steps
-        print(json.dumps({"env": h["env"], "agents": k, "peer": "purejaxrl-style", "agent_steps_per_s": round(made / wall, 1),
-                          "agent_steps_per_cpu_s": round(made / cpu, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "env": h["env"],
+                    "agents": k,
+                    "peer": "purejaxrl-style",
+                    "agent_steps_per_s": round(made / wall, 1),
+                    "agent_steps_per_cpu_s": round(made / cpu, 1),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
