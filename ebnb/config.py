@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ebnb.envs import resolve_env_id
-from ebnb.store import UNLESS_DEFAULT
+from ebnb.identity import kind
 
 SEED_LIMIT = 2**63  # seeds enter the random streams as int64 (`ebnb.rng`)
 
@@ -74,6 +74,7 @@ def check_fraction(name: str, value) -> float:
     return float(value)
 
 
+@kind("dqn")
 @dataclass(frozen=True)
 class DQNConfig:
     """Everything that defines how one DQN agent learns (thesis appendices A and B)."""
@@ -99,9 +100,9 @@ class DQNConfig:
     # identity: the two round differently, so the store never mixes their results.
     arithmetic: Literal["fused", "torch"] = "fused"
     # Where the agents train: "cpu", or "cuda" (torch arithmetic only). Part of a result's identity
-    # unless "cpu" (docs/exactness.md, "CUDA"): CUDA rounds differently again, and results stored
-    # before the field existed keep their keys.
-    device: Literal["cpu", "cuda"] = dataclasses.field(default="cpu", metadata=UNLESS_DEFAULT)
+    # unless "cpu", its default (docs/exactness.md, "CUDA"): CUDA rounds differently again, and
+    # results stored before the field existed keep their keys (`ebnb.identity` leaves defaults out).
+    device: Literal["cpu", "cuda"] = "cpu"
 
     def __post_init__(self):
         if not isinstance(self.hidden, tuple) or not self.hidden:

@@ -335,7 +335,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     results: dict = {}
     new: dict[str, int] = {}  # profile: units the store holds that the published results lack or hold otherwise
     grid_json = {
-        "grid": json.loads(config_json(experiments.grid("full"))),
+        "grid": _grid_json(experiments.grid("full")),
         "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
         "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
     }
@@ -365,7 +365,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                 )
             new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
             owned = owned | {(s.name, u) for s in steps for u in s.units}
-        grid_json[profile] = json.loads(config_json(experiments.grid(profile)))
+        grid_json[profile] = _grid_json(experiments.grid(profile))
     new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
     figures = {
@@ -410,6 +410,17 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     return targets, manifest, results, said
 
 
+def _grid_json(g) -> dict:
+    """A published grid as the manifest describes it: its whole config, less `dqn` while it
+    overrides nothing (so a manifest reads the same as before the field existed)."""
+    from ebnb.store import config_json
+
+    described = json.loads(config_json(g))
+    if not g.dqn:
+        del described["dqn"]
+    return described
+
+
 def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
     """Add every unit of `steps` (from the store, else `current`) to `results` ({env id:
     {step: {unit: view}}}, a unit listed once); return how many of those not in `owned` the
@@ -424,7 +435,8 @@ def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
             raise PublishError(f"publish: {experiments.env_id(step.units[0])} {error}") from None
         stored = [u for u in step.units if (step.name, u) not in owned and cache.exists(step.kind, u)]
         held = current.parts(experiments.env_id(step.units[0]), step.name, stored) if current and stored else {}
-        count += sum(u not in held or not _same(views[u], held[u]) for u in stored)
+        held = {u: experiments.narrowed(step.name, u, parts) for u, parts in held.items()}
+        count += sum(held.get(u) is None or not _same(views[u], held[u]) for u in stored)
         table = results.setdefault(experiments.env_id(step.units[0]), {}).setdefault(step.name, {})
         table.update((u, v) for u, v in views.items() if u not in table)
     return count

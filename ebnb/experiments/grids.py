@@ -3,15 +3,16 @@ EB Exploit's parameters, and the names a run's outputs go by."""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 
 from ebnb import controls, sweep
 from ebnb.config import DQNConfig, check_fraction, check_positive_int, check_seed
-from ebnb.store import UNLESS_DEFAULT
+from ebnb.identity import kind
 
 SET_BY_GRID = {"env_id": "the env", "max_episodes": "the grid's episodes"}  # DQN fields that are no override
 
 
+@kind("grid")
 @dataclass(frozen=True)
 class Grid:
     """What the experiments cover, and how their agents train; `PROFILES["full"]` is the thesis."""
@@ -28,7 +29,7 @@ class Grid:
     controls: tuple[str, ...] = tuple(controls.CONTROLS)
     # overrides of the thesis' DQN config (`ebnb.config.dqn_config`), as sorted (field, value)
     # pairs, e.g. (("arithmetic", "torch"), ("device", "cuda")): they change every unit's config
-    dqn: tuple[tuple[str, object], ...] = field(default=(), metadata=UNLESS_DEFAULT)
+    dqn: tuple[tuple[str, object], ...] = ()
 
     def __repr__(self) -> str:  # `dqn` only when it overrides something: a grid prints as it did before it existed
         shown = [f for f in fields(self) if f.name != "dqn" or self.dqn]
