@@ -33,8 +33,24 @@ from ebnb.experiments.dense import (
     training_curves,
 )
 from ebnb.experiments.exploit import eb_exploit
-from ebnb.experiments.exploit_sweep import eb_exploit_sweep, eb_exploit_sweep_at, sweep_at_steps, sweep_hypotheses
-from ebnb.experiments.grids import EB_EXPLOIT_DEFAULTS, PROFILES, Grid, check_eb_exploit, figure_note, grid, run_name
+from ebnb.experiments.exploit_sweep import (
+    eb_exploit_read_off,
+    eb_exploit_sweep,
+    eb_exploit_sweep_at,
+    exploit_grid,
+    sweep_at_steps,
+    sweep_hypotheses,
+)
+from ebnb.experiments.grids import (
+    EB_EXPLOIT_DEFAULTS,
+    PROFILES,
+    SMALL_XIS,
+    Grid,
+    check_eb_exploit,
+    figure_note,
+    grid,
+    run_name,
+)
 from ebnb.experiments.paths import (
     PROJECT,
     default_figures,
@@ -77,6 +93,7 @@ __all__ = [
     "PROFILES",
     "PROJECT",
     "SHARD_SIZE",
+    "SMALL_XIS",
     "ControlRun",
     "DenseRun",
     "EBExploitRun",
@@ -100,10 +117,12 @@ __all__ = [
     "dense_step",
     "dense_units",
     "eb_exploit",
+    "eb_exploit_read_off",
     "eb_exploit_sweep",
     "eb_exploit_sweep_at",
     "env_id",
     "expected_steps",
+    "exploit_grid",
     "figure_note",
     "finetune",
     "grid",
