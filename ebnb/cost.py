@@ -16,7 +16,7 @@ and an online forward pass over the minibatch, the weight gradients and the inpu
 every layer but the first. At density d = 1 - P they are the dense counts times d: what a kernel
 that skips every pruned weight would do. ebnb's fused kernel (`ebnb.kernel`) does so only in
 part: it skips pruned weights in the minibatch forward passes (not in acting, `_dots`) of
-layers with fewer than `kernel.WIDE` outputs and more than `kernel.THIN` inputs (the Q-value head), skips zero activations (not
+layers with fewer than `layers.WIDE` outputs and more than `layers.THIN` inputs (the Q-value head), skips zero activations (not
 pruned weights) in wide layers, adds every term in thin-input layers (the first layer of both
 envs), and computes every weight gradient before the mask zeroes the pruned ones. So the
 "at density" columns count the arithmetic a sparse kernel needs, not the time ebnb spends.

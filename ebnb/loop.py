@@ -6,7 +6,7 @@ runs every live agent on its own for up to `budget` steps, each step what
 `Population._step` does for it, in the same order and arithmetic:
 
 - epsilon-greedy acting (the greedy action of the agent's network, `ebnb.kernel`);
-- the env step with same-step autoreset (`ebnb.envs.transition`, `restart`, `observe`);
+- the env step with same-step autoreset (`ebnb.dynamics.transition`, `restart`, `observe`);
 - the replay write; epsilon's per-step decay; where due, the minibatch slots from the agent's
   own REPLAY stream and the update (`kernel._learn_agent`: TD target, backward, Adam, mask);
 - at an episode's end, without a callback: the target copy, epsilon's per-episode decay,
@@ -30,10 +30,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ebnb import envs, kernel, rng
+from ebnb import dynamics, kernel, layers, rng
 from ebnb.rng import Stream
 
-_JIT = kernel._JIT
+_JIT = layers.JIT
 LOG_ROWS = 64  # episode ends an agent may log per call; a full log ends its call
 _COIN, _ACTION, _REPLAY = int(Stream.COIN), int(Stream.ACTION), int(Stream.REPLAY)
 
@@ -43,7 +43,7 @@ def _greedy(params, k, obs_row, x):
     """Agent k's greedy action (first maximum) for one observation, through `x: [1, obs_dim]`."""
     for d in range(obs_row.shape[0]):
         x[0, d] = obs_row[d]
-    q = kernel._forward(params, k, x)[-1]
+    q = layers._forward(params, k, x)[-1]
     best = 0
     for a in range(1, q.shape[1]):
         if q[0, a] > q[0, best]:
@@ -102,8 +102,8 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
         else:
             action = _greedy(params, k, obs[k], x)
         # step the env; store the transition (its true last observation, before any reset)
-        reward, terminated, truncated = envs.transition(kind, state, env_steps, k, action)
-        envs.observe(kind, state, k, next_row)
+        reward, terminated, truncated = dynamics.transition(kind, state, env_steps, k, action)
+        dynamics.observe(kind, state, k, next_row)
         done = terminated or truncated
         slot = t % capacity
         for d in range(obs.shape[1]):
@@ -114,8 +114,8 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
         replay_done[k, slot] = np.float32(1.0) if (terminated or (truncated and cut_at_truncation)) else np.float32(0.0)
         if done:  # same-step autoreset
             env_episodes[k] += 1
-            envs.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
-            envs.observe(kind, state, k, next_row)
+            dynamics.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
+            dynamics.observe(kind, state, k, next_row)
         transitions[k] = t + 1
         episode_return[k] += reward
         episode_length[k] += 1
@@ -214,7 +214,7 @@ def _end_episode(k, params, target, agents, log, hyper, counts):
 def _sources_digest() -> str:
     """sha256 of the modules whose compiled functions `_advance` links in."""
     digest = hashlib.sha256()
-    for module in (envs, kernel, rng, sys.modules[__name__]):
+    for module in (dynamics, kernel, layers, rng, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 

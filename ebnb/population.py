@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, envs, kernel, loop, qnet, rng
+from ebnb import accounting, dynamics, envs, kernel, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
@@ -82,7 +82,7 @@ class PopulationResult:
 
 
 Callback = Callable[["Population", EpisodeEnds], None]
-_COMPILED_ENVS = {envs.CartPoleV0VectorEnv: envs.CARTPOLE_KIND, envs.AcrobotVectorEnv: envs.ACROBOT_KIND}
+_COMPILED_ENVS = {envs.CartPoleV0VectorEnv: dynamics.CARTPOLE_KIND, envs.AcrobotVectorEnv: dynamics.ACROBOT_KIND}
 
 
 class NumpyViews:

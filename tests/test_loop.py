@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebnb import envs, loop, masks
+from ebnb import dynamics, envs, loop, masks
 from ebnb import population as engine
 from ebnb.agent import fresh_agent
 from ebnb.config import ACROBOT, CARTPOLE
@@ -180,17 +180,17 @@ def test_an_agent_whose_log_fills_ends_its_call(monkeypatch):
 
 
 def test_the_compiled_envs_step_as_the_vector_envs():
-    """`envs.transition`, `restart` and `observe`, sub-env by sub-env, give the vector envs'
+    """`dynamics.transition`, `restart` and `observe`, sub-env by sub-env, give the vector envs'
     rewards, flags, observations (final and first) and states bit for bit, from wide random
     states (angles that wrap, velocities at their bounds, poles that fall)."""
     gen = np.random.default_rng(0)
-    for name, kind in (("cartpole", envs.CARTPOLE_KIND), ("acrobot", envs.ACROBOT_KIND)):
+    for name, kind in (("cartpole", dynamics.CARTPOLE_KIND), ("acrobot", dynamics.ACROBOT_KIND)):
         n = 64
         vec = envs.make(name, n, list(range(n)))
         vec.reset()
         high = (
             np.array([2.0, 2.0, 0.2, 2.0])
-            if kind == envs.CARTPOLE_KIND
+            if kind == dynamics.CARTPOLE_KIND
             else np.array([np.pi, np.pi, 4 * np.pi, 9 * np.pi])
         )
         vec.state = gen.uniform(-high, high, size=(n, 4)).T.copy()
@@ -200,18 +200,18 @@ def test_the_compiled_envs_step_as_the_vector_envs():
             actions = gen.integers(0, vec.single_action_space.n, n)
             obs, reward, terminated, truncated, info = vec.step(actions)
             for i in range(n):
-                assert envs.transition(kind, state, steps, i, int(actions[i])) == (
+                assert dynamics.transition(kind, state, steps, i, int(actions[i])) == (
                     reward[i],
                     terminated[i],
                     truncated[i],
                 )
-                envs.observe(kind, state, i, row)
+                dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, info["final_obs"][i])
                 if terminated[i] or truncated[i]:
                     episodes[i] += 1
                     ends += 1
-                    envs.restart(kind, state, steps, i, int(vec.seeds[i]), int(episodes[i]))
-                    envs.observe(kind, state, i, row)
+                    dynamics.restart(kind, state, steps, i, int(vec.seeds[i]), int(episodes[i]))
+                    dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, obs[i])
             assert np.array_equal(state, vec.state) and np.array_equal(steps, vec.steps)
         assert ends >= n

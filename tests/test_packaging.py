@@ -91,3 +91,10 @@ def test_ci_installs_from_the_lock_and_runs_the_readme_test_command():
     assert "-r requirements.lock" in ci
     test_command = re.search(r"^python -m pytest.*$", ci, re.MULTILINE).group(0)
     assert test_command in readme
+
+
+def test_every_subpackage_of_ebnb_is_installed():
+    """A wheel (not only an editable install) carries every package of the source tree."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ebnb").rglob("__init__.py")}
+    assert found <= listed, f"not in [tool.setuptools] packages: {sorted(found - listed)}"

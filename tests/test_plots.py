@@ -79,8 +79,10 @@ def test_criteria_heatmap_colours_each_cell_by_its_state_with_the_deciding_p_val
     assert sorted(t.get_text() for t in earlier.texts) == ["10/10", "10/10", "9/10", "9/10"]
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axes[0].texts}
     row = criteria.set_index(["P", "prune_episode"])
-    assert texts[(1, 0)] == plots._p_text(row.loc[(0.8, 10), "return_vs_unpruned_p_worse_holm"]), "red: p of worse"
-    assert texts[(0, 0)] == plots._p_text(row.loc[(0.2, 10), "return_vs_unpruned_p_ni_holm"])
+    assert texts[(1, 0)] == plots.beyond._p_text(row.loc[(0.8, 10), "return_vs_unpruned_p_worse_holm"]), (
+        "red: p of worse"
+    )
+    assert texts[(0, 0)] == plots.beyond._p_text(row.loc[(0.2, 10), "return_vs_unpruned_p_ni_holm"])
     assert not axes[-1].texts, "the conjunction has none"
     legend = [t.get_text() for t in axes[-1].get_legend().get_texts()]
     assert legend == [*analysis.STATES, analysis.FAILS_4]

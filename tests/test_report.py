@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
-from ebnb import report
+from ebnb import report, report_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_RECORD = ROOT / "results" / "run_record.json"
@@ -99,7 +99,7 @@ def test_pages_load_nothing_from_the_network(site):
 def test_the_index_shows_figures_3_3_to_3_8_in_thesis_order(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Figure (\d\.\d)", index) == THESIS_ORDER
-    retrain = report.findings(nbformat.read(EXECUTED / "02_retrain-cartpole.ipynb", as_version=4))
+    retrain = report_inputs.findings(nbformat.read(EXECUTED / "02_retrain-cartpole.ipynb", as_version=4))
     assert html.escape(retrain) in index.split('id="figure-3-4"')[1], "a notebook's findings, under its figure"
 
 
@@ -142,15 +142,15 @@ def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refuse
         "\n## Figures\n\nNot this.\n",
         encoding="utf-8",
     )
-    shown = report.thesis_verdict(readme)
+    shown = report_inputs.thesis_verdict(readme)
     assert "<strong>1. A claim: not supported.</strong>" in shown and "<li><em>one</em>: 0.29</li>" in shown
     assert "the protocol" in shown and "href" not in shown, "links point into the repository: text only"
     assert "&lt;b&gt;raw&lt;/b&gt;" in shown and "<h3>Detail</h3>" in shown and "Not this" not in shown
     readme.write_text("# ebnb\n\n## Does the thesis hold\n\nNo question mark: another heading.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(str(readme))} has no section '## Does the thesis hold\?'"):
-        report.thesis_verdict(readme)
+        report_inputs.thesis_verdict(readme)
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nothing.md"))):
-        report.thesis_verdict(tmp_path / "nothing.md")
+        report_inputs.thesis_verdict(tmp_path / "nothing.md")
 
 
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
@@ -168,9 +168,11 @@ def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
         assert path.name.startswith("fig") or f'<img src="{shown}"' in beyond, shown
     sparse = index.split('id="beyond-05_controls-full_sparse"')[1]
     assert 'href="notebooks/05_controls-acrobot-full_sparse.html"' in sparse and "P=0.98" in sparse
-    for key in {f.number for f in report.beyond_thesis_figures(ROOT / "figures")}:
-        assert f"<h3>{html.escape(report.BEYOND_THESIS[key].title)}</h3>" in beyond, key  # each caption, from the code
-    sweep = report.findings(nbformat.read(EXECUTED / "06_eb_exploit_sweep-cartpole.ipynb", as_version=4))
+    for key in {f.number for f in report_inputs.beyond_thesis_figures(ROOT / "figures")}:
+        assert f"<h3>{html.escape(report_inputs.BEYOND_THESIS[key].title)}</h3>" in beyond, (
+            key
+        )  # each caption, from the code
+    sweep = report_inputs.findings(nbformat.read(EXECUTED / "06_eb_exploit_sweep-cartpole.ipynb", as_version=4))
     assert html.escape(sweep) in beyond.split('id="beyond-06_eb_exploit_sweep"')[1]  # notebook 06's findings
     assert 'Its findings are under <a href="#figure-3-4">Figure 3.4</a>' in beyond
 
@@ -199,7 +201,7 @@ def test_no_path_of_this_machine_appears(site):
     ],
 )
 def test_figure_names_with_or_without_the_version_map_to_their_notebook(name, number, notebook):
-    figure = report.parse_figure_name(Path(name))
+    figure = report_inputs.parse_figure_name(Path(name))
     assert (figure.number, figure.notebook) == (number, notebook)
 
 

@@ -6,9 +6,9 @@ For each layer shape of the thesis networks (4->128, 128->128, 128->2 for CartPo
 128->3 for Acrobot) at the batch its env trains with and the other (32 and 64), times on one
 thread, inside compiled code (no per-call dispatch):
 
-- forward: `kernel._layer` (batch-major, as the online network runs);
-- weight gradient: `kernel._backward` without the gradient below (weight and bias gradients);
-- backward: the gradient below alone (`kernel._backward` with it, less the weight gradient).
+- forward: `layers._layer` (batch-major, as the online network runs);
+- weight gradient: `layers._backward` without the gradient below (weight and bias gradients);
+- backward: the gradient below alone (`layers._backward` with it, less the weight gradient).
 
 Inputs look like training's: a hidden layer's inputs are ReLU outputs (about half zero), a
 first layer's are dense; weights carry a random 20% pruning mask; the output layer's
@@ -30,7 +30,7 @@ import time
 import numba
 import numpy as np
 
-from ebnb import kernel
+from ebnb import layers
 
 SHAPES = [(4, 128), (128, 128), (128, 2), (6, 128), (128, 3)]  # (in, out)
 BATCHES = (32, 64)
@@ -49,13 +49,13 @@ def _peak_loop(rows, coef, reps):
 @numba.njit(fastmath=False)
 def _forward_loop(weight, bias, x, out, relu, reps):
     for _ in range(reps):
-        kernel._layer(weight, bias, x, out, relu)
+        layers._layer(weight, bias, x, out, relu)
 
 
 @numba.njit(fastmath=False)
 def _backward_loop(weight, delta, x, grad_weight, grad_bias, below, with_below, reps):
     for _ in range(reps):
-        kernel._backward(weight, delta, x, grad_weight, grad_bias, below, with_below)
+        layers._backward(weight, delta, x, grad_weight, grad_bias, below, with_below)
 
 
 def _seconds(function, repeats: int) -> float:
@@ -101,7 +101,7 @@ def layer_us(n_in: int, n_out: int, batch: int, reps: int, repeats: int) -> dict
     weight_grad = _seconds(
         lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below, False, reps), repeats
     )
-    if n_in <= kernel.THIN:
+    if n_in <= layers.THIN:
         return {"forward": 1e6 * forward / reps, "weight gradient": 1e6 * weight_grad / reps}
     both = _seconds(
         lambda: _backward_loop(a["weight"], a["delta"], a["x"], grad_weight, grad_bias, below, True, reps), repeats

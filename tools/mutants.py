@@ -238,7 +238,7 @@ MUTANTS = [
     ),
     dict(
         name="acrobot-rk4-full-step-for-k2",
-        file="ebnb/envs.py",
+        file="ebnb/dynamics.py",
         original="k3 = _dsdt(s0 + dt2 * k2[0], s1 + dt2 * k2[1], s2 + dt2 * k2[2], s3 + dt2 * k2[3], a)",
         replacement="k3 = _dsdt(s0 + dt * k2[0], s1 + dt * k2[1], s2 + dt * k2[2], s3 + dt * k2[3], a)",
         tests=[
@@ -356,7 +356,7 @@ MUTANTS = [
     ),
     dict(
         name="kernel-sum-in-another-order",
-        file="ebnb/kernel.py",
+        file="ebnb/layers.py",
         original="acc[o] = (((acc[o] + c0 * rows[i0, o]) + c1 * rows[i1, o]) + c2 * rows[i2, o]) + c3 * rows[i3, o]",
         replacement="acc[o] = acc[o] + ((c0 * rows[i0, o] + c1 * rows[i1, o]) + (c2 * rows[i2, o] + c3 * rows[i3, o]))",
         tests=[KERNEL + "test_golden_hashes_in_process_match_the_committed_ones"],

@@ -1,203 +1,22 @@
-"""One function per figure, drawn from the tidy results of `ebnb.experiments`: the thesis'
-3.3-3.8, then the figures beyond it (controls, input survival, the EB criteria, the EB Exploit
-sweep).
-
-Every line of a thesis figure is a mean over seeds with a 95% Student-t confidence band
-(`mean_ci`; none for fewer than 3 seeds): with 10 seeds a percentile bootstrap of the mean
-under-covers (issue 28.9). The figures beyond the thesis show interquartile means with a
-percentile-bootstrap band (`ebnb.stats.iqm_ci`), as rliable does; their captions say so.
-Axes are labelled in words. `save` writes a figure as PNG and PDF under `figures/`.
-"""
+"""The figures beyond the thesis: the EB Exploit sweep, tickets against their controls, input
+survival and the EB criteria by non-inferiority."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ebnb import ownership
+from ebnb.plots.common import (
+    BASELINE,
+    CONTROL_STYLES,
+    ENV_NAMES,
+    _by_prune_episode,
+    _error_bars,
+    _label,
+    _reference,
+)
 from ebnb.stats import MIN_CI_SEEDS, iqm_ci, t_interval
-
-ENV_NAMES = {"CartPole-v0": "CartPole", "Acrobot-v1": "Acrobot"}
-P_COLORS = {0.2: "tab:blue", 0.4: "tab:green", 0.6: "tab:orange", 0.8: "tab:red"}
-BASELINE = dict(color="black", linestyle=":", label="unpruned")
-CONTROL_STYLES = {
-    "l1": dict(color="black", label="L1 ticket"),
-    "random_mask": dict(color="tab:red", label="random mask"),
-    "layer_shuffled": dict(color="tab:orange", label="L1 mask shuffled within layers"),
-    "reinit": dict(color="tab:purple", label="L1 mask, re-initialised θ0"),
-    "permuted_weights": dict(color="tab:cyan", label="L1 mask, θ0 permuted within layers"),
-}
-
-
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean over seeds and its two-sided Student-t confidence interval
-    (`ebnb.stats.t_interval`). With n = 10 the percentile bootstrap's "95%" covered the
-    mean 0.89-0.90 of the time in a simulation on the published data, Student-t's 0.92-0.95
-    (issue 28.9); the t interval is symmetric and may pass a bound the values cannot (-500, the
-    episode cap). With fewer than `MIN_CI_SEEDS` values, low = high = mean."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < MIN_CI_SEEDS:
-        return mean, mean, mean
-    return t_interval(values, confidence)
-
-
-def summarize(table: pd.DataFrame, by: list[str], column: str, centre=mean_ci) -> pd.DataFrame:
-    """Per group of `by`: centre, lower and upper 95% bound of `column` (columns mean, low,
-    high; `centre` is `mean_ci` or `ebnb.stats.iqm_ci`)."""
-    rows = []
-    for key, group in table.groupby(by, sort=True):
-        rows.append((*np.atleast_1d(key), *centre(group[column])))
-    return pd.DataFrame(rows, columns=[*by, "mean", "low", "high"])
-
-
-def _band(ax, x, summary: pd.DataFrame, **style):
-    ax.plot(x, summary["mean"], marker="o", markersize=3, **style)
-    ax.fill_between(x, summary["low"], summary["high"], alpha=0.2, color=style.get("color"), linewidth=0)
-
-
-def _error_bars(intervals) -> np.ndarray:
-    """matplotlib's asymmetric `yerr` [2, n] of (mean, low, high) triples."""
-    return np.array([[mean - low for mean, low, _ in intervals], [high - mean for mean, _, high in intervals]])
-
-
-def _reference(ax, values, **style):
-    mean, low, high = mean_ci(values)
-    ax.axhline(mean, **style)
-    ax.axhspan(low, high, color=style.get("color", "black"), alpha=0.08, linewidth=0)
-
-
-def _by_prune_episode(ax_return, ax_length, table: pd.DataFrame, label: str, centre=mean_ci, **style):
-    returns = summarize(table, ["prune_episode"], "test_return", centre)
-    lengths = summarize(table, ["prune_episode"], "length", centre)
-    _band(ax_return, returns["prune_episode"], returns, label=label, **style)
-    _band(ax_length, lengths["prune_episode"], lengths, label=label, **style)
-
-
-def _label(ax_return, ax_length, length_label: str):
-    ax_return.set_ylabel("test return (mean of greedy episodes)")
-    ax_length.set_ylabel(length_label)
-    ax_length.set_xlabel("episode at which the network was pruned")
-    for ax in (ax_return, ax_length):
-        ax.grid(alpha=0.3)
-
-
-AGREEMENTS = {  # what a mask heatmap shows: colour-bar label, title
-    "similarity": ("mask similarity (1 - Hamming distance)", "similarity of masks drawn during training"),
-    "kappa": (
-        "Cohen's kappa (0 or less, black: no more alike than chance)",
-        "chance-corrected similarity (Cohen's kappa, layer-aware chance) of masks drawn during training",
-    ),
-}
-
-
-def similarity_heatmaps(similarity: dict[float, pd.DataFrame], env_id: str, quantity: str = "similarity"):
-    """Figure 3.3: mask similarity (1 - normalized Hamming distance) between episodes, per P;
-    quantity "kappa": the same pairs' Cohen's kappa (`ebnb.analysis.kappa_matrices`), on the
-    same scale from 0 (chance) to 1."""
-    if quantity not in AGREEMENTS:
-        raise ValueError(f"quantity: unknown {quantity!r}; allowed: {', '.join(AGREEMENTS)}")
-    label, title = AGREEMENTS[quantity]
-    fig, axes = plt.subplots(1, len(similarity), figsize=(4.2 * len(similarity), 4), constrained_layout=True)
-    axes = np.atleast_1d(axes)
-    for ax, (fraction, matrix) in zip(axes, sorted(similarity.items())):
-        episodes = matrix.index.to_numpy()
-        image = ax.imshow(
-            matrix.to_numpy(),
-            origin="lower",
-            cmap="magma",
-            vmin=0,
-            vmax=1,
-            extent=[episodes[0], episodes[-1], episodes[0], episodes[-1]],
-        )
-        ax.set_title(f"P = {fraction}")
-        ax.set_xlabel("episode of mask")
-        ax.set_ylabel("episode of mask")
-    fig.colorbar(image, ax=axes, label=label, shrink=0.85)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: {title} (mean over seeds)")
-    return fig
-
-
-def tickets_vs_prune_episode(tickets: pd.DataFrame, baseline: pd.DataFrame, env_id: str, what: str):
-    """Figures 3.4 (what='retrain') and 3.7 (what='finetune'): test return (top) and training
-    length (bottom) against the episode of pruning, one line per P, unpruned baseline."""
-    fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, constrained_layout=True)
-    for fraction, table in tickets.groupby("P"):
-        _by_prune_episode(ax_return, ax_length, table, f"P = {fraction}", color=P_COLORS.get(fraction))
-    _reference(ax_return, baseline["test_return"], **BASELINE)
-    _reference(ax_length, baseline["converged_episode"], **BASELINE)
-    length = "episodes to early stopping" + (" (from pruning)" if what == "finetune" else "")
-    _label(ax_return, ax_length, length)
-    ax_return.legend(fontsize=8, ncol=3)
-    fig.suptitle(
-        f"{ENV_NAMES.get(env_id, env_id)}: {what} tickets pruned at different episodes (mean, 95% Student-t CI)"
-    )
-    return fig
-
-
-def retrain_vs_finetune(retrain: pd.DataFrame, finetune: pd.DataFrame, winning: pd.DataFrame, env_id: str):
-    """Figures 3.5 (CartPole) and 3.6 (Acrobot): per P, retrained vs finetuned tickets, with
-    the winning ticket (dashed)."""
-    fractions = sorted(retrain["P"].unique())
-    fig, axes = plt.subplots(
-        2, len(fractions), figsize=(4.2 * len(fractions), 6.5), sharex=True, squeeze=False, constrained_layout=True
-    )
-    for column, fraction in enumerate(fractions):
-        ax_return, ax_length = axes[0, column], axes[1, column]
-        _by_prune_episode(ax_return, ax_length, retrain[retrain.P == fraction], "retrain", color="goldenrod")
-        _by_prune_episode(ax_return, ax_length, finetune[finetune.P == fraction], "finetune", color="purple")
-        tickets = winning[winning.P == fraction]
-        _reference(ax_return, tickets["test_return"], color="black", linestyle="--", label="winning ticket")
-        _reference(ax_length, tickets["length"], color="black", linestyle="--", label="winning ticket")
-        ax_return.set_title(f"P = {fraction}")
-        _label(ax_return, ax_length, "episodes to early stopping")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"{ENV_NAMES.get(env_id, env_id)}: retrained vs finetuned tickets and winning tickets (mean, 95% Student-t CI)"
-    )
-    return fig
-
-
-def eb_exploit(results: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
-    """Figure 3.8: EB Exploit test return per P (P = 0: unpruned) and training length split
-    into search and finetune phases, against the unpruned training length."""
-    fractions = sorted(results["P"].unique())
-    fig, (ax_return, ax_length) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
-    positions = np.arange(len(fractions) + 1)
-    returns = [mean_ci(baseline["test_return"])] + [mean_ci(results[results.P == p]["test_return"]) for p in fractions]
-    ax_return.errorbar(
-        positions, [m for m, _, _ in returns], yerr=_error_bars(returns), fmt="o", capsize=4, color="purple"
-    )
-    ax_return.set_xticks(positions, ["0 (unpruned)"] + [str(p) for p in fractions])
-    ax_return.set_ylabel("test return (mean of greedy episodes)")
-    ax_return.set_xlabel("pruning fraction P")
-    search = [mean_ci(results[results.P == p]["search_length"]) for p in fractions]
-    tune = [mean_ci(results[results.P == p]["finetune_length"]) for p in fractions]
-    x = positions[1:]
-    ax_length.bar(x, [m for m, _, _ in search], yerr=_error_bars(search), capsize=3, color="tab:gray", label="search")
-    ax_length.bar(
-        x,
-        [m for m, _, _ in tune],
-        bottom=[m for m, _, _ in search],
-        yerr=_error_bars(tune),
-        capsize=3,
-        color="purple",
-        alpha=0.7,
-        label="finetune",
-    )
-    _reference(ax_length, baseline["converged_episode"], **BASELINE)
-    ax_length.set_xticks(x, [str(p) for p in fractions])
-    ax_length.set_xlabel("pruning fraction P")
-    ax_length.set_ylabel("training length (episodes)")
-    ax_length.legend(fontsize=8)
-    for ax in (ax_return, ax_length):
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: EB Exploit (mean, 95% Student-t CI)")
-    return fig
-
 
 XI_COLORS = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown")
 SEARCHES = {
@@ -445,21 +264,3 @@ def criteria_heatmap(criteria: pd.DataFrame, env_id: str, what: str, alpha: floa
         fontsize=9,
     )
     return fig
-
-
-def figure_name(number: str, what: str, env_id: str) -> str:
-    """File stem of a thesis figure, named by the env id, e.g. fig3_4_retrain_cartpole-v0."""
-    return f"fig{number}_{what}_{env_id.lower()}"
-
-
-def save(fig, name: str, directory: str | Path, note: str | None = None) -> list[Path]:
-    """Write `fig` as `<directory>/<name>.png` and `.pdf`, with `note` (what the figure is,
-    if not the thesis grid: `ebnb.experiments.figure_note`) printed under it; return the paths."""
-    if note:
-        fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9, color="firebrick")
-    paths = [ownership.new_file(Path(directory) / f"{name}.{ext}", "outputs") for ext in ("png", "pdf")]
-    for path in paths:  # no creation date in the PDF: the same figure gives the same bytes
-        fig.savefig(
-            path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None
-        )
-    return paths
