@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ebnb.envs import resolve_env_id
+from ebnb.identity import kind
 
 SEED_LIMIT = 2**63  # seeds enter the random streams as int64 (`ebnb.rng`)
 
@@ -61,6 +62,7 @@ def check_fraction(name: str, value) -> float:
     return float(value)
 
 
+@kind("dqn")
 @dataclass(frozen=True)
 class DQNConfig:
     """Everything that defines how one DQN agent learns (thesis appendices A and B)."""

@@ -439,7 +439,8 @@ def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
             raise PublishError(f"publish: {experiments.env_id(step.units[0])} {error}") from None
         stored = [u for u in step.units if (step.name, u) not in owned and cache.exists(step.kind, u)]
         held = current.parts(experiments.env_id(step.units[0]), step.name, stored) if current and stored else {}
-        count += sum(u not in held or not _same(views[u], held[u]) for u in stored)
+        held = {u: experiments.narrowed(step.name, u, parts) for u, parts in held.items()}
+        count += sum(held.get(u) is None or not _same(views[u], held[u]) for u in stored)
         table = results.setdefault(experiments.env_id(step.units[0]), {}).setdefault(step.name, {})
         table.update((u, v) for u, v in views.items() if u not in table)
     return count

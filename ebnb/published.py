@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +123,13 @@ RESTORE = "restore it with `git checkout results/`, or pass --recompute (in a no
 
 
 class Published:
-    """A published results set (read only): the units it holds, by config hash.
+    """A published results set (read only): the units it holds, by config hash (`key`: another
+    hash scheme's, to read a set keyed before the current one: `ebnb.rekey`).
     FileNotFoundError if `root` does not exist; ValueError naming the manifest (and saying
     how to restore it) if it is missing or unreadable."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, key: Callable[[object], str] = config_hash):
+        self.root, self.key = Path(root), key
         path = self.root / MANIFEST
         if not self.root.is_dir():
             raise FileNotFoundError(f"no published results at {self.root}")
@@ -156,7 +157,7 @@ class Published:
         tables = {part: self._table(f"{env_id}/{name}", name.endswith(".npz")) for part, name in layout.items()}
         found = {}
         for unit in units:
-            key = config_hash(unit)
+            key = self.key(unit)
             if all(key in table for table in tables.values()):
                 found[unit] = {part: table[key] for part, table in tables.items()}
         return found

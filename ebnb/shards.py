@@ -18,6 +18,7 @@ started on the same store; the second finds the shard stored and loads it.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,8 @@ from filelock import FileLock
 from ebnb import accounting
 from ebnb.checkpoint import DEFAULT_EVERY, Checkpoint
 from ebnb.config import check_positive_int
-from ebnb.store import Store, check_name, config_hash
+from ebnb.identity import HASH_CHARS, config_json, kind
+from ebnb.store import Store, check_name
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,19 @@ Save = Callable[[object, dict], None]
 Compute = Callable[[Store, list, Checkpoint, bool, Save], None]
 
 
+@kind("shard")
 @dataclass(frozen=True)
 class Shard:
     """Units of one kind computed together."""
 
     kind: str
     units: tuple
+
+
+def shard_key(shard: Shard) -> str:
+    """The name of a shard's lock and checkpoint: a digest of its whole config, recorded fields
+    included (a checkpoint resumes only the units it was started with)."""
+    return hashlib.sha256(config_json(shard).encode()).hexdigest()[:HASH_CHARS]
 
 
 @dataclass
@@ -84,12 +93,12 @@ def run(
     scratch (a checkpoint of the shard is discarded). A shard found stored is only read: no
     lock file is opened, nothing is written (a complete store on a read-only disk works)."""
     if not force and all(store.exists(shard.kind, u) for u in shard.units):
-        log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
+        log.info("shard %s/%s: stored, skipped", shard.kind, shard_key(shard))
         return ShardReport(shard, 0, False)
-    with FileLock(store.folder("lock") / f"{config_hash(shard)}.lock"):
+    with FileLock(store.folder("lock") / f"{shard_key(shard)}.lock"):
         missing = [u for u in shard.units if force or not store.exists(shard.kind, u)]
         if not missing:  # another run stored it while we waited for the lock
-            log.info("shard %s/%s: stored, skipped", shard.kind, config_hash(shard))
+            log.info("shard %s/%s: stored, skipped", shard.kind, shard_key(shard))
             return ShardReport(shard, 0, False)
         for unit in missing:
             damage = store.damage(shard.kind, unit)
@@ -97,7 +106,7 @@ def run(
                 log.warning("warning: recomputing a damaged stored result: %s", damage)
         if progress and label:
             print(f"{label}: {len(missing)} of its {len(shard.units)} units to compute", flush=True)
-        checkpoint = Checkpoint(store.root / "checkpoint" / f"{config_hash(shard)}.pt", checkpoint_every)
+        checkpoint = Checkpoint(store.root / "checkpoint" / f"{shard_key(shard)}.pt", checkpoint_every)
         if force:
             checkpoint.clear()
         unsaved = set(missing)
@@ -115,5 +124,5 @@ def run(
         computed = len(missing) - len(unsaved)
         store.computed += computed
         checkpoint.clear()
-        log.info("shard %s/%s: computed %d units", shard.kind, config_hash(shard), computed)
+        log.info("shard %s/%s: computed %d units", shard.kind, shard_key(shard), computed)
         return ShardReport(shard, computed, checkpoint.resumed, cost)

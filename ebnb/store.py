@@ -1,9 +1,12 @@
 """Hash-named, atomic, resumable results (in the spirit of open_lth's desc/runner).
 
-A result is named by what produced it: ``root/<kind>/<hash>/`` with ``<hash>`` a digest of
-the config. The directory holds ``config.json`` (the config, readable), one file per named
-part of the result and ``manifest.json`` (each file's sha256 and size, the part types),
-which is written last.
+A result is named by what produced it: ``root/<kind>/<hash>/`` with ``<hash>`` the
+config's `ebnb.identity.config_hash` (what changes the result, not what it merely records).
+The directory holds ``config.json`` (the whole config, readable), one file per named part of
+the result and ``manifest.json`` (each file's sha256 and size, the part types), which is
+written last. A stored result serves a config of its key whose recorded fields it covers
+(`ebnb.identity.covers`); one that records less is recomputed and replaced, recording the
+union (`Store.widened`).
 
 Parts are stored as
 - pandas DataFrames -> parquet: typed columns (ints, floats, bools, strings, categoricals,
@@ -24,8 +27,6 @@ package's (`ebnb.ownership`), which `clean` requires.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import io
 import json
@@ -43,10 +44,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ebnb import ownership
+from ebnb.identity import config_hash, config_json, covers, recorded, union
 
 log = logging.getLogger("ebnb.store")
 
-HASH_CHARS = 16  # 64 bits of sha256: no collision in any realistic number of configs
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _TMP = ".tmp-"
 _SUFFIX = {"dataframe": ".parquet", "array": ".npz", "arrays": ".npz"}
@@ -55,38 +56,6 @@ _UNREADABLE = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, pa.A
 
 class CorruptResultError(Exception):
     """A stored result exists but is incomplete or does not match its manifest."""
-
-
-def _canonical(value):
-    """`value` as plain JSON data; dataclasses carry their class name, enums their member."""
-    if isinstance(value, enum.Enum):
-        return {"__enum__": f"{type(value).__name__}.{value.name}"}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"__class__": type(value).__name__, **fields}
-    if isinstance(value, Mapping):
-        if not all(isinstance(key, str) for key in value):
-            raise ValueError(f"config dict keys must be str, got {list(value)!r}")
-        return {key: _canonical(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(item) for item in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise ValueError(
-        "config must be made of dataclasses, dicts, lists, tuples, str, int, float, bool, "
-        f"None and enums, got {type(value).__name__}"
-    )
-
-
-def config_json(config, indent: int | None = None) -> str:
-    """Canonical JSON of a config (sorted keys); compact unless `indent` is given."""
-    separators = (",", ":") if indent is None else (",", ": ")
-    return json.dumps(_canonical(config), sort_keys=True, indent=indent, separators=separators)
-
-
-def config_hash(config) -> str:
-    """Stable hex digest of a config (a frozen dataclass, possibly nested, or a dict)."""
-    return hashlib.sha256(config_json(config).encode()).hexdigest()[:HASH_CHARS]
 
 
 def check_name(name: str, what: str) -> str:
@@ -162,6 +131,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _record_in(directory: Path, files: Mapping[str, bytes]) -> dict:
+    """The config.json among a stored result's `files` (of `directory`), as JSON data."""
+    try:
+        return json.loads(files["config.json"])
+    except (KeyError, ValueError) as error:
+        raise CorruptResultError(f"{directory}: no readable config.json ({error!r})") from error
+
+
 class Store:
     """Results under ``root/<kind>/<hash>/``, saved atomically and verified when read."""
 
@@ -183,8 +160,9 @@ class Store:
         return path
 
     def exists(self, kind: str, config) -> bool:
-        """True if a complete result whose files match its manifest is stored."""
-        return self._is_valid(self.path(kind, config))
+        """True if a complete result whose files match its manifest is stored, and it covers
+        `config`'s recorded fields (`covers`)."""
+        return self._serves(self.path(kind, config), config)
 
     def damage(self, kind: str, config) -> str | None:
         """What is wrong with the stored result of `kind` for `config`: None if it is valid
@@ -198,14 +176,43 @@ class Store:
         return None
 
     def load(self, kind: str, config) -> dict:
-        """The stored result; FileNotFoundError if absent, CorruptResultError if damaged."""
-        return self._read(self.path(kind, config))
+        """The stored result (it may record more than `config` asks: `covers`);
+        FileNotFoundError if absent or if it records less, CorruptResultError if damaged."""
+        directory = self.path(kind, config)
+        parts, files = self._verified_files(directory)
+        if not covers(_record_in(directory, files), config):
+            raise FileNotFoundError(f"the result at {directory} records less than {config_json(config)} asks")
+        return self._decoded(directory, parts, files)
+
+    def widened(self, kind: str, configs) -> list:
+        """`configs`, one per key (the first of each), each recording the union of what all of
+        them and the valid stored results of their keys record: what a computation should
+        store, so that it replaces stored results without losing anything they record, and
+        so that the units it trains together record alike."""
+        configs, unique = list(configs), {}
+        for config in configs:
+            unique.setdefault(config_hash(config), config)
+        if not any(recorded(config) for config in unique.values()):
+            return list(unique.values())
+        records = [json.loads(config_json(config)) for config in configs]
+        for key in unique:
+            try:
+                records.append(self._record(self.root / check_name(kind, "kind") / key))
+            except (FileNotFoundError, CorruptResultError):
+                pass
+        widened = []
+        for config in unique.values():
+            for record in records:
+                config = union(config, record)
+            widened.append(config)
+        return widened
 
     def save(self, kind: str, config, result: Mapping, overwrite: bool = False) -> Path:
         """Store `result` atomically and return its directory.
 
-        If a valid result is already there (another process finished first), ours is
-        discarded unless `overwrite`; an invalid one is replaced.
+        If a valid result that covers `config` is already there (another process finished
+        first), ours is discarded unless `overwrite`; an invalid one, or one that records less,
+        is replaced.
         """
         final = self.path(kind, config)
         files, parts = self._encode(config, result)
@@ -215,9 +222,34 @@ class Store:
         try:
             tmp.mkdir()
             self._write_dir(tmp, files, parts)
-            self._publish(tmp, final, overwrite)
+            self._publish(tmp, final, config, overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def adopt(self, kind: str, config, directory: Path) -> Path:
+        """Store the valid result in `directory` (of this store's `kind`, under another key:
+        a hash scheme's before) as `config`'s, its part files byte for byte and its config.json
+        rewritten, atomically; then remove `directory`. If `config`'s key holds a valid result
+        already, `directory` is removed only if its parts are the same bytes (else
+        FileExistsError, and nothing changes). Returns the result's directory."""
+        parts, files = self._verified_files(directory)
+        files = {name: data for name, data in files.items() if name != "config.json"}
+        final = self.path(kind, config)
+        if not self._is_valid(final):
+            self.folder(kind)
+            self._sweep_stale(final)
+            tmp = self._tmp_sibling(final)
+            try:
+                tmp.mkdir()
+                self._write_dir(tmp, {"config.json": (config_json(config, indent=2) + "\n").encode(), **files}, parts)
+                self._publish(tmp, final, config, overwrite=False)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        held = self._verified_files(final)[1]
+        if any(held.get(name) != data for name, data in files.items()):
+            raise FileExistsError(f"{final} holds another result than {directory}; both are kept")
+        self._remove(directory)
         return final
 
     def get_or_compute(self, kind: str, config, compute: Callable[[], Mapping], force: bool = False) -> dict:
@@ -263,14 +295,15 @@ class Store:
         _write_synced(directory / "manifest.json", json.dumps(manifest, indent=2).encode())
         _fsync_dir(directory)
 
-    def _publish(self, tmp: Path, final: Path, overwrite: bool) -> None:
-        """Rename `tmp` to `final`, replacing an invalid (or, if `overwrite`, any) result."""
-        if final.exists() and (overwrite or not self._is_valid(final)):
+    def _publish(self, tmp: Path, final: Path, config, overwrite: bool) -> None:
+        """Rename `tmp` to `final`, replacing an invalid result, one that does not cover
+        `config` (or, if `overwrite`, any)."""
+        if final.exists() and (overwrite or not self._serves(final, config)):
             self._remove(final)
         try:
             os.rename(tmp, final)
         except OSError:
-            if not self._is_valid(final):
+            if not self._serves(final, config):
                 raise
             return  # a valid result appeared meanwhile: ours is redundant
         _fsync_dir(final.parent)
@@ -293,6 +326,17 @@ class Store:
             pid = tmp.name.split("-")[2]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def _record(self, directory: Path) -> dict:
+        """The config.json of the valid stored result in `directory`, as JSON data."""
+        return _record_in(directory, self._verified_files(directory)[1])
+
+    def _serves(self, directory: Path, config) -> bool:
+        """Whether `directory` holds a valid result that covers `config`."""
+        try:
+            return covers(self._record(directory), config)
+        except (FileNotFoundError, CorruptResultError):
+            return False
 
     def _is_valid(self, directory: Path) -> bool:
         try:
@@ -317,8 +361,7 @@ class Store:
             raise CorruptResultError(f"{directory}: {damaged} do not match the manifest")
         return parts, files
 
-    def _read(self, directory: Path) -> dict:
-        parts, files = self._verified_files(directory)
+    def _decoded(self, directory: Path, parts: dict[str, str], files: dict[str, bytes]) -> dict:
         try:
             return {name: _deserialize(t, files[name + _SUFFIX[t]]) for name, t in parts.items()}
         except _UNREADABLE as error:

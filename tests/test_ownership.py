@@ -18,6 +18,7 @@ import pytest
 
 import pipeline
 from ebnb import compute, ownership, shards
+from ebnb.identity import kind
 from ebnb.ownership import MARKER
 from ebnb.store import Store
 
@@ -88,6 +89,7 @@ def test_force_run_recomputes_in_place_and_keeps_a_users_file(env, capsys, monke
     assert (folder / "ch1.tex").read_text() == "keep me"
 
 
+@kind("unit")
 @dataclass(frozen=True)
 class Unit:
     a: int

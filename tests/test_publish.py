@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from ebnb import publish, published
+from ebnb.identity import kind
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = {
@@ -50,6 +51,7 @@ def executed_notebook(text: str, **run) -> str:
     return nbformat.writes(notebook)
 
 
+@kind("unit")
 @dataclass(frozen=True)
 class Unit:
     seed: int

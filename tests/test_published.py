@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from ebnb import experiments, published
@@ -129,6 +130,52 @@ def test_units_whose_config_hash_is_not_published_are_computed_and_only_those(ma
     plan = experiments.to_compute(experiments.steps("cartpole", wider), ["retrain"], pub)
     seeds = [(s.name, [getattr(u, "dense", u).seed for u in s.units]) for s in plan]
     assert seeds == [("dense runs", [2]), ("retrain", [2])]
+
+
+def test_a_set_recording_more_P_serves_a_grid_asking_for_fewer_as_if_computed_for_it(tmp_path, one_thread, capsys):
+    """Dense runs, mask traces and the sweep record every P of their grid; published (or stored)
+    at P 0.3 and 0.6, they serve a grid of P 0.6 alone: nothing is trained, and what it reads
+    equals what computing that grid gives."""
+    wide, narrow = (experiments.grid("quick", **{**TINY, "fractions": fractions}) for fractions in ((0.3, 0.6), (0.6,)))
+    made, direct = Store(tmp_path / "wide"), Store(tmp_path / "narrow")
+    reads = ("mask_similarity", "retrain", "eb_exploit_sweep")
+    for name in reads:
+        getattr(experiments, name)("cartpole", wide, made)
+    steps = experiments.steps("cartpole", wide)
+    results = {
+        "CartPole-v0": {
+            name: experiments.collect(made, steps[name], None) for name in ("dense runs", "retrain", "eb_exploit sweep")
+        }
+    }
+    published.write(tmp_path / "results", results, {"grid": "tiny"}, RECORD)
+    pub, empty = published.Published(tmp_path / "results"), Store(tmp_path / "empty")
+    capsys.readouterr()
+    for name in reads:
+        expected = getattr(experiments, name)("cartpole", narrow, direct)
+        for store, source in ((empty, pub), (made, None)):
+            got = getattr(experiments, name)("cartpole", narrow, store, source, progress=True)
+            if isinstance(expected, dict):
+                assert got.keys() == expected.keys() and all(got[k].equals(expected[k]) for k in got)
+            else:
+                pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert "computed" not in capsys.readouterr().out
+    assert not empty.root.exists(), "nothing trained, nothing written"
+    assert experiments.to_compute(experiments.steps("cartpole", narrow), list(results["CartPole-v0"]), pub) == []
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
+def test_the_full_profile_at_fewer_P_has_nothing_to_compute_from_the_published_results():
+    """`pipeline.py run 02_retrain --profile full -p fractions=[0.2]` trains nothing, nor does any
+    other notebook at a subset of the published P (what they read: `narrowed`)."""
+    pub = published.Published(ROOT / "results")
+    for env in ("cartpole", "acrobot"):
+        for fractions in ([0.2], [0.8, 0.4]):
+            steps = experiments.steps(env, experiments.grid("full", fractions=fractions))
+            assert experiments.to_compute(steps, list(steps), pub) == [], (env, fractions)
+    steps = experiments.steps("cartpole", experiments.grid("full", fractions=[0.3]))
+    assert [s.name for s in experiments.to_compute(steps, ["retrain"], pub)] == ["dense runs", "retrain"], (
+        "a P not published is computed, with the dense runs it reads"
+    )
 
 
 def test_a_damaged_published_file_is_an_error_naming_it(made, tmp_path):

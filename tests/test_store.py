@@ -15,22 +15,26 @@ import pandas as pd
 import pytest
 
 from ebnb import store as store_module
+from ebnb.identity import kind
 from ebnb.store import CorruptResultError, Store, config_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@kind("schedule")
 class Schedule(enum.Enum):
     EPISODE = "episode"
     STEP = "step"
 
 
+@kind("net")
 @dataclass(frozen=True)
 class Net:
     hidden: tuple = (128, 128)
     activation: str = "relu"
 
 
+@kind("run")
 @dataclass(frozen=True)
 class Run:
     seed: int = 0
@@ -41,8 +45,9 @@ class Run:
     dueling: bool = False
 
 
+@kind("other_run")
 @dataclass(frozen=True)
-class OtherRun:  # same fields as Run, another class
+class OtherRun:  # same fields as Run, another kind
     seed: int = 0
     lr: float = 0.0025
     net: Net = field(default_factory=Net)
@@ -86,11 +91,12 @@ def test_hash_is_stable_across_processes():
     code = (
         "import enum\n"
         "from dataclasses import dataclass, field\n"
+        "from ebnb.identity import kind\n"
         "from ebnb.store import config_hash\n"
-        "class Schedule(enum.Enum):\n    EPISODE = 'episode'\n    STEP = 'step'\n"
-        "@dataclass(frozen=True)\nclass Net:\n"
+        "@kind('schedule')\nclass Schedule(enum.Enum):\n    EPISODE = 'episode'\n    STEP = 'step'\n"
+        "@kind('net')\n@dataclass(frozen=True)\nclass Net:\n"
         "    hidden: tuple = (128, 128)\n    activation: str = 'relu'\n"
-        "@dataclass(frozen=True)\nclass Run:\n"
+        "@kind('run')\n@dataclass(frozen=True)\nclass Run:\n"
         "    seed: int = 0\n    lr: float = 0.0025\n    net: Net = field(default_factory=Net)\n"
         "    schedule: Schedule = Schedule.EPISODE\n    note: str | None = None\n"
         "    dueling: bool = False\n"
@@ -150,7 +156,7 @@ def test_save_load_round_trip_and_layout(tmp_path):
         "weights.npz",
     ]
     config = json.loads((path / "config.json").read_text())
-    assert config["__class__"] == "Run" and config["net"]["hidden"] == [128, 128]
+    assert config["__kind__"] == "run" and config["net"]["hidden"] == [128, 128]
     assert_result_equal(store.load("train", Run()), sample_result())
 
 

@@ -18,7 +18,7 @@ recovery of interrupted work (issue 9.1-9.3), the protocol's start states, simil
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
 batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
 survival, the EB Exploit sweep (issue 13), the verdicts by non-inferiority and the
-chance-corrected mask similarity (issue 28).
+chance-corrected mask similarity (issue 28), what names a result (issue 30.3).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ STATS = "tests/test_stats.py::"
 VERDICTS = "tests/test_verdicts.py::"
 COST = "tests/test_cost.py::"
 KAPPA = "tests/test_kappa.py::"
+IDENTITY = "tests/test_identity.py::"
 TICKET_START = 'start = fresh_agent(unit.dense.dqn, unit.dense.seed) if unit.mode == "retrain" else dense_state\n'
 KERNEL = "tests/test_kernel.py::"
 FREED_SLOTS = SHARDS + "test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_together"
@@ -573,6 +574,47 @@ MUTANTS = [
         original="half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1)",
         replacement="half = stats.norm.ppf(0.5 + confidence / 2)",
         tests=["tests/test_plots.py::test_the_band_is_the_student_t_interval_of_the_mean"],
+    ),
+    # issue 30.3: identity = what was trained
+    dict(
+        name="identity-hashes-recorded-fields",
+        file="ebnb/identity.py",
+        original='if not (identity and (field.metadata.get("recorded") or _is_default(field, item))):',
+        replacement="if not (identity and _is_default(field, item)):",
+        tests=[
+            IDENTITY + "test_recorded_fields_name_nothing_at_any_depth",
+            "tests/test_published.py::test_the_full_profile_at_fewer_P_has_nothing_to_compute_from_the_published_results",
+        ],
+    ),
+    dict(
+        name="identity-hashes-defaults",
+        file="ebnb/identity.py",
+        original='if not (identity and (field.metadata.get("recorded") or _is_default(field, item))):',
+        replacement='if not (identity and field.metadata.get("recorded")):',
+        tests=[IDENTITY + "test_a_new_option_at_its_default_rekeys_nothing_and_any_other_value_does"],
+    ),
+    dict(
+        name="identity-hashes-class-names",
+        file="ebnb/identity.py",
+        original='return {"__kind__": _kind(type(value)), **fields}',
+        replacement='return {"__kind__": type(value).__name__, **fields}',
+        tests=[IDENTITY + "test_the_kind_name_not_the_class_name_enters_the_hash"],
+    ),
+    dict(
+        name="a-record-covers-anything",
+        file="ebnb/identity.py",
+        original="    for name, wanted in recorded(config).items():",
+        replacement="    for name, wanted in {}.items():",
+        tests=[IDENTITY + "test_a_stored_result_serves_a_request_for_less_and_one_for_more_is_widened"],
+    ),
+    dict(
+        name="sweep-view-not-narrowed",
+        file="ebnb/experiments/step.py",
+        original='    if step == "eb_exploit sweep":',
+        replacement='    if step == "not narrowed":',
+        tests=[
+            "tests/test_published.py::test_a_set_recording_more_P_serves_a_grid_asking_for_fewer_as_if_computed_for_it"
+        ],
     ),
 ]
 

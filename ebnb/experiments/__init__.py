@@ -62,7 +62,16 @@ from ebnb.experiments.paths import (
 )
 from ebnb.experiments.plan import cache_status, held, steps
 from ebnb.experiments.states import state_sha256
-from ebnb.experiments.step import SHARD_SIZE, Step, available, collect, input_stages, published_view, to_compute
+from ebnb.experiments.step import (
+    SHARD_SIZE,
+    Step,
+    available,
+    collect,
+    input_stages,
+    narrowed,
+    published_view,
+    to_compute,
+)
 from ebnb.experiments.tickets import (
     POPULATION,
     controlled_tickets,
@@ -133,6 +142,7 @@ __all__ = [
     "longest_first",
     "mask_agreement",
     "mask_similarity",
+    "narrowed",
     "published_results",
     "published_view",
     "retrain",

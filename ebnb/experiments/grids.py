@@ -7,8 +7,10 @@ from dataclasses import dataclass, fields
 
 from ebnb import controls, sweep
 from ebnb.config import check_fraction, check_positive_int, check_seed
+from ebnb.identity import kind
 
 
+@kind("grid")
 @dataclass(frozen=True)
 class Grid:
     """What the experiments cover; `PROFILES["full"]` is the thesis."""

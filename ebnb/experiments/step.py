@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ebnb import masks, qnet, shards
 from ebnb.experiments.dense_training import compute_dense
@@ -50,13 +51,14 @@ def input_stages(store: Store, step: Step, units=None) -> Iterator[Step]:
 
 def to_compute(env_steps: dict[str, Step], names, published: Published | None) -> list[Step]:
     """The steps `names` read (in the order of `env_steps`), each narrowed to the units that
-    `published` lacks, plus the dense runs that those tickets read; empty steps dropped."""
+    `published` lacks (or holds recording less: `narrowed`), plus the dense runs that those tickets read; empty steps dropped."""
     names = [name for name in names if name in env_steps]  # a grid may have no controls or sparse P
     wanted = set(names) | {need for name in names for need in env_steps[name].needs}
     chosen = {name: step for name, step in env_steps.items() if name in wanted}
     if published is not None:
         for name, step in chosen.items():
             held = published.parts(env_id(step.units[0]), name, step.units)
+            held = {u for u, parts in held.items() if narrowed(name, u, parts) is not None}
             chosen[name] = dataclasses.replace(step, units=tuple(u for u in step.units if u not in held))
         inputs = dense_inputs(u for step in chosen.values() for u in step.units)
         dense = chosen.get("dense runs")
@@ -76,8 +78,9 @@ def _compute_missing(store: Store, step: Step, units, progress: bool) -> None:
 
 def _store_missing(store: Store, kind: str, compute: Callable, units, progress: bool) -> None:
     """Compute and store those of `units` (all of `kind`) that are not stored yet, in shards
-    (`ebnb.shards`), longest first."""
-    for shard in shards.cut(kind, longest_first(units), SHARD_SIZE) if units else ():
+    (`ebnb.shards`), longest first; each recording what all of them and their stored results
+    record (`Store.widened`), so that a stored result recording less is replaced, not lost."""
+    for shard in shards.cut(kind, longest_first(store.widened(kind, units)), SHARD_SIZE) if units else ():
         shards.run(store, shard, compute, progress=progress)
 
 
@@ -89,6 +92,32 @@ def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None
     if step != "dense runs":
         return result
     return {name: _DENSE_VIEW[name](result) for name in parts or _DENSE_VIEW}
+
+
+def narrowed(step: str, unit, view: dict) -> dict | None:
+    """The `published_view` `view` of a unit of `unit`'s key (which may record more:
+    `ebnb.identity.covers`) as `unit` asks for it, or None if it records less: a dense run's
+    mask parts at the P of `unit.fractions`, an EB Exploit sweep's rows at them, in that order;
+    any other view as it is."""
+    if step == "dense runs":
+        keys = [f"P{fraction}" for fraction in unit.fractions]
+        out = {}
+        for name, part in view.items():
+            if name in ("disagreements", "input_survival"):
+                if not all(key in part for key in keys):
+                    return None
+                part = {key: array for key, array in part.items() if not key.startswith("P")} | {
+                    k: part[k] for k in keys
+                }
+            out[name] = part
+        return out
+    if step == "eb_exploit sweep":
+        table = view["result"]
+        rows = [table[table["P"] == fraction] for fraction in unit.fractions]
+        if not all(len(r) for r in rows):
+            return None
+        return {**view, "result": pd.concat(rows).reset_index(drop=True)}
+    return view
 
 
 def _weight_shapes(result: dict) -> list[tuple[int, ...]]:
@@ -133,9 +162,11 @@ _DENSE_VIEW = {
 
 
 def _sources(store: Store, step: Step, published: Published | None) -> tuple[list, dict]:
-    """(`step`'s units the store lacks, {unit: parts} of those `published` holds)."""
+    """(`step`'s units the store lacks, {unit: parts} of those `published` holds, `narrowed`)."""
     missing = [u for u in step.units if not store.exists(step.kind, u)]
-    return missing, published.parts(env_id(step.units[0]), step.name, missing) if published and missing else {}
+    held = published.parts(env_id(step.units[0]), step.name, missing) if published and missing else {}
+    found = {u: narrowed(step.name, u, parts) for u, parts in held.items()}
+    return missing, {u: parts for u, parts in found.items() if parts is not None}
 
 
 def step_results(
@@ -175,7 +206,10 @@ def _gather(store: Store, step: Step, found: dict, parts: tuple[str, ...] | None
     there, every other one loaded from the store."""
     chosen = {u: {p: found[u][p] for p in parts or found[u]} for u in found}
     return {
-        u: chosen[u] if u in chosen else published_view(step.name, store.load(step.kind, u), parts) for u in step.units
+        u: chosen[u]
+        if u in chosen
+        else narrowed(step.name, u, published_view(step.name, store.load(step.kind, u), parts))
+        for u in step.units
     }
 
 

@@ -1,33 +1,45 @@
 """The units of work: one frozen dataclass per kind of run, whose config hash names its result
-in the store (`ebnb.store.config_hash`: the class name and every field enter it, the module
-does not), and the units a grid asks for."""
+in the store, and the units a grid asks for.
+
+A unit's hash (`ebnb.identity.config_hash`) covers what changes how it is trained, and nothing it
+merely records: its kind name (`ebnb.identity.kind`, fixed here, not the class name), and its
+fields but those at their defaults and those marked `RECORDED`. A stored unit that recorded
+more (a dense run's masks at more P, snapshots at more episodes; a mask trace's or sweep's P)
+serves a request for less (`ebnb.identity.covers`; published views are narrowed to the request
+by `ebnb.experiments.step.narrowed`). Test episodes are part of the hash: a result holds the
+mean test return, and the mean of the first n of 2n episodes cannot be read off it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium
 
 from ebnb import controls, sweep
 from ebnb.config import DQNConfig, dqn_config
 from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid
+from ebnb.identity import RECORDED, kind
 
 CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
 
 
+@kind("dense")
 @dataclass(frozen=True)
 class DenseRun:
-    """One unpruned agent trained for `episodes` without early stopping (PROTOCOL: shared runs)."""
+    """One unpruned agent trained for `episodes` without early stopping (PROTOCOL: shared runs),
+    recording its state at `snapshot_episodes` and its masks at every P of `fractions` every
+    `mask_every` episodes (that series names the result: experiment 1's tables are over it)."""
 
     dqn: DQNConfig
     seed: int
     episodes: int
-    snapshot_episodes: tuple[int, ...]
-    fractions: tuple[float, ...]
+    snapshot_episodes: tuple[int, ...] = field(metadata=RECORDED)
+    fractions: tuple[float, ...] = field(metadata=RECORDED)
     mask_every: int
     test_episodes: int
 
 
+@kind("ticket")
 @dataclass(frozen=True)
 class TicketRun:
     """A sparse agent from a dense run: mask from theta at `prune_episode` (CONVERGED: where
@@ -59,6 +71,7 @@ class _OfTicket:
         return self.ticket.mode
 
 
+@kind("control")
 @dataclass(frozen=True)
 class ControlRun(_OfTicket):
     """A control of `ticket` (`ebnb.controls`): the same dense run, P, prune episode and mode,
@@ -68,6 +81,7 @@ class ControlRun(_OfTicket):
     control: str
 
 
+@kind("eb_exploit")
 @dataclass(frozen=True)
 class EBExploitRun:
     """EB Exploit (thesis algorithm 3.1) for one seed and P."""
@@ -82,28 +96,43 @@ class EBExploitRun:
     test_episodes: int
 
 
+def _fractions_of_dense(unit) -> None:
+    """Default a unit's `fractions` to its dense run's."""
+    if not unit.fractions:
+        object.__setattr__(unit, "fractions", unit.dense.fractions)
+
+
+@kind("mask_trace")
 @dataclass(frozen=True)
 class MaskTrace:
     """A dense run trained again (early stopping off, to its cap), recording the global-L1 mask
-    of every P of `dense.fractions` after every episode, with epsilon and counters (the search
-    of every EB Exploit setting: `ebnb.sweep`)."""
+    of every P of `fractions` (default: the dense run's) after every episode, with epsilon and
+    counters (the search of every EB Exploit setting: `ebnb.sweep`)."""
 
     dense: DenseRun
+    fractions: tuple[float, ...] = field(default=(), metadata=RECORDED)
+
+    __post_init__ = _fractions_of_dense
 
 
+@kind("eb_sweep")
 @dataclass(frozen=True)
 class EBSweepRun:
     """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
-    of its dense run: the search read off the dense run's `MaskTrace`, the rest the
-    `SweepTicket` at the episode found."""
+    of `fractions` (default: its dense run's): the search read off the dense run's `MaskTrace`,
+    the rest the `SweepTicket` at the episode found."""
 
     dense: DenseRun
     xis: tuple[float, ...]
     windows: tuple[int, ...]
     detectors: tuple[str, ...]
     starts: tuple[str, ...]
+    fractions: tuple[float, ...] = field(default=(), metadata=RECORDED)
+
+    __post_init__ = _fractions_of_dense
 
 
+@kind("sweep_ticket")
 @dataclass(frozen=True)
 class SweepTicket(_OfTicket):
     """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
