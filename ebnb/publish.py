@@ -300,6 +300,20 @@ def _fresh_steps(env: str, store, current) -> list | None:
     return None if settings is None else experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
 
 
+def _small_xi_steps(env: str, store, current) -> list:
+    """EB Exploit at `ebnb.experiments.SMALL_XIS` read off the mask traces (the sweep of
+    `ebnb.experiments.exploit_grid`) with its dense runs; CartPole only."""
+    from ebnb import experiments
+    from ebnb.envs import canonical_env
+    from ebnb.experiments.exploit_sweep import sweep_step
+
+    if canonical_env(env) != "cartpole":
+        return []
+    g = experiments.grid("small_xi")
+    sweep_grid = experiments.exploit_grid(experiments.SMALL_XIS, experiments.EB_EXPLOIT_DEFAULTS["window"])
+    return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
+
+
 # in the order their units enter each table of results/ (then the full profile's: units shared by
 # config hash are listed once)
 SIDE_PROFILES = {
@@ -320,6 +334,7 @@ SIDE_PROFILES = {
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_fresh_steps, ()),
+    "small_xi": Side(_small_xi_steps, ()),
 }
 RUN_RECORDS = "run_records"  # results/run_records/<side profile>.json: the records of the runs that computed its units
 

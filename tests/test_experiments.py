@@ -467,19 +467,25 @@ def test_state_sha256_covers_parameters_target_mask_and_adam_state():
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
-def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are_published_whole():
+def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are_published_whole(tmp_path):
     """The units the code builds now for the published profiles (the manifest's grids: full,
-    and those beyond it, full_sparse and full15) match every published unit by config hash, and
-    every step of full_sparse (the thesis grid plus sparser tickets and controls) is published
-    whole: splitting or moving code re-keys nothing (a unit's hash covers its class name and
-    fields, not its module)."""
+    and the side profiles beside it, by their grids and by their `publish.SIDE_PROFILES` steps,
+    e.g. small_xi's sweep of EB Exploit's own setting) match every published unit by config
+    hash, and every step of full_sparse (the thesis grid plus sparser tickets and controls) is
+    published whole: splitting or moving code re-keys nothing (a unit's hash covers its class
+    name and fields, not its module)."""
+    from ebnb import publish
+
     held = published.Published(ROOT / "results")
     profiles = ["full"] + [name for name in held.manifest["grid"] if name in experiments.PROFILES]
     asked: dict[tuple[str, str], dict] = {}
     for env in ("cartpole", "acrobot"):
         for profile in profiles:
-            for name, step in experiments.steps(env, experiments.PROFILES[profile]).items():
-                units = asked.setdefault((experiments.env_id(step.units[0]), name), {})
+            steps = list(experiments.steps(env, experiments.PROFILES[profile]).values())
+            if profile in publish.SIDE_PROFILES:
+                steps += publish.SIDE_PROFILES[profile].steps(env, Store(tmp_path / "empty"), held) or []
+            for step in steps:
+                units = asked.setdefault((experiments.env_id(step.units[0]), step.name), {})
                 units.update(dict.fromkeys(step.units))
         for name, step in experiments.steps(env, experiments.PROFILES["full_sparse"]).items():
             env_id = experiments.env_id(step.units[0])

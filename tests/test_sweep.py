@@ -54,6 +54,11 @@ def made(tmp_path_factory):
     exploit = {
         (xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window) for xi, window in EB_SETTINGS
     }
+    read_off = {
+        window: experiments.eb_exploit_read_off("cartpole", g, store, None, SWEEP_GRID["xis"], window)
+        for window in SWEEP_GRID["windows"]
+    }
+    baseline = experiments.baseline("cartpole", g, store)
     cfg = experiments.run_config("cartpole", g)
     dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
     found = pd.concat(exploit.values()).query("found")
@@ -71,6 +76,8 @@ def made(tmp_path_factory):
         finetuned=finetuned,
         tickets_before=tickets_before,
         tickets_after=tickets_after,
+        read_off=read_off,
+        baseline=baseline,
     )
 
 
@@ -149,6 +156,48 @@ def test_detection_from_the_trace_is_eb_exploits_search_and_the_rest_its_finetun
         found += int(merged["found"].sum())
     assert 0 < found < 4 * len(made.exploit), "some settings find tickets, some do not"
     assert {9, 8} <= set(thesis.loc[thesis.found, "prune_episode"]), "at a snapshot episode (9) and between (8)"
+
+
+def test_eb_exploit_read_off_the_traces_is_eb_exploit_run_at_each_xi(made):
+    """`eb_exploit_read_off` (profile small_xi's EB Exploit) is EB Exploit's table at every
+    (xi, window), column for column and dtype for dtype (but the state hash), without
+    training a ticket the sweep had not; its verdicts per xi are EB Exploit's own."""
+    for (xi, window), table in made.exploit.items():
+        read = made.read_off[window]
+        assert read.columns[0] == "xi" and sorted(read.xi.unique()) == SWEEP_GRID["xis"]
+        read = read[read.xi == xi].drop(columns="xi").sort_values(["seed", "P"]).reset_index(drop=True)
+        ran = table.drop(columns="state_sha256").sort_values(["seed", "P"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(read, ran)
+        by_xi = analysis.eb_exploit_by_xi(made.read_off[window], made.baseline)
+        pd.testing.assert_frame_equal(
+            by_xi[by_xi.xi == xi].drop(columns="xi").reset_index(drop=True),
+            analysis.eb_exploit_summary(table, made.baseline),
+        )
+    assert len(list((made.store.root / "sweep_ticket").iterdir())) == len(_sweep_tickets(made)), "no ticket trained"
+
+
+def test_profile_small_xi_publishes_eb_exploit_read_off_on_cartpole_only():
+    """The side profile small_xi joins the published results with the units
+    `eb_exploit_read_off` reads at `SMALL_XIS` (the full grid's dense runs and one sweep of
+    EB Exploit's own setting per seed), on CartPole only."""
+    from ebnb import publish
+    from ebnb.experiments.exploit_sweep import sweep_step
+
+    g = experiments.grid("small_xi")
+    assert g == experiments.grid("full") and experiments.SMALL_XIS == (0.001, 0.002, 0.005, 0.01)
+    steps = publish.SIDE_PROFILES["small_xi"].steps("cartpole", None, None)
+    expected = sweep_step(
+        "cartpole",
+        g,
+        {
+            "xis": list(experiments.SMALL_XIS),
+            "windows": [2],
+            "detectors": ["last_two"],
+            "starts": ["after_exploration"],
+        },
+    )
+    assert [s.units for s in steps] == [experiments.dense_step("cartpole", g).units, expected.units]
+    assert publish.SIDE_PROFILES["small_xi"].steps("acrobot", None, None) == []
 
 
 def test_eb_exploit_is_the_finetune_ticket_at_its_episode_and_the_sweeps_ticket(made):

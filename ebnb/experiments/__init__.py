@@ -33,10 +33,18 @@ from ebnb.experiments.dense import (
     training_curves,
 )
 from ebnb.experiments.exploit import eb_exploit
-from ebnb.experiments.exploit_sweep import eb_exploit_sweep, eb_exploit_sweep_at, sweep_at_steps, sweep_hypotheses
+from ebnb.experiments.exploit_sweep import (
+    eb_exploit_read_off,
+    eb_exploit_sweep,
+    eb_exploit_sweep_at,
+    exploit_grid,
+    sweep_at_steps,
+    sweep_hypotheses,
+)
 from ebnb.experiments.grids import (
     EB_EXPLOIT_DEFAULTS,
     PROFILES,
+    SMALL_XIS,
     Grid,
     check_dqn_overrides,
     check_eb_exploit,
@@ -97,6 +105,7 @@ __all__ = [
     "PROFILES",
     "PROJECT",
     "SHARD_SIZE",
+    "SMALL_XIS",
     "ControlRun",
     "DenseRun",
     "EBExploitRun",
@@ -122,10 +131,12 @@ __all__ = [
     "dense_units",
     "dqn_pairs",
     "eb_exploit",
+    "eb_exploit_read_off",
     "eb_exploit_sweep",
     "eb_exploit_sweep_at",
     "env_id",
     "expected_steps",
+    "exploit_grid",
     "figure_note",
     "finetune",
     "grid",

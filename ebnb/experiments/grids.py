@@ -120,10 +120,17 @@ PROFILES = {
     "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
     # fresh seeds for the sweep's hypotheses only (`exploit_sweep.eb_exploit_sweep_at`, notebook 06's compute_fresh)
     "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
+    # the full grid, for notebook 04's EB Exploit at xi below the sweep's (`SMALL_XIS`; CartPole only)
+    "small_xi": Grid(),
 }
 
 
 EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; see check_eb_exploit
+
+
+# profile small_xi: notebook 04's EB Exploit at xi below the sweep's 0.02, read off the dense runs' mask traces
+# (`ebnb.experiments.eb_exploit_read_off`); CartPole only
+SMALL_XIS = (0.001, 0.002, 0.005, 0.01)
 
 
 def check_eb_exploit(xi, window, rewind) -> None:
