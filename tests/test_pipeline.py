@@ -101,22 +101,15 @@ def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_pat
     import nbformat.v4
 
     import pipeline as pipeline_module
-    from ebnb import experiments
+    from ebnb import experiments, publish
 
     assert pipeline_module.NOTEBOOK_STEPS == {
         "01_mask_similarity": ("dense runs",),
         "02_retrain": ("dense runs", "retrain", "winning tickets"),
         "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
         "04_eb_exploit": ("dense runs", "eb_exploit"),
-        "05_controls": (
-            "dense runs",
-            "retrain",
-            "finetune",
-            "sparse retrain",
-            "sparse finetune",
-            "retrain controls",
-            "finetune controls",
-        ),
+        # what profile full_sparse publishes beside the full one: all that notebook 05 reads
+        "05_controls": tuple(s.name for s in publish.SIDE_PROFILES["full_sparse"].steps("cartpole", None, None)),
         "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
     }
     assert list(experiments.steps("cartpole", experiments.grid("quick"))) == list(experiments.STEP_NAMES)
