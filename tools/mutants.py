@@ -364,9 +364,9 @@ MUTANTS = [
     ),
     dict(
         name="torch-path-mask-not-reapplied",
-        file="ebnb/population.py",
-        original="            if self.mask is not None:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
-        replacement="            if False:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
+        file="ebnb/arithmetic.py",
+        original="        if population.mask is not None:\n            for w, m in zip(qnet.weights(population.params), population.mask):",
+        replacement="        if False:\n            for w, m in zip(qnet.weights(population.params), population.mask):",
         tests=[KERNEL + "test_one_update_equals_the_torch_path_per_agent"],
     ),
     # the engine's step-by-step path against the independent reference DQN
