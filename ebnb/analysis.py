@@ -308,6 +308,17 @@ def eb_exploit_summary(results: pd.DataFrame, baseline: pd.DataFrame, alpha: flo
     return table
 
 
+def eb_exploit_by_xi(results: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """`eb_exploit_summary` per xi of `results` (`eb_exploit`'s columns and xi: each xi a reading
+    of the protocol, so each its own family, Holm over P), xi the first column."""
+    tables = [
+        eb_exploit_summary(group.drop(columns="xi"), baseline, alpha).assign(xi=xi)
+        for xi, group in results.groupby("xi", sort=True)
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["xi", *(c for c in table.columns if c != "xi")]]
+
+
 def eb_exploit_power(results: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
     """Per P: the seeds paired with their unpruned run, the NI margin of `eb_exploit_summary`
     and the smallest total-cost difference (episodes) its paired test detects with 80% power

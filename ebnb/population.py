@@ -92,7 +92,8 @@ class Population:
     `max_episodes` counts from each agent's start; with `early_stop` an agent stops after
     `cfg.solved_streak` solved episodes in a row (the streak counts from the start of this run).
     `cfg.arithmetic` picks who does the network arithmetic: `ebnb.kernel` ("fused": fixed order,
-    the same bits on every CPU) or torch (`ebnb.qnet` + `ebnb.optim`: the reference, and CUDA).
+    the same bits on every CPU) or torch (`ebnb.qnet` + `ebnb.optim`: the reference, and CUDA);
+    `cfg.device` where it trains (`device`: a device of that type, e.g. "cuda:1"; default `cfg.device`).
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class Population:
         early_stop: bool = True,
         max_episodes: int | None = None,
         callback: Callback | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         progress: bool = False,
         chunk_size: int = 128,
         compiled: bool = True,
@@ -113,12 +114,12 @@ class Population:
         max_episodes = check_positive_int("max_episodes", cfg.max_episodes if max_episodes is None else max_episodes)
         self.cfg, self.early_stop, self.callback, self.max_episodes = cfg, early_stop, callback, max_episodes
         self.compiled = bool(compiled)
-        self.device = torch.device(check_device("device", device))
+        self.device = torch.device(check_device("device", cfg.device if device is None else device))
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        if cfg.arithmetic == "fused" and self.device.type != "cpu":
+        if self.device.type != cfg.device:
             raise ValueError(
-                f"device: the fused kernel runs on the CPU only, not {device!r}; "
-                "use a config with arithmetic='torch' for CUDA"
+                f"device: {device!r} is not the config's device {cfg.device!r}; "
+                f"train on {cfg.device} or use cfg.replace(device={self.device.type!r})"
             )
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
         n = len(agents)

@@ -91,6 +91,19 @@ def test_the_fused_kernel_refuses_cuda():
         Population(CARTPOLE, [fresh_agent(CARTPOLE, 0)], device="cuda")
 
 
+def test_a_population_trains_on_its_configs_device():
+    """The device is the config's (so the units', so the pipeline's): a CUDA config trains on
+    CUDA, and a device of another type is refused."""
+    on_cuda = CARTPOLE.replace(arithmetic="torch", device="cuda")
+    if torch.cuda.is_available():
+        assert Population(on_cuda, [fresh_agent(on_cuda, 0)]).device.type == "cuda"
+    else:
+        with pytest.raises(ValueError, match="device: 'cuda' is not available on this machine"):
+            Population(on_cuda, [fresh_agent(on_cuda, 0)])
+    torch_cpu = CARTPOLE.replace(arithmetic="torch")
+    assert Population(torch_cpu, [fresh_agent(torch_cpu, 0)]).device.type == "cpu"
+
+
 def test_golden_hashes_in_process_match_the_committed_ones():
     """Short runs of both envs (a dense, a masked, a resumed out-of-phase and a fresh agent;
     over 3,000 steps each; then greedy test episodes) hash to the committed values, which
