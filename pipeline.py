@@ -4,6 +4,8 @@
     python pipeline.py all --thesis             # only the thesis' notebooks 01-04: figures 3.3-3.8
     python pipeline.py quick                    # the same grid at the quick profile (minutes)
     python pipeline.py run 02_retrain --env acrobot -p fractions=[0.2] -p episodes=100
+    python pipeline.py run 02_retrain --arithmetic torch --dqn lr=0.001   # how the agents train
+    python pipeline.py quick --device cuda      # on a GPU (torch arithmetic): docs/exactness.md
     python pipeline.py list                     # the grid, what is cached and its size on disk
     python pipeline.py compute all --scheduler local   # fill the store only (Dask), no notebooks
     python pipeline.py publish [--nbval]        # make the working outputs the published ones
@@ -63,6 +65,7 @@ FOLDER_OPTIONS = {  # the pipeline sets these two itself, so that it and the not
     "store_dir": "-p store_dir: give the pipeline --store DIR instead (it fills that store, then the notebooks read it)",
     "figures_dir": "-p figures_dir: give the pipeline --out DIR instead (figures go to DIR/<run>/figures)",
 }
+RUN_OPTIONS = ("device", "arithmetic", "dqn")  # notebook parameters the pipeline takes as options of its own
 
 
 class UsageError(ValueError):
@@ -92,8 +95,12 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise UsageError(f"-p: expected name=value, got {pair!r}")
+        if name in RUN_OPTIONS:
+            raise UsageError(
+                f"-p {name}: give the pipeline --{name} instead" + (" NAME=VALUE" if name == "dqn" else "")
+            )
         if name not in declared or name in ("env", "profile"):
-            allowed = sorted(set(declared) - {"env", "profile"})
+            allowed = sorted(set(declared) - {"env", "profile", *RUN_OPTIONS})
             raise UsageError(f"-p {name}: not a parameter of {notebook}; allowed: {', '.join(allowed)}")
         if name in overrides:
             raise UsageError(f"-p {name}: given twice; give each parameter once")
@@ -109,11 +116,56 @@ def parse_overrides(pairs: list[str], notebooks: list[str], allowed: set[str] | 
     return overrides
 
 
-def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
-    """(grid fields, EB Exploit parameters and its sweep's, notebook options) of checked overrides."""
+def run_options(args) -> dict:
+    """--device, --arithmetic and --dqn NAME=VALUE as the notebook parameters device,
+    arithmetic and dqn (those given), checked: the device on this machine, the arithmetic
+    possible on it, each --dqn name a DQN config field given once (its value: `check_run_config`)."""
+    from ebnb import experiments
+    from ebnb.config import placement
+
+    options = {}
+    if args.device is not None or args.arithmetic is not None:
+        try:
+            options = placement(args.device or "cpu", args.arithmetic)
+        except ValueError as error:
+            raise UsageError(f"--{error}") from None  # "device: ..." -> "--device: ..."
+    dqn = {}
+    for pair in args.dqn:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--dqn: expected NAME=VALUE, got {pair!r}")
+        if name in dqn:
+            raise UsageError(f"--dqn {name}: given twice; give each field once")
+        if name in ("device", "arithmetic"):
+            raise UsageError(f"--dqn {name}: give the pipeline --{name} instead")
+        dqn[name] = _literal(text)
+    try:
+        experiments.check_dqn_overrides(experiments.dqn_pairs(dqn))
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
+    return {**options, **({"dqn": dqn} if dqn else {})}
+
+
+def check_run_config(envs, g) -> None:
+    """The DQN config of grid `g` (its --dqn overrides' values) valid on each of `envs`."""
     from ebnb import experiments
 
-    grid_fields = {k: v for k, v in overrides.items() if k in experiments.Grid.__dataclass_fields__}
+    for env in envs:
+        try:
+            experiments.run_config(env, g)
+        except ValueError as error:
+            raise UsageError(f"--dqn: {error}") from None
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
+    """(grid fields, EB Exploit parameters and its sweep's, notebook options) of checked
+    overrides; `run_options`' device, arithmetic and dqn are the grid's field `dqn`."""
+    from ebnb import experiments
+
+    grid_fields = {k: v for k, v in overrides.items() if k in experiments.Grid.__dataclass_fields__ and k != "dqn"}
+    placed = {k: overrides[k] for k in ("device", "arithmetic") if k in overrides}
+    if placed or "dqn" in overrides:
+        grid_fields["dqn"] = {**overrides.get("dqn", {}), **placed}
     eb_exploit = {k: v for k, v in overrides.items() if k in EB_EXPLOIT_PARAMETERS}
     return grid_fields, eb_exploit, {k: v for k, v in overrides.items() if k in NOTEBOOK_OPTIONS}
 
@@ -472,6 +524,25 @@ def _recompute(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _training(command: argparse.ArgumentParser) -> None:
+    # their own options, not -p: the same for every notebook, and --dqn's names are the DQN config's
+    command.add_argument("--device", choices=("cpu", "cuda"), help="where the agents train (default cpu)")
+    command.add_argument(
+        "--arithmetic",
+        choices=("fused", "torch"),
+        help="fused kernel (the same bits on every CPU) or torch (the CUDA path); "
+        "default: fused on cpu, torch on cuda; see docs/exactness.md",
+    )
+    command.add_argument(
+        "--dqn",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a field of the DQN config (ebnb.config.DQNConfig; repeatable), "
+        "e.g. --dqn lr=0.001; the units trained so are other units",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", help="result store directory (default: store/, or $EBNB_STORE)")
@@ -489,6 +560,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         _recompute(command)
+        _training(command)
         command.add_argument("--env", choices=ENVS, action="append", help="only this env (repeatable)")
         command.add_argument(
             "--thesis",
@@ -507,12 +579,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--env", action="append", help=f"{', '.join(ENVS)} (or a gymnasium id; default cartpole)")
     _profile_and_params(run, "quick", "a notebook parameter")
     _recompute(run)
+    _training(run)
     commands.add_parser("list", help="the grid, its cache status and size on disk")
     compute = commands.add_parser("compute", help="fill the store (shards, checkpoints, Dask); run no notebook")
     compute.add_argument("target", help=f"all, or one of: {', '.join(NOTEBOOKS)} (the results it reads)")
     compute.add_argument("--env", action="append", help=f"{', '.join(ENVS)} or a gymnasium id (repeatable)")
     _profile_and_params(compute, "full", "a grid or EB Exploit parameter")
     _recompute(compute)
+    _training(compute)
     compute.add_argument(
         "--scheduler",
         default="local",
@@ -579,7 +653,9 @@ def _checked_job(args, store: Path | None, out: Path):
         notebooks, envs, overrides = list(THESIS if args.thesis else NOTEBOOKS), args.env or list(ENVS), {}
         profile = "full" if args.command == "all" else "quick"
     envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
+    overrides = {**overrides, **run_options(args)}
     g = check_overrides(overrides, profile)
+    check_run_config(envs, g)
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
         overrides = {
             **overrides,

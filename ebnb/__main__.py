@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ebnb import errors
-from ebnb.config import check_device, check_positive_int, dqn_config, parse_seeds
+from ebnb.config import check_positive_int, dqn_config, parse_seeds, placement
 from ebnb.envs import ENV_ALIASES
 
 
@@ -61,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def train(args):
     """Check the arguments; return the job that trains one population and writes its log."""
-    check_device("device", args.device)
-    cfg = dqn_config(args.env, arithmetic=_arithmetic(args))
+    cfg = dqn_config(args.env, **placement(args.device, args.arithmetic))
     seeds = parse_seeds(args.seeds)
     episodes = check_positive_int("episodes", args.episodes)
     out = Path(args.out)
@@ -115,18 +114,12 @@ def _write(log, out: Path) -> None:
         raise
 
 
-def _arithmetic(args) -> str:
-    """--arithmetic, or the default for --device: the fused kernel on the CPU, torch on CUDA."""
-    return args.arithmetic or ("fused" if args.device == "cpu" else "torch")
-
-
 def bench(args):
     """Check the arguments; return the job that prints sequential vs population throughput."""
     from ebnb import bench as benchmark
 
-    check_device("device", args.device)
     envs = [args.env] if args.env else ["cartpole", "acrobot"]
-    cfgs = [dqn_config(env, arithmetic=_arithmetic(args)) for env in envs]
+    cfgs = [dqn_config(env, **placement(args.device, args.arithmetic)) for env in envs]
     counts = tuple(check_positive_int("agents", k) for k in args.agents) if args.agents else benchmark.DEFAULT_AGENTS
     check_positive_int("steps", args.steps)
     if args.threads is not None:

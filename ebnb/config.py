@@ -55,6 +55,18 @@ def check_device(name: str, value) -> str:
     return str(value)
 
 
+def placement(device="cpu", arithmetic=None) -> dict:
+    """The DQN config's `device` and `arithmetic` for agents trained on `device` (a torch device
+    this machine has: `check_device`; its type is the config's) with `arithmetic` (None: the
+    fused kernel on the CPU, torch on CUDA); a ValueError naming what is wrong."""
+    kind = check_device("device", device).split(":")[0]
+    if arithmetic not in (None, "fused", "torch"):
+        raise ValueError(f"arithmetic: unknown {arithmetic!r}; allowed: fused, torch")
+    if kind == "cuda" and arithmetic == "fused":
+        raise ValueError("arithmetic: the fused kernel runs on the CPU only; on cuda use torch")
+    return {"device": kind, "arithmetic": arithmetic or ("fused" if kind == "cpu" else "torch")}
+
+
 def check_fraction(name: str, value) -> float:
     """A pruning fraction strictly between 0 and 1, or a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
@@ -87,6 +99,10 @@ class DQNConfig:
     # "torch" (ebnb.qnet + ebnb.optim: the reference, and the CUDA path). Part of a result's
     # identity: the two round differently, so the store never mixes their results.
     arithmetic: Literal["fused", "torch"] = "fused"
+    # Where the agents train: "cpu", or "cuda" (torch arithmetic only). Part of a result's identity
+    # unless "cpu", its default (docs/exactness.md, "CUDA"): CUDA rounds differently again, and
+    # results stored before the field existed keep their keys (`ebnb.identity` leaves defaults out).
+    device: Literal["cpu", "cuda"] = "cpu"
 
     def __post_init__(self):
         if not isinstance(self.hidden, tuple) or not self.hidden:
@@ -105,6 +121,10 @@ class DQNConfig:
             raise ValueError(f"learning_starts must be >= batch_size ({self.batch_size}), got {self.learning_starts}")
         if self.arithmetic not in ("fused", "torch"):
             raise ValueError(f"arithmetic must be 'fused' or 'torch', got {self.arithmetic!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda" and self.arithmetic == "fused":
+            raise ValueError("device: the fused kernel runs on the CPU only; on cuda use arithmetic 'torch'")
         if self.eps_decay_per not in ("episode", "step"):
             raise ValueError(f"eps_decay_per must be 'episode' or 'step', got {self.eps_decay_per!r}")
         for name in ("lr", "eps_decay", "gamma", "eps_start", "eps_floor"):

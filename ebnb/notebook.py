@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ebnb import experiments
-from ebnb.config import dqn_config
+from ebnb.config import dqn_config, placement
 from ebnb.envs import canonical_env
 from ebnb.published import Published
 from ebnb.store import Store
@@ -54,13 +54,22 @@ def setup(
     use_published=True,
     grid: dict | None = None,
     settings: dict | None = None,
+    device="cpu",
+    arithmetic=None,
+    dqn: dict | None = None,
 ) -> Setup:
     """Check a notebook's parameters and return its `Setup`. `grid`: its grid parameters (None
     keeps the profile's value); `settings`: EB Exploit's or its sweep's, which name the run's
-    figures folder as the grid's changes do."""
+    figures folder as the grid's changes do; `device`, `arithmetic` (`ebnb.config.placement`)
+    and `dqn` (DQN config overrides by field name): how the agents train, in the grid's `dqn`."""
     for name, value in {**(grid or {}), **(settings or {})}.items():
         check_list(name, value)
-    g = experiments.grid(profile, **(grid or {}))
+    if dqn is not None and not isinstance(dqn, dict):
+        raise ValueError(f"dqn: must be a dict of DQN config fields, e.g. {{'lr': 0.001}}, got {dqn!r}")
+    for name in set(dqn or ()) & {"device", "arithmetic"}:
+        raise ValueError(f"dqn: {name} is a parameter of its own; give {name}={dqn[name]!r}, not dqn={{{name!r}: ...}}")
+    g = experiments.grid(profile, **(grid or {}), dqn={**(dqn or {}), **placement(device, arithmetic)})
+    experiments.run_config(env, g)  # the overrides' values, checked before anything runs
     settings = settings or {}
     env = canonical_env(env)
     store = Store(folder("store_dir", store_dir) or experiments.default_store())

@@ -300,6 +300,20 @@ def _fresh_steps(env: str, store, current) -> list | None:
     return None if settings is None else experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
 
 
+def _small_xi_steps(env: str, store, current) -> list:
+    """EB Exploit at `ebnb.experiments.SMALL_XIS` read off the mask traces (the sweep of
+    `ebnb.experiments.exploit_grid`) with its dense runs; CartPole only."""
+    from ebnb import experiments
+    from ebnb.envs import canonical_env
+    from ebnb.experiments.exploit_sweep import sweep_step
+
+    if canonical_env(env) != "cartpole":
+        return []
+    g = experiments.grid("small_xi")
+    sweep_grid = experiments.exploit_grid(experiments.SMALL_XIS, experiments.EB_EXPLOIT_DEFAULTS["window"])
+    return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
+
+
 # in the order their units enter each table of results/ (then the full profile's: units shared by
 # config hash are listed once)
 SIDE_PROFILES = {
@@ -320,6 +334,7 @@ SIDE_PROFILES = {
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_fresh_steps, ()),
+    "small_xi": Side(_small_xi_steps, ()),
 }
 RUN_RECORDS = "run_records"  # results/run_records/<side profile>.json: the records of the runs that computed its units
 
@@ -335,7 +350,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     results: dict = {}
     new: dict[str, int] = {}  # profile: units the store holds that the published results lack or hold otherwise
     grid_json = {
-        "grid": json.loads(config_json(experiments.grid("full"))),
+        "grid": _grid_json(experiments.grid("full")),
         "eb_exploit": experiments.EB_EXPLOIT_DEFAULTS,
         "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
     }
@@ -365,7 +380,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                 )
             new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
             owned = owned | {(s.name, u) for s in steps for u in s.units}
-        grid_json[profile] = json.loads(config_json(experiments.grid(profile)))
+        grid_json[profile] = _grid_json(experiments.grid(profile))
     new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
     figures = {
@@ -408,6 +423,17 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
         FIGURES: _mirrored(root / FIGURES, figures),
     }
     return targets, manifest, results, said
+
+
+def _grid_json(g) -> dict:
+    """A published grid as the manifest describes it: its whole config, less `dqn` while it
+    overrides nothing (so a manifest reads the same as before the field existed)."""
+    from ebnb.store import config_json
+
+    described = json.loads(config_json(g))
+    if not g.dqn:
+        del described["dqn"]
+    return described
 
 
 def _gather(results: dict, cache, steps: list, current, owned: set) -> int:

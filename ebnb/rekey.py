@@ -40,7 +40,7 @@ LEGACY_NAMES = {
     "DQNConfig": DQNConfig,
     "Grid": Grid,
 }
-ADDED = {MaskTrace: ("fractions",), EBSweepRun: ("fractions",)}
+ADDED = {MaskTrace: ("fractions",), EBSweepRun: ("fractions",), DQNConfig: ("device",), Grid: ("dqn",)}
 
 
 def _legacy(value):
@@ -93,19 +93,20 @@ def renamed_kinds(data):
 
 def published_units(root: Path) -> dict[str, dict[str, list]]:
     """{env id: {step: units}} of every profile `ebnb.publish` publishes (the full one and the
-    side ones), planned against the old-keyed set at `root` (a side profile planned from
-    published results, e.g. the fresh sweep's hypotheses, reads them by old key)."""
+    side ones), planned against the set at `root` (a side profile planned from published
+    results, e.g. the fresh sweep's hypotheses, reads them by old key, or by current key in a
+    set keyed already)."""
     from ebnb import experiments
     from ebnb.publish import SIDE_PROFILES
     from ebnb.published import Published
 
-    current = Published(root, key=legacy_hash)
+    current, keyed = Published(root, key=legacy_hash), Published(root)
     units: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory() as empty:  # the steps read published results only: nothing is computed
         for env in current.manifest["tables"]:
             steps = list(experiments.steps(env, experiments.grid("full")).values())
             for side in SIDE_PROFILES.values():
-                steps += side.steps(env, Store(empty), current) or []
+                steps += side.steps(env, Store(empty), current) or side.steps(env, Store(empty), keyed) or []
             for step in steps:
                 units.setdefault(env, {}).setdefault(step.name, []).extend(step.units)
     return units

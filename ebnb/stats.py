@@ -80,6 +80,15 @@ def paired_non_inferiority(ticket, reference, margin: float, higher_is_better: b
     )
 
 
+def equivalence(sample, reference, margin: float, alpha: float = ALPHA) -> tuple[float, float, float, float]:
+    """Equivalence within +-`margin` by two one-sided tests (TOST: `non_inferiority` in both
+    directions at level `alpha`): (difference, lower bound, upper bound, p), the bounds those of
+    the (1 - 2 alpha) confidence interval. p < alpha shows |difference| < margin; a larger p
+    shows nothing (failing to find a difference is not equivalence)."""
+    lower, upper = (non_inferiority(sample, reference, margin, higher, alpha) for higher in (True, False))
+    return lower.estimate, lower.bound, upper.bound, max(lower.p, upper.p)
+
+
 def worse(ticket, reference, higher_is_better: bool, alpha: float = ALPHA) -> Bound:
     """One-sided Welch test of H0 'ticket not worse' (H1: worse); `bound` on the better side,
     so p < alpha exactly when the bound lies on the worse side of 0."""

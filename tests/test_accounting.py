@@ -66,7 +66,7 @@ def test_compute_writes_a_run_record_whose_counts_match_the_stored_results(tmp_p
     [row] = record["steps"]
     assert (row["env"], row["step"], row["units"], row["computed"]) == ("cartpole", "dense runs", 2, 2)
 
-    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.run_config("cartpole", g)
     results = experiments.dense_runs("cartpole", g, Store(store))
     lengths = [r["episodes"]["length"].sum() for r in results]
     transitions = [np.arange(1, n + 1) for n in lengths]

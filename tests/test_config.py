@@ -8,10 +8,13 @@ are literals on purpose: a changed config must fail here, not be compared with i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ebnb import experiments
-from ebnb.config import ACROBOT, CARTPOLE, dqn_config
+from ebnb.config import ACROBOT, CARTPOLE, dqn_config, placement
+from ebnb.identity import config_hash, identity_json
 
 THESIS = {
     # field: (CartPole, Acrobot)
@@ -32,6 +35,7 @@ THESIS = {
     "max_episodes": (500, 500),
     "truncation_is_terminal": (False, False),  # docs/protocol.md: time limits bootstrap
     "arithmetic": ("fused", "fused"),  # not a hyperparameter: the fixed-order CPU kernel (ebnb.kernel)
+    "device": ("cpu", "cpu"),  # where the agents train (cuda: torch arithmetic only)
 }
 
 
@@ -64,3 +68,34 @@ def test_the_full_profile_trains_with_the_thesis_config(env, preset):
         assert all(u.dense.dqn == preset for u in steps[name].units)
     assert all(u.dqn == preset and u.episodes == 500 for u in steps["eb_exploit"].units)
     assert {(u.xi, u.window, u.rewind) for u in steps["eb_exploit"].units} == {(0.1, 2, False)}
+
+
+def test_the_device_is_part_of_a_results_key_except_the_cpu_so_no_key_changed():
+    """A CUDA result never shares the key of a CPU one; the CPU, the default, is left out of the
+    key, so every key made before the field existed stays (docs/exactness.md, "CUDA")."""
+    torch_cpu = CARTPOLE.replace(arithmetic="torch")
+    on_cuda = torch_cpu.replace(device="cuda")
+    assert "device" not in identity_json(torch_cpu) and '"device":"cuda"' in identity_json(on_cuda)
+    assert identity_json(on_cuda).replace(',"device":"cuda"', "") == identity_json(torch_cpu)
+    assert config_hash(on_cuda) != config_hash(torch_cpu) != config_hash(CARTPOLE)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"device": "cuda"}, "device: the fused kernel runs on the CPU only; on cuda use arithmetic 'torch'"),
+        ({"device": "tpu", "arithmetic": "torch"}, "device must be 'cpu' or 'cuda', got 'tpu'"),
+    ],
+)
+def test_a_config_refuses_a_device_its_arithmetic_cannot_run_on(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CARTPOLE.replace(**changes)
+
+
+def test_placement_defaults_the_arithmetic_to_the_devices_and_checks_both():
+    assert placement() == {"device": "cpu", "arithmetic": "fused"}
+    assert placement("cpu", "torch") == {"device": "cpu", "arithmetic": "torch"}
+    with pytest.raises(ValueError, match="arithmetic: unknown 'exact'; allowed: fused, torch"):
+        placement("cpu", "exact")
+    with pytest.raises(ValueError, match="device: unknown device 'gpu'"):
+        placement("gpu")

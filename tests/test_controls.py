@@ -11,6 +11,7 @@ import pytest
 
 from ebnb import analysis, controls, experiments
 from ebnb.agent import fresh_agent
+from ebnb.config import dqn_config
 from ebnb.population import Population
 from ebnb.store import Store
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.fixture(scope="module")
 def ticket():
     """A CartPole agent and the L1 mask (P = 0.6) of a perturbed copy of its weights."""
-    cfg = experiments.units.dqn_config("cartpole")
+    cfg = dqn_config("cartpole")
     agent = fresh_agent(cfg, 3)
     perturbed = agent.replace(
         params=[p + np.random.default_rng(0).normal(0, 0.05, p.shape).astype(p.dtype) for p in agent.params]
@@ -116,11 +117,9 @@ def test_the_full_profile_runs_every_control_on_the_named_subset():
     assert not {"sparse retrain", "retrain controls"} & set(experiments.steps("acrobot", no_extras))
 
 
-def test_stored_controls_are_agents_trained_from_the_control_start(tmp_path, monkeypatch):
+def test_stored_controls_are_agents_trained_from_the_control_start(tmp_path):
     """Each stored control (computed together in one population) hashes like an agent trained
     alone here from `controls.control_start` of the ticket's own start and L1 mask."""
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{"learning_starts": 64, **kw}))
     g = experiments.grid(
         "quick",
         seeds=(0,),
@@ -130,9 +129,11 @@ def test_stored_controls_are_agents_trained_from_the_control_start(tmp_path, mon
         test_episodes=1,
         control_episodes=(4,),
         sparse_fractions=(),
+        dqn={"learning_starts": 64},
     )
     store = Store(tmp_path)
-    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.run_config("cartpole", g)
+    assert cfg.learning_starts == 64
     table = experiments.controlled_tickets("cartpole", g, store)
     assert sorted(map(tuple, table[["mode", "control"]].to_numpy())) == sorted(
         [("retrain", "l1"), ("finetune", "l1")] + [(m, c) for c, modes in controls.CONTROLS.items() for m in modes]

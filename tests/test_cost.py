@@ -18,18 +18,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def tiny(tmp_path_factory):
     """CartPole, 2 seeds, 14 episodes, learning from transition 32: updates before and after
     every prune episode (4, 10)."""
-    patched = pytest.MonkeyPatch()
-    config = experiments.units.dqn_config
-    patched.setattr(experiments.units, "dqn_config", lambda env, **kw: config(env, learning_starts=32, **kw))
-    g = experiments.grid("quick", seeds=(0, 1), fractions=(0.5,), prune_episodes=(4, 10), episodes=14, test_episodes=2)
+    g = experiments.grid(
+        "quick",
+        seeds=(0, 1),
+        fractions=(0.5,),
+        prune_episodes=(4, 10),
+        episodes=14,
+        test_episodes=2,
+        dqn={"learning_starts": 32},
+    )
     store = Store(tmp_path_factory.mktemp("store"))
     tables = {
         name: getattr(experiments, name)("cartpole", g, store)
         for name in ("baseline", "training_curves", "retrain", "finetune")
     }
-    cfg = experiments.units.dqn_config("cartpole")
-    patched.undo()
-    return cfg, tables
+    return experiments.run_config("cartpole", g), tables
 
 
 def test_updates_follow_from_env_steps_by_the_engines_rule():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from pathlib import Path
 
@@ -130,11 +129,17 @@ def test_mask_similarity_matrices_are_square_symmetric_with_unit_diagonal(store,
     assert summary.loc[0, "first_vs_last"] == matrix.iloc[0, -1]
 
 
-def test_eb_exploit_reports_each_seed_and_fraction(tmp_path, monkeypatch):
+def test_eb_exploit_reports_each_seed_and_fraction(tmp_path):
     # CartPole with epsilon halving per episode reaches its floor at episode 7; a loose xi finds tickets
-    fast_decay = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.2, 0.8), prune_episodes=(2,), episodes=14, test_episodes=2)
+    g = experiments.grid(
+        "quick",
+        seeds=(0,),
+        fractions=(0.2, 0.8),
+        prune_episodes=(2,),
+        episodes=14,
+        test_episodes=2,
+        dqn={"eps_decay": 0.5},
+    )
     results = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.5, window=1)
     assert len(results) == 2
     assert results["found"].any()
@@ -172,6 +177,26 @@ def test_full_profile_is_the_thesis_grid():
     assert (full.episodes, full.test_episodes, full.mask_every) == (500, 100, 2)
 
 
+def test_dqn_overrides_reach_every_unit_and_name_the_run():
+    """A grid's DQN overrides are the config of every unit of every step (so their keys), and
+    name the run's folder and figure note; a default stated names the thesis grid itself."""
+    g = experiments.grid("quick", dqn={"lr": 0.001, "hidden": [64], "arithmetic": "torch"})
+    assert g.dqn == (("arithmetic", "torch"), ("hidden", (64,)), ("lr", 0.001))
+    cfg = experiments.run_config("acrobot", g)
+    assert (cfg.lr, cfg.hidden, cfg.arithmetic, cfg.max_episodes) == (0.001, (64,), "torch", g.episodes)
+    units = [u for step in experiments.steps("acrobot", g).values() for u in step.units]
+    assert len(units) > 40 and {getattr(u, "dense", getattr(u, "ticket", u)) for u in units} >= set(
+        experiments.dense_units("acrobot", g)
+    )
+    assert {experiments.units.env_id(u) for u in units} == {"Acrobot-v1"}
+    assert {(u.dqn if hasattr(u, "dqn") else u.dense.dqn) for u in units} == {cfg}
+    assert experiments.run_name("quick", g) == "quick-arithmetic=torch-hidden=64-lr=0.001"
+    assert experiments.figure_note("quick", g).startswith("quick profile with arithmetic=torch, hidden=[64], lr=0.001")
+    stated = experiments.grid("quick", dqn={"device": "cpu", "arithmetic": "fused"})
+    assert stated == experiments.PROFILES["quick"] and "dqn" not in repr(stated)
+    assert experiments.run_name("quick", stated) == "quick"
+
+
 def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
     """full15 computes only seeds 10-14: seeds 0-9 are the full profile's units, config for config."""
     full, full15 = experiments.PROFILES["full"], experiments.PROFILES["full15"]
@@ -184,13 +209,10 @@ def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
             assert set(step.units) < set(wider[name].units) and len(wider[name].units) == len(step.units) * 3 // 2
 
 
-def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path, monkeypatch):
+def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path):
     # With epsilon halving per episode it reaches its floor at episode 7, the ticket is found
     # at episode 9, and 12 episodes of finetuning are too few to converge: not converged.
-    fast_decay = experiments.units.dqn_config
-
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: fast_decay(env, eps_decay=0.5, **kw))
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
+    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1, dqn={"eps_decay": 0.5})
     result = experiments.eb_exploit("cartpole", g, Store(tmp_path)).iloc[0]
     assert result["found"] and result["prune_episode"] == 9 and result["finetune_length"] == 12
     assert not result["converged"]
@@ -233,13 +255,20 @@ def masked(params, mask):
 def ticket_starts(tmp_path_factory):
     """The start state (`experiments.ticket_start`) of every retrain, finetune and winning
     ticket of a tiny CartPole grid, from its dense run's stored state at its prune episode.
-    The dense runs learn from transition 32 (their DQN config given as a value), so that they
-    have Adam moments and steps by episode 2 (a finetune must carry them)."""
+    The dense runs learn from transition 32 (the grid's DQN override), so that they have Adam
+    moments and steps by episode 2 (a finetune must carry them)."""
     g = experiments.grid(
-        "quick", seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(2, 4), episodes=6, test_episodes=1
+        "quick",
+        seeds=(0, 1),
+        fractions=(0.5, 0.8),
+        prune_episodes=(2, 4),
+        episodes=6,
+        test_episodes=1,
+        dqn={"learning_starts": 32},
     )
-    cfg = dqn_config("cartpole", learning_starts=32, max_episodes=g.episodes)
-    units = tuple(dataclasses.replace(unit, dqn=cfg) for unit in experiments.dense_units("cartpole", g))
+    cfg = experiments.run_config("cartpole", g)
+    units = tuple(experiments.dense_units("cartpole", g))
+    assert {unit.dqn for unit in units} == {dqn_config("cartpole", learning_starts=32, max_episodes=g.episodes)}
     store = Store(tmp_path_factory.mktemp("tickets"))
     experiments.step.step_results(store, experiments.Step("dense runs", "dense", units, compute_dense), None, False)
     dense = [store.load("dense", unit) for unit in units]
@@ -332,12 +361,10 @@ def test_dense_runs_record_theta0_and_the_state_at_each_prune_episode(ticket_sta
         assert rerun[4].transitions == log["length"].iloc[:4].sum() and rerun[4].epsilon == log["epsilon"].iloc[4]
 
 
-def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_starts, monkeypatch):
+def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_starts):
     """Experiment 1's matrix is np.mean over seeds of each seed's matrix, each recomputed here
     from the stored masks: the share of weights on which two masks agree."""
     _cfg, g, dense, _, store = ticket_starts
-    real_config = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real_config(env, learning_starts=32, **kw))
     computed = store.computed
     similarity = experiments.mask_similarity("cartpole", g, store)
     assert store.computed == computed  # the dense runs of the fixture, loaded
@@ -352,25 +379,23 @@ def test_mask_similarity_equals_the_mean_of_per_seed_matrices_recomputed(ticket_
         np.testing.assert_allclose(similarity[fraction].to_numpy(), np.mean(per_seed, axis=0), rtol=0, atol=1e-12)
 
 
-def _learning_from(monkeypatch, transitions: int, **changes) -> None:
-    """CartPole configs that learn from `transitions` (not 200), so short runs have Adam state."""
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(
-        experiments.units,
-        "dqn_config",
-        lambda env, **kw: real(env, **{"learning_starts": transitions, **changes, **kw}),
-    )
-
-
-def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(tmp_path, monkeypatch):
+def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(tmp_path):
     """Each stored ticket's state_sha256 is the hash of an agent trained here from the start
     the protocol prescribes: finetune = the dense run's state at the prune episode (Adam
     moments and step count, target, replay, epsilon) masked; retrain and winning ticket = a
     fresh agent masked, with the mask drawn at the prune episode / at convergence."""
-    _learning_from(monkeypatch, 64)
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), prune_episodes=(4,), episodes=8, test_episodes=1)
+    # learning from transition 64 (not 200): Adam state by episode 4
+    g = experiments.grid(
+        "quick",
+        seeds=(0,),
+        fractions=(0.5,),
+        prune_episodes=(4,),
+        episodes=8,
+        test_episodes=1,
+        dqn={"learning_starts": 64},
+    )
     store = Store(tmp_path)
-    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.run_config("cartpole", g)
     snapshots = stored_dense_runs(store, g)[0]["snapshots"]
     at_4, at_end = (experiments.states.state_from(snapshots, name) for name in ("e4", "converged"))
     assert at_4.adam_steps > 0 and any(m.any() for m in at_4.exp_avg), "pruned after learning started"
@@ -394,15 +419,21 @@ def test_ticket_results_hash_the_network_trained_from_the_protocols_start_state(
         assert row["post_prune_updates"] == final.updates - start.updates > 0, name
 
 
-def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_floor(tmp_path, monkeypatch):
+def test_eb_exploit_finetunes_the_search_state_it_pruned_once_epsilon_is_at_its_floor(tmp_path):
     """Epsilon halves per episode: 0.5**7 < 0.01, so the first mask at the floor is drawn at
     episode 7 and (window 1, loose xi) the ticket at episode 8. The stored run is the search
     state at episode 8, pruned by its own mask, finetuned keeping its Adam state."""
-    _learning_from(monkeypatch, 64, eps_decay=0.5)
-    g = experiments.grid("quick", seeds=(0,), fractions=(0.5,), episodes=12, test_episodes=1)
+    g = experiments.grid(
+        "quick",
+        seeds=(0,),
+        fractions=(0.5,),
+        episodes=12,
+        test_episodes=1,
+        dqn={"learning_starts": 64, "eps_decay": 0.5},
+    )
     row = experiments.eb_exploit("cartpole", g, Store(tmp_path), xi=0.9, window=1).iloc[0]
     assert row["found"] and row["prune_episode"] == 8 and row["search_length"] == 8
-    cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
+    cfg = experiments.run_config("cartpole", g)
     searched = Population(cfg, [fresh_agent(cfg, 0)], early_stop=True, max_episodes=8).run()
     state = searched.final[0]
     assert searched.agents.loc[0, "stop_reason"] == "max_episodes" and state.adam_steps > 0
@@ -436,19 +467,25 @@ def test_state_sha256_covers_parameters_target_mask_and_adam_state():
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "manifest.json").exists(), reason="no published results")
-def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are_published_whole():
+def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are_published_whole(tmp_path):
     """The units the code builds now for the published profiles (the manifest's grids: full,
-    and those beyond it, full_sparse and full15) match every published unit by config hash, and
-    every step of full_sparse (the thesis grid plus sparser tickets and controls) is published
-    whole: splitting or moving code re-keys nothing (a unit's hash covers its class name and
-    fields, not its module)."""
+    and the side profiles beside it, by their grids and by their `publish.SIDE_PROFILES` steps,
+    e.g. small_xi's sweep of EB Exploit's own setting) match every published unit by config
+    hash, and every step of full_sparse (the thesis grid plus sparser tickets and controls) is
+    published whole: splitting or moving code re-keys nothing (a unit's hash covers its class
+    name and fields, not its module)."""
+    from ebnb import publish
+
     held = published.Published(ROOT / "results")
     profiles = ["full"] + [name for name in held.manifest["grid"] if name in experiments.PROFILES]
     asked: dict[tuple[str, str], dict] = {}
     for env in ("cartpole", "acrobot"):
         for profile in profiles:
-            for name, step in experiments.steps(env, experiments.PROFILES[profile]).items():
-                units = asked.setdefault((experiments.env_id(step.units[0]), name), {})
+            steps = list(experiments.steps(env, experiments.PROFILES[profile]).values())
+            if profile in publish.SIDE_PROFILES:
+                steps += publish.SIDE_PROFILES[profile].steps(env, Store(tmp_path / "empty"), held) or []
+            for step in steps:
+                units = asked.setdefault((experiments.env_id(step.units[0]), step.name), {})
                 units.update(dict.fromkeys(step.units))
         for name, step in experiments.steps(env, experiments.PROFILES["full_sparse"]).items():
             env_id = experiments.env_id(step.units[0])

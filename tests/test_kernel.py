@@ -16,8 +16,9 @@ import torch
 
 from ebnb import masks
 from ebnb.agent import fresh_agent
+from ebnb.arithmetic import greedy_actions
 from ebnb.config import ACROBOT, CARTPOLE
-from ebnb.population import Population, greedy_actions
+from ebnb.population import Population
 
 TESTS = Path(__file__).resolve().parent
 
@@ -88,6 +89,19 @@ def test_the_fused_kernel_refuses_cuda():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="device"):
         Population(CARTPOLE, [fresh_agent(CARTPOLE, 0)], device="cuda")
+
+
+def test_a_population_trains_on_its_configs_device():
+    """The device is the config's (so the units', so the pipeline's): a CUDA config trains on
+    CUDA, and a device of another type is refused."""
+    on_cuda = CARTPOLE.replace(arithmetic="torch", device="cuda")
+    if torch.cuda.is_available():
+        assert Population(on_cuda, [fresh_agent(on_cuda, 0)]).device.type == "cuda"
+    else:
+        with pytest.raises(ValueError, match="device: 'cuda' is not available on this machine"):
+            Population(on_cuda, [fresh_agent(on_cuda, 0)])
+    torch_cpu = CARTPOLE.replace(arithmetic="torch")
+    assert Population(torch_cpu, [fresh_agent(torch_cpu, 0)]).device.type == "cpu"
 
 
 def test_golden_hashes_in_process_match_the_committed_ones():

@@ -44,6 +44,14 @@ def pipeline(*args, **kwargs):
             "use_published: must be True or False (or the text 'true'/'false'), got 'maybe'",
         ),
         (["run", "04_eb_exploit", "-p", "xi=2"], "xi"),
+        (["run", "02_retrain", "--dqn", "lr2=1"], "--dqn: 'lr2' is not a DQN config field; allowed: hidden, lr,"),
+        (["run", "02_retrain", "--dqn", "lr=0.1", "--dqn", "lr=0.2"], "--dqn lr: given twice"),
+        (["run", "02_retrain", "--dqn", "learning_starts=8"], "--dqn: learning_starts must be >= batch_size (32)"),
+        (
+            ["run", "02_retrain", "--dqn", "arithmetic=torch"],
+            "--dqn arithmetic: give the pipeline --arithmetic instead",
+        ),
+        (["compute", "02_retrain", "-p", "device=cuda"], "-p device: give the pipeline --device instead"),
         (["publish"], "publish: "),
     ],
 )
@@ -57,6 +65,19 @@ def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, capsys, a
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
     assert list(tmp_path.iterdir()) == [], "no kernel started, nothing written"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", [["run", "02_retrain"], ["quick"], ["compute", "all"]])
+def test_cuda_on_a_machine_without_it_exits_2_before_anything_runs(tmp_path, command):
+    result = pipeline(
+        "--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), *command, "--device", "cuda"
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: --device: 'cuda' is not available on this machine (no CUDA); use cpu\n",
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_command_line_exits_2_on_bad_input(tmp_path):
@@ -114,6 +135,39 @@ def test_run_one_notebook_into_a_folder_named_by_its_overrides_then_list_shows_i
         listing.stdout
     )
     assert re.search(r"^\s+retrain\s+0/8\s+cached", quick_cartpole, re.MULTILINE), listing.stdout
+
+
+def test_a_quick_run_with_torch_arithmetic_trains_and_reads_the_torch_units_end_to_end(tmp_path):
+    """`--arithmetic torch` (the arithmetic CUDA uses, here on the CPU) reaches every unit's
+    config, so its key, and the notebook: the pipeline computes exactly the torch units of the
+    quick grid, none of the fused ones, and the notebook, run into its own folder, loads them."""
+    from ebnb import experiments
+    from ebnb.store import config_hash
+
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
+    result = pipeline(*where, "run", "02_retrain", "--env", "cartpole", "--profile", "quick", "--arithmetic", "torch")
+    assert result.returncode == 0, result.stderr
+    notebook = nbformat.read(
+        tmp_path / "outputs" / "quick-arithmetic=torch" / "02_retrain-cartpole.ipynb", as_version=4
+    )
+    assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    for step, units in (("dense runs", 2), ("retrain", 8), ("winning tickets", 4)):
+        assert f"{step}: loaded {units} units from the store" in printed, printed
+    stored = {(p.parent.parent.name, p.parent.name) for p in (tmp_path / "store").glob("*/*/manifest.json")}
+
+    def keys(g):
+        return {
+            (s.kind, config_hash(u))
+            for name, s in experiments.steps("cartpole", g).items()
+            if name in ("dense runs", "retrain", "winning tickets")
+            for u in s.units
+        }
+
+    torch_units = keys(experiments.grid("quick", dqn={"arithmetic": "torch"}))
+    assert stored == torch_units and not stored & keys(experiments.grid("quick"))
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*/*/config.json")]
+    assert {(c.get("dense", c).get("dqn")["arithmetic"]) for c in configs} == {"torch"}
 
 
 def _sigint_at_shutdown(manager_class, marker: Path) -> bool:

@@ -122,12 +122,9 @@ def test_population_restored_from_a_checkpoint_continues_bitwise(monkeypatch):
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def fast_learning(monkeypatch, **changes):
-    """CartPole that learns from transition 64 (not 200), so a short run has Adam moments, a
-    target behind the online net, masks and snapshots: what a resume must restore."""
-    real = experiments.units.dqn_config
-    changes = {"learning_starts": 64, **changes}
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**changes, **kw}))
+# CartPole that learns from transition 64 (not 200), so a short run has Adam moments, a target
+# behind the online net, masks and snapshots: what a resume must restore
+FAST_LEARNING = {"learning_starts": 64}
 
 
 CRASH_GRID = dict(seeds=(0, 1), fractions=(0.2, 0.8), prune_episodes=(4,), episodes=10, test_episodes=2)
@@ -172,11 +169,11 @@ def test_a_shard_crashed_while_learning_resumes_to_identical_results(tmp_path, m
     which for tickets and EB Exploit include the hash of the final network and Adam state."""
     # EB Exploit: epsilon halves per episode, so it reaches its floor at episode 7 and, with a
     # loose xi, every run finds its ticket at the next comparison and finetunes it
-    fast_learning(monkeypatch, **({"eps_decay": 0.5} if step == "eb_exploit" else {}))
+    dqn = {**FAST_LEARNING, **({"eps_decay": 0.5} if step == "eb_exploit" else {})}
     # short compiled calls, so that checkpoints fall mid-episode too (with a callback a call
     # otherwise ends where every agent has just ended an episode and copied its target)
     monkeypatch.setattr(population_module, "CALL_STEPS", 14)
-    g = experiments.grid("quick", **CRASH_GRID)
+    g = experiments.grid("quick", **CRASH_GRID, dqn=dqn)
     env_steps = experiments.steps("cartpole", g, xi=0.9, window=1)  # loose xi: tickets are found
     target = env_steps[step]
     shard = shards.cut(target.kind, target.units, 4)[0]
@@ -368,9 +365,8 @@ def _ticket_work(monkeypatch, population: int):
     """CartPole tickets of a small grid (learning from transition 64), at most `population`
     training at once, and the dense runs they need; short compiled calls, so that agents stop
     in different calls and waiting ones enter beside the others."""
-    fast_learning(monkeypatch)
     monkeypatch.setattr(population_module, "CALL_STEPS", 30)
-    g = experiments.grid("quick", **{**CRASH_GRID, "prune_episodes": (2, 4)})
+    g = experiments.grid("quick", **{**CRASH_GRID, "prune_episodes": (2, 4)}, dqn=FAST_LEARNING)
     return compute.plan(["cartpole"], ["retrain", "winning tickets", "finetune"], g, population=population)
 
 
@@ -378,23 +374,24 @@ def test_tickets_entering_freed_slots_store_the_same_bytes_as_tickets_started_to
     """Continuous batching: with room for 3, each ticket enters the slot of one that stopped
     while the others keep training (mid-episode, out of phase); every stored file, including
     each final network's hash, equals the run where all 20 tickets start together."""
-    admitted_beside = []
-    real_admit = Population.admit
+    live_at_checkpoints = []  # the live agent ids (unit indices, admitted in order) at each checkpoint
+    real_save = Checkpoint.save
 
-    def recording_admit(self, agents):
-        admitted_beside.append(self.live)
-        return real_admit(self, agents)
+    def recording_save(self, state):
+        live_at_checkpoints.append(sorted(int(i) for i in state["population"]["ids"]))
+        return real_save(self, state)
 
-    monkeypatch.setattr(Population, "admit", recording_admit)
     stored = {}
     for population in (64, 3):
         work = _ticket_work(monkeypatch, population)
         store = Store(tmp_path / str(population))
-        list(compute.run(store.root, work, "inline", shard_size=32))
+        monkeypatch.setattr(Checkpoint, "save", recording_save if population == 3 else real_save)
+        list(compute.run(store.root, work, "inline", shard_size=32, checkpoint_every=1e-9))
         stored[population] = manifests(store, work)
     assert len(stored[3]) == 22 and None not in stored[3].values()
     assert stored[3] == stored[64]
-    assert len(admitted_beside) >= 10 and any(live > 0 for live in admitted_beside), admitted_beside
+    # a later unit (index 3 on) live beside an earlier one: it entered while that one trained
+    assert any(len(ids) >= 2 and ids[-1] >= 3 for ids in live_at_checkpoints), live_at_checkpoints
 
 
 def test_tickets_crashed_while_entering_freed_slots_resume_to_identical_results(tmp_path, monkeypatch):

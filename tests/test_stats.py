@@ -237,3 +237,19 @@ def test_a_bootstrap_over_columns_equals_the_bootstrap_of_each_column():
         np.testing.assert_allclose(
             (low[column], high[column]), stats.bootstrap_interval(values[:, column], np.mean), rtol=1e-12
         )
+
+
+def test_equivalence_is_shown_only_when_the_whole_interval_lies_within_the_margin():
+    """TOST: equivalent samples at a margin wider than their interval give p < alpha; the same
+    samples at a narrow margin, or two samples too few to tell, do not (no difference found is
+    not equivalence); p is the larger of the two one-sided tests' p."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(100, 5, 40), rng.normal(100, 5, 40)
+    difference, lower, upper, p = stats.equivalence(a, b, margin=5.0)
+    assert lower < difference < upper and -5 < lower and upper < 5 and p < 0.05
+    assert stats.equivalence(a, b, margin=0.5)[3] > 0.05
+    assert stats.equivalence(a[:3], b[:3] + 1.0, margin=5.0)[3] > 0.05
+    shifted = stats.equivalence(a + 10.0, b, margin=5.0)
+    assert shifted[3] > 0.5 and shifted[1] > 0, "10 apart at margin 5: not equivalent"
+    ni_up, ni_down = (stats.non_inferiority(a, b, 5.0, higher).p for higher in (True, False))
+    assert p == max(ni_up, ni_down)

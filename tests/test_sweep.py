@@ -25,8 +25,15 @@ FAST = {"eps_decay": 0.5, "learning_starts": 64}
 GRID = dict(seeds=(0, 1), fractions=(0.5, 0.8), prune_episodes=(4, 9), episodes=16, test_episodes=2)
 EB_SETTINGS = [(0.9, 1), (0.2, 2), (0.1, 1), (0.05, 3), (0.01, 1)]  # (xi, window): found early, later, never
 SWEEP_GRID = {"xis": sorted({x for x, _ in EB_SETTINGS}), "windows": sorted({w for _, w in EB_SETTINGS})}
-# the columns of every sweep row; a ticket's also has POST_PRUNE
-TICKET_COLUMNS = ["seed", "P", "prune_episode", "length", "converged", "test_return", "state_sha256"]
+TICKET_COLUMNS = [
+    "seed",
+    "P",
+    "prune_episode",
+    "length",
+    "converged",
+    "test_return",
+    "state_sha256",
+]  # and, for a ticket:
 POST_PRUNE = ["post_prune_env_steps", "post_prune_updates"]
 
 
@@ -39,23 +46,21 @@ def made(tmp_path_factory):
     """On one store, with fast exploration: experiment 3's tickets (and what the store holds
     of them), then the sweep, EB Exploit at several (xi, window), and the finetune TicketRuns
     at the episodes where EB Exploit found its tickets."""
-    monkeypatch = pytest.MonkeyPatch()
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-    try:
-        store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID)
-        finetuned = experiments.finetune("cartpole", g, store)
-        tickets_before = _files(store.root / "ticket")
-        results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
-        tickets_after = _files(store.root / "ticket")
-        exploit = {
-            (xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window)
-            for xi, window in EB_SETTINGS
-        }
-        cfg = experiments.units.dqn_config("cartpole", max_episodes=g.episodes)
-        dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
-    finally:
-        monkeypatch.undo()
+    store, g = Store(tmp_path_factory.mktemp("sweep")), experiments.grid("quick", **GRID, dqn=FAST)
+    finetuned = experiments.finetune("cartpole", g, store)
+    tickets_before = _files(store.root / "ticket")
+    results = experiments.eb_exploit_sweep("cartpole", g, store, **SWEEP_GRID)
+    tickets_after = _files(store.root / "ticket")
+    exploit = {
+        (xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window) for xi, window in EB_SETTINGS
+    }
+    read_off = {
+        window: experiments.eb_exploit_read_off("cartpole", g, store, None, SWEEP_GRID["xis"], window)
+        for window in SWEEP_GRID["windows"]
+    }
+    baseline = experiments.baseline("cartpole", g, store)
+    cfg = experiments.run_config("cartpole", g)
+    dense = {d.seed: d for d in experiments.dense_units("cartpole", g)}
     found = pd.concat(exploit.values()).query("found")
     at_eb = tuple(dict.fromkeys(TicketRun(dense[r.seed], r.P, r.prune_episode, "finetune") for r in found.itertuples()))
     experiments.step.step_results(
@@ -71,6 +76,8 @@ def made(tmp_path_factory):
         finetuned=finetuned,
         tickets_before=tickets_before,
         tickets_after=tickets_after,
+        read_off=read_off,
+        baseline=baseline,
     )
 
 
@@ -149,6 +156,48 @@ def test_detection_from_the_trace_is_eb_exploits_search_and_the_rest_its_finetun
         found += int(merged["found"].sum())
     assert 0 < found < 4 * len(made.exploit), "some settings find tickets, some do not"
     assert {9, 8} <= set(thesis.loc[thesis.found, "prune_episode"]), "at a snapshot episode (9) and between (8)"
+
+
+def test_eb_exploit_read_off_the_traces_is_eb_exploit_run_at_each_xi(made):
+    """`eb_exploit_read_off` (profile small_xi's EB Exploit) is EB Exploit's table at every
+    (xi, window), column for column and dtype for dtype (but the state hash), without
+    training a ticket the sweep had not; its verdicts per xi are EB Exploit's own."""
+    for (xi, window), table in made.exploit.items():
+        read = made.read_off[window]
+        assert read.columns[0] == "xi" and sorted(read.xi.unique()) == SWEEP_GRID["xis"]
+        read = read[read.xi == xi].drop(columns="xi").sort_values(["seed", "P"]).reset_index(drop=True)
+        ran = table.drop(columns="state_sha256").sort_values(["seed", "P"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(read, ran)
+        by_xi = analysis.eb_exploit_by_xi(made.read_off[window], made.baseline)
+        pd.testing.assert_frame_equal(
+            by_xi[by_xi.xi == xi].drop(columns="xi").reset_index(drop=True),
+            analysis.eb_exploit_summary(table, made.baseline),
+        )
+    assert len(list((made.store.root / "sweep_ticket").iterdir())) == len(_sweep_tickets(made)), "no ticket trained"
+
+
+def test_profile_small_xi_publishes_eb_exploit_read_off_on_cartpole_only():
+    """The side profile small_xi joins the published results with the units
+    `eb_exploit_read_off` reads at `SMALL_XIS` (the full grid's dense runs and one sweep of
+    EB Exploit's own setting per seed), on CartPole only."""
+    from ebnb import publish
+    from ebnb.experiments.exploit_sweep import sweep_step
+
+    g = experiments.grid("small_xi")
+    assert g == experiments.grid("full") and experiments.SMALL_XIS == (0.001, 0.002, 0.005, 0.01)
+    steps = publish.SIDE_PROFILES["small_xi"].steps("cartpole", None, None)
+    expected = sweep_step(
+        "cartpole",
+        g,
+        {
+            "xis": list(experiments.SMALL_XIS),
+            "windows": [2],
+            "detectors": ["last_two"],
+            "starts": ["after_exploration"],
+        },
+    )
+    assert [s.units for s in steps] == [experiments.dense_step("cartpole", g).units, expected.units]
+    assert publish.SIDE_PROFILES["small_xi"].steps("acrobot", None, None) == []
 
 
 def test_eb_exploit_is_the_finetune_ticket_at_its_episode_and_the_sweeps_ticket(made):
@@ -477,21 +526,18 @@ def test_the_published_sweep_is_one_small_table_read_without_training(made, tmp_
     store that lacks everything reads the sweep from it, training and storing nothing."""
     from ebnb import published
 
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
-        record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
-        published.write(
-            tmp_path / "results",
-            {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
-            {"grid": "tiny"},
-            record,
-        )
-        empty = Store(tmp_path / "empty")
-        again = experiments.eb_exploit_sweep(
-            "cartpole", made.g, empty, published.Published(tmp_path / "results"), **SWEEP_GRID
-        )
+    step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+    record = {"commit": "0" * 40, "lock_sha256": "ab" * 32}
+    published.write(
+        tmp_path / "results",
+        {"CartPole-v0": {step.name: experiments.collect(made.store, step, None)}},
+        {"grid": "tiny"},
+        record,
+    )
+    empty = Store(tmp_path / "empty")
+    again = experiments.eb_exploit_sweep(
+        "cartpole", made.g, empty, published.Published(tmp_path / "results"), **SWEEP_GRID
+    )
     pd.testing.assert_frame_equal(again, made.results)
     assert not empty.root.exists()
     assert [p.name for p in (tmp_path / "results" / "CartPole-v0").iterdir()] == ["eb_exploit_sweep.parquet"]
@@ -502,10 +548,7 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
     """`pipeline.py compute` stores the traces, then (planned from them) the sweep tickets as
     shards of their own, on every worker at once (the tickets are most of the sweep's work),
     then the sweep: the same bytes as computing it in a notebook."""
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
+    work = compute.plan(["cartpole"], ["eb_exploit sweep"], made.g, **SWEEP_GRID)
     reports = list(compute.run(tmp_path, work, scheduler, shard_size=256, workers=2))
     tickets = [r for _, name, r in reports if name == "sweep tickets"]
     expected = sorted(p.name for p in (made.store.root / "sweep_ticket").iterdir())
@@ -526,10 +569,7 @@ def test_the_scheduler_plans_the_sweep_tickets_from_the_traces_and_runs_them_as_
 def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_their_checkpoints(made, tmp_path):
     """With one sweep ticket missing (as after a crash), the stage still lists every ticket the
     searches draw, stored or not: its shards, and so their checkpoints' names, stay the same."""
-    real = experiments.units.dqn_config
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
-        step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
+    step = experiments.steps("cartpole", made.g, **SWEEP_GRID)["eb_exploit sweep"]
     assert list(experiments.input_stages(made.store, step)) == [], "all stored: nothing to plan"
     partial = Store(tmp_path / "store")
     shutil.copytree(made.store.root, partial.root)
@@ -539,12 +579,10 @@ def test_a_rerun_plans_the_same_stage_so_it_cuts_the_same_shards_and_resumes_the
     assert stage.name == "sweep tickets" and sorted(config_hash(u) for u in stage.units) == [p.name for p in stored]
 
 
-def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made, monkeypatch):
+def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made):
     """The fresh seeds' run: each hypothesis swept alone gives exactly the rows the whole sweep
     has for that (P, setting), sharing its stored tickets; asked not to compute, it says None
     for what is not stored."""
-    real = experiments.units.dqn_config
-    monkeypatch.setattr(experiments.units, "dqn_config", lambda env, **kw: real(env, **{**FAST, **kw}))
     found = made.results[made.results.found]
 
     def settings_of(rows):

@@ -33,8 +33,26 @@ from ebnb.experiments.dense import (
     training_curves,
 )
 from ebnb.experiments.exploit import eb_exploit
-from ebnb.experiments.exploit_sweep import eb_exploit_sweep, eb_exploit_sweep_at, sweep_at_steps, sweep_hypotheses
-from ebnb.experiments.grids import EB_EXPLOIT_DEFAULTS, PROFILES, Grid, check_eb_exploit, figure_note, grid, run_name
+from ebnb.experiments.exploit_sweep import (
+    eb_exploit_read_off,
+    eb_exploit_sweep,
+    eb_exploit_sweep_at,
+    exploit_grid,
+    sweep_at_steps,
+    sweep_hypotheses,
+)
+from ebnb.experiments.grids import (
+    EB_EXPLOIT_DEFAULTS,
+    PROFILES,
+    SMALL_XIS,
+    Grid,
+    check_dqn_overrides,
+    check_eb_exploit,
+    dqn_pairs,
+    figure_note,
+    grid,
+    run_name,
+)
 from ebnb.experiments.paths import (
     PROJECT,
     default_figures,
@@ -77,6 +95,7 @@ from ebnb.experiments.units import (
     env_id,
     expected_steps,
     longest_first,
+    run_config,
 )
 
 __all__ = [
@@ -86,6 +105,7 @@ __all__ = [
     "PROFILES",
     "PROJECT",
     "SHARD_SIZE",
+    "SMALL_XIS",
     "ControlRun",
     "DenseRun",
     "EBExploitRun",
@@ -98,6 +118,7 @@ __all__ = [
     "available",
     "baseline",
     "cache_status",
+    "check_dqn_overrides",
     "check_eb_exploit",
     "collect",
     "controlled_tickets",
@@ -108,11 +129,14 @@ __all__ = [
     "dense_runs",
     "dense_step",
     "dense_units",
+    "dqn_pairs",
     "eb_exploit",
+    "eb_exploit_read_off",
     "eb_exploit_sweep",
     "eb_exploit_sweep_at",
     "env_id",
     "expected_steps",
+    "exploit_grid",
     "figure_note",
     "finetune",
     "grid",
@@ -127,6 +151,7 @@ __all__ = [
     "published_results",
     "published_view",
     "retrain",
+    "run_config",
     "run_name",
     "shown",
     "state_sha256",

@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 
 from ebnb import masks
-from ebnb.config import dqn_config
 from ebnb.experiments.dense_training import compute_dense
 from ebnb.experiments.grids import Grid
 from ebnb.experiments.step import Step, step_results
-from ebnb.experiments.units import dense_units
+from ebnb.experiments.units import dense_units, run_config
 from ebnb.published import Published
 from ebnb.store import Store
 
@@ -76,7 +75,7 @@ def input_survival(
     from ebnb.envs import observation_names
 
     runs = dense_runs(env, g, store, published, progress, ("input_survival",))
-    gym_id = dqn_config(env).env_id
+    gym_id = run_config(env, g).env_id
     rows = []
     for seed, run in zip(g.seeds, runs):
         view = run["input_survival"]
@@ -121,7 +120,7 @@ def mask_agreement(
     from scipy.spatial.distance import squareform
 
     runs = dense_runs(env, g, store, published, progress, ("disagreements", "input_survival"))
-    hidden = dqn_config(env).hidden[0]
+    hidden = run_config(env, g).hidden[0]
     out = {}
     for fraction in g.fractions:
         similarity, chance = [], []

@@ -3,17 +3,19 @@ EB Exploit's parameters, and the names a run's outputs go by."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 from ebnb import controls, sweep
-from ebnb.config import check_fraction, check_positive_int, check_seed
+from ebnb.config import DQNConfig, check_fraction, check_positive_int, check_seed
 from ebnb.identity import kind
+
+SET_BY_GRID = {"env_id": "the env", "max_episodes": "the grid's episodes"}  # DQN fields that are no override
 
 
 @kind("grid")
 @dataclass(frozen=True)
 class Grid:
-    """What the experiments cover; `PROFILES["full"]` is the thesis."""
+    """What the experiments cover, and how their agents train; `PROFILES["full"]` is the thesis."""
 
     seeds: tuple[int, ...] = tuple(range(10))
     fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
@@ -25,8 +27,16 @@ class Grid:
     control_episodes: tuple[int, ...] = (5, 30, 100, 250)
     sparse_fractions: tuple[float, ...] = ()  # P beyond the thesis' (profile full_sparse: 0.9, 0.95, 0.98)
     controls: tuple[str, ...] = tuple(controls.CONTROLS)
+    # overrides of the thesis' DQN config (`ebnb.config.dqn_config`), as sorted (field, value)
+    # pairs, e.g. (("arithmetic", "torch"), ("device", "cuda")): they change every unit's config
+    dqn: tuple[tuple[str, object], ...] = ()
+
+    def __repr__(self) -> str:  # `dqn` only when it overrides something: a grid prints as it did before it existed
+        shown = [f for f in fields(self) if f.name != "dqn" or self.dqn]
+        return f"Grid({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def __post_init__(self):
+        check_dqn_overrides(self.dqn)
         for name in ("seeds", "fractions", "prune_episodes", "control_episodes", "sparse_fractions", "controls"):
             values = getattr(self, name)
             if not isinstance(values, tuple):
@@ -62,6 +72,32 @@ class Grid:
                 raise ValueError(f"controls: unknown {control!r}; allowed: {', '.join(controls.CONTROLS)}")
 
 
+def check_dqn_overrides(pairs) -> None:
+    """`Grid.dqn`: sorted (name, value) pairs of distinct `DQNConfig` fields, those the grid
+    sets itself (`SET_BY_GRID`) excepted; else a ValueError saying what is allowed. The values
+    are checked where a config is made of them (`units.run_config`)."""
+    allowed = [f.name for f in fields(DQNConfig) if f.name not in SET_BY_GRID]
+    if not isinstance(pairs, tuple) or not all(isinstance(p, tuple) and len(p) == 2 for p in pairs):
+        raise ValueError(f"dqn: must be (name, value) pairs of DQN config fields, got {pairs!r}")
+    for name, _ in pairs:
+        if name in SET_BY_GRID:
+            raise ValueError(f"dqn: {name} is set by {SET_BY_GRID[name]}, not overridden")
+        if name not in allowed:
+            raise ValueError(f"dqn: {name!r} is not a DQN config field; allowed: {', '.join(allowed)}")
+    names = [name for name, _ in pairs]
+    if names != sorted(set(names)):
+        raise ValueError(f"dqn: the pairs must be sorted by name, each name once, got {names}")
+
+
+def dqn_pairs(overrides: dict) -> tuple[tuple[str, object], ...]:
+    """`Grid.dqn` of DQN config overrides by name: sorted, lists as tuples, and without those
+    that equal a field's default for every env (e.g. device "cpu"), so that stating a default
+    names the same grid (and run) as leaving it out."""
+    defaults = {f.name: f.default for f in fields(DQNConfig) if f.default is not MISSING}
+    as_tuple = {name: tuple(v) if isinstance(v, list) else v for name, v in overrides.items()}
+    return tuple(sorted((name, v) for name, v in as_tuple.items() if name not in defaults or v != defaults[name]))
+
+
 def check_grid(g) -> Grid:
     """`g` if it is a Grid, else ValueError."""
     if not isinstance(g, Grid):
@@ -84,10 +120,17 @@ PROFILES = {
     "full_sparse": Grid(sparse_fractions=(0.9, 0.95, 0.98)),  # the full profile plus sparser tickets and controls
     # fresh seeds for the sweep's hypotheses only (`exploit_sweep.eb_exploit_sweep_at`, notebook 06's compute_fresh)
     "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
+    # the full grid, for notebook 04's EB Exploit at xi below the sweep's (`SMALL_XIS`; CartPole only)
+    "small_xi": Grid(),
 }
 
 
 EB_EXPLOIT_DEFAULTS = {"xi": 0.1, "window": 2, "rewind": False}  # thesis 3.5; see check_eb_exploit
+
+
+# profile small_xi: notebook 04's EB Exploit at xi below the sweep's 0.02, read off the dense runs' mask traces
+# (`ebnb.experiments.eb_exploit_read_off`); CartPole only
+SMALL_XIS = (0.001, 0.002, 0.005, 0.01)
 
 
 def check_eb_exploit(xi, window, rewind) -> None:
@@ -101,7 +144,12 @@ def check_eb_exploit(xi, window, rewind) -> None:
 def _changes(profile: str, g: Grid, eb_exploit: dict) -> list[tuple[str, object]]:
     """(name, value) of each setting of `g` and EB Exploit that differs from the profile."""
     base, defaults = PROFILES[profile], {**EB_EXPLOIT_DEFAULTS, **sweep.DEFAULTS}
-    changed = [(f.name, getattr(g, f.name)) for f in fields(Grid) if getattr(g, f.name) != getattr(base, f.name)]
+    changed = [
+        (f.name, getattr(g, f.name))
+        for f in fields(Grid)
+        if f.name != "dqn" and getattr(g, f.name) != getattr(base, f.name)
+    ]
+    changed += [pair for pair in g.dqn if pair not in base.dqn]  # each DQN override by its own name
     as_given = {name: tuple(value) if isinstance(value, list) else value for name, value in eb_exploit.items()}
     return changed + [(name, value) for name, value in as_given.items() if value != defaults[name]]
 
@@ -128,8 +176,9 @@ def figure_note(profile: str, g: Grid, **eb_exploit) -> str | None:
 
 def grid(profile: str = "quick", **overrides) -> Grid:
     """The grid of a profile ('full' = the thesis, 'quick'), with fields overridden by name
-    (None keeps the profile's value). Overriding prune_episodes alone keeps those of the
-    profile's control_episodes that are still prune episodes."""
+    (None keeps the profile's value); `dqn`: a dict of DQN config overrides (`dqn_pairs`).
+    Overriding prune_episodes alone keeps those of the profile's control_episodes that are
+    still prune episodes."""
     if profile not in PROFILES:
         raise ValueError(f"profile: unknown {profile!r}; allowed: {', '.join(PROFILES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -138,7 +187,13 @@ def grid(profile: str = "quick", **overrides) -> Grid:
     if unknown:
         raise ValueError(f"{min(unknown)}: not a grid parameter; allowed: {', '.join(sorted(names))}")
     base = PROFILES[profile]
-    as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    as_tuple = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items() if k != "dqn"}
+    if "dqn" in overrides:
+        if not isinstance(overrides["dqn"], dict):
+            raise ValueError(
+                f"dqn: must be a dict of DQN config fields, e.g. {{'lr': 0.001}}, got {overrides['dqn']!r}"
+            )
+        as_tuple["dqn"] = dqn_pairs(overrides["dqn"])
     if isinstance(as_tuple.get("prune_episodes"), tuple) and "control_episodes" not in as_tuple:
         # the profile's control episodes that remain prune episodes (none: no controls)
         as_tuple["control_episodes"] = tuple(e for e in base.control_episodes if e in as_tuple["prune_episodes"])

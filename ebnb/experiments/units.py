@@ -142,10 +142,15 @@ class SweepTicket(_OfTicket):
     ticket: TicketRun
 
 
+def run_config(env: str, g: Grid) -> DQNConfig:
+    """The DQN config the agents of `g` train with on `env`: the thesis' (`ebnb.config.dqn_config`)
+    capped at `g.episodes`, with the overrides `g.dqn`."""
+    return dqn_config(env, **dict(check_grid(g).dqn), max_episodes=g.episodes)
+
+
 def dense_units(env: str, g: Grid) -> list[DenseRun]:
-    """The dense run of each seed of `g` (the DQN configuration: `ebnb.config.dqn_config`)."""
-    check_grid(g)
-    cfg = dqn_config(env, max_episodes=g.episodes)
+    """The dense run of each seed of `g` (its DQN config: `run_config`)."""
+    cfg = run_config(env, g)
     return [
         DenseRun(
             cfg, seed, g.episodes, tuple(sorted(set(g.prune_episodes))), g.fractions, g.mask_every, g.test_episodes
@@ -174,9 +179,8 @@ def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
 
 def eb_exploit_units(env: str, g: Grid, xi: float, window: int, rewind: bool) -> list[EBExploitRun]:
     """EB Exploit of each seed and P of `g`."""
-    check_grid(g)
     check_eb_exploit(xi, window, rewind)
-    cfg = dqn_config(env, max_episodes=g.episodes)
+    cfg = run_config(env, g)
     return [
         EBExploitRun(cfg, s, p, float(xi), window, bool(rewind), g.episodes, g.test_episodes)
         for s in g.seeds
