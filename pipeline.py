@@ -707,14 +707,14 @@ def main(argv=None) -> int:
 
 def _main(args) -> None:
     """Every input checked, then the command run."""
-    from ebnb import errors, experiments, publish
+    from ebnb import errors, experiments, publish, transaction
 
     for option, value in (("--store", args.store), ("--out", args.out)):
         if value is not None and not value.strip():
             raise UsageError(f"{option}: empty path; give a directory")
     store = Path(args.store) if args.store else None
     out = Path(args.out) if args.out else experiments.default_outputs()
-    publish.recover(ROOT)  # a publish killed after it was decided is completed first
+    transaction.recover(ROOT)  # a publish killed after it was decided is completed first
     if args.command == "list":
         list_grid(store, out)
         return

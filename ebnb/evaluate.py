@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ebnb import accounting, envs, qnet, rng
+from ebnb.arithmetic import greedy_actions
 from ebnb.config import DQNConfig, check_positive_int
-from ebnb.population import greedy_actions
 
 
 def test_seeds(seeds) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ebnb import dynamics, kernel, layers, rng
+from ebnb import accounting, dynamics, kernel, layers, rng
 from ebnb.rng import Stream
 
 _JIT = layers.JIT
@@ -257,3 +257,106 @@ def advance(budget: int, threads: int, *groups) -> None:
         lambda start: _advance(np.arange(start, min(start + run, n)), budget, *groups), range(0, n, run)
     ):
         pass
+
+
+def advance_population(population, threads: int, budget: int, kind: int) -> None:
+    """`advance` over a `Population`'s own arrays (its env of `kind`, each agent up to `budget`
+    steps, on up to `threads` threads); then what Python must do: the counters, the log rows,
+    episode ends with the callback (`Population._end_episodes`) and stops (`_retire`)."""
+    cfg, optimizer, env, n = population.cfg, population.optimizer, population.env, len(population.ids)
+    params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = population._learning_views(
+        population.params,
+        population.target,
+        optimizer.exp_avg,
+        optimizer.exp_avg_sq,
+        population.mask or (),
+        (optimizer.steps,),
+        population.replay.data.values(),
+    )
+    population.obs = np.ascontiguousarray(population.obs)
+    env.state = np.ascontiguousarray(env.state)
+    net = (
+        params,
+        target,
+        exp_avg,
+        exp_avg_sq,
+        adam_steps,
+        mask if population.mask is not None else params[0::2],
+        population.mask is not None,
+    )
+    agents = (
+        population.seeds,
+        population.ids,
+        population.epsilon,
+        population.transitions,
+        population.updates,
+        population.episodes,
+        population.episode_limit,
+        population.streak,
+        population.episode_return,
+        population.episode_length,
+        population.episode_epsilon,
+        population._stop_requested,
+        population.obs,
+        population._converged_episode,
+    )
+    log = (
+        np.zeros(n, np.int64),
+        np.empty((n, LOG_ROWS), np.int64),
+        np.empty((n, LOG_ROWS)),
+        np.empty((n, LOG_ROWS), np.int64),
+        np.empty((n, LOG_ROWS)),
+    )
+    out = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, bool))
+    hyper = tuple(
+        float(v)
+        for v in (
+            cfg.gamma,
+            optimizer.lr,
+            *optimizer.betas,
+            optimizer.eps,
+            cfg.eps_decay,
+            cfg.eps_floor,
+            cfg.solved_return,
+        )
+    )
+    counts = tuple(
+        int(v)
+        for v in (
+            cfg.batch_size,
+            cfg.train_freq,
+            cfg.learning_starts,
+            cfg.eps_decay_per == "step",
+            cfg.truncation_is_terminal,
+            cfg.solved_streak,
+            population.early_stop,
+            population.n_actions,
+            population.callback is not None,
+        )
+    )
+    advance(
+        budget,
+        min(n, threads),
+        net,
+        tuple(replay),
+        agents,
+        (kind, env.state, env.steps, env.episodes, env.seeds),
+        log,
+        out,
+        hyper,
+        counts,
+    )
+    n_steps, n_updates, pending, retiring = out
+    accounting.TALLY.population_steps += int(n_steps.max())
+    accounting.TALLY.agent_steps += int(n_steps.sum())
+    accounting.TALLY.updates += int(n_updates.sum())
+    count = log[0]
+    if count.any():
+        rows = np.arange(LOG_ROWS) < count[:, None]
+        population._log.append((np.repeat(population.ids, count), *(column[rows] for column in log[1:])))
+        population._progress.update(int(count.sum()))
+    if pending.any():
+        population._end_episodes(np.flatnonzero(pending))
+    if retiring.any():
+        positions = np.flatnonzero(retiring)
+        population._retire(positions, population._stop_reasons(positions))

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, dynamics, envs, kernel, loop, qnet, rng
+from ebnb import accounting, arithmetic, dynamics, envs, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.config import DQNConfig, check_device, check_positive_int
 from ebnb.optim import StackedAdam
@@ -83,42 +83,6 @@ class PopulationResult:
 
 Callback = Callable[["Population", EpisodeEnds], None]
 _COMPILED_ENVS = {envs.CartPoleV0VectorEnv: dynamics.CARTPOLE_KIND, envs.AcrobotVectorEnv: dynamics.ACROBOT_KIND}
-
-
-class NumpyViews:
-    """numpy views of groups of CPU tensors, made again only when one of them is replaced
-    (compaction, new agents, a new mask): `Tensor.numpy()` costs about a microsecond, and a
-    small population's step needed ~30 of them. Holding the tensors keeps their identity
-    meaningful. It pickles (in a checkpoint) as an empty cache: unpickled arrays would be
-    copies, not views, of the unpickled tensors."""
-
-    def __init__(self):
-        self._tensors: tuple = ()
-        self._arrays: tuple = ()
-
-    def __reduce__(self):
-        return NumpyViews, ()
-
-    def __call__(self, *groups) -> tuple[tuple[np.ndarray, ...], ...]:
-        """For each group (an iterable of tensors), the tuple of their numpy views."""
-        groups = tuple(tuple(group) for group in groups)
-        tensors = tuple(t for group in groups for t in group)
-        if len(tensors) != len(self._tensors) or any(a is not b for a, b in zip(tensors, self._tensors)):
-            self._tensors, self._arrays = tensors, tuple(t.numpy() for t in tensors)
-        views, start = [], 0
-        for group in groups:
-            views.append(self._arrays[start : start + len(group)])
-            start += len(group)
-        return tuple(views)
-
-
-def greedy_actions(cfg: DQNConfig, params: list[torch.Tensor], obs: np.ndarray, views: NumpyViews | None = None):
-    """argmax_a Q(obs, a) `[K, N]` of stacked networks for observations `obs: [K, N, obs_dim]`,
-    computed by the config's arithmetic (the fused kernel, through `views` if given, or torch)."""
-    if cfg.arithmetic == "fused":
-        return kernel.greedy_actions((views or NumpyViews())(params)[0], obs)
-    x = torch.from_numpy(obs).to(params[0].device, params[0].dtype)
-    return qnet.greedy_actions(params, x).cpu().numpy()
 
 
 class Population:
@@ -206,7 +170,7 @@ class Population:
         self._stop_requested = np.zeros(n, dtype=bool)
         self.pruned = np.array([a.mask is not None for a in agents])  # the others' masks are all ones
         self._seed = self.seeds.copy()
-        self._acting_views, self._learning_views = NumpyViews(), NumpyViews()
+        self._acting_views, self._learning_views = arithmetic.NumpyViews(), arithmetic.NumpyViews()
         self._converged_episode = np.full(n, -1, dtype=np.int64)
         self._stop_reason = [""] * n
         self._episodes_run = np.zeros(n, dtype=np.int64)
@@ -385,7 +349,7 @@ class Population:
         cfg = self.cfg
         accounting.TALLY.population_steps += 1
         accounting.TALLY.agent_steps += len(self.ids)
-        greedy = greedy_actions(cfg, self.params, self.obs[:, None, :], self._acting_views)[:, 0]
+        greedy = arithmetic.greedy_actions(cfg, self.params, self.obs[:, None, :], self._acting_views)[:, 0]
         explore = rng.uniform(self.seeds, rng.Stream.COIN, self.transitions) < self.epsilon
         random_action = rng.integers(self.seeds, rng.Stream.ACTION, self.transitions, self.n_actions)
         action = np.where(explore, random_action, greedy)
@@ -430,183 +394,17 @@ class Population:
 
     def _advance(self, threads: int) -> None:
         """Every agent on its own for up to CALL_STEPS / K steps, stopping at its next event
-        (`ebnb.loop`, on up to `threads` threads); then what Python must do: episode ends with
-        the callback, stops, logs."""
-        cfg, optimizer, env, n = self.cfg, self.optimizer, self.env, len(self.ids)
-        params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = self._learning_views(
-            self.params,
-            self.target,
-            optimizer.exp_avg,
-            optimizer.exp_avg_sq,
-            self.mask or (),
-            (optimizer.steps,),
-            self.replay.data.values(),
-        )
-        self.obs = np.ascontiguousarray(self.obs)
-        env.state = np.ascontiguousarray(env.state)
-        net = (
-            params,
-            target,
-            exp_avg,
-            exp_avg_sq,
-            adam_steps,
-            mask if self.mask is not None else params[0::2],
-            self.mask is not None,
-        )
-        agents = (
-            self.seeds,
-            self.ids,
-            self.epsilon,
-            self.transitions,
-            self.updates,
-            self.episodes,
-            self.episode_limit,
-            self.streak,
-            self.episode_return,
-            self.episode_length,
-            self.episode_epsilon,
-            self._stop_requested,
-            self.obs,
-            self._converged_episode,
-        )
-        log = (
-            np.zeros(n, np.int64),
-            np.empty((n, loop.LOG_ROWS), np.int64),
-            np.empty((n, loop.LOG_ROWS)),
-            np.empty((n, loop.LOG_ROWS), np.int64),
-            np.empty((n, loop.LOG_ROWS)),
-        )
-        out = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, bool))
-        hyper = tuple(
-            float(v)
-            for v in (
-                cfg.gamma,
-                optimizer.lr,
-                *optimizer.betas,
-                optimizer.eps,
-                cfg.eps_decay,
-                cfg.eps_floor,
-                cfg.solved_return,
-            )
-        )
-        counts = tuple(
-            int(v)
-            for v in (
-                cfg.batch_size,
-                cfg.train_freq,
-                cfg.learning_starts,
-                cfg.eps_decay_per == "step",
-                cfg.truncation_is_terminal,
-                cfg.solved_streak,
-                self.early_stop,
-                self.n_actions,
-                self.callback is not None,
-            )
-        )
-        loop.advance(
-            -(-CALL_STEPS // n),
-            min(n, threads),
-            net,
-            tuple(replay),
-            agents,
-            (_COMPILED_ENVS[type(env)], env.state, env.steps, env.episodes, env.seeds),
-            log,
-            out,
-            hyper,
-            counts,
-        )
-        n_steps, n_updates, pending, retiring = out
-        accounting.TALLY.population_steps += int(n_steps.max())
-        accounting.TALLY.agent_steps += int(n_steps.sum())
-        accounting.TALLY.updates += int(n_updates.sum())
-        count = log[0]
-        if count.any():
-            rows = np.arange(loop.LOG_ROWS) < count[:, None]
-            self._log.append((np.repeat(self.ids, count), *(column[rows] for column in log[1:])))
-            self._progress.update(int(count.sum()))
-        if pending.any():
-            self._end_episodes(np.flatnonzero(pending))
-        if retiring.any():
-            positions = np.flatnonzero(retiring)
-            self._retire(positions, self._stop_reasons(positions))
+        (`ebnb.loop.advance_population`, on up to `threads` threads)."""
+        loop.advance_population(self, threads, -(-CALL_STEPS // len(self.ids)), _COMPILED_ENVS[type(self.env)])
 
     def _learn(self, positions: np.ndarray) -> None:
         """One gradient step for each agent at batch `positions`, on its own minibatch."""
         if self.cfg.arithmetic == "fused":
-            self._learn_fused(positions)
+            arithmetic.learn_fused(self, positions)
         else:
-            self._learn_torch(positions)
+            arithmetic.learn_torch(self, positions)
         self.updates[positions] += 1
         accounting.TALLY.updates += len(positions)
-
-    def _learn_fused(self, positions: np.ndarray) -> None:
-        slots = self.replay.slots(
-            self.seeds[positions], self.updates[positions], self.transitions[positions], self.cfg.batch_size
-        )
-        optimizer = self.optimizer
-        params, target, exp_avg, exp_avg_sq, mask, (steps,), replay = self._learning_views(
-            self.params,
-            self.target,
-            optimizer.exp_avg,
-            optimizer.exp_avg_sq,
-            self.mask or (),
-            (optimizer.steps,),
-            self.replay.data.values(),
-        )
-        kernel.learn(
-            params,
-            target,
-            exp_avg,
-            exp_avg_sq,
-            steps,
-            mask if self.mask is not None else None,
-            dict(zip(self.replay.data, replay)),
-            positions,
-            slots,
-            gamma=self.cfg.gamma,
-            lr=optimizer.lr,
-            betas=optimizer.betas,
-            eps=optimizer.eps,
-        )
-
-    def _learn_torch(self, positions: np.ndarray) -> None:
-        batch = self.replay.sample(
-            torch.from_numpy(positions).to(self.device),
-            self.seeds[positions],
-            self.updates[positions],
-            self.transitions[positions],
-            self.cfg.batch_size,
-        )
-        everyone = len(positions) == len(self.ids)
-        for start in range(0, len(positions), self.chunk_size):
-            rows = slice(start, min(start + self.chunk_size, len(positions)))
-            agents = rows if everyone else torch.from_numpy(positions[rows]).to(self.device)
-            self._learn_chunk(agents, {name: value[rows] for name, value in batch.items()})
-
-    def _learn_chunk(self, agents: slice | torch.Tensor, batch: dict) -> None:
-        """DQN's update for a chunk of agents: consecutive ones (a slice) or any (indices).
-
-        Chunks keep activations cache-sized; each agent's numbers do not depend on the chunk.
-        """
-        cfg = self.cfg
-        with torch.no_grad():
-            pick = (lambda t: t[agents]) if isinstance(agents, slice) else (lambda t: t.index_select(0, agents))
-            params = [pick(p).detach().requires_grad_(True) for p in self.params]
-            next_q = qnet.q_values([pick(t) for t in self.target], batch["next_obs"].transpose(1, 2).to(self.dtype))
-            reward, done = batch["reward"].to(self.dtype), batch["done"].to(self.dtype)  # gamma in the net's precision
-            td_target = reward + cfg.gamma * (1.0 - done) * next_q.max(1).values
-        q_values = qnet.q_values(params, batch["obs"].transpose(1, 2).to(self.dtype))
-        q_taken = q_values.gather(1, batch["action"][:, None, :])[:, 0]
-        loss = (q_taken - td_target).square().mean(1).sum()  # each agent's mean TD loss, summed
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            self.optimizer.step(list(grads), agents)
-            if self.mask is not None:
-                for w, m in zip(qnet.weights(self.params), self.mask):
-                    if isinstance(agents, slice):
-                        w[agents].mul_(m[agents])
-                    else:
-                        w.index_copy_(0, agents, w.index_select(0, agents) * m.index_select(0, agents))
 
     def _end_episodes(self, positions: np.ndarray) -> None:
         cfg = self.cfg

@@ -211,7 +211,7 @@ def manifest(files: Mapping[str, bytes], layout: dict, results: Mapping, grid: d
 def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: dict, run_record: dict) -> Path:
     """Replace the published set at `root` with `results` ({env id: {step: {unit: parts}}}),
     `grid` (what the results cover) and the `run_record` of the run that made them, in one
-    transaction (`ebnb.publish.transact`), checked by reading it back before it replaces
+    transaction (`ebnb.transaction.transact`), checked by reading it back before it replaces
     anything."""
     from ebnb.publish import transact
 

@@ -170,13 +170,13 @@ def _check_same(old: dict, new: dict, keys: dict[str, str], name: str) -> None:
 
 def results(root: str | Path) -> list[str]:
     """Re-key the published set at `root` (a project's ``results/``) in one transaction
-    (`ebnb.publish.transact`); the files rewritten (none: it was keyed already)."""
-    from ebnb import published
-    from ebnb.publish import _files, _locked, _recover, transact, verify
+    (`ebnb.transaction.transact`); the files rewritten (none: it was keyed already)."""
+    from ebnb import published, transaction
+    from ebnb.publish import _files, verify
 
     root = Path(root)
-    with _locked(root.parent):
-        _recover(root.parent)
+    with transaction.locked(root.parent):
+        transaction.recover_locked(root.parent)
         text = (root / published.MANIFEST).read_text()
         manifest = json.loads(text)
         if json.dumps(manifest, indent=2) + "\n" != text:
@@ -189,7 +189,7 @@ def results(root: str | Path) -> list[str]:
         files.pop(published.MANIFEST)
         listed = {name: file_entry(data) for name, data in files.items()}
         files[published.MANIFEST] = (json.dumps({**manifest, "grid": grid, "files": listed}, indent=2) + "\n").encode()
-        transact(root.parent, {root.name: files})
+        transaction.transact(root.parent, {root.name: files})
         problems = [p for p in verify(root.parent) if p.startswith(f"{root.name}/")]
         if problems:
             raise RuntimeError(f"re-keyed {root}, but it does not match its manifest: {problems[0]}")

@@ -16,8 +16,9 @@ import torch
 
 from ebnb import masks
 from ebnb.agent import fresh_agent
+from ebnb.arithmetic import greedy_actions
 from ebnb.config import ACROBOT, CARTPOLE
-from ebnb.population import Population, greedy_actions
+from ebnb.population import Population
 
 TESTS = Path(__file__).resolve().parent
 

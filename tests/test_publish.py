@@ -22,7 +22,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ebnb import publish, published
+from ebnb import publish, published, transaction
 from ebnb.identity import kind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,15 +126,15 @@ def sets(tmp_path_factory):
 def _sets(base: Path):
     old = base / "old"
     old.mkdir()
-    publish.transact(old, _targets(old, 1))
+    transaction.transact(old, _targets(old, 1))
     new = base / "new"
     shutil.copytree(old, new)
     operations, targets = [], _targets(new, 2)
-    publish.OPERATIONS.before = lambda name, path: operations.append(name)
+    transaction.OPERATIONS.before = lambda name, path: operations.append(name)
     try:
-        publish.transact(new, targets)
+        transaction.transact(new, targets)
     finally:
-        del publish.OPERATIONS.before
+        del transaction.OPERATIONS.before
     assert publish.verify(old) == [] and publish.verify(new) == []
     assert {"mkdir", "write", "fsync", "rename", "unlink", "rmtree"} <= set(operations)
     return old, _tree(old), targets, _tree(new), len(operations)
@@ -154,7 +154,7 @@ def _killed_at(k: int, call) -> None:
                 if count == k:
                     os.kill(os.getpid(), signal.SIGKILL)
 
-            publish.OPERATIONS.before = before
+            transaction.OPERATIONS.before = before
             call()
         finally:
             os._exit(0)
@@ -188,18 +188,18 @@ def test_a_publish_killed_or_failed_at_any_operation_leaves_the_old_set_or_the_n
         root = scratch / f"k{k}"
         shutil.copytree(old, root)
         if fault == "kill":
-            _killed_at(k, lambda: publish.transact(root, targets))  # noqa: B023 (called at once)
+            _killed_at(k, lambda: transaction.transact(root, targets))  # noqa: B023 (called at once)
         else:
-            monkeypatch.setattr(publish.OPERATIONS, "before", _failing_at(k), raising=False)
+            monkeypatch.setattr(transaction.OPERATIONS, "before", _failing_at(k), raising=False)
             with pytest.raises(OSError, match="injected"):
-                publish.transact(root, targets)
-            monkeypatch.delattr(publish.OPERATIONS, "before")
-        publish.recover(root)
+                transaction.transact(root, targets)
+            monkeypatch.delattr(transaction.OPERATIONS, "before")
+        transaction.recover(root)
         tree = _tree(root)
         assert tree in (old_tree, new_tree), (k, sorted(set(tree.items()) ^ set(old_tree.items()))[:5])
         assert publish.verify(root) == [], k
         seen.add("old" if tree == old_tree else "new")
-        publish.transact(root, targets)
+        transaction.transact(root, targets)
         assert _tree(root) == new_tree, k
         shutil.rmtree(root)
     assert seen == {"old", "new"}
@@ -215,7 +215,7 @@ def test_recover_does_nothing_without_an_interrupted_publish(sets, tmp_path):
     (root / ".publish-0123456789abcdef").mkdir()
     (root / ".publish-0123456789abcdef" / "mine.tex").write_text("x")  # holds what no transaction holds
     before = _tree(root)
-    publish.recover(root)
+    transaction.recover(root)
     assert _tree(root) == before and (root / ".publish-notmine").exists()
 
 
@@ -242,11 +242,11 @@ def test_publish_nbval_killed_at_any_operation_then_published_again(sets, scratc
     done = scratch / "done"
     shutil.copytree(template, done)
     operations = []
-    publish.OPERATIONS.before = lambda name, path: operations.append(name)
+    transaction.OPERATIONS.before = lambda name, path: operations.append(name)
     try:
         run(done)
     finally:
-        del publish.OPERATIONS.before
+        del transaction.OPERATIONS.before
     before, after = _tree(template), _tree(done)
     assert before != after and publish.verify(done) == []
     assert sorted(p.name for p in (done / publish.NBVAL).iterdir()) == [f"{n}-cartpole.ipynb" for n in NOTEBOOKS]
@@ -254,7 +254,7 @@ def test_publish_nbval_killed_at_any_operation_then_published_again(sets, scratc
         root = scratch / f"k{k}"
         shutil.copytree(template, root)
         _killed_at(k, lambda: run(root))  # noqa: B023 (called at once)
-        publish.recover(root)
+        transaction.recover(root)
         assert _tree(root) in (before, after), k
         run(root)
         assert _tree(root) == after, k
@@ -393,15 +393,15 @@ def test_new_results_take_the_run_record_and_an_interrupted_publish_is_completed
         if renames.count(True) == 2:  # the first is the journal's
             raise OSError(errno.EIO, "injected I/O error", str(path))
 
-    monkeypatch.setattr(publish.OPERATIONS, "before", before, raising=False)
+    monkeypatch.setattr(transaction.OPERATIONS, "before", before, raising=False)
     assert pipeline.main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: publish failed: [Errno 5] injected I/O error")
     assert err[0].endswith("the next pipeline command completes it"), err
-    monkeypatch.delattr(publish.OPERATIONS, "before")
-    assert (tmp_path / publish.JOURNAL).exists()
+    monkeypatch.delattr(transaction.OPERATIONS, "before")
+    assert (tmp_path / transaction.JOURNAL).exists()
     assert pipeline.main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"), "list"]) == 0
-    assert not (tmp_path / publish.JOURNAL).exists() and publish.verify(tmp_path) == []
+    assert not (tmp_path / transaction.JOURNAL).exists() and publish.verify(tmp_path) == []
     assert json.loads((tmp_path / "results" / "run_record.json").read_text()) == RECORD
     after = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert after["commit"] == RECORD["commit"] and "full_sparse" in after["grid"]

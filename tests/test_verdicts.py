@@ -91,9 +91,9 @@ def test_criterion_4_is_judged_per_seed_not_against_the_mean():
 
 
 def test_criterion_3_is_shown_only_if_both_of_its_tests_are():
-    assert analysis._joint_state([analysis.SHOWN_NI, analysis.SHOWN_NI]) == analysis.SHOWN_NI
-    assert analysis._joint_state([analysis.SHOWN_NI, analysis.NEITHER]) == analysis.NEITHER
-    assert analysis._joint_state([analysis.SHOWN_NI, analysis.SHOWN_WORSE]) == analysis.SHOWN_WORSE
+    assert analysis.criteria._joint_state([analysis.SHOWN_NI, analysis.SHOWN_NI]) == analysis.SHOWN_NI
+    assert analysis.criteria._joint_state([analysis.SHOWN_NI, analysis.NEITHER]) == analysis.NEITHER
+    assert analysis.criteria._joint_state([analysis.SHOWN_NI, analysis.SHOWN_WORSE]) == analysis.SHOWN_WORSE
 
 
 @pytest.fixture(scope="module")

@@ -364,9 +364,9 @@ MUTANTS = [
     ),
     dict(
         name="torch-path-mask-not-reapplied",
-        file="ebnb/population.py",
-        original="            if self.mask is not None:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
-        replacement="            if False:\n                for w, m in zip(qnet.weights(self.params), self.mask):",
+        file="ebnb/arithmetic.py",
+        original="        if population.mask is not None:\n            for w, m in zip(qnet.weights(population.params), population.mask):",
+        replacement="        if False:\n            for w, m in zip(qnet.weights(population.params), population.mask):",
         tests=[KERNEL + "test_one_update_equals_the_torch_path_per_agent"],
     ),
     # the engine's step-by-step path against the independent reference DQN
@@ -476,7 +476,7 @@ MUTANTS = [
     ),
     dict(
         name="ni-adjustment-dropped",
-        file="ebnb/analysis.py",
+        file="ebnb/analysis/criteria.py",
         original='table["p_ni_holm"] = by["p_ni"].transform(tests.holm)',
         replacement='table["p_ni_holm"] = table["p_ni"]',
         tests=[VERDICTS + "test_ni_p_values_are_the_welch_ni_test_and_holm_over_the_cells_of_a_comparison"],
@@ -504,7 +504,7 @@ MUTANTS = [
     ),
     dict(
         name="criterion-4-against-the-mean",
-        file="ebnb/analysis.py",
+        file="ebnb/analysis/criteria.py",
         original="earlier=own.prune_episode < own.converged_episode)",
         replacement="earlier=own.prune_episode < own.converged_episode.mean())",
         tests=[VERDICTS + "test_criterion_4_is_judged_per_seed_not_against_the_mean"],
@@ -555,14 +555,14 @@ MUTANTS = [
     ),
     dict(
         name="kappa-global-chance-from-p-and-the-kept-share",
-        file="ebnb/analysis.py",
+        file="ebnb/analysis/mask_agreement.py",
         original="masks.chance_agreement(1 - fraction, 1 - fraction)",
         replacement="masks.chance_agreement(fraction, 1 - fraction)",
         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"],
     ),
     dict(
         name="kappa-settles-on-raw-similarity",
-        file="ebnb/analysis.py",
+        file="ebnb/analysis/mask_agreement.py",
         original="settle_episode(k[:, -1], episodes, settled) for k in per_seed",
         replacement="settle_episode(k[:, -1], episodes, settled) for k in similarity",
         tests=[KAPPA + "test_the_summary_gives_chance_kappa_and_the_settle_episode_per_seed_with_its_interval"],

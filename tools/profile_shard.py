@@ -21,7 +21,7 @@ import time
 import types
 from pathlib import Path
 
-from ebnb import envs, experiments, shards
+from ebnb import arithmetic, envs, experiments, shards
 from ebnb import population as engine
 from ebnb.checkpoint import Checkpoint
 from ebnb.replay import StackedReplay
@@ -59,7 +59,7 @@ class Clock:
 
 def _patch(clock: Clock, undo: list) -> None:
     targets = [
-        (engine, "greedy_actions", "acting"),
+        (arithmetic, "greedy_actions", "acting"),
         (envs._SameStepMixin, "step", "env step"),
         (StackedReplay, "add", "replay"),
         (StackedReplay, "slots", "replay"),

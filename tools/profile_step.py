@@ -36,8 +36,8 @@ def profile(env: str, agents: int, steps: int, arithmetic: str) -> tuple[float, 
     while population.transitions[0] < cfg.learning_starts + 10:
         population._step()
     parts: dict[str, float] = {}
-    original_greedy = engine.greedy_actions
-    engine.greedy_actions = _timed(parts, "acting", original_greedy)
+    original_greedy = arithmetic.greedy_actions
+    arithmetic.greedy_actions = _timed(parts, "acting", original_greedy)
     try:
         population.env.step = _timed(parts, "env step", population.env.step)
         population.replay.add = _timed(parts, "replay add", population.replay.add)
@@ -50,7 +50,7 @@ def profile(env: str, agents: int, steps: int, arithmetic: str) -> tuple[float, 
             population._step()
         elapsed = time.perf_counter() - start
     finally:
-        engine.greedy_actions = original_greedy
+        arithmetic.greedy_actions = original_greedy
     parts["other"] = elapsed - sum(v for k, v in parts.items() if not k.startswith(" "))
     return agents * steps / elapsed, parts
 
