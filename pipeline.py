@@ -56,9 +56,8 @@ def declared_steps(path: Path) -> tuple[str, ...]:
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind", "xis", "windows", "detectors", "starts")  # the last four: its sweep
 ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
-NOTEBOOK_STEPS = {
-    notebook: declared_steps(SOURCE / f"{notebook}.ipynb") for notebook in NOTEBOOKS
-}  # what the pipeline computes first
+# the steps each notebook reads, which the pipeline computes before it runs
+NOTEBOOK_STEPS = {notebook: declared_steps(SOURCE / f"{notebook}.ipynb") for notebook in NOTEBOOKS}
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
 PUBLISHED_FIGURES = ROOT / "figures"
 NOTEBOOK_OPTIONS = ("store_dir", "figures_dir", "use_published")
