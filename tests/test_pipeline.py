@@ -69,14 +69,12 @@ def test_bad_input_exits_2_with_one_line_and_nothing_written(tmp_path, capsys, a
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", [["run", "02_retrain"], ["quick"], ["compute", "all"]])
-def test_cuda_on_a_machine_without_it_exits_2_before_anything_runs(tmp_path, command):
-    result = pipeline(
-        "--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs"), *command, "--device", "cuda"
-    )
-    assert (result.returncode, result.stderr) == (
-        2,
-        "error: --device: 'cuda' is not available on this machine (no CUDA); use cpu\n",
-    )
+def test_cuda_on_a_machine_without_it_exits_2_before_anything_runs(tmp_path, capsys, command):
+    import pipeline as pipeline_module
+
+    where = ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "outputs")]
+    assert pipeline_module.main([*where, *command, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == "error: --device: 'cuda' is not available on this machine (no CUDA); use cpu\n"
     assert list(tmp_path.iterdir()) == []
 
 
