@@ -38,26 +38,26 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit", "05_controls", "06_eb_exploit_sweep")
 THESIS = NOTEBOOKS[:4]  # figures 3.3-3.8; 05 and 06 go beyond the thesis
-# the protocol steps (ebnb.experiments.steps) whose results each notebook reads
-NOTEBOOK_STEPS = {
-    "01_mask_similarity": ("dense runs",),
-    "02_retrain": ("dense runs", "retrain", "winning tickets"),
-    "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
-    "04_eb_exploit": ("dense runs", "eb_exploit"),
-    "05_controls": (
-        "dense runs",
-        "retrain",
-        "finetune",
-        "sparse retrain",
-        "sparse finetune",
-        "retrain controls",
-        "finetune controls",
-    ),
-    "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
-}
+
+
+def declared_steps(path: Path) -> tuple[str, ...]:
+    """The protocol steps (`ebnb.experiments.STEP_NAMES`) whose results the notebook at `path`
+    reads, as its setup call declares them: ``notebook.setup(..., steps=(...))``."""
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "setup":
+                    for keyword in node.keywords:
+                        if keyword.arg == "steps":
+                            return tuple(ast.literal_eval(keyword.value))
+    raise ValueError(f"{path.name}: its notebook.setup(...) call declares no steps=(...)")
+
+
 EB_EXPLOIT_PARAMETERS = ("xi", "window", "rewind", "xis", "windows", "detectors", "starts")  # the last four: its sweep
 ENVS = ("cartpole", "acrobot")
 SOURCE = ROOT / "notebooks"
+# the steps each notebook reads, which the pipeline computes before it runs
+NOTEBOOK_STEPS = {notebook: declared_steps(SOURCE / f"{notebook}.ipynb") for notebook in NOTEBOOKS}
 PUBLISHED_NOTEBOOKS = SOURCE / "executed"
 PUBLISHED_FIGURES = ROOT / "figures"
 NOTEBOOK_OPTIONS = ("store_dir", "figures_dir", "use_published")

@@ -57,11 +57,17 @@ def setup(
     device="cpu",
     arithmetic=None,
     dqn: dict | None = None,
+    steps: tuple[str, ...] = (),
 ) -> Setup:
     """Check a notebook's parameters and return its `Setup`. `grid`: its grid parameters (None
     keeps the profile's value); `settings`: EB Exploit's or its sweep's, which name the run's
     figures folder as the grid's changes do; `device`, `arithmetic` (`ebnb.config.placement`)
-    and `dqn` (DQN config overrides by field name): how the agents train, in the grid's `dqn`."""
+    and `dqn` (DQN config overrides by field name): how the agents train, in the grid's `dqn`;
+    `steps`: the protocol steps the notebook reads (`experiments.STEP_NAMES`), which
+    `pipeline.py` reads from this call and computes before the notebook runs."""
+    for step in steps:
+        if step not in experiments.STEP_NAMES:
+            raise ValueError(f"steps: unknown {step!r}; allowed: {', '.join(experiments.STEP_NAMES)}")
     for name, value in {**(grid or {}), **(settings or {})}.items():
         check_list(name, value)
     if dqn is not None and not isinstance(dqn, dict):

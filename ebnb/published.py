@@ -213,7 +213,7 @@ def write(root: str | Path, results: Mapping[str, Mapping[str, Mapping]], grid: 
     `grid` (what the results cover) and the `run_record` of the run that made them, in one
     transaction (`ebnb.transaction.transact`), checked by reading it back before it replaces
     anything."""
-    from ebnb.publish import transact
+    from ebnb.transaction import transact
 
     root = Path(root)
     files, layout = tables(results)

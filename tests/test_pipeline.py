@@ -95,6 +95,36 @@ def test_help_lists_every_command():
         assert "--recompute" in pipeline(command, "--help").stdout
 
 
+def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_path):
+    """`pipeline.NOTEBOOK_STEPS` is read from each notebook's ``notebook.setup(..., steps=...)``;
+    a notebook that declares none is an error naming it."""
+    import nbformat.v4
+
+    import pipeline as pipeline_module
+    from ebnb import experiments, publish
+
+    assert pipeline_module.NOTEBOOK_STEPS == {
+        "01_mask_similarity": ("dense runs",),
+        "02_retrain": ("dense runs", "retrain", "winning tickets"),
+        "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
+        "04_eb_exploit": ("dense runs", "eb_exploit"),
+        # what profile full_sparse publishes beside the full one: all that notebook 05 reads
+        "05_controls": tuple(s.name for s in publish.SIDE_PROFILES["full_sparse"].steps("cartpole", None, None)),
+        "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
+    }
+    assert list(experiments.steps("cartpole", experiments.grid("quick"))) == list(experiments.STEP_NAMES)
+    cell = 'x = notebook.setup(env, profile, steps=("dense runs", "finetune"))'
+    declaring, silent = (tmp_path / "declaring.ipynb", tmp_path / "silent.ipynb")
+    for path, source in ((declaring, cell), (silent, cell.replace(', steps=("dense runs", "finetune")', ""))):
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_markdown_cell("# x"), nbformat.v4.new_code_cell(source)]
+        )
+        nbformat.write(notebook, path)
+    assert pipeline_module.declared_steps(declaring) == ("dense runs", "finetune")
+    with pytest.raises(ValueError, match=r"silent.ipynb: its notebook.setup\(...\) call declares no steps="):
+        pipeline_module.declared_steps(silent)
+
+
 def test_every_profile_is_described_in_the_docs():
     """--profile's help points at docs/pipeline.md for the profiles (listing
     ebnb.experiments.PROFILES there would import torch for every --help)."""

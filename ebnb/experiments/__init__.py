@@ -62,7 +62,7 @@ from ebnb.experiments.paths import (
     published_results,
     shown,
 )
-from ebnb.experiments.plan import cache_status, held, steps
+from ebnb.experiments.plan import STEP_NAMES, cache_status, held, steps
 from ebnb.experiments.states import state_sha256
 from ebnb.experiments.step import (
     SHARD_SIZE,
@@ -106,6 +106,7 @@ __all__ = [
     "PROJECT",
     "SHARD_SIZE",
     "SMALL_XIS",
+    "STEP_NAMES",
     "ControlRun",
     "DenseRun",
     "EBExploitRun",

@@ -15,6 +15,20 @@ from ebnb.experiments.tickets import POPULATION, compute_tickets, ticket_step
 from ebnb.published import Published
 from ebnb.store import Store
 
+# every step `steps` can give, in its order (a grid without controls or sparser P has fewer)
+STEP_NAMES = (
+    "dense runs",
+    "retrain",
+    "winning tickets",
+    "finetune",
+    "eb_exploit",
+    "sparse retrain",
+    "sparse finetune",
+    "retrain controls",
+    "finetune controls",
+    "eb_exploit sweep",
+)
+
 
 def steps(
     env: str,
