@@ -108,13 +108,14 @@ class Side(NamedTuple):
     notebooks: tuple[str, ...]
 
 
-def _grid_steps(profile: str, names: tuple[str, ...]) -> Callable:
-    """The steps `names` of `profile`'s grid."""
+def _grid_steps(profile: str, names: tuple[str, ...], **settings) -> Callable:
+    """The steps `names` of `profile`'s grid (EB Exploit's `settings`: xi, window, rewind)."""
 
     def chosen(env: str, store, current) -> list:
         from ebnb import experiments
 
-        return [step for name, step in experiments.steps(env, experiments.grid(profile)).items() if name in names]
+        steps = experiments.steps(env, experiments.grid(profile), **settings)
+        return [step for name, step in steps.items() if name in names]
 
     return chosen
 
@@ -162,6 +163,7 @@ SIDE_PROFILES = {
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_fresh_steps, ()),
     "small_xi": Side(_small_xi_steps, ()),
+    "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
 }
 RUN_RECORDS = "run_records"  # results/run_records/<side profile>.json: the records of the runs that computed its units
 

@@ -122,6 +122,8 @@ PROFILES = {
     "sweep_fresh": Grid(seeds=sweep.FRESH_SEEDS),
     # the full grid, for notebook 04's EB Exploit at xi below the sweep's (`SMALL_XIS`; CartPole only)
     "small_xi": Grid(),
+    # the full grid, for notebook 04's EB Exploit with rewind=True (retrain from m * theta_0, the thesis' algorithm box)
+    "rewind": Grid(),
 }
 
 

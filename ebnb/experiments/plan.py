@@ -69,8 +69,12 @@ def cache_status(env: str, g: Grid, store: Store) -> dict[str, tuple[int, int]]:
     }
 
 
-def held(env: str, profile: str, store: Store, published: Published | None, names: tuple[str, ...]) -> Grid | None:
-    """The grid of `profile` if the store or `published` holds every unit of its steps `names`
-    (the step functions then only load it), else None: nothing is computed."""
+def held(
+    env: str, profile: str, store: Store, published: Published | None, names: tuple[str, ...], **settings
+) -> Grid | None:
+    """The grid of `profile` if the store or `published` holds every unit of its steps `names`,
+    EB Exploit's at `settings` (xi, window, rewind; the step functions then only load it), else
+    None: nothing is computed."""
     g = grid(profile)
-    return g if available(store, [s for name, s in steps(env, g).items() if name in names], published) else None
+    wanted = [s for name, s in steps(env, g, **settings).items() if name in names]
+    return g if available(store, wanted, published) else None
