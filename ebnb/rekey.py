@@ -97,8 +97,8 @@ def published_units(root: Path) -> dict[str, dict[str, list]]:
     results, e.g. the fresh sweep's hypotheses, reads them by old key, or by current key in a
     set keyed already)."""
     from ebnb import experiments
-    from ebnb.publish import SIDE_PROFILES
     from ebnb.published import Published
+    from ebnb.side_profiles import SIDE_PROFILES
 
     current, keyed = Published(root, key=legacy_hash), Published(root)
     units: dict[str, dict[str, list]] = {}
