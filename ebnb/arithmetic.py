@@ -57,15 +57,7 @@ def learn_fused(population, positions: np.ndarray) -> None:
         population.cfg.batch_size,
     )
     optimizer = population.optimizer
-    params, target, exp_avg, exp_avg_sq, mask, (steps,), replay = population._learning_views(
-        population.params,
-        population.target,
-        optimizer.exp_avg,
-        optimizer.exp_avg_sq,
-        population.mask or (),
-        (optimizer.steps,),
-        population.replay.data.values(),
-    )
+    params, target, exp_avg, exp_avg_sq, mask, (steps,), replay = population.learning_views()
     kernel.learn(
         params,
         target,

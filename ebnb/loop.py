@@ -264,15 +264,7 @@ def advance_population(population, threads: int, budget: int, kind: int) -> None
     steps, on up to `threads` threads); then what Python must do: the counters, the log rows,
     episode ends with the callback (`Population._end_episodes`) and stops (`_retire`)."""
     cfg, optimizer, env, n = population.cfg, population.optimizer, population.env, len(population.ids)
-    params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = population._learning_views(
-        population.params,
-        population.target,
-        optimizer.exp_avg,
-        optimizer.exp_avg_sq,
-        population.mask or (),
-        (optimizer.steps,),
-        population.replay.data.values(),
-    )
+    params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = population.learning_views()
     population.obs = np.ascontiguousarray(population.obs)
     env.state = np.ascontiguousarray(env.state)
     net = (

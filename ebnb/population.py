@@ -282,6 +282,20 @@ class Population:
         self._progress.set_postfix(live=self.live)
         return new.ids
 
+    def learning_views(self) -> tuple[tuple[np.ndarray, ...], ...]:
+        """numpy views of what the fused update reads and writes: (params, target, exp_avg,
+        exp_avg_sq, masks (none if unpruned), (Adam steps,), replay fields)."""
+        optimizer = self.optimizer
+        return self._learning_views(
+            self.params,
+            self.target,
+            optimizer.exp_avg,
+            optimizer.exp_avg_sq,
+            self.mask or (),
+            (optimizer.steps,),
+            self.replay.data.values(),
+        )
+
     def _masks(self) -> list[torch.Tensor]:
         """The live agents' masks (all ones for an unpruned population)."""
         return self.mask if self.mask is not None else [torch.ones_like(w.detach()) for w in qnet.weights(self.params)]
