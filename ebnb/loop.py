@@ -288,9 +288,9 @@ def advance_population(population, threads: int, budget: int, kind: int) -> None
         population.episode_return,
         population.episode_length,
         population.episode_epsilon,
-        population._stop_requested,
+        population.stop_requested,
         population.obs,
-        population._converged_episode,
+        population.records.converged_episode,
     )
     log = (
         np.zeros(n, np.int64),

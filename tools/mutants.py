@@ -219,8 +219,8 @@ MUTANTS = [
     dict(
         name="admitted-agents-lose-their-mask",
         file="ebnb/population.py",
-        original="zip(self._masks(), new._masks(), strict=True)",
-        replacement="zip(self._masks(), [torch.ones_like(m) for m in new._masks()], strict=True)",
+        original="self.mask, new.mask = self._masks(), new._masks()",
+        replacement="self.mask, new.mask = self._masks(), [torch.ones_like(m) for m in new._masks()]",
         tests=[FREED_SLOTS, "tests/test_population.py::test_agents_admitted_mid_run_each_equal_their_run_alone"],
     ),
     dict(
