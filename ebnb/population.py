@@ -4,7 +4,8 @@ Every per-agent quantity has a leading agent axis: stacked Q-network weights (`e
 Adam moments and step counts (`ebnb.optim`), replay buffers (`ebnb.replay`), one
 environment per agent (`ebnb.envs`, same-step autoreset), epsilon, counters and random
 streams (`ebnb.rng`). Reading `_step` top to bottom is reading DQN (CleanRL's order): act
-epsilon-greedily, step the envs, store, learn where due, copy targets at episode ends.
+epsilon-greedily, step the envs, store, learn where due, and at episode ends copy targets,
+count, log, call back and stop (`ebnb.episode_end`).
 
 `_step` advances all agents by one step in lockstep: the path of any gymnasium env and of the
 torch arithmetic. With the fused kernel on CartPole-v0 or Acrobot-v1, `_advance` runs the
@@ -15,9 +16,9 @@ paths to the same bits.
 Agents leave the batch as soon as they stop (early stopping, episode cap, or a callback's
 `stop`), so a population costs what its live agents cost. Every per-agent field is declared
 once, in `ebnb.batch` (`LiveAgents`, read and written here by its name: `population.epsilon`;
-`AgentRecords`), and admitting and compacting are one operation over all of them. Callbacks at episode ends see the
-population and may snapshot the agents that ended an episode, draw masks from their weights,
-prune them, or stop them.
+`AgentRecords`), and admitting and compacting are one operation over all of them. Callbacks
+at episode ends see the population and may snapshot the agents that ended an episode, draw
+masks from their weights, prune them, or stop them.
 """
 
 from __future__ import annotations
@@ -32,26 +33,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, arithmetic, dynamics, envs, loop, qnet, rng
+from ebnb import accounting, arithmetic, dynamics, envs, episode_end, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
 from ebnb.batch import AgentRecords, LiveAgents, from_checkpoint, to_checkpoint
 from ebnb.config import DQNConfig, check_device, check_positive_int
+from ebnb.episode_end import EpisodeEnds
 
-STOP_REASONS = ("early_stop", "max_episodes", "callback")
 CALL_STEPS = 16384  # agent-steps a compiled call may make in all (`Population._advance`) before Python sees them
-
-
-@dataclass
-class EpisodeEnds:
-    """Agents that finished an episode in this step (one entry each)."""
-
-    agents: np.ndarray  # agent ids: positions in the list the population was built from
-    episodes: np.ndarray  # the agent's lifetime episode count, including the one just ended
-    returns: np.ndarray
-    lengths: np.ndarray
-    transitions: np.ndarray  # the agent's lifetime transition count
-    epsilon: np.ndarray  # epsilon for the agent's next episode
-    converged: np.ndarray  # True where this episode completes the first solved streak
 
 
 @dataclass
@@ -323,7 +311,7 @@ class Population:
             self._learn(np.flatnonzero(due))
         self.obs = next_obs
         if done.any():
-            self._end_episodes(np.flatnonzero(done))
+            episode_end.end_episodes(self, np.flatnonzero(done))
 
     def _compiles(self) -> bool:
         """Whether `_advance` (the compiled loop, `ebnb.loop`) runs this population: the fused
@@ -349,84 +337,6 @@ class Population:
             arithmetic.learn_torch(self, positions)
         self.updates[positions] += 1
         accounting.TALLY.updates += len(positions)
-
-    def _end_episodes(self, positions: np.ndarray) -> None:
-        cfg = self.cfg
-        index = torch.from_numpy(positions).to(self.device)
-        with torch.no_grad():
-            for t, p in zip(self.target, self.params):
-                t.index_copy_(0, index, p.index_select(0, index))
-        if cfg.eps_decay_per == "episode":
-            self.epsilon[positions] = np.maximum(self.epsilon[positions] * cfg.eps_decay, cfg.eps_floor)
-        self.episodes[positions] += 1
-        ids = self.ids[positions]
-        returns = self.episode_return[positions]
-        solved = returns >= cfg.solved_return
-        self.streak[positions] = np.where(solved, self.streak[positions] + 1, 0)
-        converged_episode = self.records.converged_episode
-        converged = (self.streak[positions] == cfg.solved_streak) & (converged_episode[ids] < 0)
-        converged_episode[ids[converged]] = self.episodes[positions][converged]
-        self._log.append(
-            (
-                ids,
-                self.episodes[positions].copy(),
-                returns.copy(),
-                self.episode_length[positions].copy(),
-                self.episode_epsilon[positions].copy(),
-            )
-        )
-        self._progress.update(len(positions))
-        if self.callback is not None:
-            self._callback_agents = set(ids.tolist())
-            try:
-                self.callback(
-                    self,
-                    EpisodeEnds(
-                        ids,
-                        self.episodes[positions].copy(),
-                        returns.copy(),
-                        self.episode_length[positions].copy(),
-                        self.transitions[positions].copy(),
-                        self.epsilon[positions].copy(),
-                        converged,
-                    ),
-                )
-            finally:
-                self._callback_agents = None
-        self.episode_return[positions] = 0.0
-        self.episode_length[positions] = 0
-        self.episode_epsilon[positions] = self.epsilon[positions]
-
-        reasons = self._stop_reasons(positions)
-        if (reasons != "").any():
-            self._retire(positions[reasons != ""], reasons[reasons != ""])
-
-    def _stop_reasons(self, positions: np.ndarray) -> np.ndarray:
-        """Why each agent at `positions` (which has just ended an episode) stops, or ''."""
-        return np.select(
-            [
-                self.early_stop & (self.streak[positions] >= self.cfg.solved_streak),
-                self.episodes[positions] >= self.episode_limit[positions],
-                self.stop_requested[positions],
-            ],
-            STOP_REASONS,
-            default="",
-        )
-
-    def _retire(self, positions: np.ndarray, reasons: np.ndarray) -> None:
-        """Record stopped agents' final states (`reasons`: one per position) and drop them from
-        the batch (compaction)."""
-        records = self.records
-        for p, reason in zip(positions, reasons, strict=True):
-            agent = int(self.ids[p])
-            records.final[agent] = self.batch.state_at(int(p))
-            records.stop_reason[agent] = str(reason)
-            records.episodes_run[agent] = self.episodes[p] - (self.episode_limit[p] - self.max_episodes)
-            self._progress.update(int(self.episode_limit[p] - self.episodes[p]))
-            self.retired.append(agent)
-        with torch.no_grad():
-            self.batch.select(np.setdiff1d(np.arange(len(self.ids)), positions))
-        self._progress.set_postfix(live=self.live)
 
     @property
     def params(self) -> list[torch.Tensor]:

@@ -379,9 +379,9 @@ MUTANTS = [
     ),
     dict(
         name="engine-target-never-copied",
-        file="ebnb/population.py",
-        original="                t.index_copy_(0, index, p.index_select(0, index))",
-        replacement="                pass",
+        file="ebnb/episode_end.py",
+        original="            t.index_copy_(0, index, weights.index_select(0, index))",
+        replacement="            pass",
         tests=["tests/test_population.py::test_engine_matches_reference_dqn"],
     ),
     # issue 13: controls change exactly one thing, from the agent's own stream
