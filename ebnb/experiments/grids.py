@@ -124,6 +124,11 @@ PROFILES = {
     "small_xi": Grid(),
     # the full grid, for notebook 04's EB Exploit with rewind=True (retrain from m * theta_0, the thesis' algorithm box)
     "rewind": Grid(),
+    # CartPole's deciding cells at 100 seeds (issue 31's variant 5; notebooks 02 and 03's "Verdicts at 100 seeds"):
+    # P = 0.2 and 0.8 pruned at episodes 20 and 100, their winning tickets and the unpruned runs; 0-9 are full's
+    "powered": Grid(
+        seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
+    ),
 }
 
 
