@@ -13,7 +13,7 @@ runs every live agent on its own for up to `budget` steps, each step what
   the counters, the solved streak and the log row.
 
 An agent stops early in a call at an event that Python must see: an episode end when the
-population has a callback (`pending`: Python runs `Population._end_episodes` for it), a stop
+population has a callback (`pending`: Python runs `episode_end.end_episodes` for it), a stop
 (`retiring`: early stopping, the episode cap or a requested stop), or a full log. Agents are
 independent (own network, replay, env, random streams), so running each one for several
 steps before the next changes no number; the batch, the thread count and the budget change
@@ -30,7 +30,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ebnb import accounting, dynamics, kernel, layers, rng
+from ebnb import accounting, dynamics, episode_end, kernel, layers, rng
 from ebnb.rng import Stream
 
 _JIT = layers.JIT
@@ -168,7 +168,7 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
 
 @numba.njit(**_JIT)
 def _end_episode(k, params, target, agents, log, hyper, counts):
-    """`Population._end_episodes` for agent k, without a callback: the target copy, epsilon's
+    """`ebnb.episode_end.end_episodes` for agent k, without a callback: the target copy, epsilon's
     per-episode decay, counters, the solved streak, the first convergence, a log row."""
     (
         _seeds,
@@ -262,7 +262,7 @@ def advance(budget: int, threads: int, *groups) -> None:
 def advance_population(population, threads: int, budget: int, kind: int) -> None:
     """`advance` over a `Population`'s own arrays (its env of `kind`, each agent up to `budget`
     steps, on up to `threads` threads); then what Python must do: the counters, the log rows,
-    episode ends with the callback (`Population._end_episodes`) and stops (`_retire`)."""
+    episode ends with the callback (`episode_end.end_episodes`) and stops (`episode_end.retire`)."""
     cfg, optimizer, env, n = population.cfg, population.optimizer, population.env, len(population.ids)
     params, target, exp_avg, exp_avg_sq, mask, (adam_steps,), replay = population.learning_views()
     population.obs = np.ascontiguousarray(population.obs)
@@ -288,9 +288,9 @@ def advance_population(population, threads: int, budget: int, kind: int) -> None
         population.episode_return,
         population.episode_length,
         population.episode_epsilon,
-        population._stop_requested,
+        population.stop_requested,
         population.obs,
-        population._converged_episode,
+        population.records.converged_episode,
     )
     log = (
         np.zeros(n, np.int64),
@@ -348,7 +348,7 @@ def advance_population(population, threads: int, budget: int, kind: int) -> None
         population._log.append((np.repeat(population.ids, count), *(column[rows] for column in log[1:])))
         population._progress.update(int(count.sum()))
     if pending.any():
-        population._end_episodes(np.flatnonzero(pending))
+        episode_end.end_episodes(population, np.flatnonzero(pending))
     if retiring.any():
         positions = np.flatnonzero(retiring)
-        population._retire(positions, population._stop_reasons(positions))
+        episode_end.retire(population, positions, episode_end.stop_reasons(population, positions))

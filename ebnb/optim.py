@@ -14,6 +14,7 @@ same as alone (see ALIGN).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ebnb.qnet import Params
@@ -47,8 +48,9 @@ class StackedAdam:
         """Replace the moments and step counts (resuming agents from snapshots)."""
         self.exp_avg, self.exp_avg_sq, self.steps = exp_avg, exp_avg_sq, steps.float()
 
-    def keep(self, index: torch.Tensor) -> None:
-        """Keep only the agents at `index` (compaction); parameters are re-indexed too."""
+    def select(self, rows: np.ndarray) -> None:
+        """Keep only the agents at `rows` (compaction); parameters are re-indexed too."""
+        index = torch.from_numpy(rows).to(self.params[0].device)
         for tensors in (self.params, self.exp_avg, self.exp_avg_sq):
             tensors[:] = [t.index_select(0, index) for t in tensors]
         self.steps = self.steps.index_select(0, index)

@@ -4,7 +4,8 @@ Every per-agent quantity has a leading agent axis: stacked Q-network weights (`e
 Adam moments and step counts (`ebnb.optim`), replay buffers (`ebnb.replay`), one
 environment per agent (`ebnb.envs`, same-step autoreset), epsilon, counters and random
 streams (`ebnb.rng`). Reading `_step` top to bottom is reading DQN (CleanRL's order): act
-epsilon-greedily, step the envs, store, learn where due, copy targets at episode ends.
+epsilon-greedily, step the envs, store, learn where due, and at episode ends copy targets,
+count, log, call back and stop (`ebnb.episode_end`).
 
 `_step` advances all agents by one step in lockstep: the path of any gymnasium env and of the
 torch arithmetic. With the fused kernel on CartPole-v0 or Acrobot-v1, `_advance` runs the
@@ -13,16 +14,18 @@ episode end with a callback, a stop), many steps per call; tests/test_loop.py ho
 paths to the same bits.
 
 Agents leave the batch as soon as they stop (early stopping, episode cap, or a callback's
-`stop`), so a population costs what its live agents cost. Callbacks at episode ends see the
-population and may snapshot the agents that ended an episode, draw masks from their weights,
-prune them, or stop them.
+`stop`), so a population costs what its live agents cost. Every per-agent field is declared
+once, in `ebnb.batch` (`LiveAgents`, read and written here by its name: `population.epsilon`;
+`AgentRecords`), and admitting and compacting are one operation over all of them. Callbacks
+at episode ends see the population and may snapshot the agents that ended an episode, draw
+masks from their weights, prune them, or stop them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
@@ -30,46 +33,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ebnb import accounting, arithmetic, dynamics, envs, loop, qnet, rng
+from ebnb import accounting, arithmetic, dynamics, envs, episode_end, loop, qnet, rng
 from ebnb.agent import AgentState, env_dims
+from ebnb.batch import AgentRecords, LiveAgents, from_checkpoint, to_checkpoint
 from ebnb.config import DQNConfig, check_device, check_positive_int
-from ebnb.optim import StackedAdam
-from ebnb.replay import FIELDS, StackedReplay
+from ebnb.episode_end import EpisodeEnds
 
-STOP_REASONS = ("early_stop", "max_episodes", "callback")
 CALL_STEPS = 16384  # agent-steps a compiled call may make in all (`Population._advance`) before Python sees them
-# numpy arrays with one entry per live agent, in batch order
-_LIVE_ARRAYS = (
-    "ids",
-    "seeds",
-    "epsilon",
-    "transitions",
-    "updates",
-    "episodes",
-    "episode_limit",
-    "streak",
-    "episode_return",
-    "episode_length",
-    "episode_epsilon",
-    "_stop_requested",
-    "pruned",
-    "obs",
-)
-# per-agent records indexed by agent id, live or stopped
-_RECORDS = ("_seed", "_converged_episode", "_episodes_run")
-
-
-@dataclass
-class EpisodeEnds:
-    """Agents that finished an episode in this step (one entry each)."""
-
-    agents: np.ndarray  # agent ids: positions in the list the population was built from
-    episodes: np.ndarray  # the agent's lifetime episode count, including the one just ended
-    returns: np.ndarray
-    lengths: np.ndarray
-    transitions: np.ndarray  # the agent's lifetime transition count
-    epsilon: np.ndarray  # epsilon for the agent's next episode
-    converged: np.ndarray  # True where this episode completes the first solved streak
 
 
 @dataclass
@@ -122,59 +92,10 @@ class Population:
                 f"train on {cfg.device} or use cfg.replace(device={self.device.type!r})"
             )
         self.obs_dim, self.n_actions = env_dims(cfg.env_id)
-        n = len(agents)
-        self.ids = np.arange(n)  # live agents, in batch order
-        self.seeds = np.array([a.seed for a in agents], dtype=np.int64)
-        self.epsilon = np.array([a.epsilon for a in agents], dtype=np.float64)
-        self.transitions = np.array([a.transitions for a in agents], dtype=np.int64)
-        self.updates = np.array([a.updates for a in agents], dtype=np.int64)
-        self.episodes = np.array([a.episodes for a in agents], dtype=np.int64)
-        self.episode_limit = self.episodes + max_episodes
-        self.streak = np.zeros(n, dtype=np.int64)
-        self.episode_return = np.zeros(n)
-        self.episode_length = np.zeros(n, dtype=np.int64)
-        self.episode_epsilon = self.epsilon.copy()
-
-        def stacked(field):
-            return [
-                t.to(self.device)
-                for t in qnet.stack([[torch.from_numpy(np.array(a[None])) for a in getattr(s, field)] for s in agents])
-            ]
-
-        self.optimizer = StackedAdam(stacked("params"), cfg.lr)
-        self.optimizer.load(
-            stacked("exp_avg"), stacked("exp_avg_sq"), torch.tensor([a.adam_steps for a in agents], device=self.device)
-        )
-        self.params = self.optimizer.params  # the same list: compaction re-indexes it in place
+        self.batch = LiveAgents.from_states(cfg, agents, max_episodes, self.device)
+        self.records = AgentRecords.fresh(self.batch.seeds)
         self.dtype = self.params[0].dtype
-        self.target = stacked("target")
-        self.mask = None
-        if any(a.mask is not None for a in agents):
-            self.mask = [
-                torch.stack(
-                    [
-                        torch.as_tensor(a.mask[layer])
-                        if a.mask is not None
-                        else torch.ones(w.shape[1:], dtype=torch.bool)
-                        for a in agents
-                    ]
-                ).to(self.device, self.dtype)
-                for layer, w in enumerate(qnet.weights(self.params))
-            ]
-        self.replay = StackedReplay(n, cfg.buffer_size, self.obs_dim, self.device)
-        for name in FIELDS:
-            self.replay.data[name].copy_(torch.from_numpy(np.stack([a.replay[name] for a in agents])))
-
-        self.env = envs.make(cfg.env_id, n, self.seeds.tolist(), start_episodes=self.episodes.tolist())
-        self.obs = self.env.reset()[0]
-        self._stop_requested = np.zeros(n, dtype=bool)
-        self.pruned = np.array([a.mask is not None for a in agents])  # the others' masks are all ones
-        self._seed = self.seeds.copy()
         self._acting_views, self._learning_views = arithmetic.NumpyViews(), arithmetic.NumpyViews()
-        self._converged_episode = np.full(n, -1, dtype=np.int64)
-        self._stop_reason = [""] * n
-        self._episodes_run = np.zeros(n, dtype=np.int64)
-        self._final: list[AgentState | None] = [None] * n
         self._callback_agents: set | None = None  # during a callback: the agents it may act on
         self.retired: list[int] = []  # agent ids in the order they stopped
         self._log: list[tuple] = []
@@ -185,8 +106,11 @@ class Population:
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly where it is (between two steps):
         networks, Adam, replay buffers, environments, counters and logs. The callback is not
-        part of it: it belongs to the caller, who passes it again to `restore`."""
-        state = {name: value for name, value in vars(self).items() if name not in ("callback", "_progress")}
+        part of it: it belongs to the caller, who passes it again to `restore`. The per-agent
+        fields go one key each (`ebnb.batch.to_checkpoint`)."""
+        unsaved = ("callback", "_progress", "batch", "records")
+        state = {name: value for name, value in vars(self).items() if name not in unsaved}
+        state.update(to_checkpoint(self.batch, self.records))
         state["progress_done"] = self._progress.n
         return state
 
@@ -195,13 +119,15 @@ class Population:
         """The population saved by `state_dict`; it goes on bitwise as if never stopped."""
         population = cls.__new__(cls)
         population.__dict__.update({"compiled": True, "_callback_agents": None})  # checkpoints made before they existed
+        state = dict(state)
+        population.batch, population.records = from_checkpoint(state)  # takes their keys out of `state`
         population.__dict__.update({k: v for k, v in state.items() if k != "progress_done"})
         population.callback = callback
         population._progress = population._progress_bar(progress, done=state["progress_done"])
         return population
 
     def _progress_bar(self, enabled: bool, done: int) -> tqdm:
-        total = int(self.max_episodes * len(self._final))
+        total = int(self.max_episodes * len(self.records))
         bar = tqdm(total=total, initial=done, unit="episode", disable=not enabled, smoothing=0.05)
         bar.set_postfix(live=len(self.ids))
         return bar
@@ -228,7 +154,7 @@ class Population:
 
     def snapshot(self, agents) -> list[AgentState]:
         """Full states of live `agents` (copies), e.g. to resume them later."""
-        return [self._state_at(int(p)) for p in self.positions(agents)]
+        return [self.batch.state_at(int(p)) for p in self.positions(agents)]
 
     def set_mask(self, agents, mask: Sequence[torch.Tensor]) -> None:
         """Prune live `agents` with `mask` (`[k, out, in]` per weight matrix) from now on."""
@@ -262,22 +188,12 @@ class Population:
             device=self.device,
             chunk_size=self.chunk_size,
         )
-        first = len(self._final)
-        new.ids += first
-        for name in _LIVE_ARRAYS + _RECORDS:
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(new, name)]))
-        self._stop_reason += new._stop_reason
-        self._final += new._final
+        new.ids += len(self.records)
         if self.mask is not None or new.mask is not None:
-            self.mask = [torch.cat(pair) for pair in zip(self._masks(), new._masks(), strict=True)]
+            self.mask, new.mask = self._masks(), new._masks()
         with torch.no_grad():
-            self.optimizer.extend(new.optimizer)
-            self.target = [torch.cat(pair) for pair in zip(self.target, new.target, strict=True)]
-        self.replay.extend(new.replay)
-        if len(self.ids) == len(new.ids):  # every agent had stopped: the env still holds their last sub-envs
-            self.env = new.env
-        else:
-            self.env.extend(new.env)
+            self.batch.extend(new.batch)
+        self.records.extend(new.records)
         self._progress.total += new._progress.total
         self._progress.set_postfix(live=self.live)
         return new.ids
@@ -302,17 +218,18 @@ class Population:
 
     def outcome(self, agent: int) -> tuple[AgentState, str, int]:
         """A stopped agent's final state, stop reason and episodes run (in this population)."""
-        return self._final[agent], self._stop_reason[agent], int(self._episodes_run[agent])
+        records = self.records
+        return records.final[agent], records.stop_reason[agent], int(records.episodes_run[agent])
 
     def release(self, agent: int) -> None:
         """Forget a stopped agent's final state (its caller has stored it): keeps long runs
         with continuous batching, and their checkpoints, small."""
-        self._final[agent] = None
+        self.records.final[agent] = None
 
     def stop(self, agents) -> None:
         """Stop live `agents` (reason 'callback'): from a callback, at the end of the episode
         they have just ended; otherwise at the end of their current episode."""
-        self._stop_requested[self.positions(agents)] = True
+        self.stop_requested[self.positions(agents)] = True
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -348,16 +265,17 @@ class Population:
         log = pd.DataFrame(
             {c: np.concatenate([row[i] for row in self._log]) if self._log else [] for i, c in enumerate(columns)}
         ).sort_values(["agent", "episode"], kind="stable", ignore_index=True)
+        records = self.records
         agents = pd.DataFrame(
             {
-                "agent": np.arange(len(self._final)),
-                "seed": self._seed,
-                "stop_reason": self._stop_reason,
-                "episodes_run": self._episodes_run,
-                "converged_episode": self._converged_episode,
+                "agent": np.arange(len(records)),
+                "seed": records.seed,
+                "stop_reason": records.stop_reason.tolist(),
+                "episodes_run": records.episodes_run,
+                "converged_episode": records.converged_episode,
             }
         )
-        return PopulationResult(episodes=log, agents=agents, final=list(self._final))
+        return PopulationResult(episodes=log, agents=agents, final=records.final.tolist())
 
     def _step(self) -> None:
         cfg = self.cfg
@@ -393,7 +311,7 @@ class Population:
             self._learn(np.flatnonzero(due))
         self.obs = next_obs
         if done.any():
-            self._end_episodes(np.flatnonzero(done))
+            episode_end.end_episodes(self, np.flatnonzero(done))
 
     def _compiles(self) -> bool:
         """Whether `_advance` (the compiled loop, `ebnb.loop`) runs this population: the fused
@@ -420,107 +338,19 @@ class Population:
         self.updates[positions] += 1
         accounting.TALLY.updates += len(positions)
 
-    def _end_episodes(self, positions: np.ndarray) -> None:
-        cfg = self.cfg
-        index = torch.from_numpy(positions).to(self.device)
-        with torch.no_grad():
-            for t, p in zip(self.target, self.params):
-                t.index_copy_(0, index, p.index_select(0, index))
-        if cfg.eps_decay_per == "episode":
-            self.epsilon[positions] = np.maximum(self.epsilon[positions] * cfg.eps_decay, cfg.eps_floor)
-        self.episodes[positions] += 1
-        ids = self.ids[positions]
-        returns = self.episode_return[positions]
-        solved = returns >= cfg.solved_return
-        self.streak[positions] = np.where(solved, self.streak[positions] + 1, 0)
-        converged = (self.streak[positions] == cfg.solved_streak) & (self._converged_episode[ids] < 0)
-        self._converged_episode[ids[converged]] = self.episodes[positions][converged]
-        self._log.append(
-            (
-                ids,
-                self.episodes[positions].copy(),
-                returns.copy(),
-                self.episode_length[positions].copy(),
-                self.episode_epsilon[positions].copy(),
-            )
-        )
-        self._progress.update(len(positions))
-        if self.callback is not None:
-            self._callback_agents = set(ids.tolist())
-            try:
-                self.callback(
-                    self,
-                    EpisodeEnds(
-                        ids,
-                        self.episodes[positions].copy(),
-                        returns.copy(),
-                        self.episode_length[positions].copy(),
-                        self.transitions[positions].copy(),
-                        self.epsilon[positions].copy(),
-                        converged,
-                    ),
-                )
-            finally:
-                self._callback_agents = None
-        self.episode_return[positions] = 0.0
-        self.episode_length[positions] = 0
-        self.episode_epsilon[positions] = self.epsilon[positions]
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The live agents' online networks, stacked (`optimizer.params`)."""
+        return self.batch.optimizer.params
 
-        reasons = self._stop_reasons(positions)
-        if (reasons != "").any():
-            self._retire(positions[reasons != ""], reasons[reasons != ""])
 
-    def _stop_reasons(self, positions: np.ndarray) -> np.ndarray:
-        """Why each agent at `positions` (which has just ended an episode) stops, or ''."""
-        return np.select(
-            [
-                self.early_stop & (self.streak[positions] >= self.cfg.solved_streak),
-                self.episodes[positions] >= self.episode_limit[positions],
-                self._stop_requested[positions],
-            ],
-            STOP_REASONS,
-            default="",
-        )
+def _live_field(name: str) -> property:
+    return property(
+        lambda population: getattr(population.batch, name),
+        lambda population, value: setattr(population.batch, name, value),
+        doc=f"The live agents' `{name}`, in batch order (`LiveAgents.{name}`).",
+    )
 
-    def _retire(self, positions: np.ndarray, reasons: np.ndarray) -> None:
-        """Record stopped agents' final states (`reasons`: one per position) and drop them from
-        the batch (compaction)."""
-        for p, reason in zip(positions, reasons, strict=True):
-            agent = int(self.ids[p])
-            self._final[agent] = self._state_at(int(p))
-            self._stop_reason[agent] = str(reason)
-            self._episodes_run[agent] = self.episodes[p] - (self.episode_limit[p] - self.max_episodes)
-            self._progress.update(int(self.episode_limit[p] - self.episodes[p]))
-            self.retired.append(agent)
-        keep = np.setdiff1d(np.arange(len(self.ids)), positions)
-        index = torch.from_numpy(keep).to(self.device)
-        with torch.no_grad():
-            self.optimizer.keep(index)
-            self.target = [t.index_select(0, index) for t in self.target]
-            if self.mask is not None:
-                self.mask = [m.index_select(0, index) for m in self.mask]
-        self.replay.keep(index)
-        for name in _LIVE_ARRAYS:
-            setattr(self, name, getattr(self, name)[keep])
-        if len(keep):
-            self.env.select(keep)
-        self._progress.set_postfix(live=len(keep))
 
-    def _state_at(self, position: int) -> AgentState:
-        def row(tensors):
-            return [t[position].detach().cpu().numpy().copy() for t in tensors]
-
-        return AgentState(
-            seed=int(self.seeds[position]),
-            params=row(self.params),
-            target=row(self.target),
-            exp_avg=row(self.optimizer.exp_avg),
-            exp_avg_sq=row(self.optimizer.exp_avg_sq),
-            adam_steps=int(self.optimizer.steps[position]),
-            replay={name: t[position].cpu().numpy().copy() for name, t in self.replay.data.items()},
-            epsilon=float(self.epsilon[position]),
-            transitions=int(self.transitions[position]),
-            updates=int(self.updates[position]),
-            episodes=int(self.episodes[position]),
-            mask=[m[position].cpu().numpy() > 0.5 for m in self.mask] if self.pruned[position] else None,
-        )
+for _field in fields(LiveAgents):  # population.epsilon is population.batch.epsilon
+    setattr(Population, _field.name, _live_field(_field.name))

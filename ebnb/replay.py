@@ -51,8 +51,9 @@ class StackedReplay:
             for name, t in self.data.items()
         }
 
-    def keep(self, index: torch.Tensor) -> None:
-        """Keep only the agents at `index` (compaction)."""
+    def select(self, rows: np.ndarray) -> None:
+        """Keep only the agents at `rows` (compaction)."""
+        index = torch.from_numpy(rows)
         self.data = {name: t.index_select(0, index.to(t.device)) for name, t in self.data.items()}
 
     def extend(self, other: StackedReplay) -> None:

@@ -73,4 +73,8 @@ SIDE_PROFILES = {
     "sweep_fresh": Side(_fresh_steps, ()),
     "small_xi": Side(_small_xi_steps, ()),
     "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
+    "gym_terminal": Side(
+        _grid_steps("gym_terminal", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")),
+        ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"),
+    ),
 }

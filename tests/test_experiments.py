@@ -209,6 +209,34 @@ def test_the_15_seed_profile_shares_the_thesis_units_of_seeds_0_to_9():
             assert set(step.units) < set(wider[name].units) and len(wider[name].units) == len(step.units) * 3 // 2
 
 
+def test_the_gym_terminal_profile_is_the_thesis_grid_with_time_limits_as_terminal_in_every_unit():
+    """gym_terminal is the full grid with `truncation_is_terminal=True` (issue 31's variant 1):
+    every unit of notebooks 01-04's steps trains so, none is a full-profile unit, and a
+    notebook's own DQN overrides (its device, arithmetic, dqn) add to the profile's instead of
+    dropping them; stating the default again gives the full grid back."""
+    from ebnb.side_profiles import SIDE_PROFILES
+
+    full, gym = experiments.PROFILES["full"], experiments.PROFILES["gym_terminal"]
+    assert gym == experiments.grid("full", dqn={"truncation_is_terminal": True})
+    assert experiments.run_name("gym_terminal", gym) == "gym_terminal"
+    notebook_grid = experiments.grid("gym_terminal", dqn={"device": "cpu", "arithmetic": "fused", "lr": 0.001})
+    assert notebook_grid.dqn == (("lr", 0.001), ("truncation_is_terminal", True))
+    assert experiments.grid("gym_terminal", dqn={"truncation_is_terminal": False}) == full
+    side = SIDE_PROFILES["gym_terminal"]
+    assert side.notebooks == ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit")
+    for env in ("cartpole", "acrobot"):
+        steps = side.steps(env, None, None)
+        assert [s.name for s in steps] == ["dense runs", "retrain", "winning tickets", "finetune", "eb_exploit"]
+        thesis = experiments.steps(env, full)
+        for step in steps:
+            ours, theirs = set(step.units), set(thesis[step.name].units)
+            assert len(ours) == len(theirs) and not ours & theirs
+            dense = {getattr(u, "dense", getattr(u, "ticket", u)) for u in step.units}
+            assert {getattr(d, "dqn", None) or d.dense.dqn for d in dense} == {
+                experiments.run_config(env, full).replace(truncation_is_terminal=True)
+            }
+
+
 def test_eb_exploit_reports_convergence_of_the_finetune_phase(tmp_path):
     # With epsilon halving per episode it reaches its floor at episode 7, the ticket is found
     # at episode 9, and 12 episodes of finetuning are too few to converge: not converged.

@@ -8,10 +8,11 @@ import torch
 
 from ebnb import masks, qnet, reference_dqn
 from ebnb.agent import fresh_agent
+from ebnb.batch import AgentArrays
 from ebnb.config import ACROBOT, CARTPOLE
 from ebnb.envs import reset_state
 from ebnb.optim import StackedAdam
-from ebnb.population import _LIVE_ARRAYS, _RECORDS, Population
+from ebnb.population import Population
 
 
 def run(cfg, agents, **kwargs):
@@ -383,13 +384,15 @@ def test_agents_admitted_mid_run_each_equal_their_run_alone(cfg):
     assert "mask.0" in together.final[2].to_arrays() and together.final[3].mask is None
 
 
-def test_admit_and_retire_keep_every_per_agent_field_aligned():
-    """Every field of a population that holds one entry per agent is one `admit` extends and
-    `_retire` compacts (the name lists `_LIVE_ARRAYS` and `_RECORDS`, and the two per-agent
-    lists they handle by hand): a new per-agent array left out of them fails here."""
+def test_every_per_agent_field_of_a_population_is_in_its_structs():
+    """A population holds its per-agent state only in `batch` and `records` (`ebnb.batch`),
+    which admit extends and compaction selects as one: a per-agent array kept beside them
+    would be left out of both (tests/test_batch.py holds the structs' fields aligned)."""
     n = 7  # no other dimension of a CartPole population
     population = Population(CARTPOLE, [fresh_agent(CARTPOLE, seed) for seed in range(n)], max_episodes=1)
     per_agent = {
-        name for name, value in vars(population).items() if isinstance(value, (np.ndarray, list)) and len(value) == n
+        name
+        for name, value in vars(population).items()
+        if isinstance(value, (np.ndarray, list, torch.Tensor, AgentArrays)) and len(value) == n
     }
-    assert per_agent == set(_LIVE_ARRAYS + _RECORDS) | {"_stop_reason", "_final"}
+    assert per_agent == {"batch", "records"}

@@ -219,8 +219,8 @@ MUTANTS = [
     dict(
         name="admitted-agents-lose-their-mask",
         file="ebnb/population.py",
-        original="zip(self._masks(), new._masks(), strict=True)",
-        replacement="zip(self._masks(), [torch.ones_like(m) for m in new._masks()], strict=True)",
+        original="self.mask, new.mask = self._masks(), new._masks()",
+        replacement="self.mask, new.mask = self._masks(), [torch.ones_like(m) for m in new._masks()]",
         tests=[FREED_SLOTS, "tests/test_population.py::test_agents_admitted_mid_run_each_equal_their_run_alone"],
     ),
     dict(
@@ -379,9 +379,9 @@ MUTANTS = [
     ),
     dict(
         name="engine-target-never-copied",
-        file="ebnb/population.py",
-        original="                t.index_copy_(0, index, p.index_select(0, index))",
-        replacement="                pass",
+        file="ebnb/episode_end.py",
+        original="            t.index_copy_(0, index, weights.index_select(0, index))",
+        replacement="            pass",
         tests=["tests/test_population.py::test_engine_matches_reference_dqn"],
     ),
     # issue 13: controls change exactly one thing, from the agent's own stream

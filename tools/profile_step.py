@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from ebnb import arithmetic as arithmetics
+from ebnb import episode_end
 from ebnb import population as engine
 from ebnb.agent import fresh_agent
 from ebnb.config import dqn_config
@@ -36,21 +38,21 @@ def profile(env: str, agents: int, steps: int, arithmetic: str) -> tuple[float, 
     while population.transitions[0] < cfg.learning_starts + 10:
         population._step()
     parts: dict[str, float] = {}
-    original_greedy = arithmetic.greedy_actions
-    arithmetic.greedy_actions = _timed(parts, "acting", original_greedy)
+    original_greedy, original_end = arithmetics.greedy_actions, episode_end.end_episodes
+    arithmetics.greedy_actions = _timed(parts, "acting", original_greedy)
+    episode_end.end_episodes = _timed(parts, "episode ends", original_end)
     try:
         population.env.step = _timed(parts, "env step", population.env.step)
         population.replay.add = _timed(parts, "replay add", population.replay.add)
         population.replay.slots = _timed(parts, "replay sampling", population.replay.slots)
         population._learn = _timed(parts, "learning (update, Adam, mask)", population._learn)
         population.optimizer.step = _timed(parts, "  of which Adam (torch path)", population.optimizer.step)
-        population._end_episodes = _timed(parts, "episode ends", population._end_episodes)
         start = time.perf_counter()
         for _ in range(steps):
             population._step()
         elapsed = time.perf_counter() - start
     finally:
-        arithmetic.greedy_actions = original_greedy
+        arithmetics.greedy_actions, episode_end.end_episodes = original_greedy, original_end
     parts["other"] = elapsed - sum(v for k, v in parts.items() if not k.startswith(" "))
     return agents * steps / elapsed, parts
 

@@ -124,6 +124,8 @@ PROFILES = {
     "small_xi": Grid(),
     # the full grid, for notebook 04's EB Exploit with rewind=True (retrain from m * theta_0, the thesis' algorithm box)
     "rewind": Grid(),
+    # the full grid with time limits as terminal (no bootstrap at truncation), as gym-era DQN did: notebooks 01-04
+    "gym_terminal": Grid(dqn=(("truncation_is_terminal", True),)),
 }
 
 
@@ -178,7 +180,8 @@ def figure_note(profile: str, g: Grid, **eb_exploit) -> str | None:
 
 def grid(profile: str = "quick", **overrides) -> Grid:
     """The grid of a profile ('full' = the thesis, 'quick'), with fields overridden by name
-    (None keeps the profile's value); `dqn`: a dict of DQN config overrides (`dqn_pairs`).
+    (None keeps the profile's value); `dqn`: a dict of DQN config overrides (`dqn_pairs`) on top
+    of the profile's own.
     Overriding prune_episodes alone keeps those of the profile's control_episodes that are
     still prune episodes."""
     if profile not in PROFILES:
@@ -195,7 +198,7 @@ def grid(profile: str = "quick", **overrides) -> Grid:
             raise ValueError(
                 f"dqn: must be a dict of DQN config fields, e.g. {{'lr': 0.001}}, got {overrides['dqn']!r}"
             )
-        as_tuple["dqn"] = dqn_pairs(overrides["dqn"])
+        as_tuple["dqn"] = dqn_pairs({**dict(base.dqn), **overrides["dqn"]})
     if isinstance(as_tuple.get("prune_episodes"), tuple) and "control_episodes" not in as_tuple:
         # the profile's control episodes that remain prune episodes (none: no controls)
         as_tuple["control_episodes"] = tuple(e for e in base.control_episodes if e in as_tuple["prune_episodes"])
