@@ -204,6 +204,7 @@ def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
     {step: {unit: view}}}, a unit listed once); return how many of those not in `owned` the
     store holds and `current` lacks or holds otherwise (PublishError if a unit is in neither)."""
     from ebnb import experiments
+    from ebnb.store import config_hash
 
     count = 0
     for step in steps:
@@ -216,7 +217,13 @@ def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
         held = {u: experiments.narrowed(step.name, u, parts) for u, parts in held.items()}
         count += sum(held.get(u) is None or not _same(views[u], held[u]) for u in stored)
         table = results.setdefault(experiments.env_id(step.units[0]), {}).setdefault(step.name, {})
-        table.update((u, v) for u, v in views.items() if u not in table)
+        first = {config_hash(u): u for u in table}  # a key once: e.g. powered's dense runs record fewer P than full's
+        for u, view in views.items():
+            kept = first.setdefault(config_hash(u), u)
+            if kept is u:
+                table[u] = view
+            elif experiments.narrowed(step.name, u, table[kept]) is None:
+                raise PublishError(f"publish: {step.name} {u} records more than the unit of its key listed before it")
     return count
 
 

@@ -51,6 +51,17 @@ def _small_xi_steps(env: str, store, current) -> list:
     return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
 
 
+def _cartpole_only(chosen: Callable) -> Callable:
+    """`chosen`'s steps for CartPole, none for another env."""
+
+    def steps(env: str, store, current) -> list:
+        from ebnb.envs import canonical_env
+
+        return chosen(env, store, current) if canonical_env(env) == "cartpole" else []
+
+    return steps
+
+
 # in the order their units enter each table of results/ (then the full profile's: units shared by
 # config hash are listed once)
 SIDE_PROFILES = {
@@ -76,5 +87,8 @@ SIDE_PROFILES = {
     "gym_terminal": Side(
         _grid_steps("gym_terminal", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")),
         ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"),
+    ),
+    "powered": Side(
+        _cartpole_only(_grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune"))), ()
     ),
 }

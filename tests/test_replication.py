@@ -46,6 +46,38 @@ def test_side_by_side_names_each_changed_verdict_and_only_those():
     assert replication.change_lines(same, ["P", "prune_episode"]) == ["no verdict changes (of 3 rows)"]
 
 
+def test_side_by_side_names_its_columns_after_the_tables_it_compares():
+    at10 = _verdicts("shown non-inferior", "not shown either way", "shown worse")
+    at100 = _verdicts("shown non-inferior", "shown non-inferior", "shown worse")
+    table = replication.side_by_side(at10, at100, ["P", "prune_episode"], ["1_performance"], names=("n10", "n100"))
+    assert list(table.columns) == ["P", "prune_episode", "1_performance_n10", "1_performance_n100", "changed"]
+    assert replication.change_lines(table, ["P", "prune_episode"], names=("n10", "n100")) == [
+        "P=0.2, prune_episode=30: 1_performance not shown either way -> shown non-inferior"
+    ]
+
+
+def test_effect_lines_give_each_comparisons_estimate_bound_margin_power_and_verdict():
+    row = {"P": 0.8, "prune_episode": 20}
+    for name, estimate, state in (
+        ("length_vs_unpruned", 3.14, "shown non-inferior"),
+        ("return_vs_unpruned", -2.0, "shown worse"),
+    ):
+        row |= {
+            f"{name}_estimate": estimate,
+            f"{name}_bound": estimate + 6.0,
+            f"{name}_margin": 10.8,
+            f"{name}_mde": 5.25,
+            f"{name}_n": 100,
+            f"{name}_n_reference": 99,
+            f"{name}_state": state,
+        }
+    lines = replication.effect_lines(pd.DataFrame([row]), ("length_vs_unpruned", "return_vs_unpruned"))
+    assert lines == [
+        "P=0.8, e=20, length_vs_unpruned: +3.1 (bound +9.1; margin 10.8; detectable 5.2; n = 100 vs 99) -> shown non-inferior",
+        "P=0.8, e=20, return_vs_unpruned: -2.0 (bound +4.0; margin 10.8; detectable 5.2; n = 100 vs 99) -> shown worse",
+    ]
+
+
 def test_side_by_side_refuses_tables_of_other_cells():
     at10 = _verdicts("a", "b", "c")
     with pytest.raises(ValueError, match="other"):

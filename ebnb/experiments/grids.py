@@ -126,6 +126,11 @@ PROFILES = {
     "rewind": Grid(),
     # the full grid with time limits as terminal (no bootstrap at truncation), as gym-era DQN did: notebooks 01-04
     "gym_terminal": Grid(dqn=(("truncation_is_terminal", True),)),
+    # CartPole's deciding cells at 100 seeds (issue 31's variant 5; notebooks 02 and 03's "Verdicts at 100 seeds"):
+    # P = 0.2 and 0.8 pruned at episodes 20 and 100, their winning tickets and the unpruned runs; 0-9 are full's
+    "powered": Grid(
+        seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
+    ),
 }
 
 
