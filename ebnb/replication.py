@@ -11,17 +11,17 @@ from ebnb.analysis import ALPHA, COMPARISONS
 
 
 def side_by_side(
-    at10: pd.DataFrame, at15: pd.DataFrame, keys: list[str], columns, names: tuple[str, str] = ("n10", "n15")
+    before: pd.DataFrame, after: pd.DataFrame, keys: list[str], columns, names: tuple[str, str] = ("n10", "n15")
 ) -> pd.DataFrame:
-    """One row per `keys` (both tables hold the same rows): each of `columns` in `at10`
-    (``<column>_<names[0]>``) and in `at15` (``<column>_<names[1]>``), and ``changed``, the
+    """One row per `keys` (both tables hold the same rows): each of `columns` in `before`
+    (``<column>_<names[0]>``) and in `after` (``<column>_<names[1]>``), and ``changed``, the
     columns whose value differs, comma-separated ("" if none)."""
     columns = list(columns)
     suffixes = tuple(f"_{name}" for name in names)
-    both = at10[keys + columns].merge(at15[keys + columns], on=keys, suffixes=suffixes, validate="one_to_one")
-    if len(both) != len(at10) or len(both) != len(at15):
+    both = before[keys + columns].merge(after[keys + columns], on=keys, suffixes=suffixes, validate="one_to_one")
+    if len(both) != len(before) or len(both) != len(after):
         raise ValueError(
-            f"side_by_side: the tables hold other {keys} ({len(at10)} and {len(at15)} rows, {len(both)} shared)"
+            f"side_by_side: the tables hold other {keys} ({len(before)} and {len(after)} rows, {len(both)} shared)"
         )
     differs = pd.DataFrame({c: both[f"{c}{suffixes[0]}"] != both[f"{c}{suffixes[1]}"] for c in columns})
     ordered = keys + [f"{c}{suffix}" for c in columns for suffix in suffixes]

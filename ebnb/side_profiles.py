@@ -39,13 +39,10 @@ def _fresh_steps(env: str, store, current) -> list | None:
 
 def _small_xi_steps(env: str, store, current) -> list:
     """EB Exploit at `ebnb.experiments.SMALL_XIS` read off the mask traces (the sweep of
-    `ebnb.experiments.exploit_grid`) with its dense runs; CartPole only."""
+    `ebnb.experiments.exploit_grid`) with its dense runs (CartPole's: `_cartpole_only`)."""
     from ebnb import experiments
-    from ebnb.envs import canonical_env
     from ebnb.experiments.exploit_sweep import sweep_step
 
-    if canonical_env(env) != "cartpole":
-        return []
     g = experiments.grid("small_xi")
     sweep_grid = experiments.exploit_grid(experiments.SMALL_XIS, experiments.EB_EXPLOIT_DEFAULTS["window"])
     return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
@@ -82,7 +79,7 @@ SIDE_PROFILES = {
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_fresh_steps, ()),
-    "small_xi": Side(_small_xi_steps, ()),
+    "small_xi": Side(_cartpole_only(_small_xi_steps), ()),
     "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
     "gym_terminal": Side(
         _grid_steps("gym_terminal", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")),
