@@ -1,6 +1,8 @@
 """The thesis' verdicts at its 10 seeds beside the same verdicts at more (profile `full15`,
 seeds 0-14, and `powered`, CartPole's deciding cells at seeds 0-99; seeds 0-9 are the full
-profile's units): which change (issues 28.9 and 31.5)."""
+profile's units), or under another reading of the protocol (`main_reading`: e.g. Acrobot's
+observations scaled, profile `acrobot_scaled`, with which inputs its masks cut, `input_cuts`):
+which change (issues 28.9, 31.5 and 31.6)."""
 
 from __future__ import annotations
 
@@ -61,3 +63,47 @@ def shorter(comparison: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """`ebnb.analysis.finetune_vs_retrain` with its verdict per P: ``finetune`` "shorter" where
     the Holm-adjusted p-value is below `alpha`, else "not shown shorter"."""
     return comparison.assign(finetune=np.where(comparison.p_holm < alpha, "shorter", "not shown shorter"))
+
+
+def main_reading(profile: str, g):
+    """The full profile's grid if `g` is `profile`'s own grid and `profile` is a reading of the
+    full grid under other DQN settings (`Grid.dqn`: e.g. acrobot_scaled, gym_terminal), else
+    None: the grid its verdicts are to be set beside (issue 31's variants)."""
+    from dataclasses import replace
+
+    from ebnb.experiments import PROFILES
+
+    full = PROFILES["full"]
+    variant = profile != "full" and profile in PROFILES and PROFILES[profile].dqn and g == PROFILES[profile]
+    return full if variant and replace(g, dqn=()) == full else None
+
+
+def input_cuts(readings: dict[str, pd.DataFrame], episodes) -> pd.DataFrame:
+    """Per reading (name: an `experiments.input_survival` table), P, input and mask episode of
+    `episodes`: the share of the input's outgoing first-layer weights the L1 mask prunes (1 -
+    kept), mean over seeds with its 95% Student-t interval. Columns: reading, P, episode,
+    feature, pruned, low, high, seeds."""
+    from ebnb.stats import MIN_CI_SEEDS, t_interval
+
+    rows = []
+    for name, survival in readings.items():
+        chosen = survival[survival.episode.isin(list(episodes))]
+        for (fraction, episode, feature), group in chosen.groupby(["P", "episode", "feature"], sort=False):
+            pruned = 1.0 - group.kept.to_numpy()
+            mean, low, high = t_interval(pruned) if len(pruned) >= MIN_CI_SEEDS else (pruned.mean(), np.nan, np.nan)
+            rows.append((name, fraction, episode, feature, float(mean), float(low), float(high), len(pruned)))
+    return pd.DataFrame(rows, columns=["reading", "P", "episode", "feature", "pruned", "low", "high", "seeds"])
+
+
+def first_cut_lines(cuts: pd.DataFrame) -> list[str]:
+    """Per reading, P and episode of `input_cuts`: the inputs in the order the mask prunes them
+    (most pruned first), e.g. 'unscaled, P=0.2, episode 10: θ2 velocity 0.95, θ1 velocity 0.71, ...'."""
+    lines = []
+    for (name, fraction, episode), group in cuts.groupby(["reading", "P", "episode"], sort=False):
+        ranked = group.sort_values("pruned", ascending=False, kind="stable")
+        shown = ", ".join(f"{row.feature} {row.pruned:.2f}" for row in ranked.itertuples())
+        lines.append(f"{name}, P={fraction}, episode {episode}: {shown}")
+    return lines
+
+
+CUT_EPISODES = (0, 20, 100, 500)  # mask episodes `input_cuts` shows in notebook 01 (0: θ0, the same in every reading)

@@ -131,6 +131,10 @@ PROFILES = {
     "powered": Grid(
         seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
     ),
+    # the full grid with Acrobot's observations divided by their bounds (velocities by 4*pi and 9*pi: every input
+    # in [-1, 1]), the dynamics unchanged (issue 31's variant 6): notebooks 01-03; Acrobot only (CartPole's
+    # velocities are unbounded: refused)
+    "acrobot_scaled": Grid(dqn=(("scaled_observations", True),)),
 }
 
 

@@ -14,6 +14,7 @@ from ebnb.plots.beyond import (
     STATE_COLORS,
     criteria_heatmap,
     eb_exploit_sweep,
+    input_cuts,
     input_survival,
     tickets_vs_controls,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "eb_exploit",
     "eb_exploit_sweep",
     "figure_name",
+    "input_cuts",
     "input_survival",
     "mean_ci",
     "retrain_vs_finetune",
