@@ -1,14 +1,15 @@
 """The thesis' verdicts at its 10 seeds beside the same verdicts at more (profile `full15`,
 seeds 0-14, and `powered`, CartPole's deciding cells at seeds 0-99; seeds 0-9 are the full
-profile's units), or under another reading of the protocol (`main_reading`: e.g. Acrobot's
-observations scaled, profile `acrobot_scaled`, with which inputs its masks cut, `input_cuts`):
-which change (issues 28.9, 31.5 and 31.6)."""
+profile's units), and under another reading of the protocol (e.g. `gym_terminal`; `readings`:
+Acrobot's observations scaled, profile `acrobot_scaled`, with which inputs its masks cut,
+`input_cuts`): which change (issues 28.9 and 31)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from ebnb import stats
 from ebnb.analysis import ALPHA, COMPARISONS
 
 
@@ -65,17 +66,49 @@ def shorter(comparison: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     return comparison.assign(finetune=np.where(comparison.p_holm < alpha, "shorter", "not shown shorter"))
 
 
-def main_reading(profile: str, g):
-    """The full profile's grid if `g` is `profile`'s own grid and `profile` is a reading of the
-    full grid under other DQN settings (`Grid.dqn`: e.g. acrobot_scaled, gym_terminal), else
-    None: the grid its verdicts are to be set beside (issue 31's variants)."""
-    from dataclasses import replace
+def baseline_lines(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str]) -> list[str]:
+    """The unpruned runs (`ebnb.experiments.baseline`) of the same seeds under two readings,
+    e.g. the protocol's and profile `gym_terminal`'s: per reading the runs that converged, the
+    mean training length and test return, then each mean's change (after - before, paired by
+    seed) with its two-sided 95% t interval."""
+    both = before.merge(after, on="seed", suffixes=("_0", "_1"), validate="one_to_one")
+    if len(both) != len(before) or len(both) != len(after):
+        raise ValueError(f"baseline_lines: the tables hold other seeds ({len(before)} and {len(after)} rows)")
+    lines = [
+        f"{name}: {int(both[f'converged_{i}'].sum())} of {len(both)} runs converged; training length "
+        f"{both[f'converged_episode_{i}'].mean():.1f} episodes, test return {both[f'test_return_{i}'].mean():.1f}"
+        for i, name in enumerate(names)
+    ]
+    for column, what in (("converged_episode", "training length"), ("test_return", "test return")):
+        mean, low, high = stats.paired_t_interval(both[f"{column}_1"], both[f"{column}_0"])
+        lines.append(f"{what}, {names[1]} - {names[0]}: {mean:+.1f} (95% paired CI {low:+.1f} to {high:+.1f})")
+    return lines
 
-    from ebnb.experiments import PROFILES
 
-    full = PROFILES["full"]
-    variant = profile != "full" and profile in PROFILES and PROFILES[profile].dqn and g == PROFILES[profile]
-    return full if variant and replace(g, dqn=()) == full else None
+def readings(env: str, profile: str, g, variant: str, store, published, names: tuple[str, ...]):
+    """(the full profile's grid, `variant`'s grid) for setting the main reading beside profile
+    `variant` (the full grid under other DQN settings, e.g. acrobot_scaled) in a notebook run at
+    `profile` with grid `g`: at the full profile's own grid where the store or `published`
+    holds `variant`'s steps `names`, at `variant`'s own grid where they hold the full
+    profile's; else None (another grid, an env `variant` is not defined for, or not held:
+    nothing is computed)."""
+    from ebnb import experiments
+    from ebnb.side_profiles import SIDE_PROFILES
+
+    full = experiments.PROFILES["full"]
+    if profile == "full" and g == full:
+        other = variant
+    elif profile == variant and g == experiments.PROFILES[variant]:
+        other = "full"
+    else:
+        return None
+    side = SIDE_PROFILES.get(variant)
+    if side is not None and not side.runs_on(env):
+        return None
+    held = experiments.held(env, other, store, published, names)
+    if held is None:
+        return None
+    return (full, held) if other == variant else (held, g)
 
 
 def input_cuts(readings: dict[str, pd.DataFrame], episodes) -> pd.DataFrame:
@@ -83,21 +116,21 @@ def input_cuts(readings: dict[str, pd.DataFrame], episodes) -> pd.DataFrame:
     `episodes`: the share of the input's outgoing first-layer weights the L1 mask prunes (1 -
     kept), mean over seeds with its 95% Student-t interval. Columns: reading, P, episode,
     feature, pruned, low, high, seeds."""
-    from ebnb.stats import MIN_CI_SEEDS, t_interval
-
     rows = []
     for name, survival in readings.items():
         chosen = survival[survival.episode.isin(list(episodes))]
         for (fraction, episode, feature), group in chosen.groupby(["P", "episode", "feature"], sort=False):
             pruned = 1.0 - group.kept.to_numpy()
-            mean, low, high = t_interval(pruned) if len(pruned) >= MIN_CI_SEEDS else (pruned.mean(), np.nan, np.nan)
+            mean, low, high = (
+                stats.t_interval(pruned) if len(pruned) >= stats.MIN_CI_SEEDS else (pruned.mean(), np.nan, np.nan)
+            )
             rows.append((name, fraction, episode, feature, float(mean), float(low), float(high), len(pruned)))
     return pd.DataFrame(rows, columns=["reading", "P", "episode", "feature", "pruned", "low", "high", "seeds"])
 
 
 def first_cut_lines(cuts: pd.DataFrame) -> list[str]:
     """Per reading, P and episode of `input_cuts`: the inputs in the order the mask prunes them
-    (most pruned first), e.g. 'unscaled, P=0.2, episode 10: θ2 velocity 0.95, θ1 velocity 0.71, ...'."""
+    (most pruned first), e.g. 'main, P=0.2, episode 20: θ2 velocity 0.35, θ1 velocity 0.30, ...'."""
     lines = []
     for (name, fraction, episode), group in cuts.groupby(["reading", "P", "episode"], sort=False):
         ranked = group.sort_values("pruned", ascending=False, kind="stable")
