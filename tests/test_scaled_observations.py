@@ -7,6 +7,8 @@ tests/test_population.py."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,44 @@ def test_the_acrobot_scaled_profile_is_notebooks_01_to_03_on_acrobot_only():
         assert len(ours) == len(theirs) and not ours & theirs
         dense = {getattr(u, "dense", getattr(u, "ticket", u)) for u in step.units}
         assert {getattr(d, "dqn", None) or d.dense.dqn for d in dense} == {SCALED}
+
+
+def test_notebooks_compare_the_readings_only_at_their_own_grids_and_on_acrobot(tmp_path):
+    """`replication.readings`: nothing at another grid or on CartPole, nothing unless held."""
+    from ebnb import replication
+    from ebnb.store import Store
+
+    store, names = Store(tmp_path / "store"), ("dense runs",)
+    for env, profile in (("acrobot", "quick"), ("cartpole", "full"), ("cartpole", "acrobot_scaled")):
+        g = experiments.PROFILES[profile]
+        assert replication.readings(env, profile, g, "acrobot_scaled", store, None, names) is None
+    full = experiments.PROFILES["full"]
+    assert replication.readings("acrobot", "full", full, "acrobot_scaled", store, None, names) is None  # not held
+    held = [full, experiments.PROFILES["acrobot_scaled"]]
+
+    with mock.patch.object(experiments, "held", lambda env, profile, *a: experiments.PROFILES[profile]):
+        for profile in ("full", "acrobot_scaled"):
+            pair = replication.readings(
+                "acrobot", profile, experiments.PROFILES[profile], "acrobot_scaled", store, None, names
+            )
+            assert list(pair) == held
+
+
+def test_input_cuts_are_one_minus_the_kept_share_per_reading():
+    import pandas as pd
+
+    from ebnb import replication
+
+    survival = pd.DataFrame(
+        {
+            "seed": [0, 1, 2, 0, 1, 2],
+            "P": 0.2,
+            "episode": [20, 20, 20, 40, 40, 40],
+            "feature": "θ1 velocity",
+            "kept": [0.5, 0.6, 0.7, 1.0, 1.0, 1.0],
+        }
+    )
+    cuts = replication.input_cuts({"main": survival, "scaled": survival.assign(kept=1.0)}, (20,))
+    assert cuts.reading.tolist() == ["main", "scaled"] and cuts.episode.tolist() == [20, 20]
+    assert np.allclose(cuts.pruned, [0.4, 0.0]) and cuts.low[0] < 0.4 < cuts.high[0] and cuts.seeds.tolist() == [3, 3]
+    assert replication.first_cut_lines(cuts)[0] == "main, P=0.2, episode 20: θ1 velocity 0.40"
