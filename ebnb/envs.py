@@ -371,7 +371,7 @@ def _bounds(env_id: str) -> tuple[float, ...]:
         env.close()
     bound = np.maximum(np.abs(space.low), np.abs(space.high)).astype(np.float32)
     if not np.isfinite(bound).all() or not (bound > 0).all():
-        shown = ", ".join(f"{name} {b}" for name, b in zip(observation_names(env_id, bound.size), bound))
+        shown = ", ".join(f"{name} ±{b:g}" for name, b in zip(observation_names(env_id, bound.size), bound))
         raise ValueError(
             f"scaled_observations: {env_id}'s observation bounds are not all finite and positive ({shown}); "
             "observations can be scaled only where every component is bounded"
