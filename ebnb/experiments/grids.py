@@ -135,6 +135,9 @@ PROFILES = {
     # in [-1, 1]), the dynamics unchanged (issue 31's variant 6): notebooks 01-03; Acrobot only (CartPole's
     # velocities are unbounded: refused)
     "acrobot_scaled": Grid(dqn=(("scaled_observations", True),)),
+    # notebook 06's hypotheses with rewind=True (each ticket retrained from m * theta_0): on the seeds they were chosen
+    # on (0-9, the full profile's) and on the fresh ones (`sweep.FRESH_SEEDS`, sweep_fresh's); its dense runs are theirs
+    "sweep_rewind": Grid(seeds=tuple(range(10)) + sweep.FRESH_SEEDS),
 }
 
 
@@ -150,6 +153,11 @@ def check_eb_exploit(xi, window, rewind) -> None:
     """EB Exploit's parameters: 0 < xi < 1, window >= 1, rewind True/False; else ValueError."""
     check_fraction("xi", xi)
     check_positive_int("window", window)
+    check_rewind(rewind)
+
+
+def check_rewind(rewind) -> None:
+    """EB Exploit's (and its sweep's) `rewind`: True or False; else ValueError."""
     if not isinstance(rewind, bool):
         raise ValueError(f"rewind: must be True (retrain from theta_0) or False (finetune), got {rewind!r}")
 
