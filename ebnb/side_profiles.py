@@ -88,4 +88,6 @@ SIDE_PROFILES = {
     "powered": Side(
         _cartpole_only(_grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune"))), ()
     ),
+    # every round of the IMP winning tickets (their dense runs are the full profile's)
+    "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
 }
