@@ -1,12 +1,14 @@
 """The thesis' verdicts at its 10 seeds beside the same verdicts at more (profile `full15`,
 seeds 0-14, and `powered`, CartPole's deciding cells at seeds 0-99; seeds 0-9 are the full
-profile's units): which change (issues 28.9 and 31.5)."""
+profile's units), and under another reading of the protocol (e.g. `gym_terminal`): which
+change (issues 28.9 and 31)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from ebnb import stats
 from ebnb.analysis import ALPHA, COMPARISONS
 
 
@@ -61,3 +63,22 @@ def shorter(comparison: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """`ebnb.analysis.finetune_vs_retrain` with its verdict per P: ``finetune`` "shorter" where
     the Holm-adjusted p-value is below `alpha`, else "not shown shorter"."""
     return comparison.assign(finetune=np.where(comparison.p_holm < alpha, "shorter", "not shown shorter"))
+
+
+def baseline_lines(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str]) -> list[str]:
+    """The unpruned runs (`ebnb.experiments.baseline`) of the same seeds under two readings,
+    e.g. the protocol's and profile `gym_terminal`'s: per reading the runs that converged, the
+    mean training length and test return, then each mean's change (after - before, paired by
+    seed) with its two-sided 95% t interval."""
+    both = before.merge(after, on="seed", suffixes=("_0", "_1"), validate="one_to_one")
+    if len(both) != len(before) or len(both) != len(after):
+        raise ValueError(f"baseline_lines: the tables hold other seeds ({len(before)} and {len(after)} rows)")
+    lines = [
+        f"{name}: {int(both[f'converged_{i}'].sum())} of {len(both)} runs converged; training length "
+        f"{both[f'converged_episode_{i}'].mean():.1f} episodes, test return {both[f'test_return_{i}'].mean():.1f}"
+        for i, name in enumerate(names)
+    ]
+    for column, what in (("converged_episode", "training length"), ("test_return", "test return")):
+        mean, low, high = stats.paired_t_interval(both[f"{column}_1"], both[f"{column}_0"])
+        lines.append(f"{what}, {names[1]} - {names[0]}: {mean:+.1f} (95% paired CI {low:+.1f} to {high:+.1f})")
+    return lines
