@@ -409,33 +409,41 @@ def plan_compute(
     )
 
 
-def plan_fresh(env: str, overrides: dict, store: Path | None, published, options: dict) -> ComputePlan | None:
-    """What notebook 06 with ``compute_fresh=True`` computes, planned as profile `sweep_fresh`
-    (so that its run record names that profile, as `publish` requires): its hypotheses on the
-    fresh seeds (`ebnb.experiments.sweep_hypotheses`, `sweep_at_steps`), narrowed to the units
-    `published` lacks; None unless the notebook runs at the full profile's default grid and the
-    full sweep is stored or published (then the notebook computes them itself, unrecorded)."""
+# notebook 06's parameters that compute its hypotheses at a side profile before it starts (`plan_fresh`)
+HYPOTHESES_PROFILES = {"compute_fresh": "sweep_fresh", "compute_rewind": "sweep_rewind"}
+
+
+def plan_fresh(
+    env: str, overrides: dict, store: Path | None, published, options: dict, flag: str = "compute_fresh"
+) -> ComputePlan | None:
+    """What notebook 06 with `flag` True (``compute_fresh``, ``compute_rewind``) computes,
+    planned as its profile of `HYPOTHESES_PROFILES` (`sweep_fresh`, `sweep_rewind`: so that its
+    run record names that profile, as `publish` requires): its hypotheses
+    (`ebnb.experiments.sweep_hypotheses`) at that profile's seeds (its side profile's steps,
+    `ebnb.side_profiles`), narrowed to the units `published` lacks; None unless the notebook
+    runs at the full profile's default grid and the full sweep is stored or published (then
+    the notebook computes them itself, unrecorded)."""
     import dataclasses
 
     from ebnb import experiments, notebook
+    from ebnb.side_profiles import SIDE_PROFILES
     from ebnb.store import Store
 
     grid_fields, eb_exploit, _ = split_overrides(overrides)
-    if not notebook.check_bool("compute_fresh", overrides.get("compute_fresh", False)):
+    if not notebook.check_bool(flag, overrides.get(flag, False)):
         return None
     if experiments.figure_note("full", experiments.grid("full", **grid_fields), **eb_exploit) is not None:
         return None
-    cache = Store(store or experiments.default_store())
-    settings = experiments.sweep_hypotheses(env, cache, published)
-    if settings is None:
+    profile = HYPOTHESES_PROFILES[flag]
+    steps = SIDE_PROFILES[profile].steps(env, Store(store or experiments.default_store()), published)
+    if steps is None:
         return None
-    fresh = experiments.grid("sweep_fresh")
-    dense, *sweeps = experiments.sweep_at_steps(env, fresh, settings)
+    dense, *sweeps = steps
     narrowed = [experiments.to_compute({dense.name: dense, s.name: s}, [s.name], published) for s in sweeps]
     runs = dict.fromkeys(u for steps in narrowed for step in steps if step.name == dense.name for u in step.units)
     work = [(env, dataclasses.replace(dense, units=tuple(runs)))] if runs else []  # the sweeps read them from the store
     work += [(env, step) for steps in narrowed for step in steps if step.name != dense.name]
-    return plan_compute([], [env], "sweep_fresh", fresh, {}, store, published, options, work=work)
+    return plan_compute([], [env], profile, experiments.grid(profile), {}, store, published, options, work=work)
 
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
@@ -691,8 +699,9 @@ def _checked_job(args, store: Path | None, out: Path):
         for e in envs
     }
     for (n, e), plans in per_notebook.items():
-        fresh = plan_fresh(e, overrides, store, published, options) if n == "06_eb_exploit_sweep" else None
-        plans += [fresh] if fresh is not None else []
+        if n == "06_eb_exploit_sweep":
+            side = (plan_fresh(e, overrides, store, published, options, flag) for flag in HYPOTHESES_PROFILES)
+            plans += [plan for plan in side if plan is not None]
     return notebooks, envs, profile, g, overrides, None, per_notebook
 
 

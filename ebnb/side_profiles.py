@@ -29,12 +29,20 @@ def _grid_steps(profile: str, names: tuple[str, ...], **settings) -> Callable:
     return chosen
 
 
-def _fresh_steps(env: str, store, current) -> list | None:
-    """Notebook 06's hypotheses on its fresh seeds (`ebnb.experiments.sweep_at_steps`)."""
-    from ebnb import experiments
+def _hypotheses_steps(profile: str, rewind: bool = False) -> Callable:
+    """Notebook 06's hypotheses (`ebnb.experiments.sweep_hypotheses`) on the seeds of
+    `profile`'s grid (`ebnb.experiments.sweep_at_steps`), each ticket retrained from m * theta_0
+    with `rewind`; None without the full profile's sweep."""
 
-    settings = experiments.sweep_hypotheses(env, store, current)
-    return None if settings is None else experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
+    def steps(env: str, store, current) -> list | None:
+        from ebnb import experiments
+
+        settings = experiments.sweep_hypotheses(env, store, current)
+        if settings is None:
+            return None
+        return experiments.sweep_at_steps(env, experiments.grid(profile), settings, rewind)
+
+    return steps
 
 
 def _small_xi_steps(env: str, store, current) -> list:
@@ -78,7 +86,7 @@ SIDE_PROFILES = {
         ("05_controls",),
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
-    "sweep_fresh": Side(_fresh_steps, ()),
+    "sweep_fresh": Side(_hypotheses_steps("sweep_fresh"), ()),
     "small_xi": Side(_cartpole_only(_small_xi_steps), ()),
     "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
     "gym_terminal": Side(
@@ -88,6 +96,7 @@ SIDE_PROFILES = {
     "powered": Side(
         _cartpole_only(_grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune"))), ()
     ),
+    "sweep_rewind": Side(_hypotheses_steps("sweep_rewind", rewind=True), ()),
     # every round of the IMP winning tickets (their dense runs are the full profile's)
     "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
 }

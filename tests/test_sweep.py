@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebnb import analysis, compute, experiments, sweep
+from ebnb import analysis, compute, experiments, masks, sweep
+from ebnb.agent import fresh_agent
 from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
 from ebnb.stats import holm as ebnb_holm
 from ebnb.store import Store, config_hash
@@ -617,3 +618,185 @@ def test_a_sweep_at_chosen_settings_gives_the_full_sweeps_rows_for_them(made):
         at.sort_values(keys).reset_index(drop=True), expected.sort_values(keys).reset_index(drop=True)
     )
     assert experiments.eb_exploit_sweep_at("cartpole", made.g, made.store, None, chosen, compute=False) is not None
+
+
+# ---- the sweep with rewind (issue 31's variant 2 at the sweep's best settings) -----------------
+
+REWIND_SETTINGS = [
+    (0.9, 1),
+    (0.2, 2),
+    (0.01, 1),
+]  # (xi, window) of EB Exploit with rewind=True: found early, later, never
+
+
+@pytest.fixture(scope="module")
+def rewound(made):
+    """On `made`'s store: the sweep with rewind=True, EB Exploit with rewind=True at
+    `REWIND_SETTINGS` and read off the traces so, and the explicit retrain TicketRuns at the
+    episodes the sweep's searches draw."""
+    store, g = made.store, made.g
+    sweep_tickets_before = _files(store.root / "sweep_ticket")
+    results = experiments.eb_exploit_sweep("cartpole", g, store, rewind=True, **SWEEP_GRID)
+    exploit = {
+        (xi, window): experiments.eb_exploit("cartpole", g, store, xi=xi, window=window, rewind=True)
+        for xi, window in REWIND_SETTINGS
+    }
+    read_off = {
+        window: experiments.eb_exploit_read_off("cartpole", g, store, None, SWEEP_GRID["xis"], window, rewind=True)
+        for window in sorted({w for _, w in REWIND_SETTINGS})
+    }
+    found = results[results.found]
+    retrains = tuple(
+        dict.fromkeys(TicketRun(made.dense[r.seed], r.P, r.prune_episode, "retrain") for r in found.itertuples())
+    )
+    experiments.step.step_results(
+        store, experiments.Step("retrain at EB", "ticket", retrains, experiments.tickets.compute_tickets), None, False
+    )
+    return SimpleNamespace(
+        results=results, exploit=exploit, read_off=read_off, retrains=retrains, sweep_tickets=sweep_tickets_before
+    )
+
+
+def test_rewind_is_a_parameter_of_the_sweep_whose_units_and_tickets_never_share_the_finetunes_keys(made, rewound):
+    """EBSweepRun's rewind at its default (False) leaves its identity, and so every stored and
+    published sweep's key, as it was; rewind=True names other sweep units, whose tickets are
+    retrain SweepTickets, stored beside the finetune's (which stay byte for byte) under keys of
+    their own, apart from experiment 2's retrain TicketRuns too."""
+    from ebnb.identity import identity_json
+
+    finetune = experiments.dense_units("cartpole", made.g)[0]
+    plain, rewind = (EBSweepRun(finetune, **sweep.grid(**SWEEP_GRID), rewind=r) for r in (False, True))
+    assert "rewind" not in identity_json(plain) and "rewind" in identity_json(rewind)
+    assert config_hash(plain) == config_hash(EBSweepRun(finetune, **sweep.grid(**SWEEP_GRID))) != config_hash(rewind)
+    step = experiments.exploit_sweep.sweep_step("cartpole", made.g, SWEEP_GRID, rewind=True)
+    assert all(u.rewind for u in step.units) and not any(
+        u.rewind for u in experiments.exploit_sweep.sweep_step("cartpole", made.g, SWEEP_GRID).units
+    )
+    ticket = TicketRun(finetune, 0.5, 8, "finetune")
+    keys = {config_hash(t) for t in (SweepTicket(ticket), SweepTicket(TicketRun(finetune, 0.5, 8, "retrain")))}
+    assert len(keys | {config_hash(TicketRun(finetune, 0.5, 8, "retrain"))}) == 3
+    after = _files(made.store.root / "sweep_ticket")
+    assert {k: v for k, v in after.items() if k in rewound.sweep_tickets} == rewound.sweep_tickets
+    stored = {p.name for p in (made.store.root / "sweep_ticket").iterdir()}
+    ours = {made.store.path("sweep_ticket", SweepTicket(t)).name for t in rewound.retrains}
+    assert ours and ours <= stored and not ours & {p.split("/")[0] for p in rewound.sweep_tickets}
+    with pytest.raises(ValueError, match="rewind: must be True"):
+        experiments.eb_exploit_sweep("cartpole", made.g, made.store, rewind="yes", **SWEEP_GRID)
+
+
+def test_the_rewind_sweep_searches_as_the_finetunes_and_retrains_the_mask_from_theta_0(made, rewound):
+    """With rewind the searches are the finetune sweep's (same tickets drawn where), and each
+    ticket found is experiment 2's retrain from m * theta_0 of the trace's mask at that episode,
+    bit for bit: the explicit retrain TicketRun's final state, length, convergence and test
+    return; its costs are the trace's up to pruning plus the retrain's own."""
+    keys = ["seed", "P", *sweep.SETTING]
+    finetune = made.results.sort_values(keys).reset_index(drop=True)
+    rewind = rewound.results.sort_values(keys).reset_index(drop=True)
+    assert rewind[["found", "prune_episode"]].equals(finetune[["found", "prune_episode"]])
+    assert rewind.found.any() and not rewind.found.all()
+    for row in rewind[rewind.found].itertuples():
+        ticket = TicketRun(made.dense[row.seed], row.P, row.prune_episode, "retrain")
+        explicit = made.store.load("ticket", ticket)["result"].iloc[0]
+        swept = made.store.load("sweep_ticket", SweepTicket(ticket))["result"].iloc[0]
+        for name in ("state_sha256", "length", "converged", "test_return"):
+            assert swept[name] == explicit[name], name
+        assert (row.test_return, row.converged, row.episodes) == (
+            explicit["test_return"],
+            explicit["converged"],
+            row.prune_episode + explicit["length"],
+        )
+        trace = made.store.load("mask_trace", MaskTrace(made.dense[row.seed]))
+        log = trace["log"]
+        assert (row.env_steps, row.updates) == (
+            log.loc[row.prune_episode, "env_steps"] + explicit["post_prune_env_steps"],
+            log.loc[row.prune_episode, "updates"] + explicit["post_prune_updates"],
+        )
+        snapshots = made.store.load("dense", made.dense[row.seed])["snapshots"]
+        start = experiments.ticket_start(
+            SweepTicket(ticket), experiments.tickets.dense_state_at(made.cfg, snapshots, row.prune_episode)
+        )
+        n_weights = int(trace["masks"]["n_weights"])
+        mask = masks.unpack(trace["masks"][f"P{row.P}"][row.prune_episode], n_weights)
+        assert np.array_equal(np.concatenate([m.ravel() for m in start.mask]), mask), "the trace's mask"
+        fresh = fresh_agent(made.cfg, row.seed)  # theta_0: the dense run's start
+        for kept, w, w0 in zip(start.mask, start.params[::2], fresh.params[::2]):
+            assert np.array_equal(w, np.where(kept, w0, 0)), "m * theta_0"
+        assert (start.transitions, start.updates, start.epsilon) == (0, 0, 1.0), "a fresh agent state"
+
+
+def test_eb_exploit_with_rewind_read_off_the_traces_is_eb_exploit_run_with_rewind(made, rewound):
+    """The exactness anchor with rewind: `eb_exploit_read_off(rewind=True)` is EB Exploit run
+    online with rewind=True, column for column (but the state hash, which the sweep ticket's
+    result holds and equals), at every (xi, window) tried."""
+    for (xi, window), table in rewound.exploit.items():
+        read = rewound.read_off[window]
+        read = read[read.xi == xi].drop(columns="xi").sort_values(["seed", "P"]).reset_index(drop=True)
+        ran = table.sort_values(["seed", "P"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(read, ran.drop(columns="state_sha256"))
+        for row in ran[ran.found].itertuples():
+            ticket = SweepTicket(TicketRun(made.dense[row.seed], row.P, row.prune_episode, "retrain"))
+            assert made.store.load("sweep_ticket", ticket)["result"]["state_sha256"].iloc[0] == row.state_sha256
+    found = sum(int(t.found.sum()) for t in rewound.exploit.values())
+    assert 0 < found < 4 * len(rewound.exploit), "some settings find tickets, some do not"
+
+
+def test_a_rewind_sweep_resumes_a_missing_ticket_to_the_same_bytes(made, rewound, tmp_path):
+    """With one rewind sweep ticket and the sweep units missing (as after a crash), the sweep
+    plans the same stage, recomputes that ticket to the same bytes, and gives the same table."""
+    partial = Store(tmp_path / "store")
+    shutil.copytree(made.store.root, partial.root)
+    ticket = SweepTicket(rewound.retrains[0])
+    before = (partial.path("sweep_ticket", ticket) / "manifest.json").read_bytes()
+    shutil.rmtree(partial.path("sweep_ticket", ticket))
+    shutil.rmtree(partial.root / "eb_sweep")
+    step = experiments.exploit_sweep.sweep_step("cartpole", made.g, SWEEP_GRID, rewind=True)
+    stage = next(experiments.input_stages(partial, step))
+    assert stage.name == "sweep tickets" and ticket in stage.units
+    again = experiments.eb_exploit_sweep("cartpole", made.g, partial, rewind=True, **SWEEP_GRID)
+    assert (partial.path("sweep_ticket", ticket) / "manifest.json").read_bytes() == before
+    pd.testing.assert_frame_equal(again, rewound.results)
+
+
+def test_the_hypotheses_verdicts_are_eb_exploits_per_hypothesis_with_the_sweeps_savings(made, rewound):
+    """`analysis.eb_exploit_hypotheses` on one setting per P is `eb_exploit_summary` of those rows
+    (Holm over P = over the hypotheses) with `eb_exploit_power`'s detectable difference, beside
+    `sweep.savings`' saving and return verdicts for them."""
+    chosen = [(p, 0.2, 2, "last_two", "after_exploration") for p in made.g.fractions]
+    for table in (made.results, rewound.results):
+        rows = sweep.rows_at(table, chosen)
+        assert len(rows) == len(made.g.seeds) * len(chosen)
+        verdicts = analysis.eb_exploit_hypotheses(rows, made.baseline, "CartPole-v0")
+        as_exploit = sweep.as_eb_exploit(rows)
+        summary = analysis.eb_exploit_summary(as_exploit, made.baseline)
+        pd.testing.assert_frame_equal(verdicts[summary.columns], summary)
+        power = analysis.eb_exploit_power(as_exploit, made.baseline)
+        assert verdicts["mde"].tolist() == power["mde"].tolist()
+        saved = sweep.savings(rows, made.baseline, "CartPole-v0")
+        assert verdicts["return_state"].tolist() == saved["return_state"].tolist()
+        assert verdicts["saving_state"].tolist() == [
+            "shown to save" if s else "not shown to save" for s in saved["saves_env_steps"]
+        ]
+
+
+def test_profile_sweep_rewind_is_the_hypotheses_with_rewind_on_seeds_0_to_29(monkeypatch):
+    """The side profile sweep_rewind publishes notebook 06's hypotheses with rewind=True on the
+    seeds they were chosen on and on sweep_fresh's (its dense runs are theirs, by config), and
+    is undefined without the full sweep; sweep_fresh's steps stay the finetune's."""
+    from ebnb import side_profiles
+
+    chosen = [(0.2, 0.1, 2, "queue", "episode_1"), (0.8, 0.05, 1, "last_two", "after_exploration")]
+    monkeypatch.setattr(experiments, "sweep_hypotheses", lambda env, store, current: chosen)
+    g = experiments.grid("sweep_rewind")
+    assert g.seeds == tuple(range(30)) and g == experiments.grid("full", seeds=list(range(30)))
+    steps = side_profiles.SIDE_PROFILES["sweep_rewind"].steps("cartpole", None, None)
+    assert [s.units for s in steps] == [s.units for s in experiments.sweep_at_steps("cartpole", g, chosen, True)]
+    assert [s.name for s in steps] == ["dense runs", "eb_exploit sweep", "eb_exploit sweep"]
+    assert all(u.rewind for s in steps[1:] for u in s.units)
+    dense = set(steps[0].units)
+    assert dense == set(experiments.dense_units("cartpole", experiments.grid("full"))) | set(
+        experiments.dense_units("cartpole", experiments.grid("sweep_fresh"))
+    )
+    fresh = side_profiles.SIDE_PROFILES["sweep_fresh"].steps("cartpole", None, None)
+    assert not any(u.rewind for s in fresh[1:] for u in s.units)
+    monkeypatch.setattr(experiments, "sweep_hypotheses", lambda env, store, current: None)
+    assert side_profiles.SIDE_PROFILES["sweep_rewind"].steps("cartpole", None, None) is None

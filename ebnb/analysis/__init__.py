@@ -38,7 +38,13 @@ from ebnb.analysis.criteria import (
     verdict_counts,
     verdict_lines,
 )
-from ebnb.analysis.exploit import eb_exploit_by_xi, eb_exploit_power, eb_exploit_summary, eb_exploit_sweep_summary
+from ebnb.analysis.exploit import (
+    eb_exploit_by_xi,
+    eb_exploit_hypotheses,
+    eb_exploit_power,
+    eb_exploit_summary,
+    eb_exploit_sweep_summary,
+)
 from ebnb.analysis.mask_agreement import (
     KAPPA_SETTLED,
     kappa_matrices,
@@ -69,6 +75,7 @@ __all__ = [
     "earlier_per_seed",
     "early_bird_verdicts",
     "eb_exploit_by_xi",
+    "eb_exploit_hypotheses",
     "eb_exploit_power",
     "eb_exploit_summary",
     "eb_exploit_sweep_summary",

@@ -138,6 +138,9 @@ PROFILES = {
     "powered": Grid(
         seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
     ),
+    # notebook 06's hypotheses with rewind=True (each ticket retrained from m * theta_0): on the seeds they were chosen
+    # on (0-9, the full profile's) and on the fresh ones (`sweep.FRESH_SEEDS`, sweep_fresh's); its dense runs are theirs
+    "sweep_rewind": Grid(seeds=tuple(range(10)) + sweep.FRESH_SEEDS),
     # the full grid with winning tickets by iterative magnitude pruning beside the one-shot ones (issue 31's
     # variant 7; notebooks 02 and 03's "Criterion 3 against IMP winning tickets")
     "imp": Grid(imp=True),
@@ -156,6 +159,11 @@ def check_eb_exploit(xi, window, rewind) -> None:
     """EB Exploit's parameters: 0 < xi < 1, window >= 1, rewind True/False; else ValueError."""
     check_fraction("xi", xi)
     check_positive_int("window", window)
+    check_rewind(rewind)
+
+
+def check_rewind(rewind) -> None:
+    """EB Exploit's (and its sweep's) `rewind`: True or False; else ValueError."""
     if not isinstance(rewind, bool):
         raise ValueError(f"rewind: must be True (retrain from theta_0) or False (finetune), got {rewind!r}")
 

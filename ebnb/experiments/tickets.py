@@ -90,7 +90,8 @@ def compute_tickets(
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
                 continued = isinstance(unit, TicketRun) and unit.mode == "finetune"
-                before = dense_state(unit.dense, unit.prune_episode) if continued else None
+                searched = isinstance(unit, SweepTicket) and unit.mode == "retrain"  # its search ran before it
+                before = dense_state(unit.dense, unit.prune_episode) if continued or searched else None
                 result = pd.DataFrame(
                     {
                         "seed": [unit.dense.seed],
@@ -128,13 +129,16 @@ def compute_tickets(
 
 def _extra_columns(unit, final: AgentState, before: AgentState | None) -> dict[str, list]:
     """What a unit's result adds to a ticket's columns: a control its name; a sweep ticket
-    its final agent's lifetime env steps and gradient updates (the dense run's before pruning
-    included); a ticket the env steps and updates it made after pruning (`before`: the state
-    it continued from, None if it started fresh), an IMP ticket its round before them."""
+    the whole EB Exploit run's env steps and gradient updates, the dense run's before pruning
+    included (a finetuned one's final agent counts them; a retrained one's starts at 0, so
+    `before`, the dense run's state where its search stopped, adds them); a ticket the env
+    steps and updates it made after pruning (`before`: the state it continued from, None if it
+    started fresh), an IMP ticket its round before them."""
     if isinstance(unit, ControlRun):
         return {"control": [unit.control]}
     if isinstance(unit, SweepTicket):
-        return {"env_steps": [final.transitions], "updates": [final.updates]}
+        searched = (before.transitions, before.updates) if before is not None else (0, 0)
+        return {"env_steps": [final.transitions + searched[0]], "updates": [final.updates + searched[1]]}
     rounds = {"round": [len(unit.fractions)]} if isinstance(unit, IMPTicket) else {}
     return {
         **rounds,

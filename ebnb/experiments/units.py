@@ -17,7 +17,7 @@ import gymnasium
 
 from ebnb import controls, sweep
 from ebnb.config import DQNConfig, dqn_config
-from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid
+from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid, check_rewind
 from ebnb.identity import RECORDED, kind
 
 CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
@@ -120,7 +120,8 @@ class MaskTrace:
 class EBSweepRun:
     """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
     of `fractions` (default: its dense run's): the search read off the dense run's `MaskTrace`,
-    the rest the `SweepTicket` at the episode found."""
+    the rest the `SweepTicket` at the episode found, finetuned, or retrained with `rewind`
+    (as `EBExploitRun.rewind`; at its default False it leaves the hash as it was)."""
 
     dense: DenseRun
     xis: tuple[float, ...]
@@ -128,6 +129,7 @@ class EBSweepRun:
     detectors: tuple[str, ...]
     starts: tuple[str, ...]
     fractions: tuple[float, ...] = field(default=(), metadata=RECORDED)
+    rewind: bool = False  # False: the ticket finetuned from m * theta_e; True: retrained from m * theta_0
 
     __post_init__ = _fractions_of_dense
 
@@ -135,9 +137,10 @@ class EBSweepRun:
 @kind("sweep_ticket")
 @dataclass(frozen=True)
 class SweepTicket(_OfTicket):
-    """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
-    only a snapshot's), trained and tested as the ticket, its result also recording env steps
-    and gradient updates."""
+    """The rest of an EB Exploit run of the sweep: the finetune (or, with rewind, retrain)
+    `ticket`, at any episode (not only a snapshot's), trained and tested as the ticket, its
+    result also recording the whole run's env steps and gradient updates (the search's
+    included)."""
 
     ticket: TicketRun
 
@@ -230,9 +233,11 @@ def eb_exploit_units(env: str, g: Grid, xi: float, window: int, rewind: bool) ->
     ]
 
 
-def sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
-    """EB Exploit swept over `sweep_grid` (`ebnb.sweep.grid`'s arguments) for each dense run of `g`."""
-    return [EBSweepRun(d, **sweep.grid(**sweep_grid)) for d in dense_units(env, g)]
+def sweep_units(env: str, g: Grid, sweep_grid: dict, rewind: bool = False) -> list[EBSweepRun]:
+    """EB Exploit swept over `sweep_grid` (`ebnb.sweep.grid`'s arguments) for each dense run of
+    `g`, each ticket finetuned, or retrained from m * theta_0 with `rewind`."""
+    check_rewind(rewind)
+    return [EBSweepRun(d, **sweep.grid(**sweep_grid), rewind=rewind) for d in dense_units(env, g)]
 
 
 def env_id(unit) -> str:
