@@ -189,13 +189,16 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
 
 
 def _grid_json(g) -> dict:
-    """A published grid as the manifest describes it: its whole config, less `dqn` while it
-    overrides nothing (so a manifest reads the same as before the field existed)."""
+    """A published grid as the manifest describes it: its whole config, less each field of
+    `LATER_FIELDS` while it is unset (`dqn` overriding nothing, `imp` off), so a manifest
+    reads the same as before the field existed."""
+    from ebnb.experiments.grids import LATER_FIELDS
     from ebnb.store import config_json
 
     described = json.loads(config_json(g))
-    if not g.dqn:
-        del described["dqn"]
+    for name in LATER_FIELDS:
+        if not getattr(g, name):
+            del described[name]
     return described
 
 

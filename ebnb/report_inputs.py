@@ -104,6 +104,10 @@ BEYOND_THESIS = {  # by the file name before _<env>.png, in report order
         "Finetuned tickets: the four criteria by non-inferiority, in three "
         "states (shown non-inferior / not shown either way / shown worse)",
     ),
+    "winning_imp": ExtraFigure(
+        "02_retrain",
+        "Winning tickets by iterative magnitude pruning against the one-shot ones (criterion 3's reference)",
+    ),
     "controls_retrain": ExtraFigure("05_controls", "Retrained tickets against their controls"),
     "controls_finetune": ExtraFigure("05_controls", "Finetuned tickets against their controls"),
     "input_survival": ExtraFigure("05_controls", "Which inputs the mask keeps"),

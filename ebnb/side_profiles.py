@@ -117,4 +117,6 @@ SIDE_PROFILES = {
         envs=("acrobot",),
     ),
     "sweep_rewind": Side(_hypotheses_steps("sweep_rewind", rewind=True), ()),
+    # every round of the IMP winning tickets (their dense runs are the full profile's)
+    "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
 }

@@ -17,6 +17,7 @@ from ebnb.plots.beyond import (
     input_cuts,
     input_survival,
     tickets_vs_controls,
+    winning_imp,
 )
 from ebnb.plots.common import BASELINE, CONTROL_STYLES, ENV_NAMES, P_COLORS, figure_name, mean_ci, save, summarize
 from ebnb.plots.thesis import (
@@ -48,4 +49,5 @@ __all__ = [
     "summarize",
     "tickets_vs_controls",
     "tickets_vs_prune_episode",
+    "winning_imp",
 ]

@@ -1,5 +1,5 @@
 """The figures beyond the thesis: the EB Exploit sweep, tickets against their controls, input
-survival and the EB criteria by non-inferiority."""
+survival, winning tickets by IMP and the EB criteria by non-inferiority."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from ebnb.plots.common import (
     BASELINE,
     CONTROL_STYLES,
     ENV_NAMES,
+    _band,
     _by_prune_episode,
     _error_bars,
     _label,
     _reference,
+    summarize,
 )
 from ebnb.stats import MIN_CI_SEEDS, iqm_ci, t_interval
 
@@ -209,6 +211,35 @@ def input_cuts(cuts: pd.DataFrame, env_id: str):
         axes[row, 0].set_ylabel("share of the input's weights pruned")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask cuts (mean over seeds, 95% Student-t CI)")
+    return fig
+
+
+def winning_imp(one_shot: pd.DataFrame, imp: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
+    """Test return (left) and retrain length (right) against P: the one-shot winning tickets
+    (the thesis', criterion 3's reference) and those by iterative magnitude pruning (one round
+    per P, `ebnb.experiments.imp_tickets`), with the unpruned baseline (mean over seeds, 95%
+    Student-t band)."""
+    fig, (ax_return, ax_length) = plt.subplots(1, 2, figsize=(9.5, 3.8), constrained_layout=True)
+    for table, style in (
+        (one_shot, dict(color="black", linestyle="--", label="one-shot winning ticket (thesis)")),
+        (imp, dict(color="tab:purple", label="IMP winning ticket (round k at the k-th P)")),
+    ):
+        for ax, column in ((ax_return, "test_return"), (ax_length, "length")):
+            summary = summarize(table, ["P"], column)
+            _band(ax, summary["P"], summary, **style)
+    _reference(ax_return, baseline["test_return"], **BASELINE)
+    _reference(ax_length, baseline["converged_episode"], **BASELINE)
+    ax_return.set_ylabel("test return (mean of greedy episodes)")
+    ax_length.set_ylabel("episodes to early stopping")
+    for ax in (ax_return, ax_length):
+        ax.set_xlabel("pruning fraction P")
+        ax.set_xticks(sorted(set(one_shot["P"]) | set(imp["P"])))
+        ax.grid(alpha=0.3)
+    ax_return.legend(fontsize=7)
+    fig.suptitle(
+        f"{ENV_NAMES.get(env_id, env_id)}: winning tickets, one-shot vs iterative magnitude pruning "
+        "(mean over seeds, 95% Student-t CI)"
+    )
     return fig
 
 
