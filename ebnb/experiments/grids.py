@@ -138,6 +138,10 @@ PROFILES = {
     "powered": Grid(
         seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
     ),
+    # the full grid with Acrobot's observations divided by their bounds (velocities by 4*pi and 9*pi: every input
+    # in [-1, 1]), the dynamics unchanged (issue 31's variant 6): notebooks 01-03; Acrobot only (CartPole's
+    # velocities are unbounded: refused)
+    "acrobot_scaled": Grid(dqn=(("scaled_observations", True),)),
     # notebook 06's hypotheses with rewind=True (each ticket retrained from m * theta_0): on the seeds they were chosen
     # on (0-9, the full profile's) and on the fresh ones (`sweep.FRESH_SEEDS`, sweep_fresh's); its dense runs are theirs
     "sweep_rewind": Grid(seeds=tuple(range(10)) + sweep.FRESH_SEEDS),
