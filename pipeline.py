@@ -146,11 +146,17 @@ def run_options(args) -> dict:
     return {**options, **({"dqn": dqn} if dqn else {})}
 
 
-def check_run_config(envs, g) -> None:
-    """The DQN config of grid `g` (its --dqn overrides' values) valid on each of `envs`."""
+def check_run_config(envs, g, profile: str) -> None:
+    """The DQN config of `profile`'s own grid (its DQN overrides: acrobot_scaled's scaled
+    observations are Acrobot's only) and of grid `g` (its --dqn overrides' values) valid on
+    each of `envs`."""
     from ebnb import experiments
 
     for env in envs:
+        try:
+            experiments.run_config(env, experiments.PROFILES[profile])
+        except ValueError as error:
+            raise UsageError(f"--profile {profile}: not for {env}: {error}") from None
         try:
             experiments.run_config(env, g)
         except ValueError as error:
@@ -663,7 +669,7 @@ def _checked_job(args, store: Path | None, out: Path):
     envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
     overrides = {**overrides, **run_options(args)}
     g = check_overrides(overrides, profile)
-    check_run_config(envs, g)
+    check_run_config(envs, g, profile)
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
         overrides = {
             **overrides,

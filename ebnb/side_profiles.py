@@ -10,11 +10,24 @@ from typing import NamedTuple
 
 class Side(NamedTuple):
     """A profile published beside the full one: `steps(env, store, current)`, the protocol
-    steps whose units join results/ (None: not defined yet, e.g. without the full sweep), and
-    its `notebooks`, published where executed at it for every env."""
+    steps whose units join results/ (None: not defined yet, e.g. without the full sweep; []
+    for an env outside `envs`), its `notebooks`, published where executed at it for every env
+    of `envs`, and `envs`, the canonical names of the envs it is defined for (empty: every env)."""
 
     steps: Callable
     notebooks: tuple[str, ...]
+    envs: tuple[str, ...] = ()
+
+    def runs_on(self, env: str) -> bool:
+        """Whether the profile is defined for `env` (any spelling)."""
+        from ebnb.envs import canonical_env
+
+        return not self.envs or canonical_env(env) in self.envs
+
+
+def _side(steps: Callable, notebooks: tuple[str, ...] = (), envs: tuple[str, ...] = ()) -> Side:
+    """A `Side` whose steps are `steps`'s for the envs `envs` (empty: every env) and none for another."""
+    return Side(_only(envs, steps) if envs else steps, notebooks, envs)
 
 
 def _grid_steps(profile: str, names: tuple[str, ...], **settings) -> Callable:
@@ -47,7 +60,7 @@ def _hypotheses_steps(profile: str, rewind: bool = False) -> Callable:
 
 def _small_xi_steps(env: str, store, current) -> list:
     """EB Exploit at `ebnb.experiments.SMALL_XIS` read off the mask traces (the sweep of
-    `ebnb.experiments.exploit_grid`) with its dense runs (CartPole's: `_cartpole_only`)."""
+    `ebnb.experiments.exploit_grid`) with its dense runs (CartPole's: `_side`'s envs)."""
     from ebnb import experiments
     from ebnb.experiments.exploit_sweep import sweep_step
 
@@ -56,13 +69,14 @@ def _small_xi_steps(env: str, store, current) -> list:
     return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
 
 
-def _cartpole_only(chosen: Callable) -> Callable:
-    """`chosen`'s steps for CartPole, none for another env."""
+def _only(names: tuple[str, ...], chosen: Callable) -> Callable:
+    """`chosen`'s steps for the envs `names` (canonical names: "cartpole", "acrobot"), none for
+    another env."""
 
     def steps(env: str, store, current) -> list:
         from ebnb.envs import canonical_env
 
-        return chosen(env, store, current) if canonical_env(env) == "cartpole" else []
+        return chosen(env, store, current) if canonical_env(env) in names else []
 
     return steps
 
@@ -87,14 +101,22 @@ SIDE_PROFILES = {
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
     "sweep_fresh": Side(_hypotheses_steps("sweep_fresh"), ()),
-    "small_xi": Side(_cartpole_only(_small_xi_steps), ()),
+    "small_xi": _side(_small_xi_steps, envs=("cartpole",)),
     "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
     "gym_terminal": Side(
         _grid_steps("gym_terminal", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")),
         ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"),
     ),
-    "powered": Side(
-        _cartpole_only(_grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune"))), ()
+    "powered": _side(
+        _grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune")), envs=("cartpole",)
+    ),
+    # Acrobot's observations scaled to [-1, 1] (issue 31's variant 6): notebooks 01-03 executed for Acrobot only
+    "acrobot_scaled": _side(
+        _grid_steps("acrobot_scaled", ("dense runs", "retrain", "winning tickets", "finetune")),
+        ("01_mask_similarity", "02_retrain", "03_finetune"),
+        envs=("acrobot",),
     ),
     "sweep_rewind": Side(_hypotheses_steps("sweep_rewind", rewind=True), ()),
+    # every round of the IMP winning tickets (their dense runs are the full profile's)
+    "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
 }

@@ -103,14 +103,14 @@ def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_pat
 
     assert pipeline_module.NOTEBOOK_STEPS == {
         "01_mask_similarity": ("dense runs",),
-        "02_retrain": ("dense runs", "retrain", "winning tickets"),
-        "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
+        "02_retrain": ("dense runs", "retrain", "winning tickets", "imp tickets"),
+        "03_finetune": ("dense runs", "retrain", "winning tickets", "imp tickets", "finetune"),
         "04_eb_exploit": ("dense runs", "eb_exploit"),
         # what profile full_sparse publishes beside the full one: all that notebook 05 reads
         "05_controls": tuple(s.name for s in publish.SIDE_PROFILES["full_sparse"].steps("cartpole", None, None)),
         "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
     }
-    assert list(experiments.steps("cartpole", experiments.grid("quick"))) == list(experiments.STEP_NAMES)
+    assert list(experiments.steps("cartpole", experiments.grid("quick", imp=True))) == list(experiments.STEP_NAMES)
     cell = 'x = notebook.setup(env, profile, steps=("dense runs", "finetune"))'
     declaring, silent = (tmp_path / "declaring.ipynb", tmp_path / "silent.ipynb")
     for path, source in ((declaring, cell), (silent, cell.replace(', steps=("dense runs", "finetune")', ""))):

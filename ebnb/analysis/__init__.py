@@ -10,7 +10,8 @@ seed. `criteria_table` gives per cell the estimates, bounds, p-values and verdic
 
 Modules: `criteria` (the EB criteria, their power, finetune vs retrain), `exploit` (EB Exploit
 and its sweep), `controls` (the ticket against its controls), `mask_agreement` (similarity and
-kappa of masks); their public names are re-exported here.
+kappa of masks), `winning` (IMP winning tickets against one-shot ones); their public names are
+re-exported here.
 """
 
 from ebnb.analysis.controls import control_findings, iqm_table, ticket_vs_controls
@@ -51,12 +52,15 @@ from ebnb.analysis.mask_agreement import (
     mask_similarity_summary,
     settle_episode,
 )
+from ebnb.analysis.winning import IMP_HIGHER, IMP_LOWER, imp_lines, imp_vs_one_shot
 
 __all__ = [
     "ALPHA",
     "CELL_COLUMNS",
     "COMPARISONS",
     "FAILS_4",
+    "IMP_HIGHER",
+    "IMP_LOWER",
     "KAPPA_SETTLED",
     "NEITHER",
     "NI_LENGTH_MARGIN",
@@ -76,6 +80,8 @@ __all__ = [
     "eb_exploit_summary",
     "eb_exploit_sweep_summary",
     "finetune_vs_retrain",
+    "imp_lines",
+    "imp_vs_one_shot",
     "iqm_table",
     "kappa_matrices",
     "mask_kappa_summary",

@@ -20,6 +20,7 @@ STEP_NAMES = (
     "dense runs",
     "retrain",
     "winning tickets",
+    "imp tickets",
     "finetune",
     "eb_exploit",
     "sparse retrain",
@@ -49,7 +50,7 @@ def steps(
         step.name: step
         for step in (
             dense_step(env, g),
-            *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "finetune")),
+            *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "imp tickets", "finetune")),
             eb_exploit_step(env, g, xi, window, rewind),
             *(
                 ticket_step(env, g, name, tickets)

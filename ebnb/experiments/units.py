@@ -145,6 +145,41 @@ class SweepTicket(_OfTicket):
     ticket: TicketRun
 
 
+@kind("imp_ticket")
+@dataclass(frozen=True)
+class IMPTicket:
+    """A winning ticket by iterative magnitude pruning (Frankle & Carbin; thesis algorithm
+    2.1), round len(fractions): round 1 is the one-shot winning ticket at P = fractions[0]
+    (mask from the dense run at convergence); round k draws its mask at P = fractions[k - 1]
+    (of all weights) from round k - 1's retrained final network, among the weights round
+    k - 1 kept, and retrains m * theta_0 with a fresh agent state, as a winning ticket does."""
+
+    dense: DenseRun
+    fractions: tuple[float, ...]  # P after each round, increasing; this unit is the last round's ticket
+
+    def __post_init__(self):
+        fractions = self.fractions
+        if not isinstance(fractions, tuple) or not fractions or list(fractions) != sorted(set(fractions)):
+            raise ValueError(f"IMPTicket: fractions must be a non-empty increasing tuple of P, got {fractions!r}")
+
+    @property
+    def fraction(self) -> float:
+        return self.fractions[-1]
+
+    @property
+    def prune_episode(self) -> int:
+        return CONVERGED
+
+    @property
+    def mode(self) -> str:
+        return "retrain"
+
+    @property
+    def previous(self) -> IMPTicket | None:
+        """The round before, whose final network this round's mask is drawn from (None: round 1)."""
+        return IMPTicket(self.dense, self.fractions[:-1]) if len(self.fractions) > 1 else None
+
+
 def run_config(env: str, g: Grid) -> DQNConfig:
     """The DQN config the agents of `g` train with on `env`: the thesis' (`ebnb.config.dqn_config`)
     capped at `g.episodes`, with the overrides `g.dqn`."""
@@ -171,6 +206,13 @@ def ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -
         for p in (g.fractions if fractions is None else fractions)
         for e in prune_episodes
     ]
+
+
+def imp_units(env: str, g: Grid) -> list[IMPTicket]:
+    """With `g.imp`, every round of iterative magnitude pruning of each dense run of `g`, one
+    per P of `g.fractions` in increasing order (round k ends at the k-th); else none."""
+    rounds = tuple(sorted(g.fractions))
+    return [IMPTicket(d, rounds[:k]) for d in dense_units(env, g) for k in range(1, len(rounds) + 1)] if g.imp else []
 
 
 def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
@@ -208,7 +250,7 @@ def expected_steps(unit) -> float:
     episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
     retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
     late has mostly learned already); higher P breaks ties."""
-    if isinstance(unit, (TicketRun, ControlRun, SweepTicket)):
+    if isinstance(unit, (TicketRun, ControlRun, SweepTicket, IMPTicket)):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
@@ -222,7 +264,7 @@ def longest_first(units) -> list:
 
 
 def dense_inputs(units) -> list:
-    """The units of other steps that `units` read (tickets, controls and the sweep read their
-    dense run), in order."""
-    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun)
+    """The units of other steps that `units` read (tickets, controls, IMP tickets and the sweep
+    read their dense run), in order."""
+    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun, IMPTicket)
     return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))
