@@ -93,6 +93,23 @@ def test_help_lists_every_command():
         assert "--recompute" in pipeline(command, "--help").stdout
 
 
+def test_every_parameter_of_every_notebook_is_one_pipeline_p_takes():
+    """papermill reads each source notebook's parameters cell whole (a line it cannot parse, e.g.
+    a comment holding '=', would drop that parameter, and `-p` would refuse it): every name
+    assigned there is one `-p` accepts (notebook 06's compute_fresh and compute_rewind too)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import pipeline as pipeline_module
+    finally:
+        sys.path.remove(str(ROOT))
+    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        names = {line.split("=")[0].strip() for line in cell.source.splitlines() if re.match(r"[a-z_]+ *=", line)}
+        given = sorted(names - {"env", "profile", *pipeline_module.RUN_OPTIONS, *pipeline_module.FOLDER_OPTIONS})
+        assert set(pipeline_module.parse_overrides([f"{n}=None" for n in given], [path.stem])) == set(given), path.name
+    assert {"compute_fresh", "compute_rewind"} <= set(pipeline_module.HYPOTHESES_PROFILES)
+
+
 def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_path):
     """`pipeline.NOTEBOOK_STEPS` is read from each notebook's ``notebook.setup(..., steps=...)``;
     a notebook that declares none is an error naming it."""
