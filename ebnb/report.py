@@ -15,8 +15,10 @@
                                      nbconvert with its images embedded
 
 A profile published beside the full one (a folder of figures and one of executed notebooks of
-the same name, e.g. `full_sparse`) adds a section per notebook after the full profile's, its
-figures in `figures/<profile>/` and its notebooks as `notebooks/<notebook>-<env>-<profile>.html`.
+the same name, e.g. `full_sparse`) adds a section per notebook after the full profile's, with the
+thesis figures it remade and those beyond the thesis, its figures in `figures/<profile>/` and
+its notebooks as `notebooks/<notebook>-<env>-<profile>.html`. Sections go by profile (the full
+one first), then by notebook.
 
 Every link is relative and the pages load nothing from the network. Inputs are checked
 before anything is written: a missing figure, notebook, run record or README raises
@@ -38,11 +40,11 @@ from nbconvert import HTMLExporter
 from ebnb import ownership
 from ebnb.envs import ENV_ALIASES
 from ebnb.report_inputs import (
-    BEYOND_THESIS,
     THESIS_FIGURES,
     Figure,
     beyond_thesis_figures,
     findings,
+    profile_figures,
     published_figures,
     read_notebook,
     read_run_record,
@@ -91,9 +93,12 @@ def build(destination: Path, figures: Path, executed: Path, run_record: Path, re
     destination, figures, executed = Path(destination), Path(figures), Path(executed)
     found, extra = published_figures(figures), beyond_thesis_figures(figures)
     for profile in sorted(p.name for p in figures.iterdir() if p.is_dir() and any(p.glob("*.png"))):
-        extra += beyond_thesis_figures(figures / profile, profile)
+        extra += profile_figures(figures / profile, profile)
     notebooks = {f.page: read_notebook(executed / f.profile / f"{f.notebook}.ipynb") for f in found + extra}
-    notebooks.update({p.stem: read_notebook(p) for p in sorted(executed.glob("*.ipynb")) if p.stem not in notebooks})
+    pages = {p.stem: p for p in executed.glob("*.ipynb")} | {
+        f"{p.stem}-{p.parent.name}": p for p in executed.glob("*/*.ipynb")
+    }
+    notebooks.update({stem: read_notebook(pages[stem]) for stem in sorted(pages) if stem not in notebooks})
     record = read_run_record(Path(run_record))
     verdict = thesis_verdict(Path(readme))
     ownership.remove({"report": (destination, "report")})
@@ -127,7 +132,9 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
         f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
         for n in numbers
     )
-    beyond = list(dict.fromkeys((BEYOND_THESIS[f.number].notebook, f.profile) for f in extra))
+    beyond = sorted(
+        {(f.maker, f.profile) for f in extra}, key=lambda section: (bool(section[1]), section[1], section[0])
+    )
     contents += "".join(
         f'<li><a href="#{beyond_id(stem, profile)}">Beyond the thesis, {beyond_title(stem, profile)}</a></li>'
         for stem, profile in beyond
@@ -137,7 +144,7 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
         beyond_section(
             stem,
             profile,
-            [f for f in extra if (BEYOND_THESIS[f.number].notebook, f.profile) == (stem, profile)],
+            [f for f in extra if (f.maker, f.profile) == (stem, profile)],
             found,
             notebooks,
         )
@@ -199,15 +206,16 @@ def beyond_title(notebook: str, profile: str) -> str:
 
 
 def beyond_section(notebook: str, profile: str, files: list[Figure], thesis: list[Figure], notebooks: dict) -> str:
-    """The figures one notebook makes beyond the thesis at one profile: each with its images,
-    then what the data show (the notebook's findings, or where they stand if it makes a thesis
-    figure too)."""
+    """The figures one notebook makes beyond the full profile's thesis figures, at one profile
+    (a profile beside the full one remakes thesis figures too): each with its images, then what
+    the data show (the notebook's findings, or where they stand if it makes a full-profile
+    thesis figure)."""
+    titles = {f.number: f.title for f in files}
     parts = "".join(
-        f"<h3>{html.escape(BEYOND_THESIS[key].title)}</h3>"
-        + images([f for f in files if f.number == key], BEYOND_THESIS[key].title)
-        for key in dict.fromkeys(f.number for f in files)
+        f"<h3>{html.escape(title)}</h3>" + images([f for f in files if f.number == key], title)
+        for key, title in titles.items()
     )
-    shown = sorted({f.number for f in thesis if THESIS_FIGURES[f.number].notebook == notebook and not profile})
+    shown = sorted({f.number for f in thesis if f.maker == notebook and not profile})
     if shown:
         links = ", ".join(f'<a href="#figure-{anchor(n)}">Figure {n}</a>' for n in shown)
         data = f"<p>Its findings are under {links}.</p>"

@@ -136,9 +136,21 @@ class Figure(NamedTuple):
         return self.env.split("-")[0]
 
     @property
+    def maker(self) -> str:
+        """The notebook that makes this figure, e.g. 02_retrain."""
+        return (THESIS_FIGURES.get(self.number) or BEYOND_THESIS[self.number]).notebook
+
+    @property
+    def title(self) -> str:
+        """What the figure shows: "Figure 3.4. <thesis title>", or its `BEYOND_THESIS` title."""
+        if self.number in THESIS_FIGURES:
+            return f"Figure {self.number}. {THESIS_FIGURES[self.number].title}"
+        return BEYOND_THESIS[self.number].title
+
+    @property
     def notebook(self) -> str:
         """Stem of the executed notebook that made this figure, e.g. 02_retrain-cartpole."""
-        return f"{(THESIS_FIGURES.get(self.number) or BEYOND_THESIS[self.number]).notebook}-{self.short_env}"
+        return f"{self.maker}-{self.short_env}"
 
     @property
     def page(self) -> str:
@@ -162,6 +174,14 @@ def published_figures(figures: Path) -> list[Figure]:
                 f"expected fig{number.replace('.', '_')}_<what>_<env>.png"
             )
     return sorted(found, key=thesis_order)
+
+
+def profile_figures(figures: Path, profile: str) -> list[Figure]:
+    """The figures a profile beside the full one published in `figures` (its folder): the
+    thesis figures it remade, in thesis order, then those beyond the thesis
+    (`beyond_thesis_figures`); unlike the full profile's, no thesis figure is required."""
+    remade = [parse_figure_name(path)._replace(profile=profile) for path in figures.glob("fig*.png")]
+    return sorted(remade, key=thesis_order) + beyond_thesis_figures(figures, profile)
 
 
 def beyond_thesis_figures(figures: Path, profile: str = "") -> list[Figure]:

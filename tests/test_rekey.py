@@ -43,7 +43,7 @@ def test_the_old_and_the_new_published_sets_agree_unit_for_unit(tmp_path):
     compared = 0
     for env_id, steps in manifest["tables"].items():
         for step, layout in steps.items():
-            old_to_new = {rekey.legacy_hash(u): rekey.identity.config_hash(u) for u in units[env_id][step]}
+            old_to_new = rekey.old_keys(units[env_id][step])
             for name in layout.values():
                 arrays = name.endswith(".npz")
                 old = _decode((old_root / env_id / name).read_bytes(), arrays)
@@ -67,3 +67,21 @@ def test_the_old_and_the_new_published_sets_agree_unit_for_unit(tmp_path):
     current = tmp_path / "current" / "results"
     shutil.copytree(ROOT / "results", current)
     assert rekey.results(current) == [], "the committed set is keyed already: re-keying changes nothing"
+
+
+def test_a_unit_that_sets_an_option_added_since_has_no_old_key(monkeypatch):
+    """scaled_observations came after the old scheme: the unit that sets it must not take the
+    old key of the run it varies (else re-keying would give that run its table rows)."""
+    from dataclasses import replace
+
+    from ebnb import experiments
+
+    dense = next(iter(experiments.steps("acrobot", experiments.grid("quick")).values())).units[0]
+    scaled = replace(dense, dqn=replace(dense.dqn, scaled_observations=True))
+    assert rekey.legacy_hash(scaled) != rekey.legacy_hash(dense)
+    assert rekey.old_keys([dense, scaled]) == {
+        rekey.legacy_hash(u): rekey.identity.config_hash(u) for u in (dense, scaled)
+    }
+    monkeypatch.setitem(rekey.ADDED, type(dense.dqn), ("device", "scaled_observations"))  # left out always
+    with pytest.raises(ValueError, match="share the old key"):
+        rekey.old_keys([dense, scaled])

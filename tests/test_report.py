@@ -156,16 +156,28 @@ def test_the_verdict_is_markdown_without_links_and_a_readme_without_it_is_refuse
 def test_the_figures_beyond_the_thesis_follow_by_notebook_each_shown(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<h2>Beyond the thesis: notebook ([\w, ]+)</h2>", index) == [
+        "01_mask_similarity",
         "02_retrain",
         "03_finetune",
         "05_controls",
         "06_eb_exploit_sweep",
+        "01_mask_similarity, profile acrobot_scaled",
+        "02_retrain, profile acrobot_scaled",
+        "03_finetune, profile acrobot_scaled",
         "05_controls, profile full_sparse",
+        "01_mask_similarity, profile gym_terminal",
+        "02_retrain, profile gym_terminal",
+        "03_finetune, profile gym_terminal",
+        "04_eb_exploit, profile gym_terminal",
     ]
-    beyond = index.split('id="beyond-02_retrain"')[1]
+    beyond = index.split('id="beyond-01_mask_similarity"')[1]
     for path in (ROOT / "figures").rglob("*.png"):
         shown = path.relative_to(ROOT).as_posix()
-        assert path.name.startswith("fig") or f'<img src="{shown}"' in beyond, shown
+        full_profile_thesis_figure = path.parent.name == "figures" and path.name.startswith("fig")
+        assert full_profile_thesis_figure or f'<img src="{shown}"' in beyond, shown
+    terminal = index.split('id="beyond-02_retrain-gym_terminal"')[1].split("<section")[0]
+    assert "<h3>Figure 3.4. Experiment 2: tickets pruned at different episodes, retrained</h3>" in terminal
+    assert 'href="notebooks/02_retrain-cartpole-gym_terminal.html"' in terminal  # its findings
     sparse = index.split('id="beyond-05_controls-full_sparse"')[1]
     assert 'href="notebooks/05_controls-acrobot-full_sparse.html"' in sparse and "P=0.98" in sparse
     for key in {f.number for f in report_inputs.beyond_thesis_figures(ROOT / "figures")}:

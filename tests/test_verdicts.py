@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebnb import analysis, stats
+from ebnb import analysis, experiments, stats
+from ebnb.store import Store
 
 SEEDS = 10
 
@@ -97,9 +98,17 @@ def test_criterion_3_is_shown_only_if_both_of_its_tests_are():
 
 
 @pytest.fixture(scope="module")
-def published():
-    def load(env, name):
-        return pd.read_parquet(f"results/{env}/{name}.parquet")
+def published(tmp_path_factory):
+    """The published full profile's units (results/ holds other profiles' beside them), read
+    into an empty store."""
+    full, store, results = (
+        experiments.grid("full"),
+        Store(tmp_path_factory.mktemp("store")),
+        experiments.published_results(),
+    )
+
+    def load(env, step):
+        return getattr(experiments, step)(env, full, store, results)
 
     return load
 
@@ -107,7 +116,7 @@ def published():
 @pytest.mark.parametrize("env", ["CartPole-v0", "Acrobot-v1"])
 def test_published_verdicts_no_ticket_is_cheaper_counted_whole(published, env):
     """Issue 28.4: counted as prune episode + finetune length, no cell is shown non-inferior."""
-    baseline, winning = published(env, "dense_runs_baseline"), published(env, "winning_tickets")
+    baseline, winning = published(env, "baseline"), published(env, "winning_tickets")
     for mode in ("retrain", "finetune"):
         verdicts = analysis.early_bird_verdicts(published(env, mode), baseline, winning, env)
         assert len(verdicts) == 48
