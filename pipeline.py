@@ -146,17 +146,11 @@ def run_options(args) -> dict:
     return {**options, **({"dqn": dqn} if dqn else {})}
 
 
-def check_run_config(envs, g, profile: str) -> None:
-    """The DQN config of `profile`'s own grid (its DQN overrides: acrobot_scaled's scaled
-    observations are Acrobot's only) and of grid `g` (its --dqn overrides' values) valid on
-    each of `envs`."""
+def check_run_config(envs, g) -> None:
+    """The DQN config of grid `g` (its --dqn overrides' values) valid on each of `envs`."""
     from ebnb import experiments
 
     for env in envs:
-        try:
-            experiments.run_config(env, experiments.PROFILES[profile])
-        except ValueError as error:
-            raise UsageError(f"--profile {profile}: not for {env}: {error}") from None
         try:
             experiments.run_config(env, g)
         except ValueError as error:
@@ -415,41 +409,33 @@ def plan_compute(
     )
 
 
-# notebook 06's parameters that compute its hypotheses at a side profile before it starts (`plan_fresh`)
-HYPOTHESES_PROFILES = {"compute_fresh": "sweep_fresh", "compute_rewind": "sweep_rewind"}
-
-
-def plan_fresh(
-    env: str, overrides: dict, store: Path | None, published, options: dict, flag: str = "compute_fresh"
-) -> ComputePlan | None:
-    """What notebook 06 with `flag` True (``compute_fresh``, ``compute_rewind``) computes,
-    planned as its profile of `HYPOTHESES_PROFILES` (`sweep_fresh`, `sweep_rewind`: so that its
-    run record names that profile, as `publish` requires): its hypotheses
-    (`ebnb.experiments.sweep_hypotheses`) at that profile's seeds (its side profile's steps,
-    `ebnb.side_profiles`), narrowed to the units `published` lacks; None unless the notebook
-    runs at the full profile's default grid and the full sweep is stored or published (then
-    the notebook computes them itself, unrecorded)."""
+def plan_fresh(env: str, overrides: dict, store: Path | None, published, options: dict) -> ComputePlan | None:
+    """What notebook 06 with ``compute_fresh=True`` computes, planned as profile `sweep_fresh`
+    (so that its run record names that profile, as `publish` requires): its hypotheses on the
+    fresh seeds (`ebnb.experiments.sweep_hypotheses`, `sweep_at_steps`), narrowed to the units
+    `published` lacks; None unless the notebook runs at the full profile's default grid and the
+    full sweep is stored or published (then the notebook computes them itself, unrecorded)."""
     import dataclasses
 
     from ebnb import experiments, notebook
-    from ebnb.side_profiles import SIDE_PROFILES
     from ebnb.store import Store
 
     grid_fields, eb_exploit, _ = split_overrides(overrides)
-    if not notebook.check_bool(flag, overrides.get(flag, False)):
+    if not notebook.check_bool("compute_fresh", overrides.get("compute_fresh", False)):
         return None
     if experiments.figure_note("full", experiments.grid("full", **grid_fields), **eb_exploit) is not None:
         return None
-    profile = HYPOTHESES_PROFILES[flag]
-    steps = SIDE_PROFILES[profile].steps(env, Store(store or experiments.default_store()), published)
-    if steps is None:
+    cache = Store(store or experiments.default_store())
+    settings = experiments.sweep_hypotheses(env, cache, published)
+    if settings is None:
         return None
-    dense, *sweeps = steps
+    fresh = experiments.grid("sweep_fresh")
+    dense, *sweeps = experiments.sweep_at_steps(env, fresh, settings)
     narrowed = [experiments.to_compute({dense.name: dense, s.name: s}, [s.name], published) for s in sweeps]
     runs = dict.fromkeys(u for steps in narrowed for step in steps if step.name == dense.name for u in step.units)
     work = [(env, dataclasses.replace(dense, units=tuple(runs)))] if runs else []  # the sweeps read them from the store
     work += [(env, step) for steps in narrowed for step in steps if step.name != dense.name]
-    return plan_compute([], [env], profile, experiments.grid(profile), {}, store, published, options, work=work)
+    return plan_compute([], [env], "sweep_fresh", fresh, {}, store, published, options, work=work)
 
 
 def compute_store(plan: ComputePlan, always_record: bool = True) -> dict | None:
@@ -669,7 +655,7 @@ def _checked_job(args, store: Path | None, out: Path):
     envs = list(dict.fromkeys(canonical_env(env) for env in envs))  # --env CARTPOLE: the notebook named cartpole
     overrides = {**overrides, **run_options(args)}
     g = check_overrides(overrides, profile)
-    check_run_config(envs, g, profile)
+    check_run_config(envs, g)
     if args.recompute or "use_published" in overrides:  # the compute plan and the notebooks agree
         overrides = {
             **overrides,
@@ -705,9 +691,8 @@ def _checked_job(args, store: Path | None, out: Path):
         for e in envs
     }
     for (n, e), plans in per_notebook.items():
-        if n == "06_eb_exploit_sweep":
-            side = (plan_fresh(e, overrides, store, published, options, flag) for flag in HYPOTHESES_PROFILES)
-            plans += [plan for plan in side if plan is not None]
+        fresh = plan_fresh(e, overrides, store, published, options) if n == "06_eb_exploit_sweep" else None
+        plans += [fresh] if fresh is not None else []
     return notebooks, envs, profile, g, overrides, None, per_notebook
 
 

@@ -144,7 +144,7 @@ class LiveAgents(AgentArrays):
         replay = StackedReplay(n, cfg.buffer_size, env_dims(cfg.env_id)[0], device)
         for name in FIELDS:
             replay.data[name].copy_(torch.from_numpy(np.stack([a.replay[name] for a in agents])))
-        env = envs.make(cfg.env_id, n, seeds.tolist(), start_episodes=episodes.tolist(), scaled=cfg.scaled_observations)
+        env = envs.make(cfg.env_id, n, seeds.tolist(), start_episodes=episodes.tolist())
         return cls(
             ids=np.arange(n),
             seeds=seeds,

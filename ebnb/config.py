@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ebnb.envs import observation_bounds, resolve_env_id
+from ebnb.envs import resolve_env_id
 from ebnb.identity import kind
 
 SEED_LIMIT = 2**63  # seeds enter the random streams as int64 (`ebnb.rng`)
@@ -95,11 +95,6 @@ class DQNConfig:
     solved_streak: int = 10  # early stopping after this many solved episodes in a row
     max_episodes: int = 500
     truncation_is_terminal: bool = False  # True: the old Gym behaviour (no bootstrap at time limits)
-    # True: every observation the agent sees (acting, replay, test episodes) divided by the env's
-    # finite observation bounds (`ebnb.envs.observation_bounds`: Acrobot's velocities by 4π and 9π),
-    # the dynamics unchanged (issue 31's variant 6, profile acrobot_scaled). Left out of the identity
-    # when False, its default: every unit stored before it existed keeps its key.
-    scaled_observations: bool = False
     # Who does the network arithmetic: "fused" (ebnb.kernel, CPU, the same bits on every CPU) or
     # "torch" (ebnb.qnet + ebnb.optim: the reference, and the CUDA path). Part of a result's
     # identity: the two round differently, so the store never mixes their results.
@@ -130,10 +125,6 @@ class DQNConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and self.arithmetic == "fused":
             raise ValueError("device: the fused kernel runs on the CPU only; on cuda use arithmetic 'torch'")
-        if not isinstance(self.scaled_observations, bool):
-            raise ValueError(f"scaled_observations must be True or False, got {self.scaled_observations!r}")
-        if self.scaled_observations:
-            observation_bounds(self.env_id)  # a ValueError naming the field where a bound is not finite
         if self.eps_decay_per not in ("episode", "step"):
             raise ValueError(f"eps_decay_per must be 'episode' or 'step', got {self.eps_decay_per!r}")
         for name in ("lr", "eps_decay", "gamma", "eps_start", "eps_floor"):

@@ -150,16 +150,12 @@ def restart(kind: int, state: np.ndarray, steps: np.ndarray, i: int, seed: int, 
 
 
 @numba.njit(**_JIT)
-def observe(kind: int, state: np.ndarray, i: int, out: np.ndarray, bounds: np.ndarray) -> None:
-    """Sub-env i's observation into `out` (float32), each component divided by `bounds`
-    (float32, `ebnb.envs.observation_bounds`) unless `bounds` is empty: a float32 division, as
-    the vector envs' `obs / obs_bounds`."""
+def observe(kind: int, state: np.ndarray, i: int, out: np.ndarray) -> None:
+    """Sub-env i's observation into `out` (float32)."""
     if kind == CARTPOLE_KIND:
         for j in range(4):
             out[j] = state[j, i]
-    else:
-        out[0], out[1] = np.cos(state[0, i]), np.sin(state[0, i])
-        out[2], out[3] = np.cos(state[1, i]), np.sin(state[1, i])
-        out[4], out[5] = state[2, i], state[3, i]
-    for j in range(bounds.shape[0]):
-        out[j] = out[j] / bounds[j]
+        return
+    out[0], out[1] = np.cos(state[0, i]), np.sin(state[0, i])
+    out[2], out[3] = np.cos(state[1, i]), np.sin(state[1, i])
+    out[4], out[5] = state[2, i], state[3, i]

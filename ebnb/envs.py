@@ -14,11 +14,6 @@ Every environment returned by `make` follows one contract, which the DQN engine 
 * `select(indices)` keeps only the given sub-envs, in that order; stepping then continues
   seamlessly for them.
 
-With `scaled=True` every observation the env returns (`reset`, `step`, `final_obs`) is
-divided, component by component, by the env's finite observation bound
-(`observation_bounds`: float32, an IEEE division, so the same bits everywhere); the
-dynamics are unchanged (`DQNConfig.scaled_observations`).
-
 CartPole-v0 and Acrobot-v1 are fully vectorized; any other discrete-action gymnasium id
 runs its sub-envs one by one.
 """
@@ -131,19 +126,13 @@ class _SameStepMixin:
         if np.any(self.episodes < 0):
             raise ValueError(f"start_episodes: must be >= 0, got {start_episodes!r}")
 
-    obs_bounds: np.ndarray | None = None  # float32 [obs_dim]: observations divided by it (`make(scaled=True)`)
-
-    def _scaled(self, obs: np.ndarray) -> np.ndarray:
-        """`obs` divided by `obs_bounds` component by component (as it is without them)."""
-        return obs if self.obs_bounds is None else obs / self.obs_bounds
-
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start every sub-env at its current episode index (seeds are fixed by `make`)."""
         if seed is not None:
             raise ValueError("seed: not accepted by reset(); pass the seeds to make()")
         if options is not None:
             raise ValueError("options: not supported; must be None")
-        return self._scaled(self._reset_envs(np.arange(self.num_envs))), {}
+        return self._reset_envs(np.arange(self.num_envs)), {}
 
     def step(self, actions):
         """One transition for every sub-env; finished sub-envs restart within this call."""
@@ -158,13 +147,12 @@ class _SameStepMixin:
                 f"actions: expected {self.num_envs} ints in [0, {self.single_action_space.n}), got {actions!r}"
             )
         obs, reward, terminated, truncated, info = self._transition(actions)
-        obs = self._scaled(obs)
         done = terminated | truncated
         info = {**info, "final_obs": np.array(obs, dtype=np.float32), "_final_obs": done}
         finished = np.flatnonzero(done)
         if finished.size:
             self.episodes[finished] += 1
-            obs[finished] = self._scaled(self._reset_envs(finished))
+            obs[finished] = self._reset_envs(finished)
         return obs, reward, terminated, truncated, info
 
     def select(self, indices: Sequence[int]) -> None:
@@ -189,8 +177,6 @@ class _SameStepMixin:
         each going on exactly where it is."""
         if type(other) is not type(self):
             raise ValueError(f"other: expected a {type(self).__name__}, got {type(other).__name__}")
-        if (self.obs_bounds is None) != (other.obs_bounds is None):
-            raise ValueError("other: one env scales its observations and the other does not")
         self.seeds = np.concatenate([self.seeds, other.seeds])
         self.episodes = np.concatenate([self.episodes, other.episodes])
         self._append(other)
@@ -344,47 +330,16 @@ class FallbackVectorEnv(_SameStepMixin, SyncVectorEnv):
 _VECTORIZED = {"CartPole-v0": CartPoleV0VectorEnv, "Acrobot-v1": AcrobotVectorEnv}
 
 
-def make(env_id: str, num_envs: int, seed, *, start_episodes=None, scaled: bool = False) -> VectorEnv:
+def make(env_id: str, num_envs: int, seed, *, start_episodes=None) -> VectorEnv:
     """A SAME_STEP vector env of `num_envs` sub-envs (see the module docstring); call reset() first.
 
     `seed` is an int (sub-env i gets seed + i) or one int per sub-env; `start_episodes`
-    (default all 0) is the episode index each sub-env starts at; `scaled`: observations
-    divided by `observation_bounds(env_id)` (a ValueError where a bound is not finite).
+    (default all 0) is the episode index each sub-env starts at.
     """
     env_id = resolve_env_id(env_id)
-    bounds = observation_bounds(env_id) if scaled else None
     if env_id in _VECTORIZED:
-        env = _VECTORIZED[env_id](num_envs, seed, start_episodes)
-    else:
-        env = FallbackVectorEnv(env_id, num_envs, seed, start_episodes)
-    env.obs_bounds = bounds
-    return env
-
-
-@functools.cache
-def _bounds(env_id: str) -> tuple[float, ...]:
-    if env_id in _VECTORIZED:
-        space = _VECTORIZED[env_id](1, 0).single_observation_space
-    else:
-        env = gymnasium.make(env_id)
-        space = env.observation_space
-        env.close()
-    bound = np.maximum(np.abs(space.low), np.abs(space.high)).astype(np.float32)
-    if not np.isfinite(bound).all() or not (bound > 0).all():
-        shown = ", ".join(f"{name} ±{b:g}" for name, b in zip(observation_names(env_id, bound.size), bound))
-        raise ValueError(
-            f"scaled_observations: {env_id}'s observation bounds are not all finite and positive ({shown}); "
-            "observations can be scaled only where every component is bounded"
-        )
-    return tuple(bound.tolist())
-
-
-def observation_bounds(env_id: str) -> np.ndarray:
-    """The bound of each observation component, max(|low|, |high|) of the env's observation
-    space, float32 (Acrobot-v1: 1, 1, 1, 1, 4π, 9π): dividing by it maps the space into
-    [-1, 1]. A ValueError naming `scaled_observations` where a bound is not finite (CartPole's
-    velocities are unbounded)."""
-    return np.array(_bounds(resolve_env_id(env_id)), dtype=np.float32)
+        return _VECTORIZED[env_id](num_envs, seed, start_episodes)
+    return FallbackVectorEnv(env_id, num_envs, seed, start_episodes)
 
 
 def reset_state(env_id: str, seed, episode) -> np.ndarray:

@@ -45,7 +45,6 @@ def _play(cfg: DQNConfig, params, seeds: np.ndarray, episodes: int) -> np.ndarra
         n * episodes,
         np.repeat(test_seeds(seeds), episodes).tolist(),
         start_episodes=np.tile(np.arange(episodes), n).tolist(),
-        scaled=cfg.scaled_observations,
     )
     obs = env.reset()[0]
     total = np.zeros(n * episodes)

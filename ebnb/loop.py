@@ -6,8 +6,7 @@ runs every live agent on its own for up to `budget` steps, each step what
 `Population._step` does for it, in the same order and arithmetic:
 
 - epsilon-greedy acting (the greedy action of the agent's network, `ebnb.kernel`);
-- the env step with same-step autoreset (`ebnb.dynamics.transition`, `restart`, `observe`; its
-  observations divided by the env's bounds with `scaled_observations`);
+- the env step with same-step autoreset (`ebnb.dynamics.transition`, `restart`, `observe`);
 - the replay write; epsilon's per-step decay; where due, the minibatch slots from the agent's
   own REPLAY stream and the update (`kernel._learn_agent`: TD target, backward, Adam, mask);
 - at an episode's end, without a callback: the target copy, epsilon's per-episode decay,
@@ -73,7 +72,7 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
         obs,
         _converged_episode,
     ) = agents
-    kind, state, env_steps, env_episodes, env_seeds, obs_bounds = env
+    kind, state, env_steps, env_episodes, env_seeds = env
     log_count, log_episode, _log_return, _log_length, _log_epsilon = log
     n_steps, n_updates, pending, retiring = out
     gamma, lr, beta1, beta2, eps, eps_decay, eps_floor, _solved_return = hyper
@@ -104,7 +103,7 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
             action = _greedy(params, k, obs[k], x)
         # step the env; store the transition (its true last observation, before any reset)
         reward, terminated, truncated = dynamics.transition(kind, state, env_steps, k, action)
-        dynamics.observe(kind, state, k, next_row, obs_bounds)
+        dynamics.observe(kind, state, k, next_row)
         done = terminated or truncated
         slot = t % capacity
         for d in range(obs.shape[1]):
@@ -116,7 +115,7 @@ def _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts):
         if done:  # same-step autoreset
             env_episodes[k] += 1
             dynamics.restart(kind, state, env_steps, k, env_seeds[k], env_episodes[k])
-            dynamics.observe(kind, state, k, next_row, obs_bounds)
+            dynamics.observe(kind, state, k, next_row)
         transitions[k] = t + 1
         episode_return[k] += reward
         episode_length[k] += 1
@@ -260,11 +259,6 @@ def advance(budget: int, threads: int, *groups) -> None:
         pass
 
 
-def _bounds(env) -> np.ndarray:
-    """What `dynamics.observe` divides observations by: the env's `obs_bounds`, or none."""
-    return np.empty(0, np.float32) if env.obs_bounds is None else np.ascontiguousarray(env.obs_bounds, np.float32)
-
-
 def advance_population(population, threads: int, budget: int, kind: int) -> None:
     """`advance` over a `Population`'s own arrays (its env of `kind`, each agent up to `budget`
     steps, on up to `threads` threads); then what Python must do: the counters, the log rows,
@@ -338,7 +332,7 @@ def advance_population(population, threads: int, budget: int, kind: int) -> None
         net,
         tuple(replay),
         agents,
-        (kind, env.state, env.steps, env.episodes, env.seeds, _bounds(env)),
+        (kind, env.state, env.steps, env.episodes, env.seeds),
         log,
         out,
         hyper,

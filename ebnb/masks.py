@@ -59,43 +59,31 @@ def _prune_first(order: Tensor, n: int, shapes: Sequence[Sequence[int]]) -> Mask
     return unflatten(keep, shapes)
 
 
-def global_magnitude_masks(weights: Sequence[Tensor], fraction: float, within: Sequence[Tensor] | None = None) -> Mask:
+def global_magnitude_masks(weights: Sequence[Tensor], fraction: float) -> Mask:
     """Global unstructured L1 pruning per agent: prune the fraction P of smallest |w|.
 
     All layers of an agent compete together. Among equal |w| the lower flat index is pruned
     first (stable sort), so the result is deterministic; each agent's mask depends only on
-    its own weights. `within` (a mask of the same shapes, e.g. the one the weights were
-    trained under): its pruned weights rank below every kept one, even a kept weight at
-    exactly 0, so they are pruned first and the new mask is a subset of it (iterative
-    magnitude pruning); it must prune at most round(P * N) weights per agent.
+    its own weights.
     """
     shapes = [w.shape for w in weights]
     n = n_pruned(fraction, sum(_layer_sizes(shapes)))
     magnitudes = flatten([w.detach() for w in weights]).abs()
-    if within is not None:
-        kept = flatten(within).to(torch.bool)
-        most = int((~kept).sum(dim=1).max())
-        if most > n:
-            raise ValueError(f"within: prunes {most} weights, more than the {n} that P={fraction} prunes")
-        magnitudes = torch.where(kept, magnitudes, torch.tensor(-1.0, dtype=magnitudes.dtype))
     return _prune_first(torch.argsort(magnitudes, dim=1, stable=True), n, shapes)
 
 
-# The pruning criteria a mask can be drawn by: name -> (per-agent weights, P, within) -> mask. The
+# The pruning criteria a mask can be drawn by: name -> (per-agent weights, P) -> mask. The
 # controls of a ticket (random masks, shuffled layers, ...) change a drawn mask: `ebnb.controls`.
 CRITERIA = {"l1": global_magnitude_masks}
 CRITERION = "l1"  # the protocol's: global unstructured magnitude pruning (docs/protocol.md)
 
 
-def prune(
-    weights: Sequence[Tensor], fraction: float, criterion: str = CRITERION, within: Sequence[Tensor] | None = None
-) -> Mask:
+def prune(weights: Sequence[Tensor], fraction: float, criterion: str = CRITERION) -> Mask:
     """The mask `criterion` (a name in `CRITERIA`) draws from per-agent `weights` [K, out, in]
-    at P = `fraction`, a subset of the mask `within` if given (None: of all weights); every
-    mask of the experiments is drawn here."""
+    at P = `fraction`; every mask of the experiments is drawn here."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion: unknown {criterion!r}; allowed: {', '.join(CRITERIA)}")
-    return CRITERIA[criterion](weights, fraction, within)
+    return CRITERIA[criterion](weights, fraction)
 
 
 def random_masks(shapes: Sequence[Sequence[int]], fraction: float, seeds: Sequence[int]) -> Mask:

@@ -58,7 +58,7 @@ def publish(root: Path, store: Path, out: Path, notebooks: Sequence[str], envs: 
     its units, else that of the newest `all` in the store that computed); the executed
     `notebooks` x `envs` and figures of <out>/full/ become notebooks/executed/ and figures/.
     Each side profile (`SIDE_PROFILES`) whose units are all in the store or published, or whose
-    notebooks are executed in <out>/<profile>/ for every env it is defined for (`Side.envs`), joins them: its units the tables
+    notebooks are executed in <out>/<profile>/ for every env, joins them: its units the tables
     of results/ (by config hash, each once), its grid the manifest, the records of runs at it
     that computed results/run_records/<profile>.json, its notebooks and figures the
     <profile>/ folders of notebooks/executed/ and figures/. If the results equal the published
@@ -121,7 +121,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
     owned = {(s.name, u) for steps in full.values() for s in steps for u in s.units}  # the full profile's units
     chosen, left = {}, {}  # the side profiles published, and those left out: {profile: {env: steps}}
     for profile, side in SIDE_PROFILES.items():
-        ran = _executed_side(out / profile, profile, side.notebooks, [env for env in envs if side.runs_on(env)])
+        ran = _executed_side(out / profile, profile, side.notebooks, envs)
         wanted = {env: side.steps(env, cache, current) for env in envs}
         if ran or all(w is not None and experiments.available(cache, w, current) for w in wanted.values()):
             chosen[profile] = wanted
@@ -189,16 +189,13 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
 
 
 def _grid_json(g) -> dict:
-    """A published grid as the manifest describes it: its whole config, less each field of
-    `LATER_FIELDS` while it is unset (`dqn` overriding nothing, `imp` off), so a manifest
-    reads the same as before the field existed."""
-    from ebnb.experiments.grids import LATER_FIELDS
+    """A published grid as the manifest describes it: its whole config, less `dqn` while it
+    overrides nothing (so a manifest reads the same as before the field existed)."""
     from ebnb.store import config_json
 
     described = json.loads(config_json(g))
-    for name in LATER_FIELDS:
-        if not getattr(g, name):
-            del described[name]
+    if not g.dqn:
+        del described["dqn"]
     return described
 
 

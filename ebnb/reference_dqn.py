@@ -28,8 +28,9 @@ def start_episode(env: gym.Env, env_id: str, seed: int, episode: int) -> np.ndar
     env.reset()
     state = reset_state(env_id, seed, episode)
     env.unwrapped.state = state
-    obs = env.unwrapped._get_ob() if env_id.startswith("Acrobot") else np.array(state, dtype=np.float32)
-    return env.observation(obs) if isinstance(env, gym.ObservationWrapper) else obs
+    if env_id.startswith("Acrobot"):
+        return env.unwrapped._get_ob()
+    return np.array(state, dtype=np.float32)
 
 
 def train(
@@ -51,10 +52,6 @@ def train(
     """
     env = gym.make(cfg.env_id)
     n_obs, n_actions = env.observation_space.shape[0], env.action_space.n
-    if cfg.scaled_observations:  # each observation component divided by its bound (the space's own)
-        space = env.observation_space
-        bounds = np.maximum(np.abs(space.low), np.abs(space.high)).astype(np.float32)
-        env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, np.float32) / bounds, space)
     torch.manual_seed(seed)
     sizes = [n_obs, *cfg.hidden, n_actions]
     layers = []

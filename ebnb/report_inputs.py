@@ -104,17 +104,9 @@ BEYOND_THESIS = {  # by the file name before _<env>.png, in report order
         "Finetuned tickets: the four criteria by non-inferiority, in three "
         "states (shown non-inferior / not shown either way / shown worse)",
     ),
-    "winning_imp": ExtraFigure(
-        "02_retrain",
-        "Winning tickets by iterative magnitude pruning against the one-shot ones (criterion 3's reference)",
-    ),
     "controls_retrain": ExtraFigure("05_controls", "Retrained tickets against their controls"),
     "controls_finetune": ExtraFigure("05_controls", "Finetuned tickets against their controls"),
     "input_survival": ExtraFigure("05_controls", "Which inputs the mask keeps"),
-    "input_cuts": ExtraFigure(
-        "01_mask_similarity",
-        "Which inputs the mask cuts, under another reading (e.g. scaled observations) and the main one",
-    ),
     "eb_exploit_sweep": ExtraFigure("06_eb_exploit_sweep", "EB Exploit swept: cost in env steps"),
     "eb_exploit_sweep_updates": ExtraFigure("06_eb_exploit_sweep", "EB Exploit swept: cost in gradient updates"),
 }

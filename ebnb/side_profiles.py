@@ -10,24 +10,11 @@ from typing import NamedTuple
 
 class Side(NamedTuple):
     """A profile published beside the full one: `steps(env, store, current)`, the protocol
-    steps whose units join results/ (None: not defined yet, e.g. without the full sweep; []
-    for an env outside `envs`), its `notebooks`, published where executed at it for every env
-    of `envs`, and `envs`, the canonical names of the envs it is defined for (empty: every env)."""
+    steps whose units join results/ (None: not defined yet, e.g. without the full sweep), and
+    its `notebooks`, published where executed at it for every env."""
 
     steps: Callable
     notebooks: tuple[str, ...]
-    envs: tuple[str, ...] = ()
-
-    def runs_on(self, env: str) -> bool:
-        """Whether the profile is defined for `env` (any spelling)."""
-        from ebnb.envs import canonical_env
-
-        return not self.envs or canonical_env(env) in self.envs
-
-
-def _side(steps: Callable, notebooks: tuple[str, ...] = (), envs: tuple[str, ...] = ()) -> Side:
-    """A `Side` whose steps are `steps`'s for the envs `envs` (empty: every env) and none for another."""
-    return Side(_only(envs, steps) if envs else steps, notebooks, envs)
 
 
 def _grid_steps(profile: str, names: tuple[str, ...], **settings) -> Callable:
@@ -42,25 +29,17 @@ def _grid_steps(profile: str, names: tuple[str, ...], **settings) -> Callable:
     return chosen
 
 
-def _hypotheses_steps(profile: str, rewind: bool = False) -> Callable:
-    """Notebook 06's hypotheses (`ebnb.experiments.sweep_hypotheses`) on the seeds of
-    `profile`'s grid (`ebnb.experiments.sweep_at_steps`), each ticket retrained from m * theta_0
-    with `rewind`; None without the full profile's sweep."""
+def _fresh_steps(env: str, store, current) -> list | None:
+    """Notebook 06's hypotheses on its fresh seeds (`ebnb.experiments.sweep_at_steps`)."""
+    from ebnb import experiments
 
-    def steps(env: str, store, current) -> list | None:
-        from ebnb import experiments
-
-        settings = experiments.sweep_hypotheses(env, store, current)
-        if settings is None:
-            return None
-        return experiments.sweep_at_steps(env, experiments.grid(profile), settings, rewind)
-
-    return steps
+    settings = experiments.sweep_hypotheses(env, store, current)
+    return None if settings is None else experiments.sweep_at_steps(env, experiments.grid("sweep_fresh"), settings)
 
 
 def _small_xi_steps(env: str, store, current) -> list:
     """EB Exploit at `ebnb.experiments.SMALL_XIS` read off the mask traces (the sweep of
-    `ebnb.experiments.exploit_grid`) with its dense runs (CartPole's: `_side`'s envs)."""
+    `ebnb.experiments.exploit_grid`) with its dense runs (CartPole's: `_cartpole_only`)."""
     from ebnb import experiments
     from ebnb.experiments.exploit_sweep import sweep_step
 
@@ -69,14 +48,13 @@ def _small_xi_steps(env: str, store, current) -> list:
     return [experiments.dense_step(env, g), sweep_step(env, g, sweep_grid)]
 
 
-def _only(names: tuple[str, ...], chosen: Callable) -> Callable:
-    """`chosen`'s steps for the envs `names` (canonical names: "cartpole", "acrobot"), none for
-    another env."""
+def _cartpole_only(chosen: Callable) -> Callable:
+    """`chosen`'s steps for CartPole, none for another env."""
 
     def steps(env: str, store, current) -> list:
         from ebnb.envs import canonical_env
 
-        return chosen(env, store, current) if canonical_env(env) in names else []
+        return chosen(env, store, current) if canonical_env(env) == "cartpole" else []
 
     return steps
 
@@ -100,23 +78,14 @@ SIDE_PROFILES = {
         ("05_controls",),
     ),
     "full15": Side(_grid_steps("full15", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")), ()),
-    "sweep_fresh": Side(_hypotheses_steps("sweep_fresh"), ()),
-    "small_xi": _side(_small_xi_steps, envs=("cartpole",)),
+    "sweep_fresh": Side(_fresh_steps, ()),
+    "small_xi": Side(_cartpole_only(_small_xi_steps), ()),
     "rewind": Side(_grid_steps("rewind", ("eb_exploit",), rewind=True), ()),
     "gym_terminal": Side(
         _grid_steps("gym_terminal", ("dense runs", "retrain", "winning tickets", "finetune", "eb_exploit")),
         ("01_mask_similarity", "02_retrain", "03_finetune", "04_eb_exploit"),
     ),
-    "powered": _side(
-        _grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune")), envs=("cartpole",)
+    "powered": Side(
+        _cartpole_only(_grid_steps("powered", ("dense runs", "retrain", "winning tickets", "finetune"))), ()
     ),
-    # Acrobot's observations scaled to [-1, 1] (issue 31's variant 6): notebooks 01-03 executed for Acrobot only
-    "acrobot_scaled": _side(
-        _grid_steps("acrobot_scaled", ("dense runs", "retrain", "winning tickets", "finetune")),
-        ("01_mask_similarity", "02_retrain", "03_finetune"),
-        envs=("acrobot",),
-    ),
-    "sweep_rewind": Side(_hypotheses_steps("sweep_rewind", rewind=True), ()),
-    # every round of the IMP winning tickets (their dense runs are the full profile's)
-    "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
 }

@@ -115,26 +115,6 @@ def settled(distance, drawn: list[int], xi: float, detector: str) -> bool:
     return len(drawn) >= size and all(distance(i, j) < xi for i, j in itertools.combinations(drawn[-size:], 2))
 
 
-def rows_at(results, settings):
-    """The rows of a sweep table (`ebnb.experiments.eb_exploit_sweep`) at the (P, xi, window,
-    detector, start) of `settings` only, in the table's order."""
-    keep = {(fraction, *setting) for fraction, *setting in settings}
-    chosen = [key in keep for key in zip(results["P"], *(results[name] for name in SETTING))]
-    return results[chosen].reset_index(drop=True)
-
-
-def as_eb_exploit(results):
-    """A sweep table's rows with `ebnb.experiments.eb_exploit`'s lengths beside them:
-    search_length (the prune episode, or the unpruned length where no ticket was drawn) and
-    finetune_length (the ticket's episodes, finetuned or retrained; 0 if none), which sum to
-    `episodes`."""
-    found = results["found"]
-    return results.assign(
-        search_length=results["prune_episode"].where(found, results["episodes"]),
-        finetune_length=(results["episodes"] - results["prune_episode"]).where(found, 0),
-    )
-
-
 # ---- the sweep's statistics: one hypothesis per distinct schedule, paired savings, Holm ----------
 
 FRESH_SEEDS = tuple(range(10, 30))  # profile sweep_fresh: seeds no setting was chosen on

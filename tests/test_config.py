@@ -34,7 +34,6 @@ THESIS = {
     "solved_streak": (10, 10),  # "10 consecutive episodes"
     "max_episodes": (500, 500),
     "truncation_is_terminal": (False, False),  # docs/protocol.md: time limits bootstrap
-    "scaled_observations": (False, False),  # the env's observations as they are (issue 31's variant 6 scales them)
     "arithmetic": ("fused", "fused"),  # not a hyperparameter: the fixed-order CPU kernel (ebnb.kernel)
     "device": ("cpu", "cpu"),  # where the agents train (cuda: torch arithmetic only)
 }

@@ -6,7 +6,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -510,8 +509,6 @@ def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are
     asked: dict[tuple[str, str], dict] = {}
     for env in ("cartpole", "acrobot"):
         for profile in profiles:
-            if profile in publish.SIDE_PROFILES and not publish.SIDE_PROFILES[profile].runs_on(env):
-                continue  # e.g. acrobot_scaled on CartPole: its grid has no config there
             steps = list(experiments.steps(env, experiments.PROFILES[profile]).values())
             if profile in publish.SIDE_PROFILES:
                 steps += publish.SIDE_PROFILES[profile].steps(env, Store(tmp_path / "empty"), held) or []
@@ -526,90 +523,3 @@ def test_every_published_unit_is_one_the_code_asks_for_and_the_full_profiles_are
     for env_id, counts in held.manifest["units"].items():
         for name, count in counts.items():
             assert len(held.parts(env_id, name, asked[(env_id, name)].values())) == count, (env_id, name)
-
-
-def imp_grid_at(fractions) -> experiments.Grid:
-    """IMP rounds at `fractions` on two seeds; learning from transition 32, so that every
-    round's network trains away from theta_0 and the rounds' masks differ from one-shot ones."""
-    return experiments.grid(
-        "quick",
-        seeds=(0, 1),
-        fractions=fractions,
-        prune_episodes=(2,),
-        episodes=8,
-        test_episodes=2,
-        dqn={"learning_starts": 32},
-        imp=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def imp_grid():
-    return imp_grid_at((0.5, 0.2, 0.8))  # rounds go by increasing P, whatever the grid's order
-
-
-def test_imp_rounds_follow_the_grids_fractions_nest_their_masks_and_retrain_from_masked_theta0(tmp_path, imp_grid):
-    """Issue 31's variant 7: round 1 is the one-shot winning ticket at the smallest P, bit for
-    bit; round k's mask prunes round(P_k * N) weights, all of round k - 1's among them, drawn
-    from round k - 1's final network; its start is a fresh agent (the dense run's seed) at
-    m * theta_0, trained with early stopping, as a winning ticket is."""
-    g, store = imp_grid, Store(tmp_path)
-    imp = experiments.imp_tickets("cartpole", g, store)
-    assert imp[["seed", "round", "P"]].values.tolist() == [
-        [s, k, p] for s in (0, 1) for k, p in ((1, 0.2), (2, 0.5), (3, 0.8))
-    ]
-    winning = experiments.winning_tickets("cartpole", g, store)
-    first = imp[imp["round"] == 1].drop(columns="round").reset_index(drop=True)
-    pd.testing.assert_frame_equal(first, winning[winning.P == 0.2].reset_index(drop=True))
-    one_shot = winning.set_index(["seed", "P"])["state_sha256"]
-    assert all(row.state_sha256 != one_shot[(row.seed, row.P)] for row in imp[imp["round"] > 1].itertuples())
-    cfg = experiments.run_config("cartpole", g)
-    units = experiments.steps("cartpole", g)["imp tickets"].units
-    finals = {u: experiments.states.state_from(store.load("imp_ticket", u)["final"], "final") for u in units}
-    for unit, row in zip(units, imp.itertuples()):
-        final = finals[unit]
-        kept = np.concatenate([m.ravel() for m in final.mask])
-        assert row.state_sha256 == experiments.state_sha256(final)
-        assert (~kept).sum() == round(unit.fraction * kept.size)
-        assert not np.concatenate([p.ravel() for p in final.params[::2]])[~kept].any()  # pruned weights are 0
-        if unit.previous is None:
-            continue
-        before = finals[unit.previous]
-        assert not (kept & ~np.concatenate([m.ravel() for m in before.mask])).any()  # nested
-        start = fresh_agent(cfg, unit.dense.seed).pruned(experiments.states.mask_of(before, unit.fraction))
-        trained = Population(cfg, [start], early_stop=True, max_episodes=g.episodes).run()
-        assert experiments.state_sha256(trained.final[0]) == row.state_sha256
-        assert trained.agents.loc[0, "episodes_run"] == row.length
-
-
-def test_imp_rounds_are_named_by_their_rounds_and_computed_one_round_after_another(tmp_path, imp_grid):
-    """A round's config names every P before it, so no two rounds share a key; only a grid with
-    `imp` has them (profile imp: the full grid, sharing every other unit with it); the rounds a
-    step reads are planned one at a time, earliest first, from what the store holds (published
-    rounds hold no final state: they are trained again); a store holding the first rounds
-    computes only the rest, and a complete one nothing."""
-    full = experiments.PROFILES["full"]
-    assert experiments.PROFILES["imp"] == experiments.grid("full", imp=True)
-    assert "imp=" not in repr(full) and experiments.run_name("imp", experiments.PROFILES["imp"]) == "imp"
-    for env in ("cartpole", "acrobot"):
-        steps, thesis = experiments.steps(env, experiments.PROFILES["imp"]), experiments.steps(env, full)
-        assert "imp tickets" not in thesis and set(steps) - set(thesis) == {"imp tickets"}
-        assert all(steps[name].units == step.units for name, step in thesis.items())
-        rounds = steps["imp tickets"].units
-        assert [u.fractions for u in rounds[:4]] == [(0.2,), (0.2, 0.4), (0.2, 0.4, 0.6), (0.2, 0.4, 0.6, 0.8)]
-        assert len({config_hash(u) for u in rounds}) == len(rounds) == 40
-    step = experiments.steps("cartpole", imp_grid)["imp tickets"]
-    store = Store(tmp_path)
-    first = next(experiments.input_stages(store, step))
-    assert first.name == "imp round 1" and [u.fractions for u in first.units] == [(0.2,), (0.2,)]
-    experiments.dense_runs("cartpole", imp_grid, store)  # recording every P: the two-round grid's serve it
-    experiments.imp_tickets("cartpole", imp_grid_at((0.2, 0.5)), store)
-    assert next(experiments.input_stages(store, step), None) is None  # rounds 1 and 2 stored: round 3 reads them
-    computed = store.computed
-    table = experiments.imp_tickets("cartpole", imp_grid, store)
-    assert store.computed == computed + 2 and len(table) == 6
-    experiments.imp_tickets("cartpole", imp_grid, store)
-    assert store.computed == computed + 2
-    assert set(experiments.published_view("imp tickets", store.load("imp_ticket", step.units[0]))) == {"result"}
-    with pytest.raises(ValueError, match="increasing"):
-        experiments.IMPTicket(step.units[0].dense, (0.5, 0.2))

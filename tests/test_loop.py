@@ -73,7 +73,6 @@ SETTINGS = [
         {"early_stop": True},
         id="acrobot-truncation-is-terminal-early-stop",
     ),
-    pytest.param(ACROBOT_SHORT.replace(scaled_observations=True), {}, id="acrobot-scaled-observations"),
 ]
 
 
@@ -183,18 +182,11 @@ def test_an_agent_whose_log_fills_ends_its_call(monkeypatch):
 def test_the_compiled_envs_step_as_the_vector_envs():
     """`dynamics.transition`, `restart` and `observe`, sub-env by sub-env, give the vector envs'
     rewards, flags, observations (final and first) and states bit for bit, from wide random
-    states (angles that wrap, velocities at their bounds, poles that fall); Acrobot's scaled
-    observations too (`scaled_observations`: divided by its bounds on both)."""
+    states (angles that wrap, velocities at their bounds, poles that fall)."""
     gen = np.random.default_rng(0)
-    for name, kind, scaled in (
-        ("cartpole", dynamics.CARTPOLE_KIND, False),
-        ("acrobot", dynamics.ACROBOT_KIND, False),
-        ("acrobot", dynamics.ACROBOT_KIND, True),
-    ):
+    for name, kind in (("cartpole", dynamics.CARTPOLE_KIND), ("acrobot", dynamics.ACROBOT_KIND)):
         n = 64
-        vec = envs.make(name, n, list(range(n)), scaled=scaled)
-        bounds = loop._bounds(vec)
-        assert bounds.size == (6 if scaled else 0)
+        vec = envs.make(name, n, list(range(n)))
         vec.reset()
         high = (
             np.array([2.0, 2.0, 0.2, 2.0])
@@ -213,13 +205,13 @@ def test_the_compiled_envs_step_as_the_vector_envs():
                     terminated[i],
                     truncated[i],
                 )
-                dynamics.observe(kind, state, i, row, bounds)
+                dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, info["final_obs"][i])
                 if terminated[i] or truncated[i]:
                     episodes[i] += 1
                     ends += 1
                     dynamics.restart(kind, state, steps, i, int(vec.seeds[i]), int(episodes[i]))
-                    dynamics.observe(kind, state, i, row, bounds)
+                    dynamics.observe(kind, state, i, row)
                 assert np.array_equal(row, obs[i])
             assert np.array_equal(state, vec.state) and np.array_equal(steps, vec.steps)
         assert ends >= n

@@ -244,36 +244,3 @@ def test_every_mask_is_drawn_by_the_criterion_the_registry_names():
     assert all(torch.equal(a, b) for a, b in zip(default, masks.global_magnitude_masks(weights, 0.5), strict=True))
     with pytest.raises(ValueError, match="criterion: unknown 'l2'; allowed: l1"):
         masks.prune(weights, 0.5, "l2")
-
-
-def test_a_mask_within_a_mask_keeps_no_pruned_weight_even_where_kept_weights_are_zero():
-    """Iterative magnitude pruning (`within`): the weights pruned before rank below every kept
-    one, a kept weight at exactly 0 included, so the new mask is a subset of the old at the
-    new P of all weights; without `within`, the tie at zero goes to the lower flat index and a
-    pruned weight would come back."""
-    weights = [torch.tensor([[[0.0, 0.0, 0.3, -0.1]]]), torch.tensor([[[0.0], [0.7]]])]  # flat: 0 0 .3 -.1 | 0 .7
-    before = [torch.tensor([[[True, False, True, True]]]), torch.tensor([[[False], [True]]])]
-    weights = [w * m for w, m in zip(weights, before)]  # pruned weights are 0, as after training under the mask
-    same = masks.global_magnitude_masks(weights, 0.34, within=before)  # 2 of 6: the two pruned before
-    assert masks.flatten(same).tolist() == masks.flatten(before).tolist()
-    naive = masks.global_magnitude_masks(weights, 0.34)  # ties at 0 by flat index: 0 and 1 pruned, 4 comes back
-    assert masks.flatten(naive).tolist() == [[False, False, True, True, True, True]]
-    after = masks.global_magnitude_masks(weights, 0.5, within=before)  # 3 of 6: the two pruned, then the kept 0
-    assert masks.flatten(after).tolist() == [[False, False, True, True, False, True]]
-    assert masks.flatten(masks.prune(weights, 0.5, within=before)).tolist() == masks.flatten(after).tolist()
-    with pytest.raises(ValueError, match="more than"):
-        masks.global_magnitude_masks(weights, 0.1, within=before)
-
-
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_masks_within_masks_nest_and_prune_exactly_round_p_n(arch):
-    weights = population(ARCHITECTURES[arch])
-    n, mask = n_weights(weights), None
-    for fraction in (0.2, 0.4, 0.6, 0.8, 0.9):
-        drawn = masks.global_magnitude_masks(
-            [w * m for w, m in zip(weights, mask)] if mask else weights, fraction, mask
-        )
-        assert (~masks.flatten(drawn)).sum(dim=1).tolist() == [round(fraction * n)] * K
-        if mask is not None:
-            assert not (masks.flatten(drawn) & ~masks.flatten(mask)).any()
-        mask = drawn

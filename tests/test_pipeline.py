@@ -93,23 +93,6 @@ def test_help_lists_every_command():
         assert "--recompute" in pipeline(command, "--help").stdout
 
 
-def test_every_parameter_of_every_notebook_is_one_pipeline_p_takes():
-    """papermill reads each source notebook's parameters cell whole (a line it cannot parse, e.g.
-    a comment holding '=', would drop that parameter, and `-p` would refuse it): every name
-    assigned there is one `-p` accepts (notebook 06's compute_fresh and compute_rewind too)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        import pipeline as pipeline_module
-    finally:
-        sys.path.remove(str(ROOT))
-    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
-        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
-        names = {line.split("=")[0].strip() for line in cell.source.splitlines() if re.match(r"[a-z_]+ *=", line)}
-        given = sorted(names - {"env", "profile", *pipeline_module.RUN_OPTIONS, *pipeline_module.FOLDER_OPTIONS})
-        assert set(pipeline_module.parse_overrides([f"{n}=None" for n in given], [path.stem])) == set(given), path.name
-    assert {"compute_fresh", "compute_rewind"} <= set(pipeline_module.HYPOTHESES_PROFILES)
-
-
 def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_path):
     """`pipeline.NOTEBOOK_STEPS` is read from each notebook's ``notebook.setup(..., steps=...)``;
     a notebook that declares none is an error naming it."""
@@ -120,14 +103,14 @@ def test_the_steps_each_notebook_reads_are_those_its_setup_call_declares(tmp_pat
 
     assert pipeline_module.NOTEBOOK_STEPS == {
         "01_mask_similarity": ("dense runs",),
-        "02_retrain": ("dense runs", "retrain", "winning tickets", "imp tickets"),
-        "03_finetune": ("dense runs", "retrain", "winning tickets", "imp tickets", "finetune"),
+        "02_retrain": ("dense runs", "retrain", "winning tickets"),
+        "03_finetune": ("dense runs", "retrain", "winning tickets", "finetune"),
         "04_eb_exploit": ("dense runs", "eb_exploit"),
         # what profile full_sparse publishes beside the full one: all that notebook 05 reads
         "05_controls": tuple(s.name for s in publish.SIDE_PROFILES["full_sparse"].steps("cartpole", None, None)),
         "06_eb_exploit_sweep": ("dense runs", "eb_exploit sweep"),
     }
-    assert list(experiments.steps("cartpole", experiments.grid("quick", imp=True))) == list(experiments.STEP_NAMES)
+    assert list(experiments.steps("cartpole", experiments.grid("quick"))) == list(experiments.STEP_NAMES)
     cell = 'x = notebook.setup(env, profile, steps=("dense runs", "finetune"))'
     declaring, silent = (tmp_path / "declaring.ipynb", tmp_path / "silent.ipynb")
     for path, source in ((declaring, cell), (silent, cell.replace(', steps=("dense runs", "finetune")', ""))):

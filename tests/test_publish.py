@@ -7,7 +7,6 @@ nothing new computed keeps results/ as it is. Everything happens in temporary pr
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -428,7 +427,7 @@ def _record(profile: str, start: str) -> dict:
 def tiny(tmp_path, monkeypatch, one_thread):
     """A project whose `full` profile is a tiny grid (cartpole only), published from a store
         that computed it; `full15` adds seed 2, `sweep_fresh` is seeds 2-3 at one fixed hypothesis
-    (seed 2's dense run shared with full15), `sweep_rewind` seeds 0-3 at it with rewind.
+    (seed 2's dense run shared with full15).
         Returns (root, run a publish from a store, the tiny side grids)."""
     from ebnb import experiments, sweep
     from ebnb.store import Store
@@ -437,7 +436,6 @@ def tiny(tmp_path, monkeypatch, one_thread):
         "full": experiments.grid("quick", **TINY),
         "full15": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2)}),
         "sweep_fresh": experiments.grid("quick", **{**TINY, "seeds": (2, 3)}),
-        "sweep_rewind": experiments.grid("quick", **{**TINY, "seeds": (0, 1, 2, 3)}),
     }
     for profile, g in {**grids, "full_sparse": grids["full"]}.items():
         monkeypatch.setitem(experiments.PROFILES, profile, g)
@@ -546,41 +544,6 @@ def test_a_side_profile_joins_results_from_a_store_of_its_new_units_only(tiny, t
         is not None
     )
     assert publish.verify(root) == [] and [p for p in root.iterdir() if p.name.startswith(".")] == []
-
-
-def test_sweep_rewind_computed_before_notebook_06_joins_results_and_reads_back(tiny, tmp_path):
-    """sweep_rewind (notebook 06's hypotheses with rewind=True), which `run 06_eb_exploit_sweep
-    -p compute_rewind=True` computes before the notebook starts (a run record at profile
-    sweep_rewind, not sweep_fresh), joins results/ from a store of its units: its sweep units
-    (rewind=True: keys of their own) and its dense runs; an empty store then reads it from there."""
-    from ebnb import experiments
-    from ebnb.store import Store
-
-    root, run, grids = tiny
-    before, current = _units(root), experiments.published_results(root / "results")
-    side = Store(tmp_path / "rewind-store")
-    pipeline = _pipeline()
-    options = {"command": "run", "target": "06_eb_exploit_sweep", "scheduler": "inline", "force": False}
-    assert (
-        pipeline.plan_fresh("cartpole", {"compute_fresh": True}, side.root, current, options, "compute_rewind") is None
-    )
-    plan = pipeline.plan_fresh("cartpole", {"compute_rewind": True}, side.root, current, options, "compute_rewind")
-    pipeline.compute_store(plan, False)
-    assert [json.loads(p.read_text())["profile"] for p in (side.root / "runs").glob("*.json")] == ["sweep_rewind"]
-    at = functools.partial(experiments.eb_exploit_sweep_at, "cartpole", grids["sweep_rewind"])
-    rewound = at(side, current, [HYPOTHESIS], compute=False, rewind=True)
-    assert rewound is not None and rewound.found.any() and sorted(rewound.seed) == [0, 1, 2, 3]
-    run(side.root)
-    assert _units(root) == {**before, "dense runs": 4, "eb_exploit sweep": before["eb_exploit sweep"] + 4}
-    manifest = json.loads((root / "results" / "manifest.json").read_text())
-    assert "sweep_rewind" in manifest["run_records"] and "sweep_rewind" in manifest["grid"]
-    again = at(Store(tmp_path / "empty"), experiments.published_results(root / "results"), [HYPOTHESIS], compute=False)
-    assert again is None, "the finetune's hypotheses at these seeds are other units"
-    again = at(
-        Store(tmp_path / "empty"), experiments.published_results(root / "results"), [HYPOTHESIS], False, rewind=True
-    )
-    pd.testing.assert_frame_equal(again, rewound)
-    assert publish.verify(root) == [] and not (tmp_path / "empty").exists()
 
 
 def test_a_side_profile_without_its_run_record_or_half_computed_is_refused(tiny, tmp_path):

@@ -1,7 +1,6 @@
 """The README's verdicts quote the notebooks: every number in its "Does the thesis hold?"
 section and its figure table is printed by a findings cell of a published executed notebook
-(its verdicts at 15 and 100 seeds, at xi below 0.02, with rewind, on fresh seeds, under time limits as terminal,
-under scaled observations and against IMP winning tickets included; as printed, or
+(its verdicts at 15 and 100 seeds, at xi below 0.02, with rewind and on fresh seeds included; as printed, or
 rounded to the digits the README gives), apart from the protocol's own constants (P, seeds,
 cells, caps, confidence levels, figure numbers)."""
 
@@ -50,9 +49,6 @@ FINDINGS = (
     "## Verdicts at ξ below",
     "## Verdicts with rewind",
     "## Confirmation on fresh seeds",
-    "## Under time limits as terminal",
-    "## Under scaled observations",
-    "## Criterion 3 against winning tickets",
 )
 NUMBER = re.compile(r"(?<![\w.\d])[+\-−]?\d+(?:\.\d+)?|(?<=\d)[-–](\d+(?:\.\d+)?)")
 
@@ -67,9 +63,7 @@ def _numbers(text: str) -> list[str]:
 
 def _findings_text() -> str:
     """What the code cells after a '## Findings' heading, or another of `FINDINGS` (notebooks
-    02-04's at 15 seeds, 02-03's at 100 and against IMP winning tickets, 04's at xi below 0.02 and with rewind, 06's on
-    fresh seeds and with rewind, 01-04's under time limits as terminal, 01-03's under scaled observations), print (not
-    the tables they
+    02-04's at 15 seeds, 02-03's at 100, 04's at xi below 0.02 and with rewind, 06's on fresh seeds), print (not the tables they
     display), up to the next heading."""
     text = []
     for path in sorted(EXECUTED.glob("*.ipynb")):

@@ -87,25 +87,3 @@ def test_side_by_side_refuses_tables_of_other_cells():
 def test_shorter_is_the_holm_adjusted_verdict():
     table = replication.shorter(pd.DataFrame({"P": [0.2, 0.8], "p_holm": [0.049, 0.05]}))
     assert table.finetune.tolist() == ["shorter", "not shown shorter"]
-
-
-def test_baseline_lines_give_each_reading_and_the_paired_change_with_its_interval():
-    before = pd.DataFrame(
-        {
-            "seed": [0, 1, 2],
-            "converged": [True, True, False],
-            "converged_episode": [100, 120, 500],
-            "test_return": [200.0, 190.0, 150.0],
-        }
-    )
-    after = before.iloc[::-1].assign(
-        converged=True, converged_episode=[300, 130, 110], test_return=[180.0, 200.0, 200.0]
-    )
-    # after - before by seed: lengths +10, +10, -200 (mean -60); returns 0, +10, +30 (mean +13.3)
-    lines = replication.baseline_lines(before, after, ("main", "gym"))
-    assert lines[0] == "main: 2 of 3 runs converged; training length 240.0 episodes, test return 180.0"
-    assert lines[1] == "gym: 3 of 3 runs converged; training length 180.0 episodes, test return 193.3"
-    assert lines[2].startswith("training length, gym - main: -60.0 (95% paired CI -")
-    assert lines[3].startswith("test return, gym - main: +13.3 (95% paired CI -")
-    with pytest.raises(ValueError, match="other seeds"):
-        replication.baseline_lines(before, after.iloc[:2], ("main", "gym"))

@@ -18,8 +18,7 @@ recovery of interrupted work (issue 9.1-9.3), the protocol's start states, simil
 configs, random streams and messages (9.4-9.7), the fused kernel (issue 10), and continuous
 batching, run records and the compiled Acrobot dynamics (issue 11), the controls and input
 survival, the EB Exploit sweep (issue 13), the verdicts by non-inferiority and the
-chance-corrected mask similarity (issue 28), what names a result (issue 30.3), the IMP winning
-tickets (issue 31's variant 7).
+chance-corrected mask similarity (issue 28), what names a result (issue 30.3).
 """
 
 from __future__ import annotations
@@ -616,32 +615,6 @@ MUTANTS = [
         tests=[
             "tests/test_published.py::test_a_set_recording_more_P_serves_a_grid_asking_for_fewer_as_if_computed_for_it"
         ],
-    ),
-    # issue 31's variant 7: winning tickets by iterative magnitude pruning
-    dict(
-        name="imp-mask-not-within-the-last",
-        file="ebnb/masks.py",
-        original="    if within is not None:\n",
-        replacement="    if False:\n",
-        tests=[
-            "tests/test_masks.py::test_a_mask_within_a_mask_keeps_no_pruned_weight_even_where_kept_weights_are_zero"
-        ],
-    ),
-    dict(
-        name="imp-round-drawn-from-the-dense-run",
-        file="ebnb/experiments/tickets.py",
-        original="        if isinstance(unit, IMPTicket) and unit.previous is not None:",
-        replacement="        if False:",
-        tests=[
-            EXPERIMENTS + "test_imp_rounds_follow_the_grids_fractions_nest_their_masks_and_retrain_from_masked_theta0"
-        ],
-    ),
-    dict(
-        name="imp-rounds-not-planned-in-turn",
-        file="ebnb/experiments/tickets.py",
-        original="    for number in sorted(earlier):",
-        replacement="    for number in sorted(earlier, reverse=True):",
-        tests=[EXPERIMENTS + "test_imp_rounds_are_named_by_their_rounds_and_computed_one_round_after_another"],
     ),
 ]
 

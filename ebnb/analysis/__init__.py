@@ -10,8 +10,7 @@ seed. `criteria_table` gives per cell the estimates, bounds, p-values and verdic
 
 Modules: `criteria` (the EB criteria, their power, finetune vs retrain), `exploit` (EB Exploit
 and its sweep), `controls` (the ticket against its controls), `mask_agreement` (similarity and
-kappa of masks), `winning` (IMP winning tickets against one-shot ones); their public names are
-re-exported here.
+kappa of masks); their public names are re-exported here.
 """
 
 from ebnb.analysis.controls import control_findings, iqm_table, ticket_vs_controls
@@ -38,13 +37,7 @@ from ebnb.analysis.criteria import (
     verdict_counts,
     verdict_lines,
 )
-from ebnb.analysis.exploit import (
-    eb_exploit_by_xi,
-    eb_exploit_hypotheses,
-    eb_exploit_power,
-    eb_exploit_summary,
-    eb_exploit_sweep_summary,
-)
+from ebnb.analysis.exploit import eb_exploit_by_xi, eb_exploit_power, eb_exploit_summary, eb_exploit_sweep_summary
 from ebnb.analysis.mask_agreement import (
     KAPPA_SETTLED,
     kappa_matrices,
@@ -52,15 +45,12 @@ from ebnb.analysis.mask_agreement import (
     mask_similarity_summary,
     settle_episode,
 )
-from ebnb.analysis.winning import IMP_HIGHER, IMP_LOWER, imp_lines, imp_vs_one_shot
 
 __all__ = [
     "ALPHA",
     "CELL_COLUMNS",
     "COMPARISONS",
     "FAILS_4",
-    "IMP_HIGHER",
-    "IMP_LOWER",
     "KAPPA_SETTLED",
     "NEITHER",
     "NI_LENGTH_MARGIN",
@@ -75,13 +65,10 @@ __all__ = [
     "earlier_per_seed",
     "early_bird_verdicts",
     "eb_exploit_by_xi",
-    "eb_exploit_hypotheses",
     "eb_exploit_power",
     "eb_exploit_summary",
     "eb_exploit_sweep_summary",
     "finetune_vs_retrain",
-    "imp_lines",
-    "imp_vs_one_shot",
     "iqm_table",
     "kappa_matrices",
     "mask_kappa_summary",

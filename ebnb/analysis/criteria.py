@@ -208,13 +208,13 @@ COMPARISONS = (
 )
 
 
-def power_lines(criteria: pd.DataFrame, comparisons=COMPARISONS) -> list[str]:
-    """Per comparison of `criteria_table` (those of `comparisons`): the seeds per group, the NI
-    margin and the smallest difference detectable at 80% power (medians over cells), in units
-    and relative to the reference mean. An NI test shows a truly equal ticket non-inferior with
-    80% power only where the margin is at least that difference."""
+def power_lines(criteria: pd.DataFrame) -> list[str]:
+    """Per comparison of `criteria_table`: the seeds per group, the NI margin and the smallest
+    difference detectable at 80% power (medians over cells), in units and relative to the
+    reference mean. An NI test shows a truly equal ticket non-inferior with 80% power only
+    where the margin is at least that difference."""
     lines = []
-    for name in comparisons:
+    for name in COMPARISONS:
         n, n_reference, margin, relative_margin, mde = (
             criteria[f"{name}_{c}"].median() for c in ("n", "n_reference", "margin", "margin_relative", "mde")
         )

@@ -14,7 +14,7 @@ population -> store. The modules, lowest first (each imports only those above it
 - `dense_training`: training the shared dense runs;
 - `step`: `Step`, and where a unit's result comes from (store, published, computed);
 - `dense`: the dense runs' step and tables, experiment 1 (notebook 01);
-- `tickets`: retrain, finetune, winning tickets (one-shot and by IMP), controls (notebooks 02, 03, 05);
+- `tickets`: retrain, finetune, winning tickets, controls (notebooks 02, 03, 05);
 - `exploit`: EB Exploit, online (notebook 04);
 - `exploit_sweep`: EB Exploit swept over detector settings (notebook 06);
 - `plan`: every step of one env and grid, in order.
@@ -78,7 +78,6 @@ from ebnb.experiments.tickets import (
     POPULATION,
     controlled_tickets,
     finetune,
-    imp_tickets,
     retrain,
     ticket_start,
     winning_tickets,
@@ -89,14 +88,12 @@ from ebnb.experiments.units import (
     DenseRun,
     EBExploitRun,
     EBSweepRun,
-    IMPTicket,
     MaskTrace,
     SweepTicket,
     TicketRun,
     dense_units,
     env_id,
     expected_steps,
-    imp_units,
     longest_first,
     run_config,
 )
@@ -115,7 +112,6 @@ __all__ = [
     "EBExploitRun",
     "EBSweepRun",
     "Grid",
-    "IMPTicket",
     "MaskTrace",
     "Step",
     "SweepTicket",
@@ -146,8 +142,6 @@ __all__ = [
     "finetune",
     "grid",
     "held",
-    "imp_tickets",
-    "imp_units",
     "input_stages",
     "input_survival",
     "layer_kept",

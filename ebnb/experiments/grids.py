@@ -30,17 +30,13 @@ class Grid:
     # overrides of the thesis' DQN config (`ebnb.config.dqn_config`), as sorted (field, value)
     # pairs, e.g. (("arithmetic", "torch"), ("device", "cuda")): they change every unit's config
     dqn: tuple[tuple[str, object], ...] = ()
-    # winning tickets by iterative magnitude pruning too, one round per P of fractions (profile imp; issue 31's variant 7)
-    imp: bool = False
 
-    def __repr__(self) -> str:  # a field of LATER_FIELDS only when set: a grid prints as it did before it existed
-        shown = [f for f in fields(self) if f.name not in LATER_FIELDS or getattr(self, f.name)]
+    def __repr__(self) -> str:  # `dqn` only when it overrides something: a grid prints as it did before it existed
+        shown = [f for f in fields(self) if f.name != "dqn" or self.dqn]
         return f"Grid({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def __post_init__(self):
         check_dqn_overrides(self.dqn)
-        if not isinstance(self.imp, bool):
-            raise ValueError(f"imp: must be True (IMP winning tickets too) or False, got {self.imp!r}")
         for name in ("seeds", "fractions", "prune_episodes", "control_episodes", "sparse_fractions", "controls"):
             values = getattr(self, name)
             if not isinstance(values, tuple):
@@ -74,9 +70,6 @@ class Grid:
         for control in self.controls:
             if control not in controls.CONTROLS:
                 raise ValueError(f"controls: unknown {control!r}; allowed: {', '.join(controls.CONTROLS)}")
-
-
-LATER_FIELDS = ("dqn", "imp")  # Grid fields added after results were published: shown and published only when set
 
 
 def check_dqn_overrides(pairs) -> None:
@@ -138,16 +131,6 @@ PROFILES = {
     "powered": Grid(
         seeds=tuple(range(100)), fractions=(0.2, 0.8), prune_episodes=(20, 100), control_episodes=(20, 100)
     ),
-    # the full grid with Acrobot's observations divided by their bounds (velocities by 4*pi and 9*pi: every input
-    # in [-1, 1]), the dynamics unchanged (issue 31's variant 6): notebooks 01-03; Acrobot only (CartPole's
-    # velocities are unbounded: refused)
-    "acrobot_scaled": Grid(dqn=(("scaled_observations", True),)),
-    # notebook 06's hypotheses with rewind=True (each ticket retrained from m * theta_0): on the seeds they were chosen
-    # on (0-9, the full profile's) and on the fresh ones (`sweep.FRESH_SEEDS`, sweep_fresh's); its dense runs are theirs
-    "sweep_rewind": Grid(seeds=tuple(range(10)) + sweep.FRESH_SEEDS),
-    # the full grid with winning tickets by iterative magnitude pruning beside the one-shot ones (issue 31's
-    # variant 7; notebooks 02 and 03's "Criterion 3 against IMP winning tickets")
-    "imp": Grid(imp=True),
 }
 
 
@@ -163,11 +146,6 @@ def check_eb_exploit(xi, window, rewind) -> None:
     """EB Exploit's parameters: 0 < xi < 1, window >= 1, rewind True/False; else ValueError."""
     check_fraction("xi", xi)
     check_positive_int("window", window)
-    check_rewind(rewind)
-
-
-def check_rewind(rewind) -> None:
-    """EB Exploit's (and its sweep's) `rewind`: True or False; else ValueError."""
     if not isinstance(rewind, bool):
         raise ValueError(f"rewind: must be True (retrain from theta_0) or False (finetune), got {rewind!r}")
 

@@ -20,7 +20,6 @@ STEP_NAMES = (
     "dense runs",
     "retrain",
     "winning tickets",
-    "imp tickets",
     "finetune",
     "eb_exploit",
     "sparse retrain",
@@ -50,7 +49,7 @@ def steps(
         step.name: step
         for step in (
             dense_step(env, g),
-            *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "imp tickets", "finetune")),
+            *(ticket_step(env, g, name, tickets) for name in ("retrain", "winning tickets", "finetune")),
             eb_exploit_step(env, g, xi, window, rewind),
             *(
                 ticket_step(env, g, name, tickets)

@@ -42,11 +42,8 @@ def weights_of(state: AgentState) -> list[torch.Tensor]:
 
 
 def mask_of(state: AgentState, fraction: float) -> list[np.ndarray]:
-    """The mask (`ebnb.masks.prune`) of an agent's current weights at P = fraction, within
-    the agent's own mask if it has one (a weight pruned before is never kept again: iterative
-    magnitude pruning); a dense agent's is drawn over all its weights."""
-    within = None if state.mask is None else [torch.from_numpy(np.asarray(m, dtype=bool))[None] for m in state.mask]
-    return [m[0].numpy() for m in masks.prune(weights_of(state), fraction, within=within)]
+    """The mask (`ebnb.masks.prune`) of an agent's current weights at P = fraction."""
+    return [m[0].numpy() for m in masks.prune(weights_of(state), fraction)]
 
 
 def draw_masks(drawn: dict[int, dict[float, list]], fractions, agent_ids, weights) -> None:

@@ -87,11 +87,8 @@ def _store_missing(store: Store, kind: str, compute: Callable, units, progress: 
 def published_view(step: str, result: dict, parts: tuple[str, ...] | None = None) -> dict:
     """What the notebooks read of a stored unit, and so what `ebnb.published` holds of it: a
     dense run's training log, baseline, mask disagreement counts and input survival (not its
-    snapshots and masks, which only ticket training reads); an IMP ticket's result table (not
-    its final state, which only the next round reads); any other unit's result as it is.
+    snapshots and masks, which only ticket training reads); any other unit's result as it is.
     `parts`: only these (None: all)."""
-    if step.startswith("imp "):
-        return {"result": result["result"]}
     if step != "dense runs":
         return result
     return {name: _DENSE_VIEW[name](result) for name in parts or _DENSE_VIEW}

@@ -15,19 +15,9 @@ from ebnb.checkpoint import Checkpoint
 from ebnb.config import DQNConfig
 from ebnb.evaluate import greedy_returns
 from ebnb.experiments.grids import Grid, check_grid
-from ebnb.experiments.states import mask_of, state_arrays, state_from, state_sha256
+from ebnb.experiments.states import mask_of, state_from, state_sha256
 from ebnb.experiments.step import Step, step_results
-from ebnb.experiments.units import (
-    CONVERGED,
-    ControlRun,
-    DenseRun,
-    IMPTicket,
-    SweepTicket,
-    TicketRun,
-    control_units,
-    imp_units,
-    ticket_units,
-)
+from ebnb.experiments.units import CONVERGED, ControlRun, DenseRun, SweepTicket, TicketRun, control_units, ticket_units
 from ebnb.population import Population
 from ebnb.published import Published
 from ebnb.store import Store
@@ -35,11 +25,10 @@ from ebnb.store import Store
 POPULATION = 64  # most tickets training at once in one shard: throughput against a straggler's latency
 
 
-def ticket_start(unit: TicketRun | ControlRun | SweepTicket | IMPTicket, dense_state: AgentState) -> AgentState:
+def ticket_start(unit: TicketRun | ControlRun | SweepTicket, dense_state: AgentState) -> AgentState:
     """The agent a ticket starts from (docs/protocol.md), given `dense_state`, its dense run's
-    state at the end of the prune episode (an IMP ticket after round 1: the round before's
-    final state): the mask m is drawn from that state's weights (`ebnb.experiments.states.mask_of`:
-    within its mask, if it has one); retrain starts from m * theta_0 with a fresh agent state (the dense
+    state at the end of the prune episode: the mask m is drawn from that state's weights
+    (`ebnb.masks.prune`); retrain starts from m * theta_0 with a fresh agent state (the dense
     run's seed: epsilon 1, empty replay, no Adam state), finetune from m * theta_e with the
     dense run's epsilon, replay buffer, Adam state and counters. A control changes the mask
     or the start weights as `ebnb.controls.control_start` says."""
@@ -69,9 +58,7 @@ def compute_tickets(
     def dense_state(dense: DenseRun, episode: int) -> AgentState:
         return dense_state_at(cfg, dense_run(dense)["snapshots"], episode)
 
-    def start_state(unit: TicketRun | ControlRun | SweepTicket | IMPTicket) -> AgentState:
-        if isinstance(unit, IMPTicket) and unit.previous is not None:  # stored before: `_imp_inputs`
-            return ticket_start(unit, state_from(store.load("imp_ticket", unit.previous)["final"], "final"))
+    def start_state(unit: TicketRun | ControlRun | SweepTicket) -> AgentState:
         return ticket_start(unit, dense_state(unit.dense, unit.prune_episode))
 
     def save_and_refill(p: Population) -> None:
@@ -90,23 +77,24 @@ def compute_tickets(
                 if prune_episode == CONVERGED:
                     prune_episode = int(dense_run(unit.dense)["baseline"]["converged_episode"].iloc[0])
                 continued = isinstance(unit, TicketRun) and unit.mode == "finetune"
-                searched = isinstance(unit, SweepTicket) and unit.mode == "retrain"  # its search ran before it
-                before = dense_state(unit.dense, unit.prune_episode) if continued or searched else None
-                result = pd.DataFrame(
+                before = dense_state(unit.dense, unit.prune_episode) if continued else None
+                save(
+                    unit,
                     {
-                        "seed": [unit.dense.seed],
-                        "P": [unit.fraction],
-                        "prune_episode": [prune_episode],
-                        **_extra_columns(unit, final, before),
-                        "length": [episodes_run],
-                        "converged": [reason == "early_stop"],
-                        "test_return": [float(test.mean())],
-                        "state_sha256": [state_sha256(final)],
-                    }
+                        "result": pd.DataFrame(
+                            {
+                                "seed": [unit.dense.seed],
+                                "P": [unit.fraction],
+                                "prune_episode": [prune_episode],
+                                **_extra_columns(unit, final, before),
+                                "length": [episodes_run],
+                                "converged": [reason == "early_stop"],
+                                "test_return": [float(test.mean())],
+                                "state_sha256": [state_sha256(final)],
+                            }
+                        )
+                    },
                 )
-                # an IMP round keeps its final state: the next round's mask is drawn from it
-                final_state = {"final": state_arrays("final", final)} if isinstance(unit, IMPTicket) else {}
-                save(unit, {"result": result, **final_state})
                 p.release(agent)
             job["saved"] += len(stopped)
         waiting = units[job["admitted"] : job["admitted"] + population - p.live]
@@ -129,19 +117,14 @@ def compute_tickets(
 
 def _extra_columns(unit, final: AgentState, before: AgentState | None) -> dict[str, list]:
     """What a unit's result adds to a ticket's columns: a control its name; a sweep ticket
-    the whole EB Exploit run's env steps and gradient updates, the dense run's before pruning
-    included (a finetuned one's final agent counts them; a retrained one's starts at 0, so
-    `before`, the dense run's state where its search stopped, adds them); a ticket the env
-    steps and updates it made after pruning (`before`: the state it continued from, None if it
-    started fresh), an IMP ticket its round before them."""
+    its final agent's lifetime env steps and gradient updates (the dense run's before pruning
+    included); a ticket the env steps and updates it made after pruning (`before`: the state
+    it continued from, None if it started fresh)."""
     if isinstance(unit, ControlRun):
         return {"control": [unit.control]}
     if isinstance(unit, SweepTicket):
-        searched = (before.transitions, before.updates) if before is not None else (0, 0)
-        return {"env_steps": [final.transitions + searched[0]], "updates": [final.updates + searched[1]]}
-    rounds = {"round": [len(unit.fractions)]} if isinstance(unit, IMPTicket) else {}
+        return {"env_steps": [final.transitions], "updates": [final.updates]}
     return {
-        **rounds,
         "post_prune_env_steps": [final.transitions - (before.transitions if before else 0)],
         "post_prune_updates": [final.updates - (before.updates if before else 0)],
     }
@@ -177,35 +160,14 @@ _TICKET_STEPS = {
     ),
     "retrain controls": ("control", lambda env, g: control_units(env, g, "retrain")),
     "finetune controls": ("control", lambda env, g: control_units(env, g, "finetune")),
-    # beyond the thesis (issue 31's variant 7): winning tickets by iterative magnitude pruning, every round
-    "imp tickets": ("imp_ticket", imp_units),
 }
 
 
 def ticket_step(env: str, g: Grid, name: str, compute: Callable = compute_tickets) -> Step:
     """The ticket step `name` (a key of `_TICKET_STEPS`) of `g`, its units computed by
-    `compute` (`compute_tickets`, perhaps with another `population`); the IMP tickets' rounds
-    before the last that the store lacks are its inputs, one round at a time (`_imp_inputs`)."""
+    `compute` (`compute_tickets`, perhaps with another `population`)."""
     kind, units = _TICKET_STEPS[name]
-    inputs = functools.partial(_imp_inputs, compute=compute) if kind == "imp_ticket" else None
-    return Step(name, kind, tuple(units(env, check_grid(g))), compute, ("dense runs",), inputs)
-
-
-def _imp_inputs(store: Store, units: tuple[IMPTicket, ...], compute: Callable) -> Step | None:
-    """The earliest IMP round that `units` read (each round reads the round before's final
-    state from the store; a published round holds none) of which the store lacks a unit: all
-    of that round's units that `units` read, stored or not, so that a rerun cuts the same
-    shards; None once the store holds every round before theirs. The seeds (and envs) of a
-    round train together; the rounds one after another."""
-    earlier: dict[int, dict] = {}
-    for unit in units:
-        while (unit := unit.previous) is not None:
-            earlier.setdefault(len(unit.fractions), {})[unit] = None
-    for number in sorted(earlier):
-        wanted = tuple(earlier[number])
-        if not all(store.exists("imp_ticket", u) for u in wanted):
-            return Step(f"imp round {number}", "imp_ticket", wanted, compute, ("dense runs",))
-    return None
+    return Step(name, kind, tuple(units(env, check_grid(g))), compute, ("dense runs",))
 
 
 def _tickets(env: str, g: Grid, store: Store, step: str, published: Published | None, progress: bool) -> pd.DataFrame:
@@ -238,15 +200,6 @@ def finetune(
     """Experiment 3: the dense run goes on from m * theta_e keeping epsilon, replay buffer and
     Adam state; length counts from pruning (columns as `retrain`)."""
     return _tickets(env, g, store, "finetune", published, progress)
-
-
-def imp_tickets(
-    env: str, g: Grid, store: Store, published: Published | None = None, progress: bool = False
-) -> pd.DataFrame:
-    """Winning tickets by iterative magnitude pruning (`IMPTicket`; a grid with `imp`), every
-    round: columns as `winning_tickets` plus round (1, 2, ...; P is the round's); round 1 is
-    the one-shot winning ticket at the smallest P, computed again (its final state is kept)."""
-    return _tickets(env, g, store, "imp tickets", published, progress)
 
 
 def controlled_tickets(

@@ -17,7 +17,7 @@ import gymnasium
 
 from ebnb import controls, sweep
 from ebnb.config import DQNConfig, dqn_config
-from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid, check_rewind
+from ebnb.experiments.grids import Grid, check_eb_exploit, check_grid
 from ebnb.identity import RECORDED, kind
 
 CONVERGED = -1  # prune_episode of a winning ticket: drawn where early stopping would fire
@@ -120,8 +120,7 @@ class MaskTrace:
 class EBSweepRun:
     """EB Exploit of one seed at every setting of a sweep grid (`ebnb.sweep.grid`) and every P
     of `fractions` (default: its dense run's): the search read off the dense run's `MaskTrace`,
-    the rest the `SweepTicket` at the episode found, finetuned, or retrained with `rewind`
-    (as `EBExploitRun.rewind`; at its default False it leaves the hash as it was)."""
+    the rest the `SweepTicket` at the episode found."""
 
     dense: DenseRun
     xis: tuple[float, ...]
@@ -129,7 +128,6 @@ class EBSweepRun:
     detectors: tuple[str, ...]
     starts: tuple[str, ...]
     fractions: tuple[float, ...] = field(default=(), metadata=RECORDED)
-    rewind: bool = False  # False: the ticket finetuned from m * theta_e; True: retrained from m * theta_0
 
     __post_init__ = _fractions_of_dense
 
@@ -137,47 +135,11 @@ class EBSweepRun:
 @kind("sweep_ticket")
 @dataclass(frozen=True)
 class SweepTicket(_OfTicket):
-    """The rest of an EB Exploit run of the sweep: the finetune (or, with rewind, retrain)
-    `ticket`, at any episode (not only a snapshot's), trained and tested as the ticket, its
-    result also recording the whole run's env steps and gradient updates (the search's
-    included)."""
+    """The rest of an EB Exploit run of the sweep: the finetune `ticket`, at any episode (not
+    only a snapshot's), trained and tested as the ticket, its result also recording env steps
+    and gradient updates."""
 
     ticket: TicketRun
-
-
-@kind("imp_ticket")
-@dataclass(frozen=True)
-class IMPTicket:
-    """A winning ticket by iterative magnitude pruning (Frankle & Carbin; thesis algorithm
-    2.1), round len(fractions): round 1 is the one-shot winning ticket at P = fractions[0]
-    (mask from the dense run at convergence); round k draws its mask at P = fractions[k - 1]
-    (of all weights) from round k - 1's retrained final network, among the weights round
-    k - 1 kept, and retrains m * theta_0 with a fresh agent state, as a winning ticket does."""
-
-    dense: DenseRun
-    fractions: tuple[float, ...]  # P after each round, increasing; this unit is the last round's ticket
-
-    def __post_init__(self):
-        fractions = self.fractions
-        if not isinstance(fractions, tuple) or not fractions or list(fractions) != sorted(set(fractions)):
-            raise ValueError(f"IMPTicket: fractions must be a non-empty increasing tuple of P, got {fractions!r}")
-
-    @property
-    def fraction(self) -> float:
-        return self.fractions[-1]
-
-    @property
-    def prune_episode(self) -> int:
-        return CONVERGED
-
-    @property
-    def mode(self) -> str:
-        return "retrain"
-
-    @property
-    def previous(self) -> IMPTicket | None:
-        """The round before, whose final network this round's mask is drawn from (None: round 1)."""
-        return IMPTicket(self.dense, self.fractions[:-1]) if len(self.fractions) > 1 else None
 
 
 def run_config(env: str, g: Grid) -> DQNConfig:
@@ -208,13 +170,6 @@ def ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -
     ]
 
 
-def imp_units(env: str, g: Grid) -> list[IMPTicket]:
-    """With `g.imp`, every round of iterative magnitude pruning of each dense run of `g`, one
-    per P of `g.fractions` in increasing order (round k ends at the k-th); else none."""
-    rounds = tuple(sorted(g.fractions))
-    return [IMPTicket(d, rounds[:k]) for d in dense_units(env, g) for k in range(1, len(rounds) + 1)] if g.imp else []
-
-
 def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
     """Every control of `g.controls` that applies to `mode`, of each ticket of `mode` at
     `g.control_episodes` and P in `g.fractions + g.sparse_fractions`."""
@@ -233,11 +188,9 @@ def eb_exploit_units(env: str, g: Grid, xi: float, window: int, rewind: bool) ->
     ]
 
 
-def sweep_units(env: str, g: Grid, sweep_grid: dict, rewind: bool = False) -> list[EBSweepRun]:
-    """EB Exploit swept over `sweep_grid` (`ebnb.sweep.grid`'s arguments) for each dense run of
-    `g`, each ticket finetuned, or retrained from m * theta_0 with `rewind`."""
-    check_rewind(rewind)
-    return [EBSweepRun(d, **sweep.grid(**sweep_grid), rewind=rewind) for d in dense_units(env, g)]
+def sweep_units(env: str, g: Grid, sweep_grid: dict) -> list[EBSweepRun]:
+    """EB Exploit swept over `sweep_grid` (`ebnb.sweep.grid`'s arguments) for each dense run of `g`."""
+    return [EBSweepRun(d, **sweep.grid(**sweep_grid)) for d in dense_units(env, g)]
 
 
 def env_id(unit) -> str:
@@ -250,7 +203,7 @@ def expected_steps(unit) -> float:
     episodes times the env's episode step limit. Episodes: the cap for dense, EB Exploit and
     retrained units; for a finetuned one, the cap minus its prune episode (a network pruned
     late has mostly learned already); higher P breaks ties."""
-    if isinstance(unit, (TicketRun, ControlRun, SweepTicket, IMPTicket)):
+    if isinstance(unit, (TicketRun, ControlRun, SweepTicket)):
         start = max(unit.prune_episode, 0) if unit.mode == "finetune" else 0
         episodes = unit.dense.episodes - start + unit.fraction
     else:
@@ -264,7 +217,7 @@ def longest_first(units) -> list:
 
 
 def dense_inputs(units) -> list:
-    """The units of other steps that `units` read (tickets, controls, IMP tickets and the sweep
-    read their dense run), in order."""
-    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun, IMPTicket)
+    """The units of other steps that `units` read (tickets, controls and the sweep read their
+    dense run), in order."""
+    readers = (TicketRun, ControlRun, SweepTicket, EBSweepRun)
     return list(dict.fromkeys(u.dense for u in units if isinstance(u, readers)))

@@ -14,10 +14,8 @@ from ebnb.plots.beyond import (
     STATE_COLORS,
     criteria_heatmap,
     eb_exploit_sweep,
-    input_cuts,
     input_survival,
     tickets_vs_controls,
-    winning_imp,
 )
 from ebnb.plots.common import BASELINE, CONTROL_STYLES, ENV_NAMES, P_COLORS, figure_name, mean_ci, save, summarize
 from ebnb.plots.thesis import (
@@ -40,7 +38,6 @@ __all__ = [
     "eb_exploit",
     "eb_exploit_sweep",
     "figure_name",
-    "input_cuts",
     "input_survival",
     "mean_ci",
     "retrain_vs_finetune",
@@ -49,5 +46,4 @@ __all__ = [
     "summarize",
     "tickets_vs_controls",
     "tickets_vs_prune_episode",
-    "winning_imp",
 ]

@@ -1,5 +1,5 @@
 """The figures beyond the thesis: the EB Exploit sweep, tickets against their controls, input
-survival, winning tickets by IMP and the EB criteria by non-inferiority."""
+survival and the EB criteria by non-inferiority."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from ebnb.plots.common import (
     BASELINE,
     CONTROL_STYLES,
     ENV_NAMES,
-    _band,
     _by_prune_episode,
     _error_bars,
     _label,
     _reference,
-    summarize,
 )
 from ebnb.stats import MIN_CI_SEEDS, iqm_ci, t_interval
 
@@ -173,72 +171,6 @@ def input_survival(survival: pd.DataFrame, env_id: str):
     fig.suptitle(
         f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask keeps during training (mean over seeds, "
         "95% Student-t CI)"
-    )
-    return fig
-
-
-def input_cuts(cuts: pd.DataFrame, env_id: str):
-    """One panel per (mask episode, P) of `ebnb.replication.input_cuts`: per input, the share
-    of its outgoing first-layer weights the L1 mask prunes, one bar per reading (e.g. unscaled
-    and scaled observations; mean over seeds, 95% Student-t CI); the overall P dotted."""
-    readings, fractions = list(dict.fromkeys(cuts.reading)), sorted(cuts.P.unique())
-    episodes, features = sorted(cuts.episode.unique()), list(dict.fromkeys(cuts.feature))
-    fig, axes = plt.subplots(
-        len(episodes),
-        len(fractions),
-        figsize=(3.4 * len(fractions), 2.9 * len(episodes)),
-        sharey=True,
-        squeeze=False,
-        constrained_layout=True,
-    )
-    width, x = 0.8 / len(readings), np.arange(len(features))
-    colors = plt.get_cmap("tab10").colors
-    for row, episode in enumerate(episodes):
-        for col, fraction in enumerate(fractions):
-            ax = axes[row, col]
-            for i, (name, color) in enumerate(zip(readings, colors)):
-                table = cuts[(cuts.reading == name) & (cuts.P == fraction) & (cuts.episode == episode)]
-                table = table.set_index("feature").reindex(features)
-                error = np.vstack([table.pruned - table.low, table.high - table.pruned])
-                ax.bar(x + (i - (len(readings) - 1) / 2) * width, table.pruned, width, color=color, label=name)
-                ax.errorbar(x + (i - (len(readings) - 1) / 2) * width, table.pruned, yerr=error, fmt="none",
-                            ecolor="black", elinewidth=0.8, capsize=2)  # fmt: skip
-            ax.axhline(fraction, color="black", linestyle=":", label="pruned overall (P)")
-            ax.set_title(f"P = {fraction}, mask of episode {episode}", fontsize=9)
-            ax.set_xticks(x, features, rotation=45, ha="right", fontsize=8)
-            ax.set_ylim(0, 1)
-            ax.grid(alpha=0.3, axis="y")
-        axes[row, 0].set_ylabel("share of the input's weights pruned")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{ENV_NAMES.get(env_id, env_id)}: which inputs the L1 mask cuts (mean over seeds, 95% Student-t CI)")
-    return fig
-
-
-def winning_imp(one_shot: pd.DataFrame, imp: pd.DataFrame, baseline: pd.DataFrame, env_id: str):
-    """Test return (left) and retrain length (right) against P: the one-shot winning tickets
-    (the thesis', criterion 3's reference) and those by iterative magnitude pruning (one round
-    per P, `ebnb.experiments.imp_tickets`), with the unpruned baseline (mean over seeds, 95%
-    Student-t band)."""
-    fig, (ax_return, ax_length) = plt.subplots(1, 2, figsize=(9.5, 3.8), constrained_layout=True)
-    for table, style in (
-        (one_shot, dict(color="black", linestyle="--", label="one-shot winning ticket (thesis)")),
-        (imp, dict(color="tab:purple", label="IMP winning ticket (round k at the k-th P)")),
-    ):
-        for ax, column in ((ax_return, "test_return"), (ax_length, "length")):
-            summary = summarize(table, ["P"], column)
-            _band(ax, summary["P"], summary, **style)
-    _reference(ax_return, baseline["test_return"], **BASELINE)
-    _reference(ax_length, baseline["converged_episode"], **BASELINE)
-    ax_return.set_ylabel("test return (mean of greedy episodes)")
-    ax_length.set_ylabel("episodes to early stopping")
-    for ax in (ax_return, ax_length):
-        ax.set_xlabel("pruning fraction P")
-        ax.set_xticks(sorted(set(one_shot["P"]) | set(imp["P"])))
-        ax.grid(alpha=0.3)
-    ax_return.legend(fontsize=7)
-    fig.suptitle(
-        f"{ENV_NAMES.get(env_id, env_id)}: winning tickets, one-shot vs iterative magnitude pruning "
-        "(mean over seeds, 95% Student-t CI)"
     )
     return fig
 
