@@ -119,4 +119,6 @@ SIDE_PROFILES = {
     "sweep_rewind": Side(_hypotheses_steps("sweep_rewind", rewind=True), ()),
     # every round of the IMP winning tickets (their dense runs are the full profile's)
     "imp": Side(_grid_steps("imp", ("imp tickets",)), ()),
+    # imp's rounds, a fifth at P = 0.9 and the one-shot winning ticket there (its first four rounds are imp's units)
+    "imp_sparse": Side(_grid_steps("imp_sparse", ("imp tickets",)), ()),
 }

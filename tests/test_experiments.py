@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -540,6 +541,7 @@ def imp_grid_at(fractions) -> experiments.Grid:
         test_episodes=2,
         dqn={"learning_starts": 32},
         imp=True,
+        sparse_fractions=(),  # quick's 0.95 would add a round and a one-shot ticket there
     )
 
 
@@ -613,3 +615,26 @@ def test_imp_rounds_are_named_by_their_rounds_and_computed_one_round_after_anoth
     assert set(experiments.published_view("imp tickets", store.load("imp_ticket", step.units[0]))) == {"result"}
     with pytest.raises(ValueError, match="increasing"):
         experiments.IMPTicket(step.units[0].dense, (0.5, 0.2))
+
+
+def test_imp_sparse_adds_a_round_at_a_sparse_p_and_the_one_shot_ticket_there(tmp_path):
+    """Profile imp_sparse: imp's four rounds (the same keys), a fifth at P = 0.9 and the one-shot
+    winning ticket at 0.9 (a round 1 there), which equals the winning ticket a grid with 0.9
+    among its fractions draws, bit for bit; `analysis.one_shot_and_imp` tells the two apart."""
+    for env in ("cartpole", "acrobot"):
+        imp = experiments.steps(env, experiments.PROFILES["imp"])["imp tickets"].units
+        sparse = experiments.steps(env, experiments.PROFILES["imp_sparse"])["imp tickets"].units
+        assert {config_hash(u) for u in imp} < {config_hash(u) for u in sparse}
+        assert sorted({u.fractions for u in sparse if u not in imp}) == [(0.2, 0.4, 0.6, 0.8, 0.9), (0.9,)]
+        assert len(sparse) == 60
+    g = dataclasses.replace(imp_grid_at((0.2, 0.5)), sparse_fractions=(0.8,))
+    store = Store(tmp_path)
+    table = experiments.imp_tickets("cartpole", g, store)
+    assert table[["seed", "round", "P"]].values.tolist() == [
+        [s, k, p] for s in (0, 1) for k, p in ((1, 0.2), (2, 0.5), (3, 0.8))
+    ] + [[s, 1, 0.8] for s in (0, 1)]
+    winning = experiments.winning_tickets("cartpole", imp_grid_at((0.2, 0.5, 0.8)), store)
+    one_shot, chains = analysis.one_shot_and_imp(winning[winning.P < 0.8], table)
+    drawn = winning[winning.P == 0.8].set_index("seed")
+    assert one_shot[one_shot.P == 0.8].set_index("seed").state_sha256.equals(drawn.state_sha256)
+    assert chains[["seed", "round", "P"]].values.tolist() == table[["seed", "round", "P"]].values.tolist()[:6]

@@ -97,3 +97,14 @@ def test_the_imp_figure_draws_both_kinds_of_winning_ticket_per_p_beside_the_unpr
     assert list(imp.get_xdata()) == [0.2, 0.8] and lines["unpruned"].get_ydata()[0] == 195.0
     assert ax_length.get_ylabel() == "episodes to early stopping"
     plt.close(fig)
+
+
+def test_one_shot_and_imp_takes_the_one_shot_ticket_at_a_sparse_p_from_imps_round_1():
+    """At a P the winning tickets lack (0.9), imp's round 1 is the one-shot reference and its
+    round 2 the IMP ticket; at the others each side keeps its own rows, in their order."""
+    sparse = IMP[IMP.P == 0.8].assign(P=0.9)
+    imp = pd.concat([IMP, sparse.assign(round=3), sparse.assign(round=1, test_return=0.0)], ignore_index=True)
+    one_shot, chains = analysis.one_shot_and_imp(ONE_SHOT, imp)
+    pd.testing.assert_frame_equal(one_shot.iloc[: len(ONE_SHOT)], ONE_SHOT)
+    assert (one_shot[one_shot.P == 0.9].test_return == 0.0).all() and len(one_shot) == len(ONE_SHOT) + 10
+    assert chains.index.tolist() == list(range(len(IMP) + 10)) and (chains[chains.P == 0.9]["round"] == 3).all()

@@ -52,7 +52,7 @@ from ebnb.analysis.mask_agreement import (
     mask_similarity_summary,
     settle_episode,
 )
-from ebnb.analysis.winning import IMP_HIGHER, IMP_LOWER, imp_lines, imp_vs_one_shot
+from ebnb.analysis.winning import IMP_HIGHER, IMP_LOWER, imp_lines, imp_vs_one_shot, one_shot_and_imp
 
 __all__ = [
     "ALPHA",
@@ -88,6 +88,7 @@ __all__ = [
     "mask_similarity_summary",
     "ni_margin",
     "ni_tests",
+    "one_shot_and_imp",
     "power_lines",
     "settle_episode",
     "ticket_vs_controls",

@@ -22,6 +22,17 @@ def _paired_p(differences: np.ndarray) -> float:
     return float(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
+def one_shot_and_imp(winning: pd.DataFrame, imp: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one-shot, IMP) winning tickets from `ebnb.experiments.winning_tickets` and `imp_tickets`:
+    the one-shot ones with, at a P they lack (a grid's `sparse_fractions`), imp's round-1
+    tickets there (a round 1 is a one-shot winning ticket); the IMP ones, per seed and P, the
+    ticket of the most rounds (round 1 where it is the only one, as at the smallest P)."""
+    extra = imp[(imp["round"] == 1) & ~imp.P.isin(winning.P)]
+    one_shot = pd.concat([winning, extra[winning.columns.intersection(extra.columns)]], ignore_index=True)
+    most = imp.groupby(["seed", "P"])["round"].transform("max") == imp["round"]
+    return one_shot, imp[most]
+
+
 def imp_vs_one_shot(one_shot: pd.DataFrame, imp: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Per P that both tables hold and measure (`MEASURES`), the winning tickets paired by seed
     (`ebnb.experiments.winning_tickets` and `imp_tickets`): the seeds, both means, the mean

@@ -148,6 +148,8 @@ PROFILES = {
     # the full grid with winning tickets by iterative magnitude pruning beside the one-shot ones (issue 31's
     # variant 7; notebooks 02 and 03's "Criterion 3 against IMP winning tickets")
     "imp": Grid(imp=True),
+    # it with a fifth round at P = 0.9 (full_sparse's first P) and the one-shot winning ticket there
+    "imp_sparse": Grid(imp=True, sparse_fractions=(0.9,)),
 }
 
 

@@ -210,9 +210,15 @@ def ticket_units(env: str, g: Grid, mode: str, prune_episodes, fractions=None) -
 
 def imp_units(env: str, g: Grid) -> list[IMPTicket]:
     """With `g.imp`, every round of iterative magnitude pruning of each dense run of `g`, one
-    per P of `g.fractions` in increasing order (round k ends at the k-th); else none."""
-    rounds = tuple(sorted(g.fractions))
-    return [IMPTicket(d, rounds[:k]) for d in dense_units(env, g) for k in range(1, len(rounds) + 1)] if g.imp else []
+    per P of `g.fractions + g.sparse_fractions` in increasing order (round k ends at the k-th),
+    then at each of `g.sparse_fractions` the one-shot winning ticket (a round 1 there: the
+    reference the grid's winning tickets give at its own P); else none."""
+    if not g.imp:
+        return []
+    rounds = tuple(sorted(g.fractions + g.sparse_fractions))
+    dense = dense_units(env, g)
+    chains = [IMPTicket(d, rounds[:k]) for d in dense for k in range(1, len(rounds) + 1)]
+    return chains + [IMPTicket(d, (p,)) for d in dense for p in sorted(g.sparse_fractions)]
 
 
 def control_units(env: str, g: Grid, mode: str) -> list[ControlRun]:
