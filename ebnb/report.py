@@ -132,9 +132,7 @@ def index_page(found: list[Figure], extra: list[Figure], notebooks: dict, record
         f'<li><a href="#figure-{anchor(n)}">Figure {n}</a>: {html.escape(THESIS_FIGURES[n].title)}</li>'
         for n in numbers
     )
-    beyond = sorted(
-        {(f.maker, f.profile) for f in extra}, key=lambda section: (bool(section[1]), section[1], section[0])
-    )
+    beyond = [(stem, profile) for profile, stem in sorted({(f.profile, f.maker) for f in extra})]  # full ("") first
     contents += "".join(
         f'<li><a href="#{beyond_id(stem, profile)}">Beyond the thesis, {beyond_title(stem, profile)}</a></li>'
         for stem, profile in beyond
