@@ -118,7 +118,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
         "eb_exploit_sweep": json.loads(config_json(sweep.DEFAULTS)),
     }
     full = {env: list(experiments.steps(env, experiments.grid("full")).values()) for env in envs}
-    owned = {(s.name, u) for steps in full.values() for s in steps for u in s.units}  # the full profile's units
+    owned = _keys(s for steps in full.values() for s in steps)  # the full profile's units
     chosen, left = {}, {}  # the side profiles published, and those left out: {profile: {env: steps}}
     for profile, side in SIDE_PROFILES.items():
         ran = _executed_side(out / profile, profile, side.notebooks, [env for env in envs if side.runs_on(env)])
@@ -129,9 +129,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                 executed[profile] = _finished(ran, f"pipeline.py run NOTEBOOK --env ENV --profile {profile}")
         else:
             left[profile] = wanted
-    claimed = owned | {
-        (s.name, u) for wanted in chosen.values() for steps in wanted.values() for s in steps or () for u in s.units
-    }
+    claimed = owned | _keys(s for wanted in chosen.values() for steps in wanted.values() for s in steps or ())
     for profile, wanted in left.items():
         _check_unstarted(cache, profile, wanted, claimed)
     for profile, wanted in chosen.items():  # a unit two side profiles share counts for the first
@@ -142,7 +140,7 @@ def _published_outputs(root: Path, store: Path, out: Path, notebooks: Sequence[s
                     "store nor published"
                 )
             new[profile] = new.get(profile, 0) + _gather(results, cache, steps, current, owned)
-            owned = owned | {(s.name, u) for s in steps for u in s.units}
+            owned = owned | _keys(steps)
         grid_json[profile] = _grid_json(experiments.grid(profile))
     new["full"] = sum(_gather(results, cache, steps, current, set()) for steps in full.values())
     files, layout = published.tables(results)
@@ -202,6 +200,14 @@ def _grid_json(g) -> dict:
     return described
 
 
+def _keys(steps) -> set[tuple[str, str]]:
+    """{(step name, store key)} of the steps' units. A unit of a side profile with the key of
+    a full-profile unit (powered's seeds 0-9, which record fewer P) is that unit's store entry."""
+    from ebnb.store import config_hash
+
+    return {(step.name, config_hash(u)) for step in steps for u in step.units}
+
+
 def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
     """Add every unit of `steps` (from the store, else `current`) to `results` ({env id:
     {step: {unit: view}}}, a unit listed once); return how many of those not in `owned` the
@@ -215,7 +221,7 @@ def _gather(results: dict, cache, steps: list, current, owned: set) -> int:
             views = experiments.collect(cache, step, current)
         except ValueError as error:
             raise PublishError(f"publish: {experiments.env_id(step.units[0])} {error}") from None
-        stored = [u for u in step.units if (step.name, u) not in owned and cache.exists(step.kind, u)]
+        stored = [u for u in step.units if (step.name, config_hash(u)) not in owned and cache.exists(step.kind, u)]
         held = current.parts(experiments.env_id(step.units[0]), step.name, stored) if current and stored else {}
         held = {u: experiments.narrowed(step.name, u, parts) for u, parts in held.items()}
         count += sum(held.get(u) is None or not _same(views[u], held[u]) for u in stored)
@@ -255,10 +261,11 @@ def _check_unstarted(cache, profile: str, wanted: dict, claimed: set) -> None:
     """A side profile left out: PublishError if the store holds some of its own units (not
     `claimed` by the full profile or a side profile published: a computation left half
     done), else nothing."""
+    from ebnb.store import config_hash
 
     for env, steps in wanted.items():
         for step in steps or ():
-            if any((step.name, u) not in claimed and cache.exists(step.kind, u) for u in step.units):
+            if any((step.name, config_hash(u)) not in claimed and cache.exists(step.kind, u) for u in step.units):
                 raise PublishError(
                     f"publish: the store holds some of {profile}'s units but not all ({env} {step.name}"
                     f" lacks some); compute the rest (pipeline.py compute ... --profile {profile}), or "

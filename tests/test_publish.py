@@ -16,15 +16,16 @@ import signal
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
 import pytest
 
 from ebnb import publish, published, transaction
-from ebnb.identity import kind
+from ebnb.identity import RECORDED, kind
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = {
@@ -605,3 +606,24 @@ def test_a_side_profile_without_its_run_record_or_half_computed_is_refused(tiny,
     with pytest.raises(publish.PublishError, match="no record .* of a run at profile full15 that computed"):
         run(side.root)
     assert _tree(root) == tree
+
+
+@kind("recording_unit")
+@dataclass(frozen=True)
+class RecordingUnit:
+    seed: int
+    fractions: tuple[float, ...] = field(default=(), metadata=RECORDED)
+
+
+def test_a_side_profiles_unit_with_a_full_units_store_key_is_the_full_profiles():
+    """powered's dense runs at seeds 0-9 record fewer P than full's: other units, the same store
+    key, so the same stored result. A store that recomputed the full profile holds it, and it
+    is claimed by the full profile, not a side profile left half computed."""
+    full_unit, side_unit = RecordingUnit(0, (0.2, 0.4)), RecordingUnit(0, (0.2,))
+    assert full_unit != side_unit
+    full = SimpleNamespace(name="dense runs", kind="recording_unit", units=[full_unit])
+    side = SimpleNamespace(name="dense runs", kind="recording_unit", units=[side_unit, RecordingUnit(1)])
+    stored = SimpleNamespace(exists=lambda kind, unit: unit.seed == 0)
+    publish._check_unstarted(stored, "powered", {"cartpole": [side]}, publish._keys([full]))
+    with pytest.raises(publish.PublishError, match="some of powered's units but not all"):
+        publish._check_unstarted(stored, "powered", {"cartpole": [side]}, publish._keys([]))
