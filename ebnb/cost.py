@@ -6,9 +6,9 @@ winning ticket: up to convergence; EB Exploit: its search, which is the same see
 bit for bit, until it prunes or early-stops). Env steps there are the dense run's episode
 lengths summed (one transition per env step); gradient updates follow from the DQN config
 (`updates_at`). After pruning, a ticket's table records `post_prune_env_steps` and
-`post_prune_updates` since commit 01397f7; results computed before (the published full
-profile's seeds 0-9) and EB Exploit's lack them, and then only episodes are counted after
-pruning: the row's `counted` says so and the missing columns are NaN, never estimated.
+`post_prune_updates` since commit 01397f7; results computed before that commit and EB
+Exploit's lack them, and then only episodes are counted after pruning: the row's `counted`
+says so and the missing columns are NaN, never estimated.
 
 Multiply-adds (`forward_macs`, `update_macs`): one forward pass per env step (acting; the
 compiled loop skips it on exploring steps, so this is an upper bound) and per update a target

@@ -78,16 +78,20 @@ def test_the_cost_before_pruning_is_the_dense_runs_and_after_it_the_tickets_own_
     assert first.env_steps_relative == pytest.approx(first.env_steps / unpruned.env_steps.mean())
 
 
-def test_published_tickets_without_counters_count_episodes_only_after_pruning(tmp_path):
-    """The published full profile's tickets predate the post-prune counters: NaN there, never
-    an estimate, and the row says what is counted; the dense run's part is still counted."""
+def test_tickets_without_counters_count_episodes_only_after_pruning(tmp_path):
+    """The published full profile's tickets carry their post-prune counters and count them.
+    Tickets without them (computed before commit 01397f7) get NaN there, never an estimate, and
+    each row says what is counted; the dense run's part is still counted."""
     g, published = experiments.grid("full"), experiments.published_results()
     store = Store(tmp_path)
     curves = experiments.training_curves("acrobot", g, store, published)
-    tickets = experiments.finetune("acrobot", g, store, published)
+    recorded = experiments.finetune("acrobot", g, store, published)
     cfg = dqn_config("acrobot")
+    counted = cost.ticket_costs(recorded, curves, cfg, "finetune")
+    assert (counted.counted == cost.RECORDED).all() and counted.env_steps_after.notna().all()
+    tickets = recorded.drop(columns=["post_prune_env_steps", "post_prune_updates"])
     costs = cost.ticket_costs(tickets, curves, cfg, "finetune")
-    assert "post_prune_env_steps" not in tickets and (costs.counted == cost.EPISODES_ONLY).all()
+    assert (costs.counted == cost.EPISODES_ONLY).all()
     assert costs.env_steps_after.isna().all() and costs.macs.isna().all() and costs.episodes.notna().all()
     lengths = curves[(curves.seed == 0) & (curves.episode <= 30)].length.sum()
     assert costs[(costs.seed == 0) & (costs.prune_episode == 30)].env_steps_before.iloc[0] == lengths
