@@ -35,6 +35,7 @@ from ebnb.config import DQNConfig
 
 RECORDED = "episodes, env steps and updates"
 EPISODES_ONLY = "after pruning episodes only (env steps and updates not recorded in these results)"
+POST_PRUNE_COLUMNS = ("post_prune_env_steps", "post_prune_updates")  # a ticket's counters after pruning
 
 
 def updates_at(cfg: DQNConfig, env_steps) -> np.ndarray:
@@ -106,7 +107,7 @@ def ticket_costs(tickets: pd.DataFrame, curves: pd.DataFrame, cfg: DQNConfig, mo
     if mode not in ("retrain", "finetune"):
         raise ValueError(f"mode: 'retrain' or 'finetune', got {mode!r}")
     before = _steps_at(dense_env_steps(curves), tickets.seed, tickets.prune_episode)
-    recorded = {"post_prune_env_steps", "post_prune_updates"} <= set(tickets.columns)
+    recorded = set(POST_PRUNE_COLUMNS) <= set(tickets.columns)
     after_steps = tickets["post_prune_env_steps"] if recorded else pd.Series(np.nan, index=tickets.index)
     after_updates = tickets["post_prune_updates"] if recorded else pd.Series(np.nan, index=tickets.index)
     table = pd.DataFrame(

@@ -89,7 +89,7 @@ def test_tickets_without_counters_count_episodes_only_after_pruning(tmp_path):
     cfg = dqn_config("acrobot")
     counted = cost.ticket_costs(recorded, curves, cfg, "finetune")
     assert (counted.counted == cost.RECORDED).all() and counted.env_steps_after.notna().all()
-    tickets = recorded.drop(columns=["post_prune_env_steps", "post_prune_updates"])
+    tickets = recorded.drop(columns=list(cost.POST_PRUNE_COLUMNS))
     costs = cost.ticket_costs(tickets, curves, cfg, "finetune")
     assert (costs.counted == cost.EPISODES_ONLY).all()
     assert costs.env_steps_after.isna().all() and costs.macs.isna().all() and costs.episodes.notna().all()

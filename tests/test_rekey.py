@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from ebnb import rekey
+from ebnb.cost import POST_PRUNE_COLUMNS
 from ebnb.published import MANIFEST, _decode
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = "3e5aef6daa95907d15e299e00ebcf24e9ccdf34c"  # the last commit of results/ keyed by the old scheme
-POST_PRUNE = ("post_prune_env_steps", "post_prune_updates")  # published for the full profile since 2026-12-07
 
 
 def _git_show(path: str) -> bytes:
@@ -57,7 +57,7 @@ def test_the_old_and_the_new_published_sets_agree_unit_for_unit(tmp_path):
                         for array in part:
                             np.testing.assert_array_equal(part[array], after[array], strict=True)
                     else:  # the full profile's tickets gained their post-prune counters on 2026-12-07
-                        assert set(after.columns) - set(part.columns) <= set(POST_PRUNE), f"{env_id}/{name}"
+                        assert set(after.columns) - set(part.columns) <= set(POST_PRUNE_COLUMNS), f"{env_id}/{name}"
                         pd.testing.assert_frame_equal(part, after[list(part.columns)], check_exact=True)
                     compared += 1
     listed = sum(

@@ -14,6 +14,7 @@ import pytest
 
 from ebnb import analysis, compute, experiments, masks, sweep
 from ebnb.agent import fresh_agent
+from ebnb.cost import POST_PRUNE_COLUMNS
 from ebnb.experiments import EBSweepRun, MaskTrace, SweepTicket, TicketRun
 from ebnb.stats import holm as ebnb_holm
 from ebnb.store import Store, config_hash
@@ -35,7 +36,7 @@ TICKET_COLUMNS = [
     "test_return",
     "state_sha256",
 ]  # and, for a ticket:
-POST_PRUNE = ["post_prune_env_steps", "post_prune_updates"]
+POST_PRUNE = list(POST_PRUNE_COLUMNS)
 
 
 def _files(root) -> dict[str, bytes]:
