@@ -18,7 +18,8 @@ that skips every pruned weight would do. ebnb's fused kernel (`ebnb.kernel`) doe
 part: it skips pruned weights in the minibatch forward passes (not in acting, `_dots`) of
 layers with fewer than `layers.WIDE` outputs and more than `layers.THIN` inputs (the Q-value head), skips zero activations (not
 pruned weights) in wide layers, adds every term in thin-input layers (the first layer of both
-envs), and computes every weight gradient before the mask zeroes the pruned ones. So the
+envs) and in the gradient below the Q-value head, and computes every weight gradient before
+the mask zeroes the pruned ones. So the
 "at density" columns count the arithmetic a sparse kernel needs, not the time ebnb spends.
 """
 

@@ -10,9 +10,12 @@ results made with them belong to the CPU that made them. Here every sum is writt
 - every sum runs sequentially over its index from +0.0 (`_accumulate`, `_dots`); only
   independent sums sit side by side in the innermost loop, which vectorises freely without
   changing any single sum, whatever the vector width; zero terms are skipped, which changes
-  no bit (a sum that starts at +0.0 never becomes -0.0), except in a layer with at most
-  `THIN` inputs, which adds all of them (padded with zero terms) in one pass: the same bits
-  for finite numbers (only 0 * inf, a diverged run's, would differ from skipping);
+  no bit (a sum that starts at +0.0 never becomes -0.0), except where adding them all pays:
+  a layer with at most `THIN` inputs (its forward pass, padded with zero terms, and its
+  weight and bias gradients) and the gradient below a layer with at most `FEW` outputs (the
+  Q-value head): the same bits for finite numbers (only 0 * inf, a diverged run's, would
+  differ from skipping);
+- transposes move 8 x 8 tiles through vector registers (`layers._transpose`): data only;
 - ReLU and the gradient's ReLU mask are selects, not branches (ReLU zeros fall at random);
 - Adam's bias corrections use `_power` (repeated squaring), not libm's `pow`, whose
   result may depend on the CPU's code path; `sqrt` and division are IEEE-exact.

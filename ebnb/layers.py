@@ -12,6 +12,7 @@ from numba.extending import intrinsic
 
 WIDE = 16  # a layer this wide or wider loops over its units innermost, a thinner one over the minibatch
 THIN = 8  # a layer with at most this many inputs sums them all in one pass
+FEW = 4  # a layer with at most this many outputs takes its gradient below in one pass
 JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
 
 
@@ -197,8 +198,8 @@ def _finish(total, bias, relu, zero):
 @numba.njit(**JIT)
 def _layer_thin_input(weight, bias, x, out, relu):
     """`_layer` for batch-major `x: [n, in]` with in <= `THIN`: each output the sequential sum of
-    all its inputs' terms from +0.0 in one pass (zero terms included: the same bits for finite
-    numbers), plus the bias; the units innermost."""
+    all its inputs' terms from +0.0 in one pass (padded with zero terms to 4, 6 or 8 inputs: the
+    same bits for finite numbers), plus the bias; the units innermost."""
     n_out, n_in = weight.shape
     zero = x.dtype.type(0)
     weight_t = np.zeros((THIN, n_out), x.dtype)  # [in, out], zero rows past the inputs
@@ -216,7 +217,10 @@ def _layer_thin_input(weight, bias, x, out, relu):
         row = out[j]
         for o in range(n_out):
             total = (((zero + c0 * w0[o]) + c1 * w1[o]) + c2 * w2[o]) + c3 * w3[o]
-            total = (((total + c4 * w4[o]) + c5 * w5[o]) + c6 * w6[o]) + c7 * w7[o]
+            if n_in > 4:  # the same for every output: LLVM takes the test out of the loop
+                total = (total + c4 * w4[o]) + c5 * w5[o]
+                if n_in > 6:
+                    total = (total + c6 * w6[o]) + c7 * w7[o]
             row[o] = _finish(total, bias_row[o], relu, zero)
 
 
@@ -239,7 +243,10 @@ def _layer_thin_input_unit_major(weight, bias, x_t, out_t, relu):
         row = out_t[o]
         for j in range(n):
             total = (((zero + c0 * r0[j]) + c1 * r1[j]) + c2 * r2[j]) + c3 * r3[j]
-            total = (((total + c4 * r4[j]) + c5 * r5[j]) + c6 * r6[j]) + c7 * r7[j]
+            if n_in > 4:  # the same for every sample: LLVM takes the test out of the loop
+                total = (total + c4 * r4[j]) + c5 * r5[j]
+                if n_in > 6:
+                    total = (total + c6 * r6[j]) + c7 * r7[j]
             row[j] = _finish(total, b, relu, zero)
 
 
@@ -314,34 +321,92 @@ def _backward(weight, delta, x, grad_weight, grad_bias, below, with_below):
     (both batch-major): weight and bias gradients and, `with_below`, `below` = delta @ weight,
     the gradient w.r.t. x before the ReLU that made it (zeroed where x is not positive).
 
-    Gradients are sequential sums over the minibatch, `below` over the outputs (`_accumulate`)."""
+    Gradients are sequential sums over the minibatch, `below` over the outputs."""
     n_out, n_in = weight.shape
     n = x.shape[0]
-    size = max(n, n_in, n_out)
-    index = np.empty(size, np.int64)
-    coef = np.empty(size, x.dtype)
-    grad_weight[:] = 0
-    if n_in >= WIDE:
+    if n_in <= THIN:
+        _gradients_thin_input(delta, x, grad_weight, grad_bias)
+    else:
+        size = max(n, n_in, n_out)
+        index = np.empty(size, np.int64)
+        coef = np.empty(size, x.dtype)
+        grad_weight[:] = 0
         delta_t = _transpose(delta)  # [out, n]
         for o in range(n_out):
             _accumulate(grad_weight[o], coef, index, _nonzero(delta_t, o, index, coef), x)
-    else:
-        x_t = _transpose(x)  # [in, n]
-        grad_t = np.zeros((n_in, n_out), x.dtype)
-        for i in range(n_in):
-            _accumulate(grad_t[i], coef, index, _nonzero(x_t, i, index, coef), delta)
-        grad_weight[:] = grad_t.T
-    grad_bias[:] = 0
-    ones = np.ones(n, x.dtype)
-    column = np.zeros(n_out, x.dtype)
-    for j in range(n):
-        index[j] = j
-    _accumulate(column, ones, index, n, delta)
-    grad_bias[:, 0] = column
-    if with_below:
-        below[:] = 0
-        zero = x.dtype.type(0)
+        grad_bias[:] = 0
+        ones = np.ones(n, x.dtype)
+        column = np.zeros(n_out, x.dtype)
         for j in range(n):
-            _accumulate(below[j], coef, index, _nonzero(delta, j, index, coef), weight)
-            for i in range(n_in):
-                below[j, i] = below[j, i] if x[j, i] > zero else zero
+            index[j] = j
+        _accumulate(column, ones, index, n, delta)
+        grad_bias[:, 0] = column
+    if not with_below:
+        return
+    if n_out <= FEW:
+        _below_few_outputs(weight, delta, x, below)
+        return
+    index = np.empty(n_out, np.int64)
+    coef = np.empty(n_out, x.dtype)
+    below[:] = 0
+    zero = x.dtype.type(0)
+    for j in range(n):
+        _accumulate(below[j], coef, index, _nonzero(delta, j, index, coef), weight)
+        for i in range(n_in):
+            below[j, i] = below[j, i] if x[j, i] > zero else zero
+
+
+@numba.njit(**JIT)
+def _gradients_thin_input(delta, x, grad_weight, grad_bias):
+    """`_backward`'s weight and bias gradients for a layer with at most `THIN` inputs: each a
+    sequential sum over the minibatch from +0.0 of all its terms (zero terms included: the same
+    bits for finite numbers), four samples per pass over the outputs; every input's sums and the
+    bias's take their pass while the four rows of `delta` are in L1 (`delta` is read once)."""
+    n, n_out = delta.shape
+    n_in = x.shape[1]
+    sums = np.zeros((n_in + 1, n_out), delta.dtype)  # a row per input, then the bias
+    bias = sums[n_in]
+    j = 0
+    while j + 4 <= n:
+        d0, d1, d2, d3 = delta[j], delta[j + 1], delta[j + 2], delta[j + 3]
+        for i in range(n_in):
+            c0, c1, c2, c3 = x[j, i], x[j + 1, i], x[j + 2, i], x[j + 3, i]
+            row = sums[i]
+            for o in range(n_out):
+                row[o] = (((row[o] + c0 * d0[o]) + c1 * d1[o]) + c2 * d2[o]) + c3 * d3[o]
+        for o in range(n_out):
+            bias[o] = (((bias[o] + d0[o]) + d1[o]) + d2[o]) + d3[o]
+        j += 4
+    while j < n:
+        d = delta[j]
+        for i in range(n_in):
+            c, row = x[j, i], sums[i]
+            for o in range(n_out):
+                row[o] += c * d[o]
+        for o in range(n_out):
+            bias[o] += d[o]
+        j += 1
+    for o in range(n_out):
+        for i in range(n_in):
+            grad_weight[o, i] = sums[i, o]
+        grad_bias[o, 0] = bias[o]
+
+
+@numba.njit(**JIT)
+def _below_few_outputs(weight, delta, x, below):
+    """`_backward`'s `below` for a layer with at most `FEW` outputs (a Q-value head): each element
+    the sequential sum over the outputs of all their terms from +0.0 (padded with zero terms:
+    the same bits for finite numbers) in one pass over the inputs, with the ReLU mask of `x`."""
+    n_out, n_in = weight.shape
+    zero = x.dtype.type(0)
+    rows = np.zeros((FEW, n_in), x.dtype)  # zero rows past the outputs
+    rows[:n_out] = weight
+    w0, w1, w2, w3 = rows[0], rows[1], rows[2], rows[3]
+    coef = np.zeros(FEW, x.dtype)
+    for j in range(x.shape[0]):
+        coef[:n_out] = delta[j]
+        c0, c1, c2, c3 = coef[0], coef[1], coef[2], coef[3]
+        out, inputs = below[j], x[j]
+        for i in range(n_in):
+            total = (((zero + c0 * w0[i]) + c1 * w1[i]) + c2 * w2[i]) + c3 * w3[i]
+            out[i] = total if inputs[i] > zero else zero
