@@ -23,10 +23,7 @@ only when Python sees what. Every array is the population's own memory, updated 
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -212,29 +209,10 @@ def _end_episode(k, params, target, agents, log, hyper, counts):
     episode_epsilon[k] = epsilon[k]
 
 
-def _sources_digest() -> str:
-    """sha256 of the modules whose compiled functions `_advance` links in."""
-    digest = hashlib.sha256()
-    for module in (dynamics, kernel, layers, rng, sys.modules[__name__]):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()
-
-
-def _compile_advance(sources: str):
-    """`_advance`, cached by numba under a key that includes `sources`: numba checks only the
-    file of the function it caches, and `_advance` carries compiled code of the kernel, the envs
-    and the random streams, so an edit to any of them must compile it again."""
-
-    @numba.njit(**_JIT)
-    def _advance(positions, budget, net, replay, agents, env, log, out, hyper, counts):
-        sources  # noqa: B018 (in the cache key: see above)
-        for k in positions:
-            _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts)
-
-    return _advance
-
-
-_advance = _compile_advance(_sources_digest())
+@numba.njit(**_JIT)
+def _advance(positions, budget, net, replay, agents, env, log, out, hyper, counts):
+    for k in positions:
+        _run_agent(k, budget, net, replay, agents, env, log, out, hyper, counts)
 
 
 _pool: ThreadPoolExecutor | None = None
