@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ebnb import layers
+from tools.layer_bench import layer_inputs  # the inputs the layer benchmark times
 
 
 def _sequential(terms) -> np.float32:
@@ -17,22 +18,6 @@ def _sequential(terms) -> np.float32:
         if term != 0:
             total = np.float32(total + term)
     return total
-
-
-def _layer_inputs(n, n_in, n_out, rng, one_per_sample=True):
-    """A layer's weight (20% pruned), inputs (ReLU-like beyond the first layer) and output
-    gradients (for a Q-value head one nonzero per sample, the action's, unless not
-    `one_per_sample`; about half nonzero otherwise)."""
-    weight = (rng.standard_normal((n_out, n_in)) * (rng.random((n_out, n_in)) > 0.2)).astype(np.float32)
-    x = rng.standard_normal((n, n_in)).astype(np.float32)
-    if n_in > layers.THIN:
-        x = np.maximum(x, np.float32(0))
-    if n_out <= layers.FEW and one_per_sample:
-        delta = np.zeros((n, n_out), np.float32)
-        delta[np.arange(n), rng.integers(0, n_out, n)] = rng.standard_normal(n)
-    else:
-        delta = (rng.standard_normal((n, n_out)) * (rng.random((n, n_out)) < 0.5)).astype(np.float32)
-    return weight, x, delta
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -55,7 +40,8 @@ def test_transpose_of_strided_and_offset_views():
 def test_backward_is_the_sequential_sums_bit_for_bit(n_in, n_out, n, one_per_sample):
     """Weight and bias gradients are sums over the minibatch in sample order, the gradient below
     a sum over the outputs in output order, masked where the input is not positive."""
-    weight, x, delta = _layer_inputs(n, n_in, n_out, np.random.default_rng(n_in * 1000 + n_out + n), one_per_sample)
+    a = layer_inputs(n_in, n_out, n, np.random.default_rng(n_in * 1000 + n_out + n), one_per_sample)
+    weight, x, delta = a["weight"], a["x"], a["delta"]
     grad_weight, grad_bias, below = np.empty_like(weight), np.empty((n_out, 1), np.float32), np.empty_like(x)
     layers._backward(weight, delta, x, grad_weight, grad_bias, below, True)
     for o in range(n_out):
@@ -73,8 +59,8 @@ def test_backward_is_the_sequential_sums_bit_for_bit(n_in, n_out, n, one_per_sam
 def test_forward_is_the_sequential_sums_bit_for_bit(n_in, n_out, n):
     """Each output the sum over the inputs in input order from +0.0, then the bias, then ReLU;
     batch-major and unit-major alike."""
-    weight, x, _ = _layer_inputs(n, n_in, n_out, np.random.default_rng(n_in * 1000 + n_out + n))
-    bias = np.random.default_rng(n).standard_normal((n_out, 1)).astype(np.float32)
+    a = layer_inputs(n_in, n_out, n, np.random.default_rng(n_in * 1000 + n_out + n))
+    weight, bias, x = a["weight"], a["bias"], a["x"]
     out = np.empty((n, n_out), np.float32)
     layers._layer(weight, bias, x, out, True)
     out_t = np.empty((n_out, n), np.float32)

@@ -77,13 +77,17 @@ def peak_gmacs(repeats: int) -> float:
     return 4 * 128 * reps / _seconds(lambda: _peak_loop(rows, coef, reps), repeats) / 1e9
 
 
-def _layer_inputs(n_in: int, n_out: int, batch: int, rng) -> dict:
+def layer_inputs(n_in: int, n_out: int, batch: int, rng, one_per_sample: bool = True) -> dict:
+    """A layer's weight (a random 20% pruned), bias, inputs and output gradients as training
+    has them: a hidden layer's inputs (more than `layers.THIN`) are ReLU outputs, about half
+    zero; a Q-value head's gradients (at most `layers.FEW` outputs) have one nonzero entry per
+    sample, the action's, unless not `one_per_sample`; other gradients are about half zero."""
     weight = rng.standard_normal((n_out, n_in)).astype(np.float32) * 0.1
     weight *= rng.random(weight.shape) >= 0.2
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
-    if n_in > 8:
+    if n_in > layers.THIN:
         x = np.maximum(x, 0)  # ReLU outputs
-    if n_out <= 3:
+    if n_out <= layers.FEW and one_per_sample:
         delta = np.zeros((batch, n_out), np.float32)
         delta[np.arange(batch), rng.integers(0, n_out, batch)] = rng.standard_normal(batch)
     else:
@@ -93,7 +97,7 @@ def _layer_inputs(n_in: int, n_out: int, batch: int, rng) -> dict:
 
 def layer_us(n_in: int, n_out: int, batch: int, reps: int, repeats: int) -> dict:
     """{part: microseconds per call} of one layer's forward, weight gradient and backward."""
-    a = _layer_inputs(n_in, n_out, batch, np.random.default_rng(0))
+    a = layer_inputs(n_in, n_out, batch, np.random.default_rng(0))
     out = np.empty((batch, n_out), np.float32)
     grad_weight, grad_bias, below = np.empty_like(a["weight"]), np.empty_like(a["bias"]), np.empty_like(a["x"])
     relu = n_out > 3
